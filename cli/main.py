@@ -1,0 +1,86 @@
+"""The `deploy` command group.
+
+Subcommands are registered by name and imported only when invoked, so `deploy --help` and
+`deploy plan` never pay for pulumi, boto3, httpx or matplotlib. Every command turns a
+`DeployError` into its message and exit code: a user mistake never shows a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from agentdeploy import __version__
+
+#: name -> (module under agentdeploy.cli, attribute, one-line help shown by `deploy --help`)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "plan": ("plan_cmd", "plan", "Decide each agent's route, model and settings; show costs and reasons."),
+    "schema": ("plan_cmd", "schema", "Print the decision file's JSON Schema (for editor completion)."),
+    "catalog": ("catalog_cmd", "catalog", "Show the catalog of prices and speeds; refresh spot prices."),
+    "render": ("render_cmd", "render", "Render the gateway config and per-agent artefacts from the plan."),
+    "serve": ("serve_cmd", "serve", "Run the serving gateway from a rendered config."),
+    "preview": ("stack_cmd", "preview", "Show what `deploy up` would change in a stack."),
+    "up": ("stack_cmd", "up", "Provision a stack as its plan says."),
+    "down": ("stack_cmd", "down", "Remove everything a stack provisioned."),
+    "refresh": ("stack_cmd", "refresh", "Reconcile the stack's state with the cloud."),
+    "outputs": ("stack_cmd", "outputs", "Print the gateway URL and per-agent endpoints."),
+    "reap": ("ops_cmd", "reap", "Scale idle GPU fleets of a stack to zero."),
+    "cost": ("ops_cmd", "cost", "Actual spend per agent against the plan's projection."),
+    "status": ("ops_cmd", "status", "Per-agent route, fleet health, budget and alarms."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [n for n, (mod, _, _) in COMMANDS.items() if _module_exists(mod)]
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS or not _module_exists(COMMANDS[name][0]):
+            return None
+        mod, attr, _ = COMMANDS[name]
+        return getattr(importlib.import_module(f"agentdeploy.cli.{mod}"), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(n, COMMANDS[n][2]) for n in self.list_commands(ctx)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+def _module_exists(mod: str) -> bool:
+    from importlib.util import find_spec
+
+    return find_spec(f"agentdeploy.cli.{mod}") is not None
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="deploy")
+def cli() -> None:
+    """agentdeploy: per-agent cost / latency / quality decisions, provisioned.
+
+    \b
+    Exit codes: 0 ok, 1 failed at run time, 2 invalid input, 3 infeasible
+    (the message names the corner to relax), 4 missing tool or credentials,
+    5 change applied only in part.
+    """
+
+
+def main() -> None:
+    from agentdeploy.errors import DeployError
+
+    try:
+        cli.main(standalone_mode=False)
+    except DeployError as err:
+        click.echo(err.render(), err=True)
+        sys.exit(err.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(1)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except click.exceptions.Exit as err:
+        sys.exit(err.exit_code)
+    sys.exit(0)

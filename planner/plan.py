@@ -1,0 +1,189 @@
+"""The plan: what the planner decided for each agent, with the numbers behind it.
+
+This is the contract every later stage reads (render, Pulumi program, gateway config,
+operations) and what `deploy plan --json` prints. The keys named in the design contract
+(name, route, model, streaming, max_tokens, cache.enabled/ttl, latency.ceiling_s /
+p95_estimate_s, cost.per_conversation_usd, cost.monthly_usd.launch/month_12,
+break_even_conversations_per_month, why, totals, baseline) keep their meaning; other fields
+may be added.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Route = Literal["api", "batch", "gpu"]
+CacheTTL = Literal["5m", "1h"]
+BudgetPolicy = Literal["block", "degrade", "alert"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CacheDecision(_Model):
+    enabled: bool
+    ttl: CacheTTL | None = None
+    #: Where cache_control breakpoints go, in prefix order: "tools", "system", "conversation".
+    breakpoints: list[str] = Field(default_factory=list)
+    #: Static prefix tokens the breakpoints cover (system + tools + knowledge).
+    prefix_tokens: int = 0
+    #: Expected share of requests whose static prefix is read from cache.
+    expected_hit_rate: float = 0.0
+    #: The model's minimum cacheable prompt length, for the gateway's own check.
+    min_cacheable_tokens: int = 0
+
+
+class LatencyEstimate(_Model):
+    ceiling_s: float | None
+    #: What the ceiling measures: time to first token (streamed, a person reading) or the
+    #: full answer (a backend waiting), or nothing (batch).
+    measure: Literal["first_token", "full_response", "none"]
+    #: p95 of the measured quantity (what is compared with the ceiling).
+    p95_estimate_s: float
+    ttft_p95_s: float
+    total_p95_s: float
+
+
+class CostItems(_Model):
+    """One month's cost, itemised (USD)."""
+
+    uncached_input: float = 0.0
+    cache_write: float = 0.0
+    cache_read: float = 0.0
+    output: float = 0.0
+    #: Negative: what the Batch API's discount took off the token items above.
+    batch_discount: float = 0.0
+    gpu_spot: float = 0.0
+    gpu_on_demand: float = 0.0
+    #: Claude spend for traffic the gateway sends to the fallback (cold start, spot loss).
+    fallback_api: float = 0.0
+    total: float = 0.0
+
+
+class MonthlyUSD(_Model):
+    launch: float
+    month_12: float
+
+
+class CostEstimate(_Model):
+    per_conversation_usd: float
+    monthly_usd: MonthlyUSD
+    items: dict[Literal["launch", "month_12"], CostItems]
+    #: The realtime-API cost of the same agent (what self-hosting is compared with).
+    api_monthly_usd: MonthlyUSD | None = None
+    #: The GPU-fleet cost of the same agent where an open model qualifies.
+    gpu_monthly_usd: MonthlyUSD | None = None
+
+
+class FleetPlan(_Model):
+    """A self-hosted agent's GPU fleet: what the Pulumi program and node templates build."""
+
+    open_model: str  # catalog id of the open-weight model
+    hf_repo: str  # what vLLM loads
+    served_model_name: str
+    instance_type: str
+    #: Alternatives of the same GPU class, for the mixed-instances policy's overrides.
+    instance_types: list[str]
+    gpu: str
+    on_demand_base_capacity: int
+    on_demand_percentage_above_base: int
+    spot_allocation_strategy: str = "price-capacity-optimized"
+    min_replicas: int
+    max_replicas: int
+    #: Replicas needed at peak and at average active-hour load.
+    peak_replicas: int
+    average_replicas: float
+    idle_minutes: int
+    active_hours_per_day: float
+    #: Concurrent requests one replica takes before the latency budget is at risk; the gateway
+    #: spills to Claude above it and the autoscaler targets a fraction of it.
+    max_concurrency_per_replica: int
+    target_queue_per_replica: float
+    max_model_len: int
+    gpu_memory_utilization: float = 0.9
+    shutdown_timeout_s: int = 90
+    cold_start_s: float
+    hourly_usd_on_demand: float
+    hourly_usd_spot: float
+
+
+class BudgetPlan(_Model):
+    monthly_usd: float
+    thresholds_pct: list[int]
+    policy: BudgetPolicy
+    #: True when the user set the budget; False when derived from projection × headroom.
+    user_set: bool
+
+
+class QualityDecision(_Model):
+    task: str
+    wrong_answer_cost: str
+    floor_tier: int
+    #: "tier-rules" or "evals"
+    source: str
+    model_tier: int | None = None
+
+
+class AgentPlan(_Model):
+    name: str
+    description: str = ""
+    route: Route
+    #: The model that answers: a Claude model id (api/batch) or the open model's served name (gpu).
+    model: str
+    provider: Literal["anthropic", "vllm"]
+    #: Claude model the gateway falls back to (gpu route), meeting the same quality floor.
+    fallback_model: str | None = None
+    streaming: bool
+    max_tokens: int
+    cache: CacheDecision
+    batch: bool
+    latency: LatencyEstimate
+    quality: QualityDecision
+    cost: CostEstimate
+    break_even_conversations_per_month: float | None
+    fleet: FleetPlan | None = None
+    budget: BudgetPlan
+    volume: dict[str, float]
+    why: list[str]
+
+
+class Totals(_Model):
+    monthly_usd: MonthlyUSD
+
+
+class Baseline(_Model):
+    """The naive setup the plan is compared with: one mid tier for all, no caching, no batch."""
+
+    model: str
+    monthly_usd: MonthlyUSD
+    saving_usd: MonthlyUSD
+    saving_pct: MonthlyUSD
+
+
+class CatalogRef(_Model):
+    version: str
+    as_of: str
+    overrides: list[str] = Field(default_factory=list)
+
+
+class Plan(_Model):
+    stack: str
+    region: str
+    alert_emails: list[str]
+    volume_scale: float = 1.0
+    agents: list[AgentPlan]
+    totals: Totals
+    baseline: Baseline
+    catalog: CatalogRef
+
+    def agent(self, name: str) -> AgentPlan:
+        for a in self.agents:
+            if a.name == name:
+                return a
+        raise KeyError(name)
+
+    def to_json_dict(self) -> dict:
+        return self.model_dump(mode="json")
