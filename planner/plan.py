@@ -136,6 +136,8 @@ class AgentPlan(_Model):
     provider: Literal["anthropic", "vllm"]
     #: Claude model the gateway falls back to (gpu route), meeting the same quality floor.
     fallback_model: str | None = None
+    #: Cheaper Claude model still meeting the floor, for the gateway's `degrade` budget policy.
+    degrade_model: str | None = None
     streaming: bool
     max_tokens: int
     cache: CacheDecision

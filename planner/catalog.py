@@ -1,0 +1,208 @@
+"""The catalog: prices, speeds and limits the planner reasons with, each with its source.
+
+The built-in catalog is versioned data (planner/data/catalog.yaml). Users override any entry:
+files passed with `--catalog`, files in $AGENTDEPLOY_HOME/catalog.d/*.yaml (where
+`deploy catalog refresh-spot` writes current spot prices), and the decision file's
+`catalog:` section, applied in that order. An override is a partial document of the same
+shape, deep-merged; every overridden entry must say where its figures come from.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from agentdeploy.errors import InvalidInput
+
+BUILTIN = Path(__file__).parent / "data" / "catalog.yaml"
+TASKS = ("routing", "classification", "extraction", "qa", "reasoning", "generation")
+
+
+class Sourced(BaseModel):
+    """An entry whose figures carry a source and an as-of date."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(min_length=3, description="Where the figures come from (OFFICIAL / 3P / EST + where).")
+    as_of: date
+    #: Per-field sources where a figure comes from elsewhere than `source`: field -> "text (date)".
+    field_sources: dict[str, str] = Field(default_factory=dict)
+    notes: str = ""
+
+
+class ClaudeModel(Sourced):
+    name: str
+    input_usd_per_mtok: float = Field(ge=0)
+    output_usd_per_mtok: float = Field(ge=0)
+    cache_write_5m_multiplier: float = Field(1.25, ge=0)
+    cache_write_1h_multiplier: float = Field(2.0, ge=0)
+    cache_read_multiplier: float = Field(0.1, ge=0)
+    #: Share taken off input and output by the Batch API (0.5 = half price).
+    batch_discount: float = Field(0.5, ge=0, le=1)
+    min_cacheable_tokens: int = Field(ge=0)
+    context_tokens: int = Field(gt=0)
+    max_output_tokens: int = Field(gt=0)
+    ttft_p50_s: float = Field(gt=0)
+    ttft_p95_s: float = Field(gt=0)
+    output_tokens_per_s: float = Field(gt=0)
+    quality_tier: int = Field(ge=1, le=5)
+    #: Whether the planner may choose it; newer or unverified models can be enabled by override.
+    selectable: bool = True
+
+    def usd_per_token(self, kind: Literal["input", "output", "cache_write_5m", "cache_write_1h", "cache_read"]) -> float:
+        base = self.input_usd_per_mtok / 1e6
+        return {
+            "input": base,
+            "output": self.output_usd_per_mtok / 1e6,
+            "cache_write_5m": base * self.cache_write_5m_multiplier,
+            "cache_write_1h": base * self.cache_write_1h_multiplier,
+            "cache_read": base * self.cache_read_multiplier,
+        }[kind]
+
+
+class OpenModel(Sourced):
+    name: str
+    hf_repo: str
+    params_b: float = Field(gt=0)
+    #: Size class used to look up throughput on an instance: "3b", "8b", "32b", "70b".
+    size_class: str
+    #: GPU memory the weights and a working KV cache need (GB).
+    memory_gb: float = Field(gt=0)
+    context_tokens: int = Field(gt=0)
+    #: Quality tier per task kind it is fit for; tasks absent here are not served by it.
+    task_tiers: dict[str, int]
+
+    @model_validator(mode="after")
+    def _tasks_known(self) -> "OpenModel":
+        bad = sorted(set(self.task_tiers) - set(TASKS))
+        if bad:
+            raise ValueError(f"unknown task kinds {bad}; known: {list(TASKS)}")
+        return self
+
+
+class InstancePerf(BaseModel):
+    """How one model size class runs on one instance type (vLLM, single replica)."""
+
+    model_config = ConfigDict(extra="forbid")
+    single_stream_tok_s: float = Field(gt=0)
+    #: Aggregate output tokens/s at the knee concurrency.
+    aggregate_tok_s: float = Field(gt=0)
+    #: Concurrency where throughput saturates and tail latency starts rising.
+    knee_concurrency: int = Field(gt=0)
+    ttft_p95_s_at_knee: float = Field(gt=0)
+    source: str = "EST"
+
+
+class GpuInstance(Sourced):
+    gpu: str
+    gpu_count: int = Field(gt=0)
+    gpu_memory_gb: float = Field(gt=0)
+    on_demand_usd_per_hour: float = Field(gt=0)
+    spot_usd_per_hour: float = Field(gt=0)
+    #: Seconds from launch to serving: boot, image, weights, engine start (EST).
+    cold_start_s: float = Field(gt=0)
+    perf: dict[str, InstancePerf] = Field(default_factory=dict)
+    #: Alternative instance types of the same GPU class for mixed-instances overrides.
+    alternatives: list[str] = Field(default_factory=list)
+
+
+class Assumptions(Sourced):
+    """Planner constants that are estimates rather than published figures."""
+
+    max_tokens_margin: float = 1.25
+    spot_interruption_fallback_share: float = 0.01
+    cold_start_fallback_share: float = 0.02
+    batch_cache_hit_rate: float = 0.8
+    default_turn_gap_s: float = 30.0
+    days_per_month: float = 30.4
+    #: GPU replicas run at most this share of their knee concurrency at peak.
+    gpu_target_utilisation: float = 0.7
+    idle_minutes_default: int = 15
+
+
+class Catalog(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: str
+    as_of: date
+    claude_models: dict[str, ClaudeModel]
+    open_models: dict[str, OpenModel]
+    gpu_instances: dict[str, GpuInstance]
+    assumptions: Assumptions
+    #: Where each override came from, in the order applied.
+    applied_overrides: list[str] = Field(default_factory=list)
+
+    def claude(self, model_id: str) -> ClaudeModel:
+        try:
+            return self.claude_models[model_id]
+        except KeyError:
+            raise InvalidInput(
+                f"model {model_id!r} is not in the catalog",
+                hint=f"known Claude models: {', '.join(sorted(self.claude_models))}",
+            ) from None
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def catalog_home_overrides() -> list[Path]:
+    """Override files under $AGENTDEPLOY_HOME/catalog.d (default ~/.agentdeploy/catalog.d)."""
+    home = Path(os.environ.get("AGENTDEPLOY_HOME", Path.home() / ".agentdeploy"))
+    folder = home / "catalog.d"
+    return sorted(folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise InvalidInput(f"{path}: cannot read catalog file ({err.strerror})") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise InvalidInput(f"{where}: catalog file is not valid YAML ({getattr(err, 'problem', err)})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise InvalidInput(f"{path}: a catalog file must be a mapping at the top level")
+    return data
+
+
+def load_catalog(
+    override_files: list[Path] | None = None,
+    inline_overrides: dict[str, Any] | None = None,
+    inline_origin: str = "decision file",
+    include_home: bool = True,
+) -> Catalog:
+    data = _read_yaml(BUILTIN)
+    applied: list[str] = []
+    paths = (catalog_home_overrides() if include_home else []) + list(override_files or [])
+    for path in paths:
+        data = deep_merge(data, _read_yaml(Path(path)))
+        applied.append(str(path))
+    if inline_overrides:
+        data = deep_merge(data, inline_overrides)
+        applied.append(inline_origin)
+    data["applied_overrides"] = applied
+    try:
+        return Catalog.model_validate(data)
+    except ValidationError as err:
+        details = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()]
+        origin = ", ".join(applied) if applied else str(BUILTIN)
+        raise InvalidInput(
+            f"catalog is invalid after applying overrides ({origin})",
+            details=details,
+            hint="an override entry needs the same fields as the built-in one, plus `source` and `as_of`",
+        ) from None
