@@ -8,7 +8,7 @@ from setuptools import find_packages, setup
 
 FOLDERS = ["planner", "cli", "serving", "stacks", "templates"]
 
-packages = ["agentdeploy"]
+packages = ["agentdeploy"] + [f"agentdeploy.{sub}" for sub in find_packages("agentdeploy")]
 package_dir = {"agentdeploy": "agentdeploy"}
 for folder in FOLDERS:
     packages.append(f"agentdeploy.{folder}")
