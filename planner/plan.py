@@ -60,6 +60,8 @@ class CostItems(_Model):
     gpu_on_demand: float = 0.0
     #: Claude spend for traffic the gateway sends to the fallback (cold start, spot loss).
     fallback_api: float = 0.0
+    #: Engineering time to run a self-hosted fleet (stack setting, default 0).
+    ops_overhead: float = 0.0
     total: float = 0.0
 
 
@@ -147,6 +149,9 @@ class AgentPlan(_Model):
     cost: CostEstimate
     break_even_conversations_per_month: float | None
     fleet: FleetPlan | None = None
+    #: The cheapest qualifying self-hosted option ("open-model@instance-type"), chosen or not:
+    #: what the break-even volume and the GPU cost curve refer to.
+    gpu_candidate: str | None = None
     budget: BudgetPlan
     volume: dict[str, float]
     why: list[str]

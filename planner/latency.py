@@ -1,0 +1,61 @@
+"""Latency estimates: p95 time to first token and to the full answer.
+
+API models: the catalog's p95 TTFT plus the p95 output at the model's decode speed. GPU
+replicas: from the instance's measured (or estimated) throughput curve at the concurrency the
+plan will run each replica at, so a fleet sized too thin shows up as a latency miss, not a
+surprise in production.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agentdeploy.planner.catalog import ClaudeModel, InstancePerf
+from agentdeploy.planner.spec import Profile
+
+#: Network + gateway time added to every self-hosted request (EST: same-region hop, gateway < 5 ms).
+GPU_NETWORK_S = 0.05
+#: Batch API: "most batches finish in less than 1 hour"; hard limit 24 h (OFFICIAL batch docs).
+BATCH_P95_S = 3600.0
+BATCH_LIMIT_S = 86400.0
+
+
+@dataclass(frozen=True)
+class Estimate:
+    ttft_p95_s: float
+    total_p95_s: float
+
+    def measured(self, measure: str) -> float:
+        return self.ttft_p95_s if measure == "first_token" else self.total_p95_s
+
+
+def p95_output_tokens(profile: Profile) -> float:
+    """p95 of output per turn, between the mean and the p99 (EST: 80% of the way)."""
+    mean, p99 = profile.output_tokens_per_turn, profile.p99_output
+    return mean + 0.8 * (p99 - mean)
+
+
+def api_estimate(model: ClaudeModel, profile: Profile) -> Estimate:
+    ttft = model.ttft_p95_s
+    return Estimate(round(ttft, 3), round(ttft + p95_output_tokens(profile) / model.output_tokens_per_s, 3))
+
+
+def per_stream_speed(perf: InstancePerf, concurrency: float) -> float:
+    """Tokens/s one stream sees when a replica runs `concurrency` streams (linear to the knee)."""
+    c = max(1.0, concurrency)
+    if c >= perf.knee_concurrency:
+        return perf.aggregate_tok_s / c
+    frac = (c - 1) / max(1, perf.knee_concurrency - 1)
+    aggregate = perf.single_stream_tok_s + (perf.aggregate_tok_s - perf.single_stream_tok_s) * frac
+    return aggregate / c
+
+
+def gpu_estimate(perf: InstancePerf, profile: Profile, concurrency: float) -> Estimate:
+    c = max(1.0, concurrency)
+    ttft = perf.ttft_p95_s_at_knee * max(0.3, min(1.0, c / perf.knee_concurrency)) + GPU_NETWORK_S
+    speed = per_stream_speed(perf, c)
+    return Estimate(round(ttft, 3), round(ttft + p95_output_tokens(profile) / speed, 3))
+
+
+def batch_estimate() -> Estimate:
+    return Estimate(BATCH_P95_S, BATCH_P95_S)

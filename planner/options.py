@@ -1,0 +1,136 @@
+"""Candidate options for one agent, each priced at launch and at 12 months.
+
+An option is a (route, model, settings) triple the planner could deploy. Options are built here
+and compared in build.py; keeping them as plain values makes the invariants (floor, ceiling,
+cost monotone in volume, caching never raises cost) testable one option at a time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agentdeploy.planner.caching import OPTIONS, CacheOption, TokenBill, conversation_bill
+from agentdeploy.planner.catalog import Catalog, ClaudeModel, GpuInstance, OpenModel
+from agentdeploy.planner.cost import price_bill
+from agentdeploy.planner.fleet import FleetShape, fleet_cost, shape_fleet
+from agentdeploy.planner.latency import Estimate, api_estimate, batch_estimate
+from agentdeploy.planner.plan import CostItems
+from agentdeploy.planner.spec import Agent
+from agentdeploy.planner.traffic import traffic_for
+
+
+@dataclass(frozen=True)
+class ApiOption:
+    route: str  # "api" | "batch"
+    model_id: str
+    model: ClaudeModel
+    cache: CacheOption
+    bill: TokenBill
+    estimate: Estimate
+    launch: CostItems
+    month_12: CostItems
+
+
+@dataclass(frozen=True)
+class GpuOption:
+    open_id: str
+    open_model: OpenModel
+    instance_type: str
+    instance: GpuInstance
+    shape_launch: FleetShape
+    shape_month_12: FleetShape
+    estimate: Estimate
+    fallback: ApiOption
+    launch: CostItems
+    month_12: CostItems
+
+
+def turn_gap(agent: Agent, catalog: Catalog) -> float:
+    return agent.profile.turn_gap_s or catalog.assumptions.default_turn_gap_s
+
+
+def api_cost_at(agent: Agent, model: ClaudeModel, cache: CacheOption, catalog: Catalog, conversations: float, *, batch: bool) -> tuple[CostItems, TokenBill]:
+    traffic = traffic_for(agent, conversations, catalog.assumptions.days_per_month)
+    bill = conversation_bill(
+        agent.profile,
+        model,
+        cache,
+        traffic,
+        turn_gap_s=turn_gap(agent, catalog),
+        batch_hit_rate=catalog.assumptions.batch_cache_hit_rate if batch else None,
+    )
+    return price_bill(bill, model, cache, batch=batch, conversations=conversations), bill
+
+
+def cache_choices(agent: Agent, batch: bool) -> list[CacheOption]:
+    pref = agent.overrides.cache
+    if pref == "off":
+        return [OPTIONS[0]]
+    # Batches can run longer than 5 minutes: the docs advise the 1-hour TTL for shared prefixes.
+    options = [o for o in OPTIONS if not (batch and (o.conversation or o.ttl == "5m"))]
+    if pref in ("5m", "1h"):
+        options = [o for o in options if o.ttl == pref]
+    return options
+
+
+def best_api_option(
+    agent: Agent, model_id: str, model: ClaudeModel, catalog: Catalog, launch_volume: float, m12_volume: float, *, batch: bool
+) -> ApiOption:
+    """The caching setting with the lowest 12-month cost that raises neither month's cost above 'off'."""
+    off_launch, _ = api_cost_at(agent, model, OPTIONS[0], catalog, launch_volume, batch=batch)
+    off_m12, _ = api_cost_at(agent, model, OPTIONS[0], catalog, m12_volume, batch=batch)
+    best: tuple[float, CacheOption, CostItems, CostItems, TokenBill] | None = None
+    for option in cache_choices(agent, batch):
+        launch, _ = api_cost_at(agent, model, option, catalog, launch_volume, batch=batch)
+        m12, bill = api_cost_at(agent, model, option, catalog, m12_volume, batch=batch)
+        forced = agent.overrides.cache in ("5m", "1h")
+        if not forced and option.enabled and (launch.total > off_launch.total or m12.total > off_m12.total):
+            continue
+        if not forced and option.enabled and bill.cache_write == 0 and bill.cache_read == 0:
+            continue  # below the model's minimum: nothing would be cached
+        if best is None or m12.total < best[0] - 1e-9:
+            best = (m12.total, option, launch, m12, bill)
+    assert best is not None
+    _, option, launch, m12, bill = best
+    estimate = batch_estimate() if batch else api_estimate(model, agent.profile)
+    return ApiOption("batch" if batch else "api", model_id, model, option, bill, estimate, launch, m12)
+
+
+def gpu_cost_at(
+    agent: Agent,
+    instance: GpuInstance,
+    open_model: OpenModel,
+    fallback: ApiOption,
+    catalog: Catalog,
+    conversations: float,
+    ops_overhead: float,
+    idle_minutes: int,
+) -> tuple[CostItems, FleetShape]:
+    traffic = traffic_for(agent, conversations, catalog.assumptions.days_per_month)
+    perf = instance.perf[open_model.size_class]
+    shape = shape_fleet(agent, perf, traffic, catalog.assumptions, idle_minutes)
+    fallback_api, _ = api_cost_at(agent, fallback.model, fallback.cache, catalog, conversations, batch=False)
+    items = fleet_cost(
+        agent, instance, shape, catalog.assumptions, fallback_api.total, ops_overhead, traffic.active_hours_per_day
+    )
+    return items, shape
+
+
+def build_gpu_option(
+    agent: Agent,
+    open_id: str,
+    open_model: OpenModel,
+    instance_type: str,
+    instance: GpuInstance,
+    fallback: ApiOption,
+    catalog: Catalog,
+    launch_volume: float,
+    m12_volume: float,
+    ops_overhead: float,
+    idle_minutes: int,
+) -> GpuOption:
+    launch, shape_l = gpu_cost_at(agent, instance, open_model, fallback, catalog, launch_volume, ops_overhead, idle_minutes)
+    m12, shape_m = gpu_cost_at(agent, instance, open_model, fallback, catalog, m12_volume, ops_overhead, idle_minutes)
+    # the worse of the two months' latency is the one the ceiling must hold for
+    estimate = max(shape_l.estimate, shape_m.estimate, key=lambda e: e.total_p95_s)
+    return GpuOption(open_id, open_model, instance_type, instance, shape_l, shape_m, estimate, fallback, launch, m12)

@@ -1,0 +1,353 @@
+"""The decision file: the three answers per agent, plus its token profile.
+
+One YAML file per stack. Validation is strict (unknown keys are errors, with a "did you mean"),
+and every error names the file, the line and the field, says what is wrong and what would be
+valid. The loader never raises anything but `InvalidInput` for a user mistake.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+from agentdeploy.errors import InvalidInput
+from agentdeploy.planner.catalog import TASKS
+from agentdeploy.planner.yamlsource import YamlSource, YamlSyntaxError, load_yaml_source
+
+Task = Literal["routing", "classification", "extraction", "qa", "reasoning", "generation"]
+WrongCost = Literal["low", "medium", "high", "critical"]
+Audience = Literal["interactive", "backend", "batch"]
+Policy = Literal["block", "degrade", "alert"]
+NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Latency(_Strict):
+    """Question 1: is there a hard ceiling, and who waits for the answer?"""
+
+    p95_s: float | None = Field(None, gt=0, description="p95 latency ceiling in seconds; omit for none (batch-tolerant).")
+    audience: Audience | None = Field(
+        None, description="interactive: a person reads it live; backend: a program waits; batch: nobody waits."
+    )
+    measure: Literal["first_token", "full_response"] | None = Field(
+        None, description="What the ceiling bounds. Default: first_token for interactive, full_response for backend."
+    )
+
+    @property
+    def resolved_audience(self) -> Audience:
+        if self.audience is not None:
+            return self.audience
+        if self.p95_s is None:
+            return "batch"
+        return "interactive" if self.p95_s <= 30 else "backend"
+
+    @property
+    def resolved_measure(self) -> Literal["first_token", "full_response", "none"]:
+        audience = self.resolved_audience
+        if audience == "batch":
+            return "none"
+        if self.measure is not None:
+            return self.measure
+        return "first_token" if audience == "interactive" else "full_response"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Latency":
+        if self.audience in ("interactive", "backend") and self.p95_s is None:
+            raise ValueError(f"audience {self.audience!r} needs a p95_s ceiling (or use audience: batch)")
+        if self.audience == "batch" and self.p95_s is not None and self.p95_s < 3600:
+            raise ValueError("audience 'batch' means hours: p95_s must be at least 3600 or omitted")
+        return self
+
+
+class Evals(_Strict):
+    """Measured eval scores per candidate model: they override the tier rules."""
+
+    scores: dict[str, float] = Field(description="model id -> score in [0, 1] on the agent's own eval set")
+    pass_threshold: float = Field(ge=0, le=1)
+
+    @field_validator("scores")
+    @classmethod
+    def _range(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = [k for k, s in v.items() if not 0 <= s <= 1]
+        if bad:
+            raise ValueError(f"scores must be between 0 and 1 (check {', '.join(bad)})")
+        return v
+
+
+class Quality(_Strict):
+    """Question 2: what does a wrong answer cost, on what kind of task?"""
+
+    wrong_answer_cost: WrongCost | float = Field(
+        description="low | medium | high | critical, or the cost of one wrong answer in USD."
+    )
+    task: Task
+    evals: Evals | None = None
+
+    @property
+    def cost_level(self) -> WrongCost:
+        value = self.wrong_answer_cost
+        if isinstance(value, str):
+            return value
+        if value < 1:
+            return "low"
+        if value < 20:
+            return "medium"
+        if value < 200:
+            return "high"
+        return "critical"
+
+    @field_validator("wrong_answer_cost")
+    @classmethod
+    def _non_negative(cls, v: Any) -> Any:
+        if isinstance(v, float) and v < 0:
+            raise ValueError("a cost in USD must not be negative")
+        return v
+
+
+class Volume(_Strict):
+    """Question 3: volume now and at twelve months, and the shape of the day."""
+
+    conversations_per_month: float = Field(gt=0)
+    conversations_per_month_12m: float | None = Field(None, gt=0, description="Default: same as now.")
+    peak_factor: float = Field(3.0, ge=1, description="Busiest hour's rate / the average active hour's rate.")
+    active_hours_per_day: float = Field(24.0, gt=0, le=24, description="Hours a day traffic arrives.")
+    hourly_shape: list[float] | None = Field(
+        None, description="24 relative weights (UTC hours); when given, sets active hours and peak factor."
+    )
+
+    @field_validator("hourly_shape")
+    @classmethod
+    def _shape(cls, v: list[float] | None) -> list[float] | None:
+        if v is None:
+            return v
+        if len(v) != 24 or any(w < 0 for w in v) or sum(v) <= 0:
+            raise ValueError("hourly_shape needs 24 non-negative weights, not all zero")
+        return v
+
+    @property
+    def month_12(self) -> float:
+        return self.conversations_per_month_12m or self.conversations_per_month
+
+    @property
+    def resolved_active_hours(self) -> float:
+        if self.hourly_shape:
+            return float(sum(1 for w in self.hourly_shape if w > 0))
+        return self.active_hours_per_day
+
+    @property
+    def resolved_peak_factor(self) -> float:
+        if self.hourly_shape:
+            active = [w for w in self.hourly_shape if w > 0]
+            return max(active) / (sum(active) / len(active))
+        return self.peak_factor
+
+
+class Profile(_Strict):
+    """The token profile of one conversation."""
+
+    turns: int = Field(1, ge=1, le=200)
+    input_tokens_per_turn: int = Field(ge=1, description="New input per turn (user message, retrieval), without the static prefix.")
+    output_tokens_per_turn: int = Field(ge=1)
+    static_prefix_tokens: int = Field(0, ge=0, description="System prompt + tool definitions + fixed knowledge, identical on every call.")
+    output_tokens_p99: int | None = Field(None, ge=1, description="p99 output per turn; sets max_tokens. Default 2x the mean.")
+    turn_gap_s: float | None = Field(None, gt=0, description="Seconds between turns of one conversation.")
+    resend_history: bool = Field(True, description="Each turn re-sends the conversation so far (chat APIs are stateless).")
+
+    @property
+    def p99_output(self) -> int:
+        return self.output_tokens_p99 or 2 * self.output_tokens_per_turn
+
+    @model_validator(mode="after")
+    def _p99(self) -> "Profile":
+        if self.output_tokens_p99 is not None and self.output_tokens_p99 < self.output_tokens_per_turn:
+            raise ValueError("output_tokens_p99 must be at least output_tokens_per_turn")
+        return self
+
+
+class Overrides(_Strict):
+    """Pins that take a decision out of the planner's hands (the plan still explains the cost)."""
+
+    model: str | None = None
+    route: Literal["api", "batch", "gpu"] | None = None
+    cache: Literal["auto", "off", "5m", "1h"] = "auto"
+    instance_type: str | None = None
+
+
+class Agent(_Strict):
+    description: str = ""
+    latency: Latency
+    quality: Quality
+    volume: Volume
+    profile: Profile
+    budget_usd_per_month: float | None = Field(None, gt=0)
+    budget_policy: Policy | None = None
+    overrides: Overrides = Overrides()
+
+
+class StackSettings(_Strict):
+    name: str
+    region: str = "us-east-1"
+    alert_emails: list[str] = Field(default_factory=list)
+    budget_headroom: float = Field(1.25, ge=1, le=10)
+    budget_thresholds_pct: list[int] = Field(default_factory=lambda: [50, 80, 100])
+    budget_policy: Policy = "alert"
+    #: Engineering time to run one self-hosted fleet, USD/month, added to the GPU side of the comparison.
+    ops_overhead_usd_per_fleet_month: float = Field(0.0, ge=0)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not NAME_RE.match(v):
+            raise ValueError("stack name: lower-case letters, digits and '-', starting with a letter, at most 40")
+        return v
+
+    @field_validator("alert_emails")
+    @classmethod
+    def _emails(cls, v: list[str]) -> list[str]:
+        bad = [e for e in v if not EMAIL_RE.match(e)]
+        if bad:
+            raise ValueError(f"not an email address: {', '.join(bad)}")
+        return v
+
+    @field_validator("budget_thresholds_pct")
+    @classmethod
+    def _thresholds(cls, v: list[int]) -> list[int]:
+        if not v or len(v) > 10 or any(t <= 0 or t > 1000 for t in v):
+            raise ValueError("1 to 10 thresholds, each a percentage between 1 and 1000 (AWS Budgets allows 10)")
+        return sorted(set(v))
+
+
+class Spec(_Strict):
+    version: Literal[1] = 1
+    stack: StackSettings
+    catalog: dict[str, Any] | None = Field(None, description="Catalog overrides (same shape as the catalog).")
+    agents: dict[str, Agent] = Field(min_length=1)
+
+    _source: YamlSource | None = PrivateAttr(default=None)
+
+    @field_validator("agents")
+    @classmethod
+    def _agent_names(cls, v: dict[str, Agent]) -> dict[str, Agent]:
+        bad = [n for n in v if not NAME_RE.match(n)]
+        if bad:
+            raise ValueError(
+                f"agent names must be lower-case letters, digits and '-', starting with a letter (got {', '.join(bad)})"
+            )
+        return v
+
+    @property
+    def source_path(self) -> Path | None:
+        return self._source.path if self._source else None
+
+    def where(self, *loc: Any) -> str:
+        """`file:line` for a location in the decision file (for errors found after validation)."""
+        if self._source is None:
+            return "<decision file>"
+        line = self._source.line_of(tuple(loc))
+        return f"{self._source.path}:{line}" if line else str(self._source.path)
+
+
+# --- loading and error reporting -------------------------------------------------------------
+
+
+def load_decision_file(path: str | Path, text: str | None = None) -> Spec:
+    """Read and validate a decision file; every user mistake becomes one `InvalidInput`."""
+    path = Path(path)
+    if text is None:
+        if not path.is_file():
+            raise InvalidInput(f"{path}: no such decision file", hint="pass the path of a YAML decision file")
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as err:
+            raise InvalidInput(f"{path}: cannot read decision file ({err})") from None
+    try:
+        source = load_yaml_source(path, text)
+    except YamlSyntaxError as err:
+        where = f"{err.path}:{err.line}" if err.line else str(err.path)
+        raise InvalidInput(f"{where}: not valid YAML: {err.problem}", hint="check indentation and quoting on that line") from None
+    if not isinstance(source.data, dict):
+        raise InvalidInput(
+            f"{path}:1: a decision file is a mapping with `stack:` and `agents:` at the top level",
+            hint="see examples/service-business.yaml",
+        )
+    try:
+        spec = Spec.model_validate(source.data)
+    except ValidationError as err:
+        details = [_describe(e, source) for e in err.errors()]
+        raise InvalidInput(
+            f"{path}: {len(details)} problem{'s' if len(details) > 1 else ''} in the decision file",
+            details=details,
+            hint="`deploy schema` prints the JSON Schema of the decision file",
+        ) from None
+    spec._source = source
+    return spec
+
+
+def _describe(error: dict[str, Any], source: YamlSource) -> str:
+    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and _is_union_tag(p)))
+    line = source.line_of(loc)
+    where = f"{source.path}:{line}" if line else str(source.path)
+    field = ".".join(str(p) for p in loc) or "(top level)"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        allowed = _fields_at(loc[:-1])
+        guess = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        hint = f"did you mean {guess[0]!r}?" if guess else f"allowed keys: {', '.join(allowed)}"
+        return f"{where}: {field}: unknown key; {hint}"
+    if kind == "missing":
+        return f"{where}: {field}: required field is missing"
+    message = error["msg"].removeprefix("Value error, ")
+    got = error.get("input")
+    shown = f" (got {got!r})" if got is not None and not isinstance(got, (dict, list)) else ""
+    return f"{where}: {field}: {message}{shown}"
+
+
+def _is_union_tag(part: str) -> bool:
+    # pydantic adds the union member's name to the location ("literal['low',...]", "float")
+    return part.startswith(("literal[", "function-")) or part in ("float", "int", "str", "bool", "list[float]")
+
+
+def _fields_at(loc: tuple[Any, ...]) -> list[str]:
+    model: Any = Spec
+    for part in loc:
+        if model is None:
+            return []
+        if isinstance(part, str) and model is Spec and part == "agents":
+            model = "agents-dict"
+            continue
+        if model == "agents-dict":
+            model = Agent
+            continue
+        field = model.model_fields.get(str(part)) if isinstance(model, type) else None
+        if field is None:
+            return []
+        model = _model_of(field.annotation)
+    return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+
+
+def _model_of(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def decision_file_schema() -> dict[str, Any]:
+    schema = Spec.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "agentdeploy decision file"
+    return schema
+
+
+__all__ = ["Spec", "Agent", "load_decision_file", "decision_file_schema", "TASKS", "Union"]
