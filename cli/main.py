@@ -8,7 +8,7 @@ Subcommands are registered by name and imported only when invoked, so `deploy --
 from __future__ import annotations
 
 import importlib
-import sys
+import json
 
 import click
 
@@ -48,6 +48,26 @@ class LazyGroup(click.Group):
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["agentdeploy.argv"] = list(args)  # so errors can answer in JSON when asked
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context):
+        """Turn a DeployError into its message and exit code: a user mistake never shows a traceback."""
+        from agentdeploy.errors import DeployError
+
+        try:
+            return super().invoke(ctx)
+        except DeployError as err:
+            if _wants_json(ctx):
+                click.echo(json.dumps(err.to_dict(), indent=2))
+            click.echo(err.render(), err=True)
+            ctx.exit(err.exit_code)
+
+
+def _wants_json(ctx: click.Context) -> bool:
+    return "--json" in ctx.meta.get("agentdeploy.argv", [])
+
 
 def _module_exists(mod: str) -> bool:
     from importlib.util import find_spec
@@ -68,19 +88,4 @@ def cli() -> None:
 
 
 def main() -> None:
-    from agentdeploy.errors import DeployError
-
-    try:
-        cli.main(standalone_mode=False)
-    except DeployError as err:
-        click.echo(err.render(), err=True)
-        sys.exit(err.exit_code)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(1)
-    except click.ClickException as err:
-        err.show()
-        sys.exit(err.exit_code)
-    except click.exceptions.Exit as err:
-        sys.exit(err.exit_code)
-    sys.exit(0)
+    cli(prog_name="deploy")

@@ -1,0 +1,69 @@
+"""The catalog: sourced figures, published prices, and overrides from every documented place."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from agentdeploy.errors import InvalidInput
+from agentdeploy.planner.catalog import load_catalog
+
+
+def test_every_entry_carries_source_and_date():
+    cat = load_catalog(include_home=False)
+    for group in (cat.claude_models, cat.open_models, cat.gpu_instances):
+        for key, entry in group.items():
+            assert len(entry.source) > 10, key
+            assert entry.as_of.year >= 2025, key
+    assert cat.assumptions.source
+
+
+def test_published_claude_prices():
+    # catalog-facts 1.2: Haiku 4.5 1/5, Sonnet 4.6 3/15, Opus 4.7 5/25; writes 1.25x/2x, reads 0.1x
+    cat = load_catalog(include_home=False)
+    haiku, sonnet, opus = (cat.claude_models[m] for m in ("claude-haiku-4-5", "claude-sonnet-4-6", "claude-opus-4-7"))
+    assert (haiku.input_usd_per_mtok, haiku.output_usd_per_mtok) == (1, 5)
+    assert (sonnet.input_usd_per_mtok, sonnet.output_usd_per_mtok) == (3, 15)
+    assert (opus.input_usd_per_mtok, opus.output_usd_per_mtok) == (5, 25)
+    assert sonnet.usd_per_token("cache_write_5m") * 1e6 == pytest.approx(3.75)
+    assert sonnet.usd_per_token("cache_write_1h") * 1e6 == pytest.approx(6)
+    assert sonnet.usd_per_token("cache_read") * 1e6 == pytest.approx(0.3)
+    assert haiku.min_cacheable_tokens == 4096 and sonnet.min_cacheable_tokens == 2048
+    assert cat.gpu_instances["g5.xlarge"].on_demand_usd_per_hour == 1.006
+    assert cat.gpu_instances["p5.4xlarge"].on_demand_usd_per_hour == 6.88
+
+
+def test_override_file_and_home_folder(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    (home / "catalog.d").mkdir(parents=True)
+    (home / "catalog.d" / "spot-us-east-1.yaml").write_text(yaml.safe_dump(
+        {"gpu_instances": {"g5.xlarge": {"spot_usd_per_hour": 0.31, "source": "describe_spot_price_history", "as_of": "2026-11-20"}}}
+    ))
+    extra = tmp_path / "mine.yaml"
+    extra.write_text(yaml.safe_dump({"claude_models": {"claude-haiku-4-5": {"output_usd_per_mtok": 4.0, "source": "negotiated rate sheet", "as_of": "2026-11-01"}}}))
+    monkeypatch.setenv("AGENTDEPLOY_HOME", str(home))
+    cat = load_catalog([extra])
+    assert cat.gpu_instances["g5.xlarge"].spot_usd_per_hour == 0.31
+    assert cat.gpu_instances["g5.xlarge"].on_demand_usd_per_hour == 1.006  # untouched fields stay
+    assert cat.claude_models["claude-haiku-4-5"].output_usd_per_mtok == 4.0
+    assert cat.claude_models["claude-haiku-4-5"].source == "negotiated rate sheet"
+    assert len(cat.applied_overrides) == 2
+
+
+def test_bad_override_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"claude_models": {"claude-haiku-4-5": {"input_usd_per_mtok": -1}}}))
+    with pytest.raises(InvalidInput) as err:
+        load_catalog([bad], include_home=False)
+    assert "claude_models.claude-haiku-4-5.input_usd_per_mtok" in "\n".join(err.value.details)
+
+
+def test_new_model_without_source_is_rejected(tmp_path):
+    new = tmp_path / "new.yaml"
+    new.write_text(yaml.safe_dump({"claude_models": {"claude-x": {"name": "X", "input_usd_per_mtok": 1, "output_usd_per_mtok": 2,
+        "min_cacheable_tokens": 1, "context_tokens": 1, "max_output_tokens": 1, "ttft_p50_s": 1, "ttft_p95_s": 1,
+        "output_tokens_per_s": 1, "quality_tier": 1}}}))
+    with pytest.raises(InvalidInput) as err:
+        load_catalog([new], include_home=False)
+    joined = "\n".join(err.value.details)
+    assert "claude-x.source" in joined and "claude-x.as_of" in joined

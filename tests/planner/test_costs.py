@@ -1,0 +1,102 @@
+"""Costs reproduced by hand from the published prices (catalog-facts 1.2, 3.1)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from agentdeploy.planner import build_plan, load_decision_file
+
+from .conftest import EXAMPLES, agent_doc, decision_doc
+
+HAIKU_IN, HAIKU_OUT = 1e-6, 5e-6
+SONNET_IN, SONNET_OUT = 3e-6, 15e-6
+
+
+def plan_one(write_decision, **agent):
+    return build_plan(load_decision_file(write_decision(decision_doc({"a": agent_doc(**agent)})))).agents[0]
+
+
+def test_realtime_haiku_by_hand(write_decision):
+    a = plan_one(write_decision)  # qa / medium -> floor 2 -> Haiku is the cheapest qualifying model
+    assert (a.route, a.model) == ("api", "claude-haiku-4-5")
+    expected = 1000 * (2000 * HAIKU_IN + 800 * HAIKU_OUT)  # = $6.00
+    assert a.cost.monthly_usd.launch == pytest.approx(6.00)
+    assert a.cost.monthly_usd.launch == pytest.approx(expected)
+    assert a.cost.per_conversation_usd == pytest.approx(0.006)
+    items = a.cost.items["launch"]
+    assert items.uncached_input == pytest.approx(2.0) and items.output == pytest.approx(4.0)
+    assert a.cache.enabled is False
+
+
+def test_batch_sonnet_by_hand(write_decision):
+    a = plan_one(write_decision, latency={"audience": "batch"}, quality={"wrong_answer_cost": "medium", "task": "generation"})
+    assert (a.route, a.model, a.batch, a.streaming) == ("batch", "claude-sonnet-4-6", True, False)
+    gross = 1000 * (2000 * SONNET_IN + 800 * SONNET_OUT)  # $18
+    assert a.cost.items["launch"].batch_discount == pytest.approx(-gross / 2)
+    assert a.cost.monthly_usd.launch == pytest.approx(9.00)
+
+
+def test_cached_prefix_by_hand(write_decision):
+    volume = 100_000
+    a = plan_one(
+        write_decision,
+        overrides={"model": "claude-sonnet-4-6"},
+        latency={"p95_s": 30, "audience": "backend"},
+        volume={"conversations_per_month": volume},
+        profile={"turns": 1, "input_tokens_per_turn": 500, "output_tokens_per_turn": 500, "static_prefix_tokens": 10_000},
+    )
+    rps = volume / (24 * 3600 * 30.4)
+    S = 10_000
+
+    def per_conv(ttl_s, write_price):
+        h = 1 - math.exp(-rps * ttl_s)
+        return S * (h * 0.3e-6 + (1 - h) * write_price) + 500 * SONNET_IN + 500 * SONNET_OUT
+
+    off = S * SONNET_IN + 500 * SONNET_IN + 500 * SONNET_OUT
+    five, hour = per_conv(300, 3.75e-6), per_conv(3600, 6e-6)
+    best = min(off, five, hour)
+    assert a.cache.enabled and a.cache.ttl == ("5m" if five < hour else "1h")
+    assert a.cost.monthly_usd.launch == pytest.approx(best * volume, rel=1e-4)
+    assert a.cost.monthly_usd.launch < off * volume
+
+
+def test_prefix_below_minimum_is_not_cached(write_decision):
+    a = plan_one(write_decision, profile={"turns": 3, "input_tokens_per_turn": 100, "output_tokens_per_turn": 100, "static_prefix_tokens": 1000})
+    assert a.model == "claude-haiku-4-5" and a.cache.enabled is False
+    assert any("under claude-haiku-4-5's 4096-token minimum" in w for w in a.why)
+
+
+def test_gpu_fleet_by_hand():
+    plan = build_plan(load_decision_file(EXAMPLES / "high-volume-router.yaml"))
+    a = plan.agent("ticket-router")
+    assert a.route == "gpu" and a.fleet is not None and a.fallback_model == "claude-haiku-4-5"
+    m12 = a.cost.items["month_12"]
+    # one g6.xlarge replica, all spot, 24 h x 30.4 days at $0.32/h
+    assert a.fleet.instance_type == "g6.xlarge"
+    assert m12.gpu_spot == pytest.approx(24 * 30.4 * 0.32)
+    # fallback share: cold starts 2%/2 (24 h traffic) + 1% spot loss, of the Haiku bill
+    haiku_m12 = 2_000_000 * (2400 * HAIKU_IN + 20 * HAIKU_OUT)
+    assert a.cost.api_monthly_usd.month_12 == pytest.approx(haiku_m12)
+    assert m12.fallback_api == pytest.approx(0.02 * haiku_m12)
+    assert a.break_even_conversations_per_month is not None
+    assert a.break_even_conversations_per_month < a.volume["launch"]
+
+
+def test_baseline_and_saving():
+    plan = build_plan(load_decision_file(EXAMPLES / "service-business.yaml"))
+    assert plan.baseline.model == "claude-sonnet-4-6"
+    assert plan.totals.monthly_usd.launch == pytest.approx(sum(a.cost.monthly_usd.launch for a in plan.agents), abs=0.02)
+    assert plan.baseline.saving_usd.launch == pytest.approx(plan.baseline.monthly_usd.launch - plan.totals.monthly_usd.launch, abs=0.02)
+    assert plan.baseline.saving_usd.month_12 > 0
+    routes = {a.name: a.route for a in plan.agents}
+    assert routes == {"intake": "api", "sales-brief": "api", "marketing-drafts": "batch"}
+    assert plan.agent("intake").model == "claude-haiku-4-5" and plan.agent("sales-brief").model == "claude-sonnet-4-6"
+
+
+def test_scale_what_if_doubles_token_costs():
+    spec = load_decision_file(EXAMPLES / "service-business.yaml")
+    one, two = build_plan(spec), build_plan(spec, scale=2.0)
+    assert two.volume_scale == 2.0
+    assert two.agent("sales-brief").cost.monthly_usd.launch == pytest.approx(2 * one.agent("sales-brief").cost.monthly_usd.launch, rel=0.01)
