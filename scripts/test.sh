@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs on a fresh machine, then run it.
+#   - the project with its dev extras (pytest, hypothesis, moto server, pulumi SDK, ...)
+#   - Debian packages the tests run for real: redis-server, shellcheck, cloud-init (schema check)
+#   - vLLM on CPU in its own virtual environment (scripts/setup-vllm.sh), found through VLLM_PYTHON
+# Extra arguments go to pytest (e.g. scripts/test.sh tests/planner -x).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python3 -m pip install -q --disable-pip-version-check -e '.[dev]'
+
+need=()
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v shellcheck >/dev/null || need+=(shellcheck)
+command -v cloud-init >/dev/null || need+=(cloud-init)
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+VLLM_PYTHON="$(bash scripts/setup-vllm.sh | tail -n 1)"
+export VLLM_PYTHON
+
+exec python3 -m pytest "$@"
