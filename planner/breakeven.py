@@ -18,7 +18,7 @@ def break_even(api: Curve, gpu: Curve, lo: float = 10.0, hi: float = 1e9, tolera
     prev = lo
     v = lo
     while v < hi:
-        v = min(hi, v * 1.25)
+        v = min(hi, v * 1.5)
         if gpu(v) <= api(v):
             a, b = prev, v
             while (b - a) / b > tolerance:
