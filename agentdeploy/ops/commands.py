@@ -1,0 +1,138 @@
+"""What `deploy reap / cost / status` do, between parsed options and printed output.
+
+Kept out of the click module so the CLI stays glue and these run (and are tested) without it.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timezone
+from pathlib import Path
+from typing import Any
+
+from agentdeploy.errors import DeployError, InvalidInput
+from agentdeploy.ops.aws import AwsSession
+from agentdeploy.ops.reaper import Clock, FleetReport, reap, utcnow
+
+DEFAULT_IDLE_MINUTES = 15
+
+
+def parse_when(value: str | None, name: str, default: datetime) -> datetime:
+    """'2026-11-01' (midnight UTC) or an ISO 8601 datetime; naive values are UTC."""
+    if value is None:
+        return default
+    try:
+        if len(value) == 10:
+            return datetime.combine(date.fromisoformat(value), time(0), tzinfo=timezone.utc)
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"{name} {value!r} is not a date", hint=f"use YYYY-MM-DD, e.g. {name} 2026-11-01") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _stack_idle_minutes(stack: str) -> tuple[dict[str, int] | None, bool]:
+    """Per-agent idle windows from the stack's plan, and whether the stack config exists here."""
+    from agentdeploy.stackconfig import load_stack_config
+
+    try:
+        load_stack_config(stack)
+    except InvalidInput:
+        return None, False
+    try:
+        from agentdeploy.ops.stackplan import stack_plan
+
+        plan, _ = stack_plan(stack)
+    except DeployError:
+        return None, True
+    return {a.name: a.fleet.idle_minutes for a in plan.agents if a.fleet is not None}, True
+
+
+def run_reap(
+    stack: str,
+    idle_minutes: int | None,
+    dry_run: bool,
+    region: str | None,
+    profile: str | None,
+    clock: Clock = utcnow,
+) -> tuple[list[FleetReport], str]:
+    """Reports and the region used. The idle window: --idle-minutes, else the plan's per-agent
+    fleet.idle_minutes where the stack config is here, else 15 minutes."""
+    planned, known = _stack_idle_minutes(stack)
+    window: int | dict[str, int]
+    if idle_minutes is not None:
+        window = idle_minutes
+    elif planned:
+        window = {**{"": DEFAULT_IDLE_MINUTES}, **planned}
+    else:
+        window = DEFAULT_IDLE_MINUTES
+    session = AwsSession(region=region, profile=profile)
+    reports = reap(
+        session.client("autoscaling"), session.client("ec2"), session.client("cloudwatch"),
+        stack=stack, idle_minutes=window, dry_run=dry_run, clock=clock,
+    )
+    if not reports and not known:
+        raise InvalidInput(
+            f"stack {stack!r} not found: no Auto Scaling group tagged agentdeploy:stack={stack} in {session.region}, "
+            f"and no stacks/Pulumi.{stack}.yaml here",
+            hint="check the stack name and --region (or AWS_REGION)",
+        )
+    return reports, session.region
+
+
+def run_cost(
+    stack: str,
+    since: str | None,
+    until: str | None,
+    plan_json: Path | None,
+    claude_source: str,
+    admin_url: str | None,
+    key_template: str,
+    workspace_id: str | None,
+    drift_pct: float,
+    horizon: str,
+    region: str | None,
+    profile: str | None,
+    gpu_source: str = "ec2",
+):
+    import os
+
+    from agentdeploy.ops.anthropic_admin import KEY_ENV, AdminClient
+    from agentdeploy.ops.cost_sources import collect_report
+    from agentdeploy.ops.stackplan import stack_plan
+
+    now = datetime.now(timezone.utc)
+    end = parse_when(until, "--until", now)
+    start = parse_when(since, "--since", end.replace(day=1, hour=0, minute=0, second=0, microsecond=0))
+    if start >= end:
+        raise InvalidInput(f"--since {start.date()} is not before {end.isoformat()}", hint="pick an earlier --since")
+    if drift_pct <= 0:
+        raise InvalidInput("--drift must be a positive percentage", hint="e.g. --drift 25")
+    if "{agent}" not in key_template:
+        raise InvalidInput(f"--key-name {key_template!r} must contain {{agent}}", hint="e.g. --key-name '{stack}/{agent}'")
+    plan, catalog = stack_plan(stack, plan_json)
+    use_admin = claude_source == "admin" or (claude_source == "auto" and bool(os.environ.get(KEY_ENV)))
+    admin = AdminClient(base_url=admin_url) if use_admin else None
+    session = AwsSession(region=region, profile=profile, fallback_region=plan.region)
+    try:
+        report = collect_report(
+            plan, catalog, stack, start, end, session.client("ec2"), session.client("cloudwatch"), admin,
+            threshold=drift_pct / 100, horizon=horizon, key_template=key_template, workspace_id=workspace_id,
+            cost_explorer=session.client("ce") if gpu_source == "cost-explorer" else None,
+        )
+    finally:
+        if admin is not None:
+            admin.close()
+    if not use_admin:
+        report.warnings.insert(0, f"Claude spend from the gateway's metric only ({KEY_ENV} not set)")
+    return report
+
+
+def run_status(stack: str, plan_json: Path | None, gateway_url: str | None, region: str | None, profile: str | None) -> Any:
+    from agentdeploy.ops.stackplan import stack_plan
+    from agentdeploy.ops.status import collect_status
+
+    plan, catalog = stack_plan(stack, plan_json)
+    session = AwsSession(region=region, profile=profile, fallback_region=plan.region)
+    return collect_status(
+        plan, catalog, stack, session.region,
+        session.client("autoscaling"), session.client("ec2"), session.client("cloudwatch"), gateway_url,
+    )

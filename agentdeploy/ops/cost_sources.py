@@ -1,0 +1,198 @@
+"""Where `deploy cost` reads actual spend: the Admin API, the gateway's metric, EC2.
+
+Thin edges over the pure functions in cost.py; each returns plain figures plus warnings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+from agentdeploy.naming import METRIC_SPEND_USD, ROLE_GPU_FLEET, TAG_ROLE, TAG_STACK
+from agentdeploy.ops.anthropic_admin import AdminClient
+from agentdeploy.ops.aws import AwsClient
+from agentdeploy.ops.cost import (
+    KEY_NAME_TEMPLATE,
+    GpuSpend,
+    attribute_usage,
+    billed_gap_warning,
+    gpu_spend,
+    instance_hours,
+    key_owners,
+)
+from agentdeploy.ops.metrics import metric_sum
+from agentdeploy.planner.catalog import Catalog
+from agentdeploy.planner.plan import Plan
+
+
+def day_ceiling(value: datetime) -> datetime:
+    """The reports' daily buckets end at midnight UTC: ask up to the next one so today counts."""
+    day = value.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    return day if day == value else day + timedelta(days=1)
+
+
+@dataclass
+class ClaudeActuals:
+    by_agent: dict[str, tuple[float, str]] = field(default_factory=dict)
+    billed_usd: float | None = None
+    org_priced_usd: float | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def claude_from_admin(
+    client: AdminClient,
+    plan: Plan,
+    catalog: Catalog,
+    stack: str,
+    since: datetime,
+    until: datetime,
+    key_template: str = KEY_NAME_TEMPLATE,
+    workspace_id: str | None = None,
+) -> ClaudeActuals:
+    """Per-agent Claude spend from usage by API key, plus the billed total for comparison."""
+    agents = [a.name for a in plan.agents]
+    owners = key_owners(client.api_keys(), stack, agents, key_template)
+    end = day_ceiling(until)
+    usage = client.usage(since, end)
+    if workspace_id is not None:
+        usage = [r for r in usage if r.workspace_id == workspace_id]
+    spend = attribute_usage(usage, owners, catalog)
+    billed_rows = client.cost(since, end, group_by=("workspace_id",))
+    if workspace_id is not None:
+        billed_rows = [r for r in billed_rows if r.workspace_id == workspace_id]
+    billed = sum((r.amount_usd for r in billed_rows), Decimal(0))
+    out = ClaudeActuals(billed_usd=float(round(billed, 6)), org_priced_usd=float(round(spend.org_priced, 6)))
+    keyed = set(owners.values())
+    for name in agents:
+        if name in keyed:
+            out.by_agent[name] = (float(spend.by_agent.get(name, Decimal(0))), "admin-api")
+    missing = [a for a in agents if a not in keyed]
+    if missing:
+        names = ", ".join(key_template.format(stack=stack, agent=a) for a in missing)
+        out.warnings.append(f"no Anthropic API key named {names}; those agents' Claude spend comes from the gateway metric")
+    if spend.unpriced_models:
+        out.warnings.append(f"usage of models not in the catalog was not priced: {', '.join(sorted(spend.unpriced_models))}")
+    gap = billed_gap_warning(billed, spend.org_priced)
+    if gap:
+        out.warnings.append(gap)
+    return out
+
+
+def claude_from_gateway(cw: AwsClient, agents: list[str], stack: str, since: datetime, until: datetime) -> dict[str, tuple[float, str]]:
+    """Per-agent spend the gateway accounted (metric SpendUSD); agents with no series are absent."""
+    out: dict[str, tuple[float, str]] = {}
+    for name in agents:
+        reading = metric_sum(cw, METRIC_SPEND_USD, stack, name, since, until)
+        if reading.series:
+            out[name] = (reading.value or 0.0, "gateway-metric")
+    return out
+
+
+def gpu_from_ec2(ec2: AwsClient, catalog: Catalog, stack: str, since: datetime, until: datetime) -> tuple[dict[str, GpuSpend], list[str]]:
+    reservations = ec2.paginate(
+        "describe_instances",
+        "Reservations",
+        Filters=[
+            {"Name": f"tag:{TAG_STACK}", "Values": [stack]},
+            {"Name": f"tag:{TAG_ROLE}", "Values": [ROLE_GPU_FLEET]},
+        ],
+    )
+    instances = [i for r in reservations for i in r.get("Instances", [])]
+    usages, warnings = instance_hours(instances, since, until)
+    by_agent, price_warnings = gpu_spend(usages, catalog)
+    return by_agent, warnings + price_warnings
+
+
+def collect_report(
+    plan: Plan,
+    catalog: Catalog,
+    stack: str,
+    since: datetime,
+    until: datetime,
+    ec2: AwsClient,
+    cloudwatch: AwsClient,
+    admin: AdminClient | None,
+    threshold: float,
+    horizon: str = "launch",
+    key_template: str = KEY_NAME_TEMPLATE,
+    workspace_id: str | None = None,
+    cost_explorer: AwsClient | None = None,
+):
+    """Read every source and build the report (admin=None: Claude spend from the gateway metric only;
+    cost_explorer given: GPU spend from Cost Explorer instead of EC2 instance hours)."""
+    from agentdeploy.ops.cost import build_report
+
+    agents = [a.name for a in plan.agents]
+    warnings: list[str] = []
+    claude: dict[str, tuple[float, str]] = {}
+    billed = priced = None
+    if admin is not None:
+        actuals = claude_from_admin(admin, plan, catalog, stack, since, until, key_template, workspace_id)
+        claude.update(actuals.by_agent)
+        billed, priced = actuals.billed_usd, actuals.org_priced_usd
+        warnings += actuals.warnings
+    rest = [a for a in agents if a not in claude]
+    if rest:
+        claude.update(claude_from_gateway(cloudwatch, rest, stack, since, until))
+    unknown = [a.name for a in plan.agents if a.name not in claude and a.route != "gpu"]
+    if unknown:
+        warnings.append(f"no Claude spend found for {', '.join(unknown)} (no API key of its own and no gateway metric)")
+    if cost_explorer is not None:
+        gpu, gpu_warnings = gpu_from_cost_explorer(cost_explorer, stack, since, until)
+    else:
+        gpu, gpu_warnings = gpu_from_ec2(ec2, catalog, stack, since, until)
+    warnings += gpu_warnings
+    return build_report(
+        plan, catalog, stack, since, until, claude, gpu, threshold=threshold, horizon=horizon,  # type: ignore[arg-type]
+        warnings=warnings, claude_billed_usd=billed, claude_org_priced_usd=priced,
+    )
+
+
+def gpu_from_cost_explorer(ce: AwsClient, stack: str, since: datetime, until: datetime) -> tuple[dict[str, GpuSpend], list[str]]:
+    """GPU-fleet spend per agent from Cost Explorer, grouped by the agent tag.
+
+    Exact (terminated instances, EBS and data transfer of tagged resources included) where the
+    agentdeploy tags are activated as cost allocation tags; AWS charges $0.01 per request and
+    its data lags by up to a day. Instance hours are not split out here.
+    """
+    from agentdeploy.naming import TAG_AGENT
+
+    start = since.astimezone(timezone.utc).date()
+    end = day_ceiling(until).date()
+    params = {
+        "TimePeriod": {"Start": start.isoformat(), "End": end.isoformat()},
+        "Granularity": "MONTHLY",
+        "Metrics": ["UnblendedCost"],
+        "Filter": {
+            "And": [
+                {"Tags": {"Key": TAG_STACK, "Values": [stack], "MatchOptions": ["EQUALS"]}},
+                {"Tags": {"Key": TAG_ROLE, "Values": [ROLE_GPU_FLEET], "MatchOptions": ["EQUALS"]}},
+            ]
+        },
+        "GroupBy": [{"Type": "TAG", "Key": TAG_AGENT}],
+    }
+    by_agent: dict[str, GpuSpend] = {}
+    warnings: list[str] = []
+    token: str | None = None
+    for _ in range(100):
+        page = ce.call("get_cost_and_usage", **params, **({"NextPageToken": token} if token else {}))
+        for period in page.get("ResultsByTime", []):
+            for group in period.get("Groups", []):
+                key = group["Keys"][0]
+                agent = key.split("$", 1)[1] if "$" in key else key
+                cost = group.get("Metrics", {}).get("UnblendedCost", {})
+                if cost.get("Unit", "USD") != "USD":
+                    warnings.append(f"Cost Explorer reported {cost.get('Unit')} for {agent}; not counted")
+                    continue
+                spend = by_agent.setdefault(agent or "(untagged)", GpuSpend())
+                spend.usd += float(Decimal(cost.get("Amount", "0")))
+        token = page.get("NextPageToken")
+        if not token:
+            break
+    if not by_agent:
+        warnings.append(
+            "Cost Explorer returned no GPU-fleet cost for this stack; activate the agentdeploy tags as cost "
+            "allocation tags (Billing console), or use --gpu-source ec2"
+        )
+    return by_agent, warnings

@@ -1,0 +1,166 @@
+"""Scale a stack's idle GPU fleets to zero: the file-backend answer to scheduled teardown.
+
+Safe to run from cron. The decision (`decide`) is a pure function of what was read, so every
+rule is unit-tested without AWS; `reap` reads, decides and acts. Rules, in order:
+
+- only Auto Scaling groups tagged with this stack and role gpu-fleet are considered (re-checked
+  before every write);
+- a fleet already at zero is left alone;
+- any demand above zero in the window keeps the fleet;
+- a fleet up for less than the window is kept, datapoints or not: "up" counts from the later of
+  the group's creation and its newest instance's launch, so a fleet that just scaled out from
+  zero (its node agents not publishing yet, vLLM still loading) is never taken for idle;
+- otherwise it is idle, with or without datapoints, and its MinSize and DesiredCapacity go to 0;
+- just before that write the group is read again: gone, untagged, or scaled out meanwhile
+  (demand arrived between the read and the write) means it is kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Literal
+
+from agentdeploy.errors import DeployError, OperationFailed, PartialChange
+from agentdeploy.ops.aws import AwsClient
+from agentdeploy.ops.fleets import Fleet, belongs_to, current_fleet, describe_instances, list_fleets
+from agentdeploy.ops.metrics import Reading, demand_peak
+
+Clock = Callable[[], datetime]
+Action = Literal["scale-to-zero", "keep"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    action: Action
+    reason: str
+
+
+@dataclass
+class FleetReport:
+    fleet: str
+    agent: str | None
+    action: Action
+    reason: str
+    desired_before: int
+    min_before: int
+    idle_minutes: int
+    peak_demand: float | None
+    datapoints: int
+    up_since: str
+    applied: bool = False
+    error: str | None = None
+
+
+def up_since(fleet: Fleet, launch_times: list[datetime]) -> datetime:
+    return max([fleet.created, *launch_times])
+
+
+def decide(fleet: Fleet, demand: Reading, since: datetime, now: datetime, window: timedelta) -> Verdict:
+    """Whether to scale `fleet` to zero, and why (pure: everything it needs is passed in)."""
+    minutes = int(window.total_seconds() // 60)
+    if fleet.desired == 0 and fleet.min_size == 0:
+        return Verdict("keep", "already at zero")
+    if fleet.agent is None:
+        return Verdict("keep", "no agentdeploy:agent tag, so its demand metric cannot be read")
+    if demand.value is not None and demand.value > 0:
+        return Verdict("keep", f"traffic in the last {minutes} min (peak demand {demand.value:g})")
+    age = now - since
+    if age < window:
+        return Verdict(
+            "keep", f"up for {int(age.total_seconds() // 60)} min only, less than the {minutes} min idle window"
+        )
+    if demand.datapoints == 0:
+        return Verdict("scale-to-zero", f"no demand datapoints in the last {minutes} min (up longer than that)")
+    return Verdict("scale-to-zero", f"demand 0 over the last {minutes} min ({demand.datapoints} datapoints)")
+
+
+def reap(
+    autoscaling: AwsClient,
+    ec2: AwsClient,
+    cloudwatch: AwsClient,
+    stack: str,
+    idle_minutes: int | dict[str, int],
+    dry_run: bool,
+    clock: Clock = utcnow,
+) -> list[FleetReport]:
+    """Read, decide, act. `idle_minutes` may be per agent (the plan's fleet.idle_minutes).
+
+    Raises PartialChange when some fleets were scaled and others failed; the reports say which.
+    """
+    now = clock()
+    reports: list[FleetReport] = []
+    fleets = list_fleets(autoscaling, stack)
+    instances = describe_instances(ec2, [i.instance_id for f in fleets for i in f.instances])
+    for fleet in fleets:
+        if isinstance(idle_minutes, dict):
+            minutes = idle_minutes.get(fleet.agent or "", idle_minutes.get("", 15))
+        else:
+            minutes = idle_minutes
+        window = timedelta(minutes=minutes)
+        # An instance EC2 does not describe yet has just launched: count it as launched now.
+        launches = [instances[i.instance_id]["LaunchTime"] if i.instance_id in instances else now for i in fleet.instances]
+        since = up_since(fleet, launches)
+        demand = (
+            demand_peak(cloudwatch, stack, fleet.agent, now - window, now)
+            if fleet.agent
+            else Reading(None, 0, 0)
+        )
+        verdict = decide(fleet, demand, since, now, window)
+        reports.append(
+            FleetReport(
+                fleet=fleet.name,
+                agent=fleet.agent,
+                action=verdict.action,
+                reason=verdict.reason,
+                desired_before=fleet.desired,
+                min_before=fleet.min_size,
+                idle_minutes=minutes,
+                peak_demand=demand.value,
+                datapoints=demand.datapoints,
+                up_since=since.astimezone(timezone.utc).isoformat(),
+            )
+        )
+    if dry_run:
+        return reports
+    failed = 0
+    for report, fleet in zip(reports, fleets):
+        if report.action != "scale-to-zero":
+            continue
+        try:
+            # Read the group again just before writing: its tags must still say it is ours, and a
+            # scale-out since the first read means demand arrived meanwhile.
+            fresh = current_fleet(autoscaling, fleet.name)
+            if fresh is None or not belongs_to(fresh.tags, stack):
+                report.action, report.reason = "keep", "gone or lacks the stack's tags on a second read"
+                continue
+            if fresh.desired > fleet.desired:
+                report.action, report.reason = "keep", f"scaled out to {fresh.desired} while reaping"
+                continue
+            autoscaling.call(
+                "update_auto_scaling_group", AutoScalingGroupName=fleet.name, MinSize=0, DesiredCapacity=0
+            )
+            report.applied = True
+        except DeployError as err:
+            report.error = err.message
+            failed += 1
+    if failed:
+        done = [r.fleet for r in reports if r.applied]
+        details = [f"{r.fleet}: {r.error}" for r in reports if r.error] + [f"{f}: scaled to zero" for f in done]
+        if not done:
+            raise OperationFailed(f"could not scale {failed} idle fleet(s) to zero", details=details)
+        raise PartialChange(
+            f"scaled {len(done)} fleet(s) to zero, {failed} failed",
+            details=details,
+            hint="run `deploy reap` again; fleets already at zero are left alone",
+        )
+    return reports
+
+
+def as_dicts(reports: list[FleetReport]) -> list[dict]:
+    return [asdict(r) for r in reports]

@@ -1,0 +1,184 @@
+"""`deploy status`: per agent, what is running against what was planned, in one read-only pass.
+
+Fleets are found by tag (never by name), alarms by the Stack dimension or the stack tag, budget
+use is month-to-date spend (the gateway's SpendUSD metric plus GPU instance hours x catalog
+price) against the plan's monthly budget, and the gateway's health is its own /readyz.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from agentdeploy.naming import DIM_AGENT, DIM_STACK, TAG_AGENT, TAG_STACK
+from agentdeploy.ops.aws import AwsClient
+from agentdeploy.ops.cost_sources import claude_from_gateway, gpu_from_ec2
+from agentdeploy.ops.fleets import Fleet, describe_instances, list_fleets
+from agentdeploy.planner.catalog import Catalog
+from agentdeploy.planner.plan import Plan
+
+MAX_ALARMS = 500
+
+
+@dataclass
+class FleetStatus:
+    name: str
+    desired: int
+    min_size: int
+    max_size: int
+    in_service: int
+    healthy: int
+    spot: int
+    on_demand: int
+    instance_types: list[str]
+
+
+@dataclass
+class AgentStatus:
+    agent: str
+    route: str
+    model: str
+    fleet: FleetStatus | None
+    budget_monthly_usd: float
+    spent_month_usd: float | None
+    budget_used_pct: float | None
+    alarms: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class GatewayStatus:
+    url: str | None
+    ready: bool | None
+    http_status: int | None = None
+    detail: str = ""
+
+
+@dataclass
+class StackStatus:
+    stack: str
+    region: str
+    agents: list[AgentStatus]
+    gateway: GatewayStatus
+    alarms: list[dict[str, Any]]
+    fleets_not_in_plan: list[str]
+
+    @property
+    def healthy(self) -> bool:
+        fleets_ok = all(a.fleet is None or a.fleet.healthy >= a.fleet.desired for a in self.agents)
+        return not self.alarms and self.gateway.ready is not False and fleets_ok
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "healthy": self.healthy}
+
+
+def fleet_status(fleet: Fleet, instances: dict[str, dict]) -> FleetStatus:
+    lifecycles = [instances.get(i.instance_id, {}).get("InstanceLifecycle") for i in fleet.instances]
+    return FleetStatus(
+        name=fleet.name,
+        desired=fleet.desired,
+        min_size=fleet.min_size,
+        max_size=fleet.max_size,
+        in_service=sum(1 for i in fleet.instances if i.lifecycle_state == "InService"),
+        healthy=sum(1 for i in fleet.instances if i.healthy),
+        spot=sum(1 for lc in lifecycles if lc == "spot"),
+        on_demand=sum(1 for lc in lifecycles if lc != "spot"),
+        instance_types=sorted({i.instance_type for i in fleet.instances}),
+    )
+
+
+def gateway_status(url: str | None, timeout_s: float = 3.0) -> GatewayStatus:
+    if not url:
+        return GatewayStatus(url=None, ready=None, detail="gateway URL unknown (pass --gateway-url)")
+    import httpx
+
+    target = url.rstrip("/") + "/readyz"
+    try:
+        resp = httpx.get(target, timeout=timeout_s)
+    except httpx.HTTPError as err:
+        return GatewayStatus(url=url, ready=False, detail=f"unreachable ({type(err).__name__})")
+    return GatewayStatus(url=url, ready=resp.status_code == 200, http_status=resp.status_code, detail=resp.text[:200])
+
+
+def stack_alarms(cw: AwsClient, stack: str) -> list[dict[str, Any]]:
+    """Alarms in ALARM that belong to the stack (Stack dimension, or the stack tag)."""
+    found: list[dict[str, Any]] = []
+    metric_alarms = cw.paginate("describe_alarms", "MetricAlarms", StateValue="ALARM", AlarmTypes=["MetricAlarm"])
+    composite = cw.paginate("describe_alarms", "CompositeAlarms", StateValue="ALARM", AlarmTypes=["CompositeAlarm"])
+    for alarm in (metric_alarms + composite)[:MAX_ALARMS]:
+        dims = {d["Name"]: d["Value"] for d in alarm.get("Dimensions", [])}
+        for metric in alarm.get("Metrics", []):  # metric-math alarms
+            stat = metric.get("MetricStat", {}).get("Metric", {})
+            dims.update({d["Name"]: d["Value"] for d in stat.get("Dimensions", [])})
+        agent = dims.get(DIM_AGENT)
+        mine = dims.get(DIM_STACK) == stack
+        if not mine:
+            tags = {t["Key"]: t["Value"] for t in cw.call("list_tags_for_resource", ResourceARN=alarm["AlarmArn"]).get("Tags", [])}
+            mine = tags.get(TAG_STACK) == stack
+            agent = agent or tags.get(TAG_AGENT)
+        if mine:
+            updated = alarm.get("StateUpdatedTimestamp")
+            found.append(
+                {
+                    "name": alarm["AlarmName"],
+                    "agent": agent,
+                    "reason": alarm.get("StateReason", ""),
+                    "since": updated.isoformat() if isinstance(updated, datetime) else updated,
+                }
+            )
+    return sorted(found, key=lambda a: a["name"])
+
+
+def collect_status(
+    plan: Plan,
+    catalog: Catalog,
+    stack: str,
+    region: str,
+    autoscaling: AwsClient,
+    ec2: AwsClient,
+    cloudwatch: AwsClient,
+    gateway_url: str | None,
+    now: datetime | None = None,
+) -> StackStatus:
+    now = now or datetime.now(timezone.utc)
+    month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    fleets = list_fleets(autoscaling, stack)
+    instances = describe_instances(ec2, [i.instance_id for f in fleets for i in f.instances])
+    by_agent = {f.agent: f for f in fleets if f.agent}
+    names = [a.name for a in plan.agents]
+    claude = claude_from_gateway(cloudwatch, names, stack, month_start, now)
+    gpu, _ = gpu_from_ec2(ec2, catalog, stack, month_start, now)
+    alarms = stack_alarms(cloudwatch, stack)
+    agents: list[AgentStatus] = []
+    for a in plan.agents:
+        fleet = by_agent.get(a.name)
+        notes: list[str] = []
+        if a.route == "gpu" and fleet is None:
+            notes.append("no GPU fleet tagged for this agent (not provisioned yet?)")
+        spent: float | None = None
+        if a.name in claude or a.name in gpu:
+            spent = claude.get(a.name, (0.0, ""))[0] + (gpu[a.name].usd if a.name in gpu else 0.0)
+        else:
+            notes.append("no spend metric from the gateway yet")
+        agents.append(
+            AgentStatus(
+                agent=a.name,
+                route=a.route,
+                model=a.model,
+                fleet=fleet_status(fleet, instances) if fleet else None,
+                budget_monthly_usd=a.budget.monthly_usd,
+                spent_month_usd=None if spent is None else round(spent, 4),
+                budget_used_pct=None if spent is None or not a.budget.monthly_usd else round(100 * spent / a.budget.monthly_usd, 1),
+                alarms=[al["name"] for al in alarms if al["agent"] == a.name],
+                notes=notes,
+            )
+        )
+    return StackStatus(
+        stack=stack,
+        region=region,
+        agents=agents,
+        gateway=gateway_status(gateway_url),
+        alarms=alarms,
+        fleets_not_in_plan=sorted(f.name for f in fleets if f.agent not in names),
+    )

@@ -1,0 +1,82 @@
+"""`deploy catalog show` and `deploy catalog refresh-spot`: glue over agentdeploy.ops (boto3 lazily)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+
+@click.group("catalog")
+def catalog() -> None:
+    """The prices, speeds and limits the planner reasons with, each with its source and date."""
+
+
+@catalog.command("show")
+@click.option("--json", "as_json", is_flag=True, help="Print the merged catalog as JSON.")
+@click.option("--catalog", "catalog_files", multiple=True, type=click.Path(path_type=Path), help="Extra override file (repeatable).")
+def show(as_json: bool, catalog_files: tuple[Path, ...]) -> None:
+    """List every catalog entry with its source and as-of date (overrides applied)."""
+    from agentdeploy.ops.catalog_view import catalog_json, catalog_rows
+    from agentdeploy.planner import load_catalog
+
+    cat = load_catalog(list(catalog_files))
+    if as_json:
+        click.echo(json.dumps(catalog_json(cat), indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"catalog {cat.version} (as of {cat.as_of})")
+    for col in ("kind", "id", "figures", "source", "as_of"):
+        table.add_column(col, overflow="fold")
+    for row in catalog_rows(cat):
+        table.add_row(*(str(row[c]) for c in ("kind", "id", "figures", "source", "as_of")))
+    console = Console(width=max(140, Console().width))
+    console.print(table)
+    if cat.applied_overrides:
+        console.print("overrides applied, in order: " + ", ".join(cat.applied_overrides))
+
+
+@catalog.command("refresh-spot")
+@click.option("--region", help="AWS region to price (default: AWS_REGION / the profile's region).")
+@click.option("--profile", help="AWS profile to use.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
+def refresh_spot(region: str | None, profile: str | None, as_json: bool) -> None:
+    """Write current spot prices of the catalog's GPU instances to a local override.
+
+    The file is $AGENTDEPLOY_HOME/catalog.d/spot-<region>.yaml (home defaults to ~/.agentdeploy);
+    the planner merges it automatically. Exit codes: 4 no credentials or access denied, 1 AWS failed.
+    """
+    from datetime import datetime, timezone
+
+    from agentdeploy.errors import OperationFailed
+    from agentdeploy.ops.aws import AwsSession
+    from agentdeploy.ops.spot import fetch_history, other_region_files, override_document, summarise, write_override
+    from agentdeploy.planner import load_catalog
+
+    cat = load_catalog()
+    session = AwsSession(region=region, profile=profile)
+    now = datetime.now(timezone.utc)
+    quotes = summarise(fetch_history(session.client("ec2"), sorted(cat.gpu_instances), now))
+    document, warnings = override_document(quotes, cat.gpu_instances, session.region, now.date())
+    if not document["gpu_instances"]:
+        raise OperationFailed(f"no spot prices returned in {session.region} for the catalog's GPU instances",
+                              details=warnings, hint="check the region offers these instance types")
+    path = write_override(document, session.region)
+    others = other_region_files(session.region)
+    if others:
+        warnings.append(
+            f"{path.parent} also holds {', '.join(p.name for p in others)}: the planner merges every file there "
+            "(the last in name order wins), so keep only the region your stacks run in"
+        )
+    if as_json:
+        click.echo(json.dumps({"path": str(path), "region": session.region, "warnings": warnings, **document}, indent=2))
+        return
+    for itype, entry in document["gpu_instances"].items():
+        old = cat.gpu_instances[itype].spot_usd_per_hour
+        click.echo(f"{itype:16} spot ${entry['spot_usd_per_hour']:g}/h (was ${old:g}/h)")
+    for w in warnings:
+        click.echo(f"warning: {w}", err=True)
+    click.echo(f"written to {path}")

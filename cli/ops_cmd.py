@@ -1,0 +1,116 @@
+"""`deploy reap`, `deploy cost`, `deploy status`: option parsing over agentdeploy.ops.
+
+boto3, httpx and matplotlib are imported inside the commands, never when this module loads.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+
+_aws_options = [
+    click.option("--region", help="AWS region (default: AWS_REGION / the profile's region / the plan's region)."),
+    click.option("--profile", help="AWS profile to use."),
+]
+
+
+def aws_options(fn):
+    for option in reversed(_aws_options):
+        fn = option(fn)
+    return fn
+
+
+@click.command("reap")
+@click.option("--stack", required=True, help="Stack whose GPU fleets to consider (by tag).")
+@click.option("--idle-minutes", type=click.IntRange(min=1), help="Idle window (default: the plan's per-agent value, else 15).")
+@click.option("--dry-run", is_flag=True, help="Say what would be scaled to zero; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@aws_options
+def reap(stack: str, idle_minutes: int | None, dry_run: bool, as_json: bool, region: str | None, profile: str | None) -> None:
+    """Scale the stack's idle GPU fleets to zero (MinSize and DesiredCapacity).
+
+    Only Auto Scaling groups tagged agentdeploy:stack=STACK and agentdeploy:role=gpu-fleet are
+    touched, never one with demand in the window or one up for less than the window. Safe from cron.
+    Exit codes: 0 done, 2 unknown stack, 4 credentials/permission, 1 AWS failed, 5 some fleets failed.
+    """
+    from agentdeploy.ops.commands import run_reap
+
+    reports, used_region = run_reap(stack, idle_minutes, dry_run, region, profile)
+    if as_json:
+        doc = {"stack": stack, "region": used_region, "dry_run": dry_run, "fleets": [asdict(r) for r in reports]}
+        click.echo(json.dumps(doc, indent=2))
+        return
+    from agentdeploy.ops.render import print_reap
+
+    print_reap(reports, stack, used_region, dry_run)
+
+
+@click.command("cost")
+@click.option("--stack", required=True, help="Stack to report on.")
+@click.option("--since", help="Start date, YYYY-MM-DD (default: the 1st of this month, UTC).")
+@click.option("--until", help="End date or datetime (default: now).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.option("--chart", type=click.Path(path_type=Path), help="Write a bar chart (PNG/SVG/PDF) of actual vs projected vs budget.")
+@click.option("--drift", "drift_pct", type=float, default=25.0, show_default=True, help="Flag agents whose spend is this % off the projection.")
+@click.option("--horizon", type=click.Choice(["launch", "month_12"]), default="launch", show_default=True, help="Which projection to compare with.")
+@click.option("--claude-source", type=click.Choice(["auto", "admin", "gateway"]), default="auto", show_default=True,
+              help="Claude spend from the Admin API (needs ANTHROPIC_ADMIN_KEY), the gateway's metric, or auto.")
+@click.option("--admin-url", help="Admin API base URL (default: ANTHROPIC_ADMIN_BASE_URL or https://api.anthropic.com).")
+@click.option("--key-name", "key_template", default="{stack}/{agent}", show_default=True, help="How each agent's API key is named.")
+@click.option("--workspace-id", help="Only count Claude usage of this workspace.")
+@click.option("--gpu-source", type=click.Choice(["ec2", "cost-explorer"]), default="ec2", show_default=True,
+              help="GPU spend from EC2 instance hours x catalog price, or from Cost Explorer by the agent tag.")
+@click.option("--plan", "plan_json", type=click.Path(path_type=Path), help="Use this plan JSON (`deploy plan --json`) instead of the stack's decision file.")
+@aws_options
+def cost(stack: str, since: str | None, until: str | None, as_json: bool, chart: Path | None, drift_pct: float, horizon: str,
+         claude_source: str, admin_url: str | None, key_template: str, workspace_id: str | None, gpu_source: str,
+         plan_json: Path | None, region: str | None, profile: str | None) -> None:
+    """Actual spend per agent against the plan's projection and budget.
+
+    Claude: the Admin API's usage report by API key (one key per agent, named STACK/AGENT), priced
+    with the catalog and checked against the billed cost report; the gateway's SpendUSD metric for
+    agents without a key. GPU: instance hours x catalog price (spot or on-demand).
+    Exit codes: 0 reported, 2 unknown stack or bad option, 4 missing credentials, 1 an API failed.
+    """
+    from agentdeploy.ops.commands import run_cost
+
+    report = run_cost(stack, since, until, plan_json, claude_source, admin_url, key_template, workspace_id,
+                      drift_pct, horizon, region, profile, gpu_source)
+    if chart is not None:
+        from agentdeploy.ops.cost_chart import write_cost_chart
+        from agentdeploy.planner import load_catalog
+
+        write_cost_chart(report, chart, load_catalog().assumptions.days_per_month)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    from agentdeploy.ops.render import print_cost
+
+    print_cost(report)
+    if chart is not None:
+        click.echo(f"chart written to {chart}")
+
+
+@click.command("status")
+@click.option("--stack", required=True, help="Stack to inspect.")
+@click.option("--gateway-url", envvar="AGENTDEPLOY_GATEWAY_URL", help="Gateway base URL; its /readyz is checked.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.option("--plan", "plan_json", type=click.Path(path_type=Path), help="Use this plan JSON instead of the stack's decision file.")
+@aws_options
+def status(stack: str, gateway_url: str | None, as_json: bool, plan_json: Path | None, region: str | None, profile: str | None) -> None:
+    """Per agent: route, fleet desired/healthy and spot vs on-demand, budget used, alarms in ALARM.
+
+    Exit codes: 0 reported (see `healthy` in the output), 2 unknown stack, 4 credentials, 1 AWS failed.
+    """
+    from agentdeploy.ops.commands import run_status
+
+    result = run_status(stack, plan_json, gateway_url, region, profile)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    from agentdeploy.ops.render import print_status
+
+    print_status(result)

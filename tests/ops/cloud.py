@@ -1,0 +1,62 @@
+"""Build the cloud side a stack leaves behind, in moto: tagged fleets and published metrics."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import boto3
+
+from agentdeploy.naming import DIM_AGENT, DIM_STACK, METRIC_NAMESPACE, ROLE_GPU_FLEET, stack_tags
+
+
+def launch_template(name: str = "gpu-node", instance_type: str = "g5.xlarge") -> None:
+    ec2 = boto3.client("ec2")
+    existing = ec2.describe_launch_templates()["LaunchTemplates"]
+    if any(t["LaunchTemplateName"] == name for t in existing):
+        return
+    ec2.create_launch_template(
+        LaunchTemplateName=name, LaunchTemplateData={"ImageId": "ami-12c6146b", "InstanceType": instance_type}
+    )
+
+
+def fleet(
+    name: str,
+    stack: str | None,
+    agent: str | None,
+    desired: int = 1,
+    min_size: int | None = None,
+    role: str | None = ROLE_GPU_FLEET,
+    instance_type: str = "g5.xlarge",
+) -> None:
+    """An Auto Scaling group as the Pulumi program creates it (tags propagated to instances)."""
+    template = f"lt-{instance_type.replace('.', '-')}"
+    launch_template(template, instance_type)
+    tags = stack_tags(stack, agent, role) if stack else {}
+    if not stack and agent:
+        tags["agentdeploy:agent"] = agent
+    boto3.client("autoscaling").create_auto_scaling_group(
+        AutoScalingGroupName=name,
+        MinSize=desired if min_size is None else min_size,
+        MaxSize=max(desired, 4),
+        DesiredCapacity=desired,
+        LaunchTemplate={"LaunchTemplateName": template},
+        AvailabilityZones=["us-east-1a"],
+        Tags=[{"Key": k, "Value": v, "PropagateAtLaunch": True} for k, v in tags.items()],
+    )
+
+
+def group(name: str) -> dict:
+    return boto3.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[name])[
+        "AutoScalingGroups"
+    ][0]
+
+
+def put_metric(
+    metric: str, stack: str, agent: str, value: float, at: datetime, extra: dict[str, str] | None = None
+) -> None:
+    dims = [{"Name": DIM_STACK, "Value": stack}, {"Name": DIM_AGENT, "Value": agent}]
+    dims += [{"Name": k, "Value": v} for k, v in (extra or {}).items()]
+    boto3.client("cloudwatch").put_metric_data(
+        Namespace=METRIC_NAMESPACE,
+        MetricData=[{"MetricName": metric, "Dimensions": dims, "Timestamp": at, "Value": value}],
+    )

@@ -1,0 +1,116 @@
+"""Spot prices: moto -> override file -> load_catalog() -> the plan's GPU cost."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from agentdeploy.cli.main import cli
+from agentdeploy.planner import build_plan, load_catalog, load_decision_file
+from agentdeploy.ops.spot import SpotQuote, override_document, summarise
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _row(itype: str, zone: str, price: str, hour: int) -> dict:
+    return {
+        "InstanceType": itype,
+        "AvailabilityZone": zone,
+        "SpotPrice": price,
+        "Timestamp": datetime(2026, 11, 23, hour, tzinfo=timezone.utc),
+    }
+
+
+def test_summarise_takes_latest_per_zone_then_median() -> None:
+    history = [
+        _row("g5.xlarge", "a", "0.90", 1),  # superseded by the 0.30 below
+        _row("g5.xlarge", "a", "0.30", 5),
+        _row("g5.xlarge", "b", "0.40", 2),
+        _row("g5.xlarge", "c", "0.50", 3),
+        _row("g6.xlarge", "a", "0.25", 1),
+        _row("g6.xlarge", "b", "0.35", 1),
+    ]
+    quotes = summarise(history)
+    assert quotes["g5.xlarge"] == SpotQuote("g5.xlarge", 0.40, 0.30, 0.50, 3)
+    assert quotes["g6.xlarge"].median == pytest.approx(0.30) and quotes["g6.xlarge"].zones == 2
+
+
+def test_override_keeps_provenance_and_flags_odd_quotes() -> None:
+    cat = load_catalog(include_home=False)
+    quotes = {
+        "g5.xlarge": SpotQuote("g5.xlarge", 0.35, 0.3, 0.4, 3),
+        "g6.xlarge": SpotQuote("g6.xlarge", 2.0, 2.0, 2.0, 1),  # above on-demand 0.8048
+    }
+    doc, warnings = override_document(quotes, cat.gpu_instances, "us-east-1", date(2026, 11, 23))
+    entry = doc["gpu_instances"]["g5.xlarge"]
+    assert entry["spot_usd_per_hour"] == 0.35 and entry["as_of"] == "2026-11-23"
+    assert "DescribeSpotPriceHistory" in entry["source"] and "us-east-1" in entry["source"]
+    assert cat.gpu_instances["g5.xlarge"].source in entry["field_sources"]["on_demand_usd_per_hour"]
+    assert any("g6.xlarge" in w and "above on-demand" in w for w in warnings)
+    assert any("no spot price" in w and "p5.4xlarge" in w for w in warnings)
+
+
+def test_refresh_round_trips_into_the_planner(aws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENTDEPLOY_HOME", str(tmp_path / "home"))
+    spec = load_decision_file(ROOT / "examples" / "high-volume-router.yaml")
+    before = build_plan(spec, load_catalog())
+    router_before = before.agent("ticket-router")
+    assert router_before.fleet is not None
+
+    result = CliRunner().invoke(cli, ["catalog", "refresh-spot", "--region", "us-east-1"])
+    assert result.exit_code == 0, result.output
+    path = tmp_path / "home" / "catalog.d" / "spot-us-east-1.yaml"
+    written = yaml.safe_load(path.read_text())["gpu_instances"]
+    # moto's synthetic spot price is 0.00001 in every zone.
+    assert written["g6.xlarge"]["spot_usd_per_hour"] == pytest.approx(0.00001)
+    assert written["g6.xlarge"]["as_of"] == datetime.now(timezone.utc).date().isoformat()
+
+    cat = load_catalog()
+    assert str(path) in cat.applied_overrides
+    assert cat.gpu_instances["g6.xlarge"].spot_usd_per_hour == pytest.approx(0.00001)
+    assert cat.gpu_instances["g6.xlarge"].on_demand_usd_per_hour == pytest.approx(0.8048)
+
+    after = build_plan(spec, cat)
+    router = after.agent("ticket-router")
+    assert router.fleet is not None
+    assert router.fleet.hourly_usd_spot == pytest.approx(cat.gpu_instances[router.fleet.instance_type].spot_usd_per_hour)
+    assert router.cost.items["launch"].gpu_spot < router_before.cost.items["launch"].gpu_spot
+
+
+def test_catalog_show_lists_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENTDEPLOY_HOME", str(tmp_path))
+    result = CliRunner().invoke(cli, ["catalog", "show"])
+    assert result.exit_code == 0, result.output
+    assert "g5.xlarge" in result.output and "claude-haiku-4-5" in result.output and "as_of" in result.output
+    as_json = CliRunner().invoke(cli, ["catalog", "show", "--json"])
+    import json
+
+    data = json.loads(as_json.output)
+    assert data["gpu_instances"]["g5.xlarge"]["source"]
+
+
+def test_refresh_without_credentials_is_exit_4(aws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import subprocess
+
+    monkeypatch.setenv("AGENTDEPLOY_HOME", str(tmp_path / "home"))
+    env = {k: v for k, v in os.environ.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    proc = subprocess.run(["deploy", "catalog", "refresh-spot"], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 4 and "no AWS credentials found" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "home" / "catalog.d").exists()
+
+
+def test_refresh_warns_about_other_regions_overrides(aws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENTDEPLOY_HOME", str(tmp_path / "home"))
+    assert CliRunner().invoke(cli, ["catalog", "refresh-spot", "--region", "us-west-2"]).exit_code == 0
+    result = CliRunner().invoke(cli, ["catalog", "refresh-spot", "--region", "us-east-1", "--json"])
+    assert result.exit_code == 0, result.output
+    import json
+
+    doc = json.loads(result.output)
+    assert doc["path"].endswith("spot-us-east-1.yaml")
+    assert any("spot-us-west-2.yaml" in w for w in doc["warnings"])
