@@ -53,7 +53,7 @@ def refresh_spot(region: str | None, profile: str | None, as_json: bool) -> None
 
     from agentdeploy.errors import OperationFailed
     from agentdeploy.ops.aws import AwsSession
-    from agentdeploy.ops.spot import fetch_history, other_region_files, override_document, summarise, write_override
+    from agentdeploy.ops.spot import fetch_history, override_document, summarise, write_override
     from agentdeploy.planner import load_catalog
 
     cat = load_catalog()
@@ -65,12 +65,6 @@ def refresh_spot(region: str | None, profile: str | None, as_json: bool) -> None
         raise OperationFailed(f"no spot prices returned in {session.region} for the catalog's GPU instances",
                               details=warnings, hint="check the region offers these instance types")
     path = write_override(document, session.region)
-    others = other_region_files(session.region)
-    if others:
-        warnings.append(
-            f"{path.parent} also holds {', '.join(p.name for p in others)}: the planner merges every file there "
-            "(the last in name order wins), so keep only the region your stacks run in"
-        )
     if as_json:
         click.echo(json.dumps({"path": str(path), "region": session.region, "warnings": warnings, **document}, indent=2))
         return

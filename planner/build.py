@@ -42,7 +42,7 @@ def build_plan(spec: Spec, catalog: Catalog | None = None, *, scale: float = 1.0
     """Plan every agent of `spec`; raise `Infeasible` naming each agent that has no option."""
     if scale <= 0:
         raise InvalidInput("--scale must be positive", hint="e.g. --scale 2 for twice the volume")
-    catalog = catalog or load_catalog(inline_overrides=spec.catalog)
+    catalog = catalog or load_catalog(inline_overrides=spec.catalog, region=spec.stack.region)
     _check_references(spec, catalog)
     plans: list[AgentPlan] = []
     problems: list[str] = []

@@ -157,11 +157,20 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return out
 
 
-def catalog_home_overrides() -> list[Path]:
-    """Override files under $AGENTDEPLOY_HOME/catalog.d (default ~/.agentdeploy/catalog.d)."""
+def catalog_home_overrides(region: str | None = None) -> list[Path]:
+    """Override files under $AGENTDEPLOY_HOME/catalog.d (default ~/.agentdeploy/catalog.d).
+
+    Spot prices are regional: `spot-<region>.yaml` applies only to a plan for that region (all of
+    them when no region is given, e.g. `deploy catalog show`).
+    """
     home = Path(os.environ.get("AGENTDEPLOY_HOME", Path.home() / ".agentdeploy"))
     folder = home / "catalog.d"
-    return sorted(folder.glob("*.yaml")) if folder.is_dir() else []
+    if not folder.is_dir():
+        return []
+    files = sorted(folder.glob("*.yaml"))
+    if region is None:
+        return files
+    return [f for f in files if not f.name.startswith("spot-") or f.name == f"spot-{region}.yaml"]
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -185,10 +194,11 @@ def load_catalog(
     inline_overrides: dict[str, Any] | None = None,
     inline_origin: str = "decision file",
     include_home: bool = True,
+    region: str | None = None,
 ) -> Catalog:
     data = _read_yaml(BUILTIN)
     applied: list[str] = []
-    paths = (catalog_home_overrides() if include_home else []) + list(override_files or [])
+    paths = (catalog_home_overrides(region) if include_home else []) + list(override_files or [])
     for path in paths:
         data = deep_merge(data, _read_yaml(Path(path)))
         applied.append(str(path))

@@ -109,12 +109,6 @@ def override_document(
     return {"gpu_instances": entries}, warnings
 
 
-def other_region_files(region: str, home: Path | None = None) -> list[Path]:
-    """Spot overrides of other regions: the planner merges every catalog.d file, last name wins."""
-    folder = override_path(region, home).parent
-    return sorted(p for p in folder.glob("spot-*.yaml") if p.name != f"spot-{region}.yaml") if folder.is_dir() else []
-
-
 def write_override(document: dict[str, Any], region: str, home: Path | None = None) -> Path:
     path = override_path(region, home)
     path.parent.mkdir(parents=True, exist_ok=True)

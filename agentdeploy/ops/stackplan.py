@@ -44,5 +44,5 @@ def stack_plan(stack: str, plan_json: Path | None = None, project_root: Path | N
             hint="fix `agentdeploy:decisionFile` in the stack config",
         )
     spec = load_decision_file(decision_file)
-    catalog = load_catalog(inline_overrides=spec.catalog, inline_origin=f"{decision_file} (catalog:)")
+    catalog = load_catalog(inline_overrides=spec.catalog, inline_origin=f"{decision_file} (catalog:)", region=spec.stack.region)
     return build_plan(spec, catalog), catalog

@@ -104,7 +104,8 @@ def test_refresh_without_credentials_is_exit_4(aws, tmp_path: Path, monkeypatch:
     assert not (tmp_path / "home" / "catalog.d").exists()
 
 
-def test_refresh_warns_about_other_regions_overrides(aws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_refresh_keeps_regions_apart(aws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two regions' spot files live side by side; each plan reads only its own region's."""
     monkeypatch.setenv("AGENTDEPLOY_HOME", str(tmp_path / "home"))
     assert CliRunner().invoke(cli, ["catalog", "refresh-spot", "--region", "us-west-2"]).exit_code == 0
     result = CliRunner().invoke(cli, ["catalog", "refresh-spot", "--region", "us-east-1", "--json"])
@@ -113,4 +114,5 @@ def test_refresh_warns_about_other_regions_overrides(aws, tmp_path: Path, monkey
 
     doc = json.loads(result.output)
     assert doc["path"].endswith("spot-us-east-1.yaml")
-    assert any("spot-us-west-2.yaml" in w for w in doc["warnings"])
+    east = load_catalog(region="us-east-1").applied_overrides
+    assert [Path(p).name for p in east] == ["spot-us-east-1.yaml"]

@@ -67,3 +67,16 @@ def test_new_model_without_source_is_rejected(tmp_path):
         load_catalog([new], include_home=False)
     joined = "\n".join(err.value.details)
     assert "claude-x.source" in joined and "claude-x.as_of" in joined
+
+
+def test_spot_overrides_apply_only_to_their_region(tmp_path, monkeypatch):
+    folder = tmp_path / "catalog.d"
+    folder.mkdir()
+    for region, price in (("us-east-1", 0.31), ("eu-west-1", 0.55)):
+        (folder / f"spot-{region}.yaml").write_text(yaml.safe_dump(
+            {"gpu_instances": {"g5.xlarge": {"spot_usd_per_hour": price, "source": "describe_spot_price_history", "as_of": "2026-11-20"}}}
+        ))
+    monkeypatch.setenv("AGENTDEPLOY_HOME", str(tmp_path))
+    assert load_catalog(region="us-east-1").gpu_instances["g5.xlarge"].spot_usd_per_hour == 0.31
+    assert load_catalog(region="eu-west-1").gpu_instances["g5.xlarge"].spot_usd_per_hour == 0.55
+    assert load_catalog(region="ap-south-1").gpu_instances["g5.xlarge"].spot_usd_per_hour == 0.40
