@@ -1,0 +1,111 @@
+"""Budget alarms: one SNS topic with the stack's alert emails, an AWS Budget on the stack's
+tagged spend, and per-agent CloudWatch alarms on the spend the gateway publishes.
+
+AWS only sees the stack's own infrastructure (GPU fleets, gateway); Claude spend is billed
+by Anthropic, so the per-agent alarms read the gateway's SpendUSD metric instead. Both fire
+at the plan's thresholds.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from agentdeploy.naming import DIM_AGENT, DIM_STACK, METRIC_NAMESPACE, METRIC_SPEND_USD, TAG_STACK
+from agentdeploy.planner.plan import Plan
+from agentdeploy.stacks.common import ROLE_ALERTS, ROLE_BUDGET, tags
+
+#: AWS Budgets allows at most five notifications per budget: four actual thresholds + one forecast.
+MAX_ACTUAL_NOTIFICATIONS = 4
+DAYS_PER_MONTH = 30.4
+
+
+def stack_budget_usd(plan: Plan) -> float:
+    return round(sum(a.budget.monthly_usd for a in plan.agents), 2)
+
+
+def stack_thresholds(plan: Plan) -> list[int]:
+    """The union of the agents' thresholds, highest kept when AWS's limit forces a choice."""
+    union = sorted({p for a in plan.agents for p in a.budget.thresholds_pct})
+    return union[-MAX_ACTUAL_NOTIFICATIONS:]
+
+
+def tag_filter_value(stack: str) -> str:
+    """Cost-allocation tag filter as AWS Budgets spells it: user:<key>$<value>."""
+    return f"user:{TAG_STACK}${stack}"
+
+
+def topic_policy_document(topic_arn: str) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Sid": "BudgetsPublish", "Effect": "Allow", "Principal": {"Service": "budgets.amazonaws.com"},
+         "Action": "SNS:Publish", "Resource": topic_arn},
+        {"Sid": "AlarmsPublish", "Effect": "Allow", "Principal": {"Service": "cloudwatch.amazonaws.com"},
+         "Action": "SNS:Publish", "Resource": topic_arn},
+    ]}, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class SpendAlarm:
+    agent: str
+    pct: int
+    #: Alarm when one day's spend exceeds this: the pace that reaches pct% of the budget in a month.
+    daily_usd: float
+
+
+def spend_alarms(plan: Plan) -> list[SpendAlarm]:
+    """Pace alarms per agent and threshold (pure). The gateway publishes spend as it accrues;
+    CloudWatch cannot sum a calendar month, so each threshold is a daily pace instead."""
+    out = []
+    for a in plan.agents:
+        for pct in a.budget.thresholds_pct:
+            out.append(SpendAlarm(a.name, pct, round(a.budget.monthly_usd * pct / 100 / DAYS_PER_MONTH, 4)))
+    return out
+
+
+class Alerts(pulumi.ComponentResource):
+    topic_arn: pulumi.Output[str]
+
+    def __init__(self, name: str, plan: Plan, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("agentdeploy:alerts:Alerts", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        stack = plan.stack
+        topic = aws.sns.Topic(f"{name}-topic", name=f"agentdeploy-{stack}-alerts",
+                              tags=tags(stack, f"agentdeploy-{stack}-alerts", role=ROLE_ALERTS), opts=child)
+        # AWS Budgets publishes only to topics whose policy lets it; CloudWatch alarms of this
+        # account may publish as well. Nothing else may.
+        aws.sns.TopicPolicy(f"{name}-topic-policy", arn=topic.arn,
+                            policy=topic.arn.apply(topic_policy_document), opts=child)
+        for i, email in enumerate(plan.alert_emails):
+            aws.sns.TopicSubscription(f"{name}-email-{i}", topic=topic.arn, protocol="email", endpoint=email, opts=child)
+        self.topic_arn = topic.arn
+
+        notifications = [
+            {"comparison_operator": "GREATER_THAN", "notification_type": "ACTUAL", "threshold": pct,
+             "threshold_type": "PERCENTAGE", "subscriber_sns_topic_arns": [topic.arn]}
+            for pct in stack_thresholds(plan)
+        ]
+        notifications.append({"comparison_operator": "GREATER_THAN", "notification_type": "FORECASTED",
+                              "threshold": 100, "threshold_type": "PERCENTAGE",
+                              "subscriber_sns_topic_arns": [topic.arn]})
+        aws.budgets.Budget(
+            f"{name}-budget", name=f"agentdeploy-{stack}", budget_type="COST", time_unit="MONTHLY",
+            limit_amount=f"{stack_budget_usd(plan):.2f}", limit_unit="USD",
+            cost_filters=[{"name": "TagKeyValue", "values": [tag_filter_value(stack)]}],
+            notifications=notifications, tags=tags(stack, f"agentdeploy-{stack}", role=ROLE_BUDGET), opts=child,
+        )
+        for alarm in spend_alarms(plan):
+            alarm_name = f"agentdeploy-{stack}-{alarm.agent}-spend-{alarm.pct}pct"
+            aws.cloudwatch.MetricAlarm(
+                f"{name}-{alarm.agent}-spend-{alarm.pct}", name=alarm_name,
+                alarm_description=(f"{alarm.agent}: spending at a pace that reaches {alarm.pct}% of its "
+                                   f"monthly budget (${alarm.daily_usd}/day)"),
+                namespace=METRIC_NAMESPACE, metric_name=METRIC_SPEND_USD,
+                dimensions={DIM_STACK: stack, DIM_AGENT: alarm.agent}, statistic="Sum", period=86400,
+                evaluation_periods=1, threshold=alarm.daily_usd, comparison_operator="GreaterThanThreshold",
+                treat_missing_data="notBreaching", alarm_actions=[topic.arn],
+                tags=tags(stack, alarm_name, agent=alarm.agent, role=ROLE_BUDGET), opts=child,
+            )
+        self.register_outputs({"topic_arn": self.topic_arn})

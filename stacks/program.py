@@ -1,0 +1,200 @@
+"""The Pulumi program: a Plan in, resources out. It maps plan fields to resources and never
+re-decides anything (the planner did).
+
+`main()` is what `stacks/__main__.py` runs under `pulumi up` (ours or a pipeline's); tests
+call `build_stack()` directly under Pulumi's mock runtime with a Plan they construct.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pulumi
+
+from agentdeploy.errors import InvalidInput
+from agentdeploy.naming import CONFIG_ANTHROPIC_KEY
+from agentdeploy.planner.catalog import Catalog
+from agentdeploy.planner.plan import Plan
+from agentdeploy.stacks.settings import NAMESPACE, StackSettings, parse_settings
+
+if TYPE_CHECKING:
+    from agentdeploy.stacks.components.secrets import SecretInputs
+
+#: Secret config keys (set with `pulumi config set --secret`), besides CONFIG_ANTHROPIC_KEY.
+CONFIG_CLIENT_KEYS = f"{NAMESPACE}:gatewayClientKeys"
+CONFIG_HF_TOKEN = f"{NAMESPACE}:huggingFaceToken"
+
+
+def load_plan(decision_file: Path, stack: str) -> tuple[Plan, Catalog]:
+    """Decision file -> plan, exactly as `deploy plan` computes it; the Pulumi stack's name is
+    the plan's stack, so tags, metric dimensions and the gateway agree with `--stack`."""
+    from agentdeploy.planner import build_plan, load_catalog, load_decision_file
+
+    spec = load_decision_file(decision_file)
+    catalog = load_catalog(inline_overrides=spec.catalog)
+    plan = build_plan(spec, catalog)
+    return plan.model_copy(update={"stack": stack}), catalog
+
+
+@dataclass
+class StackResult:
+    """What the program built, for exports and for tests to inspect."""
+
+    outputs: dict[str, Any] = field(default_factory=dict)
+    components: dict[str, pulumi.Resource] = field(default_factory=dict)
+
+
+def build_stack(plan: Plan, catalog: Catalog, settings: StackSettings, secrets: "SecretInputs") -> StackResult:
+    from agentdeploy.stacks.components.alerts import Alerts
+    from agentdeploy.stacks.components.api_agent import ApiAgent
+    from agentdeploy.stacks.components.gateway import Gateway
+    from agentdeploy.stacks.components.gpu_fleet import FleetLoadBalancer, GpuFleet, listener_ports
+    from agentdeploy.stacks.components.network import Network
+    from agentdeploy.stacks.components.secrets import StackSecrets
+    from agentdeploy.templates.gateway import ANTHROPIC_KEY_ENV, gateway_config_yaml, parse_client_keys, vllm_key_env
+
+    stack = plan.stack
+    result = StackResult()
+    gpu_agents = [a for a in plan.agents if a.route == "gpu"]
+    network = Network("network", stack, settings)
+    stored = StackSecrets("secrets", stack, secrets, [a.name for a in gpu_agents])
+    alerts = Alerts("alerts", plan)
+    gateway = Gateway("gateway", stack, plan.region, settings, vpc_id=network.vpc_id,
+                      public_subnet_ids=network.public_subnet_ids, private_subnet_ids=network.private_subnet_ids)
+    result.components.update(network=network, secrets=stored, alerts=alerts, gateway=gateway)
+
+    endpoints: dict[str, pulumi.Output] = {}
+    for agent in plan.agents:
+        if agent.route != "gpu":
+            api = ApiAgent(f"agent-{agent.name}", stack, agent, stored.anthropic_key_arn)
+            result.components[f"agent-{agent.name}"] = api
+            endpoints[agent.name] = pulumi.Output.from_input(f"ssm:{api.parameter_name}")
+
+    fleet_urls: dict[str, pulumi.Output] = {}
+    if gpu_agents:
+        ports = listener_ports([a.name for a in gpu_agents])
+        balancer = FleetLoadBalancer("fleets", stack, network.vpc_id, network.private_subnet_ids,
+                                     gateway.security_group_id, ports)
+        ami_id = _gpu_ami(settings)
+        for agent in gpu_agents:
+            fleet = GpuFleet(
+                f"fleet-{agent.name}", stack, plan.region, agent, vpc_id=network.vpc_id,
+                private_subnet_ids=network.private_subnet_ids, balancer=balancer, listener_port=ports[agent.name],
+                ami_id=ami_id, vllm_key_arn=stored.vllm_key_arns[agent.name], hf_token_arn=stored.hf_token_arn,
+                root_volume_gb=settings.gpu_root_volume_gb, vllm_requirement=settings.vllm_requirement,
+                node_requirement=settings.node_requirement,
+            )
+            result.components[f"fleet-{agent.name}"] = fleet
+            fleet_urls[agent.name] = fleet.endpoint
+            endpoints[agent.name] = pulumi.Output.concat(gateway.url, "/agents/", agent.name)
+
+    # The gateway's container gets secrets injected by ARN; client keys reach its config only
+    # as SHA-256 hashes of random keys, which is safe to show, so the config is unsecreted:
+    # previews then show config changes as readable diffs of the task definition.
+    secret_env = {ANTHROPIC_KEY_ENV: stored.anthropic_key_arn}
+    for agent in gpu_agents:
+        secret_env[vllm_key_env(agent.name)] = stored.vllm_key_arns[agent.name]
+    names = list(fleet_urls)
+    client_keys = secrets.gateway_client_keys if secrets.gateway_client_keys is not None else pulumi.Output.from_input("")
+    config_yaml = pulumi.Output.all(client_keys, *fleet_urls.values()).apply(
+        lambda v: gateway_config_yaml(plan, catalog, dict(zip(names, v[1:])), parse_client_keys(v[0])))
+    config_yaml = pulumi.Output.unsecret(config_yaml)
+    gateway.deploy_service(config_yaml, secret_env)
+
+    result.outputs = {
+        "gatewayUrl": gateway.url,
+        "agentEndpoints": pulumi.Output.all(**endpoints) if endpoints else {},
+        "alertTopicArn": alerts.topic_arn,
+        "fleets": pulumi.Output.all(**{a.name: result.components[f"fleet-{a.name}"].asg_name for a in gpu_agents})
+        if gpu_agents else {},
+        "routes": {a.name: a.route for a in plan.agents},
+    }
+    return result
+
+
+def _gpu_ami(settings: StackSettings) -> pulumi.Input[str]:
+    if settings.gpu_ami_id:
+        return settings.gpu_ami_id
+    import pulumi_aws as aws
+
+    ami = aws.ec2.get_ami(most_recent=True, owners=["amazon"],
+                          filters=[{"name": "name", "values": [settings.gpu_ami_name]},
+                                   {"name": "architecture", "values": ["x86_64"]},
+                                   {"name": "state", "values": ["available"]}])
+    return ami.id
+
+
+# --- reading the stack config --------------------------------------------------------------
+
+def read_settings(config: pulumi.Config) -> StackSettings:
+    """Every non-secret agentdeploy:* key, JSON-decoded where it is a list."""
+    values: dict[str, Any] = {}
+    for name, info in StackSettings.model_fields.items():
+        key = info.alias or name
+        raw = config.get(key)
+        if raw is None:
+            continue
+        if str(info.annotation).startswith("list"):
+            try:
+                values[key] = json.loads(raw)
+            except json.JSONDecodeError:
+                raise InvalidInput(f"{NAMESPACE}:{key} must be a list, got {raw!r}",
+                                   hint=f"in the stack config write `{NAMESPACE}:{key}: [a, b]`") from None
+        else:
+            values[key] = raw
+    return parse_settings(values, where=f"stack {pulumi.get_stack()}")
+
+
+def read_secrets(config: pulumi.Config) -> "SecretInputs":
+    from agentdeploy.stacks.components.secrets import SecretInputs
+
+    key = CONFIG_ANTHROPIC_KEY.split(":", 1)[1]
+    anthropic = config.get_secret(key)
+    if anthropic is None:
+        raise InvalidInput(
+            f"stack {pulumi.get_stack()} has no {CONFIG_ANTHROPIC_KEY}",
+            hint=f"pulumi config set --secret {CONFIG_ANTHROPIC_KEY} <key> --stack {pulumi.get_stack()}",
+        )
+    return SecretInputs(
+        anthropic_api_key=anthropic,
+        gateway_client_keys=config.get_secret(CONFIG_CLIENT_KEYS.split(":", 1)[1]),
+        hugging_face_token=config.get_secret(CONFIG_HF_TOKEN.split(":", 1)[1]),
+    )
+
+
+def check_region(plan: Plan) -> None:
+    region = pulumi.Config("aws").get("region")
+    if region and region != plan.region:
+        raise InvalidInput(
+            f"stack {plan.stack}: aws:region is {region} but the decision file's plan says {plan.region}",
+            hint=f"set `aws:region: {plan.region}` in the stack config, or change the decision file's region",
+        )
+
+
+def main() -> None:
+    """Run under the Pulumi engine; a user mistake becomes one RunError line, not a traceback."""
+    from agentdeploy.errors import DeployError
+
+    try:
+        _main()
+    except DeployError as err:
+        raise pulumi.RunError(err.render()) from None
+
+
+def _main() -> None:
+    from agentdeploy.stackconfig import find_project_root
+
+    config = pulumi.Config(NAMESPACE)
+    settings = read_settings(config)
+    decision = Path(settings.decision_file)
+    if not decision.is_absolute():
+        decision = find_project_root() / decision
+    plan, catalog = load_plan(decision, pulumi.get_stack())
+    check_region(plan)
+    result = build_stack(plan, catalog, settings, read_secrets(config))
+    for key, value in result.outputs.items():
+        pulumi.export(key, value)
+

@@ -1,0 +1,77 @@
+"""The gateway's rendered config as the Pulumi program ships it to the gateway service.
+
+The gateway only reads its rendered config (design: one direction). The document is
+`agentdeploy.serving.config.build_gateway_config(plan, catalog)`; provisioning adds only what
+it alone knows: where each GPU fleet answers (its listener on the fleets' internal load
+balancer), the env var each fleet's own vLLM key is injected under, and the hashes of the
+client keys. Secret values never appear here.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from agentdeploy.errors import InvalidInput
+from agentdeploy.planner.catalog import Catalog
+from agentdeploy.planner.plan import Plan
+
+GATEWAY_PORT = 8080
+ANTHROPIC_KEY_ENV = "ANTHROPIC_API_KEY"
+#: The container gets the rendered config in this variable and writes it to CONFIG_PATH.
+CONFIG_ENV = "AGENTDEPLOY_GATEWAY_CONFIG"
+CONFIG_PATH = "/tmp/agentdeploy/gateway.yaml"
+#: Client keys shared by every agent, in the `gatewayClientKeys` config mapping.
+SHARED = "*"
+
+
+def vllm_key_env(agent: str) -> str:
+    """Env var the gateway finds this agent's vLLM key in, e.g. VLLM_API_KEY_TICKET_ROUTER:
+    one key per fleet, so a node can only ever read its own."""
+    return "VLLM_API_KEY_" + "".join(c if c.isalnum() else "_" for c in agent.upper())
+
+
+def parse_client_keys(raw: str | None) -> dict[str, list[str]]:
+    """`agentdeploy:gatewayClientKeys`: a JSON object agent -> key or [keys] ("*" = any agent),
+    or one key / a JSON list of keys for all agents. Errors never echo the value."""
+    if raw is None or not raw.strip():
+        return {}
+    try:
+        data: Any = json.loads(raw)
+    except json.JSONDecodeError:
+        data = raw.strip()
+    if isinstance(data, str):
+        return {SHARED: [data]}
+    if isinstance(data, list) and all(isinstance(k, str) for k in data):
+        return {SHARED: list(data)}
+    if isinstance(data, dict):
+        out: dict[str, list[str]] = {}
+        for agent, keys in data.items():
+            keys = [keys] if isinstance(keys, str) else keys
+            if not isinstance(keys, list) or not all(isinstance(k, str) and k for k in keys):
+                raise InvalidInput(f"agentdeploy:gatewayClientKeys: entry {agent!r} must be a key or a list of keys")
+            out[str(agent)] = list(keys)
+        return out
+    raise InvalidInput("agentdeploy:gatewayClientKeys must be a key, a JSON list of keys, or a JSON object agent -> keys")
+
+
+def gateway_config_yaml(plan: Plan, catalog: Catalog, fleet_urls: dict[str, str],
+                        client_keys: dict[str, list[str]] | None = None) -> str:
+    """The rendered gateway config (pure). `fleet_urls`: GPU agent -> its fleet's base URL."""
+    from agentdeploy.serving.config import build_gateway_config, dump_yaml, hash_key, parse_config
+
+    keys = client_keys or {}
+    unknown = sorted(set(keys) - {a.name for a in plan.agents} - {SHARED})
+    if unknown:
+        raise InvalidInput(f"agentdeploy:gatewayClientKeys names agents not in the plan: {', '.join(unknown)}")
+    config = build_gateway_config(
+        plan, catalog,
+        vllm_replicas={agent: [url] for agent, url in fleet_urls.items()},
+        client_key_hashes={a: [hash_key(k) for k in ks] for a, ks in keys.items() if a != SHARED},
+    )
+    doc = config.model_dump(mode="json", exclude_none=True)
+    for agent in fleet_urls:
+        upstream = doc["agents"][agent]["chain"][0]["upstream"]
+        doc["upstreams"][upstream]["api_key"] = {"env": vllm_key_env(agent)}
+    doc["shared_key_hashes"] = [hash_key(k) for k in keys.get(SHARED, [])]
+    return dump_yaml(parse_config(doc, "rendered gateway config"))

@@ -1,0 +1,94 @@
+"""GPU node user data: cloud-init that installs vLLM and the node agent and starts both.
+
+Pure: a FleetPlan plus secret *ARNs* in, a cloud-config document out. The vLLM command line
+comes from the launcher (one source of truth for flags); the API key reaches vLLM through
+its `VLLM_API_KEY` environment variable, loaded from a root-only file that the node fills at
+boot through its instance role, so no secret value is ever part of the user data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from agentdeploy import __version__
+from agentdeploy.naming import METRIC_NAMESPACE
+from agentdeploy.planner.plan import FleetPlan
+from agentdeploy.templates.render import render
+
+VLLM_PORT = 8000
+HEALTH_PORT = 8081
+VENV = "/opt/agentdeploy/venv"
+#: Environment variable vLLM reads its API key from (the gateway sends it as a bearer token).
+VLLM_KEY_ENV = "VLLM_API_KEY"
+HF_TOKEN_ENV = "HF_TOKEN"
+DEFAULT_VLLM_REQUIREMENT = "vllm==0.32.0"
+DEFAULT_NODE_REQUIREMENT = f"agentdeploy[serving]=={__version__}"
+
+
+@dataclass(frozen=True)
+class GpuNodeSpec:
+    stack: str
+    agent: str
+    region: str
+    fleet: FleetPlan
+    #: env var name -> Secrets Manager ARN, fetched at boot (VLLM_API_KEY, optionally HF_TOKEN).
+    secret_refs: dict[str, str] = field(default_factory=dict)
+    vllm_requirement: str = DEFAULT_VLLM_REQUIREMENT
+    node_requirement: str = DEFAULT_NODE_REQUIREMENT
+    #: What the node agent drains from on a spot notice or scale-in (empty: it discovers them).
+    target_group_arn: str = ""
+    asg_name: str = ""
+    lifecycle_hook: str = "drain"
+
+
+def vllm_argv(fleet: FleetPlan) -> list[str]:
+    """The `vllm serve` command line, from the serving launcher (one source of truth for
+    flags), run from the node's virtualenv (systemd has no PATH to it)."""
+    from agentdeploy.serving.launcher import vllm_serve_argv
+
+    return [str(a) for a in vllm_serve_argv(fleet, host="0.0.0.0", port=VLLM_PORT, executable=f"{VENV}/bin/vllm")]
+
+
+def node_agent_argv() -> list[str]:
+    return [f"{VENV}/bin/python", "-m", "agentdeploy.serving.node_agent"]
+
+
+def node_context(spec: GpuNodeSpec) -> dict:
+    fleet = spec.fleet
+    return {
+        "stack": spec.stack,
+        "agent": spec.agent,
+        "region": spec.region,
+        "served_model_name": fleet.served_model_name,
+        "vllm_port": VLLM_PORT,
+        "health_port": HEALTH_PORT,
+        "shutdown_timeout_s": fleet.shutdown_timeout_s,
+        "metric_namespace": METRIC_NAMESPACE,
+        "secret_refs": dict(spec.secret_refs),
+        "vllm_requirement": spec.vllm_requirement,
+        "node_requirement": spec.node_requirement,
+        "vllm_argv": vllm_argv(fleet),
+        "target_group_arn": spec.target_group_arn,
+        "asg_name": spec.asg_name,
+        "lifecycle_hook": spec.lifecycle_hook,
+        "node_agent_argv": node_agent_argv(),
+    }
+
+
+def node_files(spec: GpuNodeSpec) -> list[dict]:
+    """Every file the node gets, rendered: (path, mode, content). Scripts are checked on their own in tests."""
+    ctx = node_context(spec)
+    table = [
+        ("/etc/agentdeploy/node.env", "0644", "scripts/node.env.j2"),
+        ("/etc/agentdeploy/secrets.list", "0644", "scripts/secrets.list.j2"),
+        ("/opt/agentdeploy/bin/install.sh", "0755", "scripts/install.sh.j2"),
+        ("/opt/agentdeploy/bin/fetch-secrets.sh", "0755", "scripts/fetch-secrets.sh.j2"),
+        ("/etc/systemd/system/agentdeploy-secrets.service", "0644", "systemd/agentdeploy-secrets.service.j2"),
+        ("/etc/systemd/system/vllm.service", "0644", "systemd/vllm.service.j2"),
+        ("/etc/systemd/system/agentdeploy-node-agent.service", "0644", "systemd/agentdeploy-node-agent.service.j2"),
+    ]
+    return [{"path": p, "mode": m, "content": render(t, **ctx)} for p, m, t in table]
+
+
+def render_user_data(spec: GpuNodeSpec) -> str:
+    return render("cloud-init/gpu-node.yaml.j2", stack=spec.stack, agent=spec.agent, files=node_files(spec))

@@ -1,0 +1,191 @@
+"""Runs the real Pulumi program under Pulumi's mock runtime and records every resource.
+
+preview=False so outputs resolve and every apply() runs (with preview=True, callbacks are
+skipped and assertions pass vacuously). The mocks answer what AWS would compute (ARNs,
+names, DNS names) and the two data-source calls the program makes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pulumi
+import yaml
+
+from agentdeploy.planner import build_plan, load_catalog, load_decision_file
+from agentdeploy.planner.plan import Plan
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+
+
+@dataclass
+class Recorded:
+    typ: str
+    name: str
+    inputs: dict[str, Any]
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    def __init__(self) -> None:
+        self.resources: list[Recorded] = []
+        self.calls: list[tuple[str, dict]] = []
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        self.resources.append(Recorded(args.typ, args.name, dict(args.inputs)))
+        state = dict(args.inputs)
+        rid = f"{args.name}-id"
+        kind = args.typ.split(":")[-1].lower()
+        state.setdefault("arn", f"arn:aws:{kind}:us-east-1:123456789012:{args.name}")
+        state.setdefault("name", args.inputs.get("name") or args.name)
+        if args.typ == "random:index/randomPassword:RandomPassword":
+            state["result"] = "generated-vllm-key-" + args.name
+        if args.typ == "aws:lb/loadBalancer:LoadBalancer":
+            state["dnsName"] = f"{args.name}.elb.example"
+        if args.typ == "aws:ec2/launchTemplate:LaunchTemplate":
+            rid = "lt-" + args.name
+        return rid, state
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        self.calls.append((args.token, dict(args.args)))
+        if args.token == "aws:ec2/getAmi:getAmi":
+            return {"id": "ami-0gpu", "imageId": "ami-0gpu", "name": "Deep Learning Base OSS Nvidia Driver GPU AMI"}
+        if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+            return {"names": ["us-east-1a", "us-east-1b", "us-east-1c"], "zoneIds": ["use1-az1", "use1-az2", "use1-az3"]}
+        return {}
+
+    def of_type(self, typ: str) -> list[Recorded]:
+        return [r for r in self.resources if r.typ == typ]
+
+    def one(self, typ: str, name_contains: str = "") -> Recorded:
+        found = [r for r in self.of_type(typ) if name_contains in r.name]
+        assert len(found) == 1, f"expected one {typ} named *{name_contains}*, found {[r.name for r in found]}"
+        return found[0]
+
+
+def mixed_decision_file(tmp: Path) -> Path:
+    """One decision file with API, batch and GPU agents: the service business's three agents
+    plus the high-volume ticket router (self-hosted)."""
+    business = yaml.safe_load((EXAMPLES / "service-business.yaml").read_text())
+    router = yaml.safe_load((EXAMPLES / "high-volume-router.yaml").read_text())
+    business["agents"]["ticket-router"] = router["agents"]["ticket-router"]
+    path = tmp / "mixed.yaml"
+    path.write_text(yaml.safe_dump(business, sort_keys=False))
+    return path
+
+
+def mixed_plan(tmp: Path, stack: str = "test") -> Plan:
+    plan = build_plan(load_decision_file(mixed_decision_file(tmp)))
+    routes = {a.route for a in plan.agents}
+    assert routes == {"api", "batch", "gpu"}, f"fixture plan must cover every route, got {routes}"
+    return plan.model_copy(update={"stack": stack})
+
+
+@dataclass
+class Run:
+    mocks: RecordingMocks
+    exports: dict[str, Any] = field(default_factory=dict)
+    #: SecretVersion logical name -> whether its secret_string is a Pulumi secret.
+    secret_flags: dict[str, bool] = field(default_factory=dict)
+    error: BaseException | None = None
+
+
+def run_main(config: dict[str, str], secret_keys: list[str], stack: str = "test") -> Run:
+    """Run stacks/program.py:main() as `pulumi up` would, with this stack config."""
+    from agentdeploy.stacks import program
+
+    mocks = RecordingMocks()
+    pulumi.runtime.set_mocks(mocks, project="agentdeploy", stack=stack, preview=False)
+    pulumi.runtime.set_all_config(config, secret_keys)
+    run = Run(mocks)
+    captured: dict[str, Any] = {}
+    versions: list[Any] = []
+
+    original_export = pulumi.export
+    original_version = _patch_secret_versions(versions)
+
+    @pulumi.runtime.test
+    def body():
+        pulumi.export = lambda k, v: captured.__setitem__(k, v)  # type: ignore[assignment]
+        try:
+            program.main()
+        finally:
+            pulumi.export = original_export  # type: ignore[assignment]
+
+        async def collect():
+            for v in versions:
+                run.secret_flags[v._name] = await v.secret_string.is_secret()
+            run.exports.update(await _resolve(captured))
+
+        return pulumi.Output.from_input(asyncio.ensure_future(collect()))
+
+    try:
+        body()
+    finally:
+        _unpatch_secret_versions(original_version)
+    return run
+
+
+async def _resolve(value: Any) -> Any:
+    if isinstance(value, pulumi.Output):
+        return await _resolve(await value.future())
+    if isinstance(value, dict):
+        return {k: await _resolve(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [await _resolve(v) for v in value]
+    return value
+
+
+def _patch_secret_versions(sink: list) -> Callable:
+    import pulumi_aws as aws
+
+    cls = aws.secretsmanager.SecretVersion
+    original = cls.__init__
+
+    def init(self, resource_name, *args, **kwargs):
+        original(self, resource_name, *args, **kwargs)
+        self._name = resource_name
+        sink.append(self)
+
+    cls.__init__ = init
+    return original
+
+
+def _unpatch_secret_versions(original: Callable) -> None:
+    import pulumi_aws as aws
+
+    aws.secretsmanager.SecretVersion.__init__ = original
+
+
+def strings_in(value: Any) -> list[str]:
+    """Every string inside a value, plus the decoded text of any base64 string (user data)."""
+    out: list[str] = []
+    if isinstance(value, str):
+        out.append(value)
+        try:
+            decoded = base64.b64decode(value, validate=True).decode()
+            out.append(decoded)
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            pass
+        try:
+            out.extend(strings_in(json.loads(value)))
+        except (json.JSONDecodeError, ValueError):
+            pass
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            out.extend(strings_in(k))
+            out.extend(strings_in(v))
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            out.extend(strings_in(v))
+    return out
+
+
+def catalog():
+    return load_catalog(include_home=False)

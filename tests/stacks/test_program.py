@@ -1,0 +1,247 @@
+"""The real Pulumi program under the mock runtime, for a plan with API, batch and GPU agents:
+the resource graph and the inputs that carry the plan's decisions."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from agentdeploy.naming import (
+    DIM_AGENT, DIM_STACK, METRIC_DEMAND, METRIC_NAMESPACE, METRIC_SPEND_USD, ROLE_GPU_FLEET, TAG_AGENT, TAG_ROLE,
+    TAG_STACK,
+)
+from agentdeploy.planner import build_plan, load_decision_file
+from agentdeploy.stacks.policy import Resource, check_all, check_tags, plain, plan_limits
+from tests.stacks.harness import EXAMPLES, mixed_decision_file, run_main
+
+ASG = "aws:autoscaling/group:Group"
+ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
+POLICY = "aws:autoscaling/policy:Policy"
+
+
+def _config(decision, **extra):
+    return {"agentdeploy:decisionFile": str(decision), "aws:region": "us-east-1",
+            "agentdeploy:anthropicApiKey": "sk-ant-test-key-000000", **extra}
+
+
+@pytest.fixture(scope="module")
+def decision(tmp_path_factory):
+    return mixed_decision_file(tmp_path_factory.mktemp("program"))
+
+
+@pytest.fixture(scope="module")
+def plan(decision):
+    return build_plan(load_decision_file(decision)).model_copy(update={"stack": "test"})
+
+
+@pytest.fixture(scope="module")
+def run(decision):
+    return run_main(_config(decision), secret_keys=["agentdeploy:anthropicApiKey"])
+
+
+@pytest.fixture(scope="module")
+def router_run():
+    """Two GPU agents: proves each fleet's role reads only its own secret."""
+    return run_main(_config(EXAMPLES / "high-volume-router.yaml"), secret_keys=["agentdeploy:anthropicApiKey"],
+                    stack="prod")
+
+
+def _fleet(plan):
+    return next(a for a in plan.agents if a.route == "gpu")
+
+
+def test_mixed_instances_policy_matches_plan(run, plan):
+    agent = _fleet(plan)
+    fleet = agent.fleet
+    asg = run.mocks.one(ASG)
+    assert asg.inputs["minSize"] == fleet.min_replicas
+    assert asg.inputs["maxSize"] == fleet.max_replicas
+    assert "desiredCapacity" not in asg.inputs  # owned by the autoscaler and the reaper
+    mip = asg.inputs["mixedInstancesPolicy"]
+    dist = mip["instancesDistribution"]
+    assert dist["onDemandBaseCapacity"] == fleet.on_demand_base_capacity
+    assert dist["onDemandPercentageAboveBaseCapacity"] == fleet.on_demand_percentage_above_base
+    assert dist["spotAllocationStrategy"] == fleet.spot_allocation_strategy == "price-capacity-optimized"
+    overrides = [o["instanceType"] for o in mip["launchTemplate"]["overrides"]]
+    assert overrides[0] == fleet.instance_type and set(overrides) == set(fleet.instance_types) | {fleet.instance_type}
+    assert len(overrides) >= 2
+    assert mip["launchTemplate"]["launchTemplateSpecification"]["launchTemplateId"].startswith("lt-")
+    assert asg.inputs["capacityRebalance"] is True
+    assert len(asg.inputs["vpcZoneIdentifiers"]) == 2  # private subnets in two AZs
+    assert asg.inputs["healthCheckType"] == "ELB"
+    assert asg.inputs["healthCheckGracePeriod"] >= fleet.cold_start_s
+
+
+def test_asg_tags_propagate_and_name_the_fleet(run, plan):
+    asg = run.mocks.one(ASG)
+    tags = {t["key"]: t for t in asg.inputs["tags"]}
+    assert tags[TAG_ROLE]["value"] == ROLE_GPU_FLEET
+    assert tags[TAG_AGENT]["value"] == _fleet(plan).name
+    assert tags[TAG_STACK]["value"] == "test"
+    assert all(t["propagateAtLaunch"] for t in tags.values())
+
+
+def test_scale_to_zero_alarm_and_policy(run, plan):
+    fleet = _fleet(plan).fleet
+    idle = run.mocks.one(ALARM, "idle")
+    assert idle.inputs["namespace"] == METRIC_NAMESPACE and idle.inputs["metricName"] == METRIC_DEMAND
+    assert idle.inputs["dimensions"] == {DIM_STACK: "test", DIM_AGENT: _fleet(plan).name}
+    assert idle.inputs["period"] * idle.inputs["evaluationPeriods"] == fleet.idle_minutes * 60
+    assert idle.inputs["comparisonOperator"] == "LessThanOrEqualToThreshold" and idle.inputs["threshold"] == 0
+    assert idle.inputs["treatMissingData"] == "breaching"
+    policy = run.mocks.one(POLICY, "idle")
+    assert policy.inputs["adjustmentType"] == "ExactCapacity"
+    assert policy.inputs["scalingAdjustment"] == fleet.min_replicas == 0
+    assert idle.inputs["alarmActions"] == [f"arn:aws:policy:us-east-1:123456789012:{policy.name}"]
+
+
+def test_wake_from_zero_on_gateway_demand(run):
+    wake = run.mocks.one(ALARM, "wake")
+    exprs = [q.get("expression") for q in wake.inputs["metricQueries"] if q.get("expression")]
+    assert exprs == ["IF(demand > 0 AND desired < 1, 1, 0)"]
+    metrics = {q["id"]: q["metric"]["metricName"] for q in wake.inputs["metricQueries"] if q.get("metric")}
+    assert metrics == {"demand": METRIC_DEMAND, "desired": "GroupDesiredCapacity"}
+    policy = run.mocks.one(POLICY, "wake")
+    assert policy.inputs["scalingAdjustment"] >= 1
+
+
+def test_target_tracking_on_llm_demand_not_cpu(run, plan):
+    tracking = run.mocks.one(POLICY, "demand-tracking")
+    conf = tracking.inputs["targetTrackingConfiguration"]
+    assert "predefinedMetricSpecification" not in conf
+    assert conf["targetValue"] == _fleet(plan).fleet.target_queue_per_replica
+    spec = conf["customizedMetricSpecification"]
+    assert (spec["namespace"], spec["metricName"], spec["statistic"]) == (METRIC_NAMESPACE, METRIC_DEMAND, "Average")
+    assert {d["name"]: d["value"] for d in spec["metricDimensions"]} == {DIM_STACK: "test", DIM_AGENT: _fleet(plan).name}
+
+
+def test_target_group_waits_for_model_load(run, plan):
+    tg = next(r for r in run.mocks.of_type("aws:lb/targetGroup:TargetGroup") if "fleet-" in r.name)
+    hc = tg.inputs["healthCheck"]
+    assert (hc["path"], hc["port"]) == ("/healthz", "8081")
+    assert tg.inputs["port"] == 8000
+    assert tg.inputs["deregistrationDelay"] == _fleet(plan).fleet.shutdown_timeout_s
+
+
+def test_only_the_gateway_reaches_vllm(run):
+    sgs = {r.name: r for r in run.mocks.of_type("aws:ec2/securityGroup:SecurityGroup")}
+    node = next(r for n, r in sgs.items() if "node-sg" in n)
+    lb_sg_id = "fleets-sg-id"
+    assert {p["fromPort"] for p in node.inputs["ingress"]} == {8000, 8081}
+    assert all(p["securityGroups"] == [lb_sg_id] and "cidrBlocks" not in p for p in node.inputs["ingress"])
+    fleets_sg = sgs["fleets-sg"]
+    assert all(p["securityGroups"] == ["gateway-task-sg-id"] for p in fleets_sg.inputs["ingress"])
+    assert run.mocks.one("aws:lb/loadBalancer:LoadBalancer", "fleets").inputs["internal"] is True
+
+
+def test_each_fleet_role_reads_only_its_own_secret(router_run):
+    policies = {r.name: json.loads(r.inputs["policy"]) for r in router_run.mocks.of_type("aws:iam/rolePolicy:RolePolicy")
+                if r.name.startswith("fleet-") and r.name.endswith("-policy") and "drain" not in r.name}
+    assert set(policies) == {"fleet-ticket-router-policy", "fleet-answer-drafts-policy"}
+    for name, doc in policies.items():
+        agent = name[len("fleet-"):-len("-policy")]
+        secret_stmt = [s for s in doc["Statement"] if s["Action"] == "secretsmanager:GetSecretValue"]
+        assert len(secret_stmt) == 1
+        assert secret_stmt[0]["Resource"] == [f"arn:aws:secret:us-east-1:123456789012:secrets-{agent}-vllm-key"]
+        other = [s for s in doc["Statement"] if s is not secret_stmt[0]]
+        assert other == [{"Effect": "Allow", "Action": "cloudwatch:PutMetricData", "Resource": "*",
+                          "Condition": {"StringEquals": {"cloudwatch:namespace": METRIC_NAMESPACE}}}]
+
+
+def test_drain_permissions_name_only_the_fleets_own_group_and_target_group(router_run):
+    for agent in ("ticket-router", "answer-drafts"):
+        doc = json.loads(router_run.mocks.one("aws:iam/rolePolicy:RolePolicy", f"fleet-{agent}-drain-policy").inputs["policy"])
+        resources = sorted(r for s in doc["Statement"] for r in s["Resource"])
+        assert resources == sorted([f"arn:aws:group:us-east-1:123456789012:fleet-{agent}-asg",
+                                    f"arn:aws:targetgroup:us-east-1:123456789012:fleet-{agent}-tg"])
+
+
+def test_node_agent_knows_what_to_drain(run, plan):
+    import base64
+
+    user_data = base64.b64decode(run.mocks.one("aws:ec2/launchTemplate:LaunchTemplate").inputs["userData"]).decode()
+    agent = _fleet(plan).name
+    assert f"AGENTDEPLOY_TARGET_GROUP_ARNS=arn:aws:targetgroup:us-east-1:123456789012:fleet-{agent}-tg" in user_data
+    assert f"AGENTDEPLOY_ASG_NAME=agentdeploy-test-{agent}" in user_data
+    asg = run.mocks.one(ASG)
+    assert asg.inputs["name"] == f"agentdeploy-test-{agent}"
+    assert [h["name"] for h in asg.inputs["initialLifecycleHooks"]] == ["drain"]
+
+
+def test_every_resource_is_tagged_and_passes_policy(run, router_run, plan):
+    for r in (run, router_run):
+        resources = [Resource(x.typ, x.name, x.inputs) for x in r.mocks.resources]
+        assert len(resources) > 40
+        violations = check_all(resources, max_replicas=plan_limits(plan) if r is run else None)
+        assert violations == [], "\n".join(map(str, violations))
+    tagged = [x for x in run.mocks.resources if x.typ.startswith("aws:") and "tags" in x.inputs]
+    assert len(tagged) > 30
+    # the check is not vacuous: an untagged VPC fails it
+    assert check_tags(Resource("aws:ec2/vpc:Vpc", "bare", {"cidrBlock": "10.0.0.0/16"}))
+
+
+def test_api_and_batch_agents_publish_their_config(run, plan):
+    params = {r.inputs["name"]: r for r in run.mocks.of_type("aws:ssm/parameter:Parameter")}
+    for agent in plan.agents:
+        key = f"/agentdeploy/test/{agent.name}/config"
+        if agent.route == "gpu":
+            assert key not in params
+            continue
+        value = plain(params[key].inputs["value"])  # pulumi-aws marks SSM values secret in state
+        doc = json.loads(value)
+        assert doc["model"] == agent.model and doc["max_tokens"] == agent.max_tokens
+        assert doc["streaming"] == agent.streaming and doc["batch"] == (agent.route == "batch") == agent.batch
+        assert doc["cache"]["ttl"] == agent.cache.ttl and doc["cache"]["breakpoints"] == agent.cache.breakpoints
+        assert doc["anthropic_api_key_secret_arn"].startswith("arn:aws:secret:")
+        assert "sk-ant" not in value
+
+
+def test_budget_and_spend_alarms_follow_the_plan(run, plan):
+    budget = run.mocks.one("aws:budgets/budget:Budget")
+    assert float(budget.inputs["limitAmount"]) == pytest.approx(sum(a.budget.monthly_usd for a in plan.agents))
+    assert budget.inputs["costFilters"] == [{"name": "TagKeyValue", "values": ["user:agentdeploy:stack$test"]}]
+    actual = sorted(n["threshold"] for n in budget.inputs["notifications"] if n["notificationType"] == "ACTUAL")
+    assert actual == sorted({p for a in plan.agents for p in a.budget.thresholds_pct})
+    topic_policy = json.loads(run.mocks.one("aws:sns/topicPolicy:TopicPolicy").inputs["policy"])
+    assert {s["Principal"]["Service"] for s in topic_policy["Statement"]} == {"budgets.amazonaws.com", "cloudwatch.amazonaws.com"}
+    subs = run.mocks.of_type("aws:sns/topicSubscription:TopicSubscription")
+    assert sorted(s.inputs["endpoint"] for s in subs) == sorted(plan.alert_emails)
+    spend = [r for r in run.mocks.of_type(ALARM) if r.inputs.get("metricName") == METRIC_SPEND_USD]
+    assert len(spend) == sum(len(a.budget.thresholds_pct) for a in plan.agents)
+    intake = next(a for a in plan.agents if a.name == "intake")
+    at_100 = next(r for r in spend if r.inputs["dimensions"][DIM_AGENT] == "intake" and "100pct" in r.inputs["name"])
+    assert at_100.inputs["threshold"] == pytest.approx(intake.budget.monthly_usd / 30.4, rel=1e-3)
+
+
+def test_gateway_config_points_fleets_at_their_listener(run, plan):
+    from agentdeploy.serving.config import parse_config
+
+    task = run.mocks.one("aws:ecs/taskDefinition:TaskDefinition")
+    container = json.loads(task.inputs["containerDefinitions"])[0]
+    env = {e["name"]: e["value"] for e in container["environment"]}
+    config = parse_config(yaml.safe_load(env["AGENTDEPLOY_GATEWAY_CONFIG"]))
+    assert config.stack == "test" and set(config.agents) == {a.name for a in plan.agents}
+    gpu = _fleet(plan).name
+    upstream = config.upstreams[config.agents[gpu].chain[0].upstream]
+    listener = next(r for r in run.mocks.of_type("aws:lb/listener:Listener") if r.name == f"fleet-{gpu}-listener")
+    assert upstream.replicas == [f"http://fleets-alb.elb.example:{int(listener.inputs['port'])}"]
+    assert upstream.api_key.env == "VLLM_API_KEY_TICKET_ROUTER"
+    assert container["command"][0].endswith("--port 8080")
+    assert run.mocks.one("aws:ecs/service:Service").inputs["launchType"] == "FARGATE"
+
+
+def test_outputs_name_gateway_and_every_agent(run, plan):
+    assert run.exports["gatewayUrl"].startswith("http://gateway-alb.elb.example")
+    assert set(run.exports["agentEndpoints"]) == {a.name for a in plan.agents}
+    assert run.exports["routes"] == {a.name: a.route for a in plan.agents}
+
+
+def test_existing_vpc_is_used_as_is(decision):
+    run = run_main(_config(decision, **{
+        "agentdeploy:vpcId": "vpc-123", "agentdeploy:privateSubnetIds": '["subnet-a", "subnet-b"]',
+        "agentdeploy:publicSubnetIds": '["subnet-c", "subnet-d"]'}), secret_keys=["agentdeploy:anthropicApiKey"])
+    assert not run.mocks.of_type("aws:ec2/vpc:Vpc") and not run.mocks.of_type("aws:ec2/natGateway:NatGateway")
+    assert run.mocks.one(ASG).inputs["vpcZoneIdentifiers"] == ["subnet-a", "subnet-b"]
+    assert run.mocks.one("aws:lb/loadBalancer:LoadBalancer", "gateway").inputs["subnets"] == ["subnet-c", "subnet-d"]

@@ -1,0 +1,71 @@
+"""Stack settings and program errors: a bad stack config names the key to fix, no traceback."""
+
+from __future__ import annotations
+
+import pulumi
+import pytest
+
+from agentdeploy.errors import InvalidInput
+from agentdeploy.stackconfig import find_project_root, list_stacks, load_stack_config
+from agentdeploy.stacks.settings import parse_settings
+from tests.stacks.harness import mixed_decision_file, run_main
+
+
+def test_defaults():
+    s = parse_settings({"decisionFile": "examples/x.yaml"})
+    assert s.vpc_id is None and s.az_count == 2 and s.gateway_desired_count == 1
+    assert s.gpu_ami_name.startswith("Deep Learning Base OSS Nvidia Driver GPU AMI")
+
+
+def test_secret_keys_are_not_settings():
+    s = parse_settings({"decisionFile": "x.yaml", "anthropicApiKey": "sk-ant-x", "huggingFaceToken": "hf_x"})
+    assert "sk-ant" not in s.model_dump_json()
+
+
+@pytest.mark.parametrize("values, key", [
+    ({}, "agentdeploy:decisionFile"),
+    ({"decisionFile": "x", "azCount": 1}, "agentdeploy:azCount"),
+    ({"decisionFile": "x", "gatewayCpu": "lots"}, "agentdeploy:gatewayCpu"),
+    ({"decisionFile": "x", "vpcId": "vpc-1", "privateSubnetIds": ["a"]}, "privateSubnetIds"),
+    ({"decisionFile": "x", "typo": 1}, "agentdeploy:typo"),
+])
+def test_bad_settings_name_the_key(values, key):
+    with pytest.raises(InvalidInput) as err:
+        parse_settings(values)
+    assert key in "\n".join(err.value.details)
+
+
+def test_missing_anthropic_key_is_one_clear_error(tmp_path):
+    with pytest.raises(pulumi.RunError, match=r"no agentdeploy:anthropicApiKey[\s\S]*config set --secret"):
+        run_main({"agentdeploy:decisionFile": str(mixed_decision_file(tmp_path)), "aws:region": "us-east-1"}, [])
+
+
+def test_region_mismatch_names_both(tmp_path):
+    with pytest.raises(pulumi.RunError, match="aws:region is eu-west-1 but .* us-east-1"):
+        run_main({"agentdeploy:decisionFile": str(mixed_decision_file(tmp_path)), "aws:region": "eu-west-1",
+                  "agentdeploy:anthropicApiKey": "k"}, ["agentdeploy:anthropicApiKey"])
+
+
+def test_list_setting_must_be_a_list(tmp_path):
+    with pytest.raises(pulumi.RunError, match="agentdeploy:allowedCidrs must be a list"):
+        run_main({"agentdeploy:decisionFile": str(mixed_decision_file(tmp_path)), "aws:region": "us-east-1",
+                  "agentdeploy:anthropicApiKey": "k", "agentdeploy:allowedCidrs": "10.0.0.0/8"},
+                 ["agentdeploy:anthropicApiKey"])
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_shipped_stack_configs_deploy_under_mocks(stack):
+    """The example stacks as shipped: found where the Pulumi CLI finds them, and the program
+    builds them (with a stand-in Anthropic key, since real ones are set per machine)."""
+    root = find_project_root()
+    assert stack in list_stacks(root)
+    cfg = load_stack_config(stack, root)
+    assert cfg.config_file == root / "stacks" / f"Pulumi.{stack}.yaml" and cfg.decision_file.is_file()
+    config = {k: (v if isinstance(v, str) else __import__("json").dumps(v)) for k, v in cfg.config.items()}
+    config["agentdeploy:anthropicApiKey"] = "sk-ant-test-0000000000"
+    run = run_main(config, ["agentdeploy:anthropicApiKey"], stack=stack)
+    assert run.exports["gatewayUrl"].startswith("http://")
+    gpu = [r for r in run.mocks.resources if r.typ == "aws:autoscaling/group:Group"]
+    assert bool(gpu) == (stack == "prod")
+    if stack == "prod":
+        assert not run.mocks.of_type("aws:ec2/vpc:Vpc")  # prod uses the team's VPC

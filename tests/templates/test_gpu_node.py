@@ -1,0 +1,140 @@
+"""GPU node user data, checked with the real validators: cloud-init's own schema check,
+shellcheck for the scripts, systemd-analyze for the units."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from agentdeploy.templates.gpu_node import GpuNodeSpec, node_files, render_user_data
+
+ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:agentdeploy/dev/router/vllm-api-key-AbCdEf"
+HF_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:agentdeploy/dev/hugging-face-token-XyZ"
+needs = lambda tool: pytest.mark.skipif(shutil.which(tool) is None, reason=f"{tool} not installed (Debian package)")  # noqa: E731
+
+
+def _spec(fleet, **kw) -> GpuNodeSpec:
+    refs = kw.pop("refs", {"VLLM_API_KEY": ARN, "HF_TOKEN": HF_ARN})
+    return GpuNodeSpec(stack="dev", agent="router", region="us-east-1", fleet=fleet, secret_refs=refs, **kw)
+
+
+def _files(fleet, **kw) -> dict[str, str]:
+    return {f["path"]: f["content"] for f in node_files(_spec(fleet, **kw))}
+
+
+def _cloud_init_schema(tmp_path: Path, text: str) -> subprocess.CompletedProcess:
+    path = tmp_path / "user-data.yaml"
+    path.write_text(text)
+    return subprocess.run(["cloud-init", "schema", "--config-file", str(path)], capture_output=True, text=True, timeout=60)
+
+
+@needs("cloud-init")
+@pytest.mark.parametrize("refs", [{"VLLM_API_KEY": ARN}, {"VLLM_API_KEY": ARN, "HF_TOKEN": HF_ARN}])
+def test_user_data_passes_cloud_init_schema(tmp_path, fleet, refs):
+    text = render_user_data(_spec(fleet, refs=refs))
+    result = _cloud_init_schema(tmp_path, text)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Valid" in result.stdout
+
+
+@needs("cloud-init")
+def test_schema_check_is_not_vacuous(tmp_path, fleet):
+    broken = render_user_data(_spec(fleet)).replace("runcmd:", "runcmd: 17\nbogus_runcmd:")
+    assert _cloud_init_schema(tmp_path, broken).returncode != 0
+
+
+def test_user_data_fits_ec2_limit_and_is_cloud_config(fleet):
+    text = render_user_data(_spec(fleet))
+    assert text.startswith("#cloud-config\n")
+    assert len(text.encode()) < 16 * 1024  # EC2 user data limit (before base64)
+    doc = yaml.safe_load(text)
+    assert [c[-1] for c in doc["runcmd"] if c[0] == "systemctl" and c[1] == "enable"] == [
+        "agentdeploy-secrets.service", "vllm.service", "agentdeploy-node-agent.service"]
+
+
+@needs("shellcheck")
+@pytest.mark.parametrize("script", ["/opt/agentdeploy/bin/install.sh", "/opt/agentdeploy/bin/fetch-secrets.sh"])
+def test_scripts_pass_shellcheck(tmp_path, fleet, script):
+    path = tmp_path / Path(script).name
+    path.write_text(_files(fleet, vllm_requirement="vllm==0.32.0", node_requirement="agentdeploy[serving] @ https://x.invalid/a b.whl")[script])
+    result = subprocess.run(["shellcheck", "--severity=style", str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout
+
+
+@needs("shellcheck")
+def test_shellcheck_is_not_vacuous(tmp_path):
+    path = tmp_path / "bad.sh"
+    path.write_text("#!/bin/bash\nrm -rf $DIR/*\n")
+    assert subprocess.run(["shellcheck", str(path)], capture_output=True, timeout=60).returncode != 0
+
+
+def _systemd_root(tmp_path: Path, units: dict[str, str]) -> Path:
+    """A root with the host's system units, our units and stub executables for Exec lines."""
+    root = tmp_path / "root"
+    shutil.copytree("/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
+    (root / "etc/systemd/system").mkdir(parents=True)
+    for path, content in units.items():
+        (root / path.lstrip("/")).write_text(content)
+        for line in content.splitlines():
+            if line.startswith("ExecStart="):
+                exe = root / shlex.split(line.split("=", 1)[1])[0].lstrip("/")
+                exe.parent.mkdir(parents=True, exist_ok=True)
+                exe.write_text("#!/bin/sh\n")
+                exe.chmod(0o755)
+    return root
+
+
+@needs("systemd-analyze")
+@pytest.mark.skipif(not Path("/lib/systemd/system/sysinit.target").exists(), reason="no systemd unit tree on this host")
+def test_units_pass_systemd_analyze(tmp_path, fleet):
+    units = {p: c for p, c in _files(fleet).items() if p.endswith(".service")}
+    assert len(units) == 3
+    root = _systemd_root(tmp_path, units)
+    names = [Path(p).name for p in units]
+    result = subprocess.run(["systemd-analyze", "verify", "--man=no", f"--root={root}", *names],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert not [l for l in result.stderr.splitlines() if any(n in l for n in names)], result.stderr
+
+
+@needs("systemd-analyze")
+@pytest.mark.skipif(not Path("/lib/systemd/system/sysinit.target").exists(), reason="no systemd unit tree on this host")
+def test_systemd_analyze_is_not_vacuous(tmp_path, fleet):
+    units = {p: c.replace("RestartSec=", "RestartSek=") for p, c in _files(fleet).items() if p.endswith("vllm.service")}
+    root = _systemd_root(tmp_path, units)
+    result = subprocess.run(["systemd-analyze", "verify", "--man=no", f"--root={root}", "vllm.service"],
+                            capture_output=True, text=True, timeout=60)
+    assert "Unknown key" in result.stderr
+
+
+def test_vllm_starts_with_the_launchers_arguments(fleet):
+    from agentdeploy.templates.gpu_node import vllm_argv
+
+    unit = _files(fleet)["/etc/systemd/system/vllm.service"]
+    exec_line = next(l for l in unit.splitlines() if l.startswith("ExecStart="))
+    argv = shlex.split(exec_line.split("=", 1)[1])
+    expected = vllm_argv(fleet)
+    assert argv[0] == f"/opt/agentdeploy/venv/bin/{Path(expected[0]).name}"
+    assert argv[1:] == expected[1:]
+    assert fleet.hf_repo in argv and "--port" in argv and argv[argv.index("--port") + 1] == "8000"
+    assert "EnvironmentFile=/run/agentdeploy/secrets.env" in unit  # VLLM_API_KEY arrives here at boot
+
+
+def test_node_agent_health_port_and_identity(fleet):
+    files = _files(fleet)
+    env = dict(l.split("=", 1) for l in files["/etc/agentdeploy/node.env"].splitlines() if l and not l.startswith("#"))
+    assert env["AGENTDEPLOY_STACK"] == "dev" and env["AGENTDEPLOY_AGENT"] == "router"
+    assert env["AGENTDEPLOY_HEALTH_PORT"] == "8081" and env["AGENTDEPLOY_VLLM_PORT"] == "8000"
+    unit = files["/etc/systemd/system/agentdeploy-node-agent.service"]
+    assert "-m agentdeploy.serving.node_agent" in unit
+
+
+def test_secrets_listed_by_arn_only(fleet):
+    listing = _files(fleet)["/etc/agentdeploy/secrets.list"]
+    entries = dict(l.split("=", 1) for l in listing.splitlines() if l and not l.startswith("#"))
+    assert entries == {"VLLM_API_KEY": ARN, "HF_TOKEN": HF_ARN}
