@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs on a fresh machine, then run it.
 #   - the project with its dev extras (pytest, hypothesis, moto server, pulumi SDK, ...)
-#   - Debian packages the tests run for real: redis-server, shellcheck, cloud-init (schema check)
+#   - Debian packages the tests run for real: redis-server, shellcheck, cloud-init (schema check),
+#     systemd (systemd-analyze verify for the rendered units)
 #   - vLLM on CPU in its own virtual environment (scripts/setup-vllm.sh), found through VLLM_PYTHON
 # Extra arguments go to pytest (e.g. scripts/test.sh tests/planner -x).
 set -euo pipefail
@@ -13,6 +14,7 @@ need=()
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v shellcheck >/dev/null || need+=(shellcheck)
 command -v cloud-init >/dev/null || need+=(cloud-init)
+command -v systemd-analyze >/dev/null || need+=(systemd)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq

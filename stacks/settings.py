@@ -18,7 +18,8 @@ from agentdeploy.templates.gpu_node import DEFAULT_NODE_REQUIREMENT, DEFAULT_VLL
 NAMESPACE = "agentdeploy"
 #: The AWS Deep Learning Base AMI with the NVIDIA driver (Ubuntu 22.04), newest first by date.
 DEFAULT_GPU_AMI_NAME = "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04) *"
-DEFAULT_GATEWAY_IMAGE = f"ghcr.io/agentdeploy/agentdeploy:{__version__}"
+#: Image built from the repository's Dockerfile; push it to your registry and set gatewayImage.
+DEFAULT_GATEWAY_IMAGE = f"agentdeploy-gateway:{__version__}"
 
 #: Config keys that hold secrets (set with `pulumi config set --secret`); never in StackSettings.
 SECRET_KEYS = ("anthropicApiKey", "gatewayClientKeys", "huggingFaceToken")
