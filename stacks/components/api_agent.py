@@ -14,33 +14,12 @@ import pulumi_aws as aws
 
 from agentdeploy.naming import ROLE_API_AGENT, SSM_PREFIX
 from agentdeploy.planner.plan import AgentPlan
+from agentdeploy.templates.agent_config import agent_config_document
 from agentdeploy.stacks.common import tags
 
 
 def parameter_name(stack: str, agent: str) -> str:
     return f"{SSM_PREFIX}/{stack}/{agent}/config"
-
-
-def agent_config_document(agent: AgentPlan, anthropic_key_secret_arn: str) -> dict:
-    """What an application needs to call Claude for this agent as planned (pure)."""
-    return {
-        "agent": agent.name,
-        "route": agent.route,
-        "model": agent.model,
-        "max_tokens": agent.max_tokens,
-        "streaming": agent.streaming,
-        "batch": agent.batch,
-        "cache": {
-            "enabled": agent.cache.enabled,
-            "ttl": agent.cache.ttl,
-            "breakpoints": list(agent.cache.breakpoints),
-            "min_cacheable_tokens": agent.cache.min_cacheable_tokens,
-        },
-        "fallback_model": agent.fallback_model,
-        "degrade_model": agent.degrade_model,
-        "budget": {"monthly_usd": agent.budget.monthly_usd, "policy": agent.budget.policy},
-        "anthropic_api_key_secret_arn": anthropic_key_secret_arn,
-    }
 
 
 class ApiAgent(pulumi.ComponentResource):

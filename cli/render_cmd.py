@@ -1,0 +1,88 @@
+"""`deploy render`: the plan's artefacts as files, for review, GitOps diffs and local serving.
+
+Writes the gateway config (what `deploy serve` reads), the plan itself, each API agent's client
+config, and each self-hosted agent's vLLM command line and node user data. Secrets appear only
+as references (env var names, hashes of client keys), never as values.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+
+def _replicas(values: tuple[str, ...]) -> dict[str, list[str]]:
+    from agentdeploy.errors import InvalidInput
+
+    out: dict[str, list[str]] = {}
+    for item in values:
+        agent, sep, url = item.partition("=")
+        if not sep or not url.startswith(("http://", "https://")):
+            raise InvalidInput(f"--vllm-replica {item!r}: expected AGENT=http://host:port")
+        out.setdefault(agent, []).append(url.rstrip("/"))
+    return out
+
+
+@click.command("render")
+@click.argument("decision_file", type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Folder to write the artefacts to.")
+@click.option("--catalog", "catalog_files", multiple=True, type=click.Path(path_type=Path), help="Catalog override file (repeatable).")
+@click.option("--anthropic-base-url", default=None, help="Claude API base URL (default: the public API).")
+@click.option("--vllm-replica", "replicas", multiple=True, metavar="AGENT=URL", help="A vLLM replica of a GPU agent (repeatable).")
+@click.option("--redis-url-env", "redis_url", default=None, metavar="ENV_VAR",
+              help="Share budgets across gateway replicas through Redis; the URL is read from this env var at serve time.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
+def render(decision_file: Path, out_dir: Path, catalog_files: tuple[Path, ...], anthropic_base_url: str | None,
+           replicas: tuple[str, ...], redis_url: str | None, as_json: bool) -> None:
+    """Render the gateway config and per-agent artefacts from the plan.
+
+    Client keys: set AGENTDEPLOY_KEY_<AGENT> (comma-separated for several) while rendering; only
+    their SHA-256 hashes are written. Exit codes: 0 written, 2 invalid input, 3 infeasible plan.
+    """
+    from agentdeploy.errors import InvalidInput
+    from agentdeploy.planner import build_plan, load_catalog, load_decision_file
+    from agentdeploy.serving.config import BudgetStoreSpec, SecretRef, build_gateway_config, client_key_hashes_from_env, dump_yaml
+    from agentdeploy.serving.launcher import shell_command, vllm_serve_argv
+    from agentdeploy.templates.agent_config import agent_config_document
+    from agentdeploy.templates.gpu_node import GpuNodeSpec, render_user_data
+
+    spec = load_decision_file(decision_file)
+    catalog = load_catalog(list(catalog_files), inline_overrides=spec.catalog, region=spec.stack.region)
+    plan = build_plan(spec, catalog)
+    vllm = _replicas(replicas)
+    unknown = sorted(set(vllm) - {a.name for a in plan.agents if a.route == "gpu"})
+    if unknown:
+        raise InvalidInput(f"--vllm-replica names agents that are not self-hosted in the plan: {', '.join(unknown)}")
+    kwargs = {}
+    if anthropic_base_url:
+        kwargs["anthropic_base_url"] = anthropic_base_url.rstrip("/")
+    if redis_url:
+        kwargs["budget_store"] = BudgetStoreSpec(backend="redis", redis_url=SecretRef(env=redis_url))
+    config = build_gateway_config(
+        plan, catalog, vllm_replicas=vllm,
+        client_key_hashes=client_key_hashes_from_env([a.name for a in plan.agents]), **kwargs,
+    )
+    files: dict[str, str] = {
+        "gateway.yaml": dump_yaml(config),
+        "plan.json": json.dumps(plan.to_json_dict(), indent=2) + "\n",
+    }
+    for agent in plan.agents:
+        if agent.route in ("api", "batch"):
+            files[f"agents/{agent.name}.json"] = json.dumps(agent_config_document(agent, None), indent=2) + "\n"
+        if agent.fleet is not None:
+            files[f"gpu/{agent.name}/vllm-serve.sh"] = "#!/bin/sh\n# API key: from the VLLM_API_KEY environment variable\nexec " + shell_command(vllm_serve_argv(agent.fleet)) + "\n"
+            files[f"gpu/{agent.name}/user-data.yaml"] = render_user_data(
+                GpuNodeSpec(stack=plan.stack, agent=agent.name, region=plan.region, fleet=agent.fleet)
+            )
+    for rel, text in files.items():
+        path = out_dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    if as_json:
+        click.echo(json.dumps({"out": str(out_dir), "files": sorted(files)}, indent=2))
+    else:
+        for rel in sorted(files):
+            click.echo(f"wrote {out_dir / rel}")
+        click.echo(f"serve it: deploy serve --config {out_dir / 'gateway.yaml'}")

@@ -1,0 +1,55 @@
+"""`deploy render`: the artefacts a plan turns into, secrets only by reference."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from agentdeploy.cli.main import cli
+from agentdeploy.serving.config import hash_key, load_config
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+CANARY = "sk-canary-7f3a9c1e-never-written"
+
+
+def test_render_writes_loadable_gateway_config_and_agent_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("AGENTDEPLOY_KEY_INTAKE", CANARY)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["render", str(EXAMPLES / "service-business.yaml"), "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    files = json.loads(result.stdout)["files"]
+    assert {"gateway.yaml", "plan.json", "agents/intake.json", "agents/sales-brief.json", "agents/marketing-drafts.json"} <= set(files)
+    config = load_config(out / "gateway.yaml")
+    assert set(config.agents) == {"intake", "sales-brief", "marketing-drafts"}
+    # the client key reaches the config only as its hash, and no file holds the value
+    assert hash_key(CANARY) in (out / "gateway.yaml").read_text()
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert CANARY not in path.read_text(), path
+    intake = json.loads((out / "agents/intake.json").read_text())
+    assert intake["model"] == "claude-haiku-4-5" and intake["anthropic_api_key_env"] == "ANTHROPIC_API_KEY"
+    plan = json.loads((out / "plan.json").read_text())
+    assert [a["name"] for a in plan["agents"]] == ["intake", "sales-brief", "marketing-drafts"]
+
+
+def test_render_gpu_agents_get_vllm_command_and_user_data(tmp_path):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["render", str(EXAMPLES / "high-volume-router.yaml"), "--out", str(out),
+                                      "--vllm-replica", "ticket-router=http://127.0.0.1:8000"])
+    assert result.exit_code == 0, result.output
+    script = (out / "gpu/ticket-router/vllm-serve.sh").read_text()
+    assert "serve meta-llama/Llama-3.2-3B-Instruct" in script and "--served-model-name llama-3.2-3b" in script
+    assert "--api-key" not in script  # the key comes from VLLM_API_KEY in the environment
+    assert (out / "gpu/ticket-router/user-data.yaml").read_text().startswith("#cloud-config")
+    config = load_config(out / "gateway.yaml")
+    upstream = config.agents["ticket-router"].chain[0].upstream
+    assert config.upstreams[upstream].replicas == ["http://127.0.0.1:8000"]
+
+
+def test_render_rejects_replica_for_an_api_agent(tmp_path):
+    result = CliRunner().invoke(cli, ["render", str(EXAMPLES / "service-business.yaml"), "--out", str(tmp_path),
+                                      "--vllm-replica", "intake=http://127.0.0.1:8000"])
+    assert result.exit_code == 2 and "not self-hosted" in result.output
+    assert not (tmp_path / "gateway.yaml").exists()  # nothing half-written
