@@ -1,0 +1,89 @@
+"""Circuit breaker per upstream target (one vLLM replica, or the Claude API).
+
+Closed: traffic flows; `failure_threshold` consecutive failures open it. Open: no traffic for
+`open_for` seconds, so a dead replica stops costing every request a connect attempt. Then
+half-open: exactly one trial request (or a successful health probe) decides — success closes
+it, failure re-opens it for twice as long (capped), which is what keeps a flapping replica
+from stealing latency while still letting traffic return once it is healthy again.
+"""
+
+from __future__ import annotations
+
+import time
+
+CLOSED, HALF_OPEN, OPEN = 0, 1, 2
+STATE_NAMES = {CLOSED: "closed", HALF_OPEN: "half_open", OPEN: "open"}
+
+
+class Breaker:
+    __slots__ = ("threshold", "base_open_s", "max_open_s", "state", "failures", "opened_at", "open_for", "trial_in_flight", "clock")
+
+    def __init__(self, failure_threshold: int = 3, open_s: float = 2.0, max_open_s: float = 60.0, clock=time.monotonic) -> None:
+        self.threshold = failure_threshold
+        self.base_open_s = open_s
+        self.max_open_s = max_open_s
+        self.state = CLOSED
+        self.failures = 0
+        self.opened_at = 0.0
+        self.open_for = open_s
+        self.trial_in_flight = False
+        self.clock = clock
+
+    def available(self) -> bool:
+        """Whether a request may be sent now (without claiming the half-open trial)."""
+        if self.state == CLOSED:
+            return True
+        if self.state == OPEN:
+            return self.clock() - self.opened_at >= self.open_for
+        return not self.trial_in_flight
+
+    def acquire(self) -> bool:
+        """Claim permission to send one request; in half-open only one trial at a time."""
+        if self.state == CLOSED:
+            return True
+        if self.state == OPEN:
+            if self.clock() - self.opened_at < self.open_for:
+                return False
+            self.state = HALF_OPEN
+            self.trial_in_flight = False
+        if self.trial_in_flight:
+            return False
+        self.trial_in_flight = True
+        return True
+
+    def success(self) -> None:
+        if self.state != CLOSED:
+            self.open_for = self.base_open_s if self.state == HALF_OPEN and self.failures == 0 else max(self.base_open_s, self.open_for / 2)
+        self.state = CLOSED
+        self.failures = 0
+        self.trial_in_flight = False
+
+    def failure(self) -> None:
+        self.failures += 1
+        if self.state == HALF_OPEN:
+            self._open(min(self.max_open_s, self.open_for * 2))
+        elif self.state == CLOSED and self.failures >= self.threshold:
+            self._open(self.open_for)
+
+    def release(self) -> None:
+        """The request ended without saying anything about health (429, a client error)."""
+        self.trial_in_flight = False
+
+    def trip(self) -> None:
+        """Open at once (connection refused by a health probe: no point counting to three)."""
+        if self.state == OPEN:
+            self.opened_at = self.clock()
+            return
+        self._open(min(self.max_open_s, self.open_for * 2) if self.state == HALF_OPEN else self.open_for)
+
+    def probe_ok(self) -> None:
+        """A health probe answered: an open breaker whose wait is over may take a trial."""
+        if self.state == OPEN and self.clock() - self.opened_at >= self.open_for:
+            self.state = HALF_OPEN
+            self.trial_in_flight = False
+
+    def _open(self, open_for: float) -> None:
+        self.state = OPEN
+        self.opened_at = self.clock()
+        self.open_for = open_for
+        self.trial_in_flight = False

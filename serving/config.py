@@ -1,0 +1,368 @@
+"""The gateway's rendered config: the only thing `deploy serve` reads.
+
+`build_gateway_config(plan, catalog)` maps each AgentPlan onto an ordered upstream chain,
+limits, cache and budget settings, with per-model prices from the catalog; `deploy render`
+writes it with `dump_yaml`, `deploy serve` reads it with `load_config`. Secrets appear only
+by reference (an env var name or a file path); client keys only as SHA-256 hashes.
+
+Decisions the plan leaves open, made here:
+- Anthropic upstream: base URL `https://api.anthropic.com`, key from env `ANTHROPIC_API_KEY`.
+- vLLM replicas: a static list in `replicas` and/or a `replicas_file` (one URL a line) the
+  gateway re-reads when it changes, so autoscaling never needs a restart; a config reload
+  (SIGHUP) re-reads everything else. Key (if any) from env `VLLM_API_KEY`.
+- Client keys: `deploy render` reads them from env `AGENTDEPLOY_KEY_<AGENT>` (agent name upper
+  case, `-` -> `_`) or a key file, and writes only `sha256:<hex>` hashes.
+- Latency: a self-hosted attempt gets `ceiling - fallback's p95 TTFT` (at least 0.25 s) to
+  produce its first token, so the Claude fallback can still answer within the ceiling; the
+  last entry of a chain gets the generous `first_byte_timeout_s` (a late answer beats none).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from agentdeploy.errors import InvalidInput, MissingDependency
+
+if TYPE_CHECKING:
+    from agentdeploy.planner.catalog import Catalog
+    from agentdeploy.planner.plan import AgentPlan, Plan
+
+ANTHROPIC_URL = "https://api.anthropic.com"
+ANTHROPIC_KEY_ENV = "ANTHROPIC_API_KEY"
+VLLM_KEY_ENV = "VLLM_API_KEY"
+VLLM_PORT = 8000
+ANTHROPIC_UPSTREAM = "anthropic"
+
+
+class _M(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SecretRef(_M):
+    """Where a secret value lives; the value itself is never written to config."""
+
+    env: str | None = None
+    file: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> "SecretRef":
+        if not self.env and not self.file:
+            raise ValueError("a secret reference needs `env` (variable name) or `file` (path)")
+        return self
+
+    def resolve(self, environ: dict[str, str] | None = None) -> str | None:
+        env = os.environ if environ is None else environ
+        if self.env and env.get(self.env):
+            return env[self.env].strip()
+        if self.file:
+            try:
+                return Path(self.file).read_text().strip() or None
+            except OSError:
+                return None
+        return None
+
+    def describe(self) -> str:
+        return " or ".join(x for x in (self.env and f"env {self.env}", self.file and f"file {self.file}") if x)
+
+
+class UpstreamSpec(_M):
+    kind: Literal["openai", "anthropic"]
+    #: Anthropic: the API base URL. OpenAI-compatible: optional single URL (same as replicas=[url]).
+    base_url: str | None = None
+    #: OpenAI-compatible replicas (vLLM), load-balanced by in-flight + queue depth.
+    replicas: list[str] = Field(default_factory=list)
+    #: File with one replica URL a line (blank lines and # comments ignored), re-read on change.
+    replicas_file: str | None = None
+    api_key: SecretRef | None = None
+    anthropic_version: str = "2023-06-01"
+    connect_timeout_s: float = Field(2.0, gt=0)
+    #: Longest silence between stream chunks before the stream counts as stalled.
+    stall_timeout_s: float = Field(15.0, gt=0)
+    #: How often replicas' /metrics are read (queue depth, health); 0 turns polling off.
+    metrics_poll_s: float = Field(1.0, ge=0)
+    #: Requests (running + waiting) one replica takes before the latency budget is at risk.
+    max_load_per_replica: int | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _urls(self) -> "UpstreamSpec":
+        if self.kind == "anthropic" and not self.base_url:
+            self.base_url = ANTHROPIC_URL
+        return self
+
+
+class ModelSpec(_M):
+    """Prices in USD per token, and the limits the gateway checks."""
+
+    input: float = 0.0
+    output: float = 0.0
+    cache_write_5m: float = 0.0
+    cache_write_1h: float = 0.0
+    cache_read: float = 0.0
+    context_tokens: int | None = None
+    min_cacheable_tokens: int = 0
+
+
+class ChainEntry(_M):
+    upstream: str
+    model: str
+    #: Time allowed for the first token of this entry before moving on; None = first_byte_timeout_s.
+    ttft_timeout_s: float | None = Field(None, gt=0)
+
+
+class CacheSpec(_M):
+    enabled: bool = False
+    ttl: Literal["5m", "1h"] | None = None
+    breakpoints: list[Literal["tools", "system", "conversation"]] = Field(default_factory=list)
+
+
+class BudgetSpec(_M):
+    monthly_usd: float = Field(gt=0)
+    thresholds_pct: list[int] = Field(default_factory=lambda: [50, 80, 100])
+    policy: Literal["block", "degrade", "alert"] = "alert"
+    #: The cheaper chain used by `degrade` once the budget no longer covers the normal one.
+    degrade_chain: list[ChainEntry] = Field(default_factory=list)
+
+
+class AgentSpec(_M):
+    key_hashes: list[str] = Field(default_factory=list)
+    chain: list[ChainEntry] = Field(min_length=1)
+    max_tokens_default: int = Field(gt=0)
+    max_tokens_cap: int = Field(gt=0)
+    over_cap: Literal["clamp", "reject"] = "clamp"
+    cache: CacheSpec = Field(default_factory=CacheSpec)
+    budget: BudgetSpec | None = None
+    #: Latency budget for retries and fallbacks (the plan's ceiling); None = no ceiling.
+    deadline_s: float | None = Field(None, gt=0)
+    #: Cap on time spent waiting to retry (Retry-After, backoff) over one request.
+    retry_max_total_s: float = Field(10.0, ge=0)
+    max_retries_per_upstream: int = Field(2, ge=0)
+
+
+class BreakerSpec(_M):
+    failure_threshold: int = Field(3, gt=0)
+    open_s: float = Field(2.0, gt=0)
+    max_open_s: float = Field(60.0, gt=0)
+
+
+class BudgetStoreSpec(_M):
+    backend: Literal["memory", "redis"] = "memory"
+    redis_url: SecretRef | None = None
+    key_prefix: str = "agentdeploy:budget"
+
+
+class ListenSpec(_M):
+    host: str = "0.0.0.0"
+    port: int = Field(8080, gt=0, lt=65536)
+
+
+class GatewayConfig(_M):
+    version: Literal[1] = 1
+    stack: str = "default"
+    listen: ListenSpec = Field(default_factory=ListenSpec)
+    upstreams: dict[str, UpstreamSpec]
+    models: dict[str, ModelSpec] = Field(default_factory=dict)
+    agents: dict[str, AgentSpec]
+    #: Keys allowed to call any agent by naming it in `model` (hashes only).
+    shared_key_hashes: list[str] = Field(default_factory=list)
+    budget_store: BudgetStoreSpec = Field(default_factory=BudgetStoreSpec)
+    breaker: BreakerSpec = Field(default_factory=BreakerSpec)
+    first_byte_timeout_s: float = Field(60.0, gt=0)
+    drain_timeout_s: float = Field(30.0, ge=0)
+    log_requests: bool = True
+
+    @model_validator(mode="after")
+    def _refs(self) -> "GatewayConfig":
+        problems = []
+        for name, agent in self.agents.items():
+            entries = list(agent.chain) + (list(agent.budget.degrade_chain) if agent.budget else [])
+            for entry in entries:
+                if entry.upstream not in self.upstreams:
+                    problems.append(f"agents.{name}: upstream {entry.upstream!r} is not defined under upstreams")
+            for h in agent.key_hashes:
+                if not h.startswith("sha256:") or len(h) != 71:
+                    problems.append(f"agents.{name}.key_hashes: {h[:12]!r}... is not a sha256:<64 hex> hash")
+            if agent.budget and agent.budget.policy == "degrade" and not agent.budget.degrade_chain:
+                problems.append(f"agents.{name}.budget: policy degrade needs a degrade_chain")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+def hash_key(value: str) -> str:
+    """The form client keys are stored in: SHA-256 of the key (keys are random, high entropy)."""
+    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()
+
+
+def key_env_name(agent: str) -> str:
+    return "AGENTDEPLOY_KEY_" + agent.upper().replace("-", "_")
+
+
+def client_key_hashes_from_env(agents: list[str], environ: dict[str, str] | None = None) -> dict[str, list[str]]:
+    """Per-agent key hashes from AGENTDEPLOY_KEY_<AGENT> (comma-separated values allowed)."""
+    env = os.environ if environ is None else environ
+    out: dict[str, list[str]] = {}
+    for agent in agents:
+        raw = env.get(key_env_name(agent), "")
+        out[agent] = [hash_key(k.strip()) for k in raw.split(",") if k.strip()]
+    return out
+
+
+# --------------------------------------------------------------------------- from the plan
+
+
+def _claude_model(catalog: "Catalog", model_id: str) -> ModelSpec:
+    m = catalog.claude(model_id)
+    return ModelSpec(
+        input=m.usd_per_token("input"),
+        output=m.usd_per_token("output"),
+        cache_write_5m=m.usd_per_token("cache_write_5m"),
+        cache_write_1h=m.usd_per_token("cache_write_1h"),
+        cache_read=m.usd_per_token("cache_read"),
+        context_tokens=m.context_tokens,
+        min_cacheable_tokens=m.min_cacheable_tokens,
+    )
+
+
+def _self_hosted_ttft(agent: "AgentPlan", catalog: "Catalog") -> float:
+    ceiling = agent.latency.ceiling_s
+    if ceiling is None:
+        return 30.0
+    fallback_p95 = catalog.claude(agent.fallback_model).ttft_p95_s if agent.fallback_model else 0.0
+    if agent.latency.measure == "full_response":
+        return max(0.25, min(ceiling / 2, ceiling - fallback_p95))
+    return max(0.25, ceiling - fallback_p95)
+
+
+def build_gateway_config(
+    plan: "Plan",
+    catalog: "Catalog",
+    *,
+    anthropic_base_url: str = ANTHROPIC_URL,
+    anthropic_key: SecretRef | None = None,
+    vllm_replicas: dict[str, list[str]] | None = None,
+    replicas_dir: str | None = None,
+    vllm_key: SecretRef | None = None,
+    client_key_hashes: dict[str, list[str]] | None = None,
+    budget_store: BudgetStoreSpec | None = None,
+    listen: ListenSpec | None = None,
+) -> GatewayConfig:
+    """Map the plan onto the gateway config (pure: no environment, no I/O)."""
+    upstreams: dict[str, UpstreamSpec] = {}
+    models: dict[str, ModelSpec] = {}
+    agents: dict[str, AgentSpec] = {}
+    hashes = client_key_hashes or {}
+
+    def claude_entry(model_id: str, ttft: float | None = None) -> ChainEntry:
+        if ANTHROPIC_UPSTREAM not in upstreams:
+            upstreams[ANTHROPIC_UPSTREAM] = UpstreamSpec(
+                kind="anthropic", base_url=anthropic_base_url, api_key=anthropic_key or SecretRef(env=ANTHROPIC_KEY_ENV)
+            )
+        models.setdefault(model_id, _claude_model(catalog, model_id))
+        return ChainEntry(upstream=ANTHROPIC_UPSTREAM, model=model_id, ttft_timeout_s=ttft)
+
+    for agent in plan.agents:
+        if agent.route == "gpu":
+            if agent.fleet is None:
+                raise InvalidInput(f"plan agent {agent.name!r} has route gpu but no fleet")
+            fleet = agent.fleet
+            name = f"vllm-{agent.name}"
+            upstreams[name] = UpstreamSpec(
+                kind="openai",
+                replicas=list((vllm_replicas or {}).get(agent.name, [])),
+                replicas_file=f"{replicas_dir}/{agent.name}.replicas" if replicas_dir else None,
+                api_key=vllm_key or SecretRef(env=VLLM_KEY_ENV),
+                connect_timeout_s=1.0,
+                stall_timeout_s=5.0,
+                max_load_per_replica=fleet.max_concurrency_per_replica,
+            )
+            models.setdefault(fleet.served_model_name, ModelSpec(context_tokens=fleet.max_model_len))
+            chain = [ChainEntry(upstream=name, model=fleet.served_model_name, ttft_timeout_s=_self_hosted_ttft(agent, catalog))]
+            if agent.fallback_model:
+                chain.append(claude_entry(agent.fallback_model))
+        else:
+            chain = [claude_entry(agent.model)]
+        budget = None
+        if agent.budget.monthly_usd > 0:
+            degrade = [claude_entry(agent.degrade_model)] if agent.degrade_model else []
+            policy = agent.budget.policy if (agent.budget.policy != "degrade" or degrade) else "block"
+            budget = BudgetSpec(
+                monthly_usd=agent.budget.monthly_usd,
+                thresholds_pct=list(agent.budget.thresholds_pct),
+                policy=policy,
+                degrade_chain=degrade,
+            )
+        cache = CacheSpec(
+            enabled=agent.cache.enabled and bool(agent.cache.breakpoints),
+            ttl=agent.cache.ttl,
+            breakpoints=[b for b in agent.cache.breakpoints if b in ("tools", "system", "conversation")],
+        )
+        agents[agent.name] = AgentSpec(
+            key_hashes=list(hashes.get(agent.name, [])),
+            chain=chain,
+            max_tokens_default=agent.max_tokens,
+            max_tokens_cap=agent.max_tokens,
+            cache=cache,
+            budget=budget,
+            deadline_s=agent.latency.ceiling_s,
+        )
+    return GatewayConfig(
+        stack=plan.stack,
+        listen=listen or ListenSpec(),
+        upstreams=upstreams,
+        models=models,
+        agents=agents,
+        budget_store=budget_store or BudgetStoreSpec(),
+    )
+
+
+# --------------------------------------------------------------------------- files
+
+
+def dump_yaml(config: GatewayConfig) -> str:
+    header = "# agentdeploy gateway config (rendered from the plan; secrets by reference only)\n"
+    return header + yaml.safe_dump(config.model_dump(mode="json", exclude_none=True), sort_keys=False)
+
+
+def parse_config(data: object, origin: str = "config") -> GatewayConfig:
+    if not isinstance(data, dict):
+        raise InvalidInput(f"{origin}: the gateway config must be a mapping")
+    try:
+        return GatewayConfig.model_validate(data)
+    except ValidationError as err:
+        details = [f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in err.errors()]
+        raise InvalidInput(f"{origin}: gateway config is invalid", details=details, hint="re-render it with `deploy render`, or fix the fields named above") from None
+
+
+def load_config(path: str | Path) -> GatewayConfig:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as err:
+        raise InvalidInput(f"{p}: cannot read gateway config ({err.strerror})", hint="pass the file `deploy render` wrote, with --config") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{p}:{mark.line + 1}" if mark else str(p)
+        raise InvalidInput(f"{where}: gateway config is not valid YAML ({getattr(err, 'problem', err)})") from None
+    return parse_config(data, str(p))
+
+
+def check_secrets(config: GatewayConfig, environ: dict[str, str] | None = None) -> None:
+    """Fail early, naming the variable or file, when a referenced upstream key is missing."""
+    missing = []
+    for name, up in config.upstreams.items():
+        if up.kind == "anthropic" and up.api_key and up.api_key.resolve(environ) is None:
+            missing.append(f"upstream {name}: set {up.api_key.describe()}")
+    if config.budget_store.backend == "redis":
+        ref = config.budget_store.redis_url
+        if ref is None or ref.resolve(environ) is None:
+            missing.append(f"budget_store: set {ref.describe() if ref else 'redis_url'} (the Redis URL)")
+    if missing:
+        raise MissingDependency("the gateway config references secrets that are not set", details=missing)

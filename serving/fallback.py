@@ -1,0 +1,260 @@
+"""One attempt against one upstream target, and how its failure is classified.
+
+`open_attempt` sends the request and reads until the first *valid content* arrives (a token,
+a tool call, or a finish) within the entry's time-to-first-token limit; nothing has reached
+the client yet, so any failure up to here is invisible to it and the chain moves on.
+`pump` then carries the rest of the stream with an idle (stall) timer between chunks. What
+counts as a failure, and whether it is retried on the same upstream, moved past, or returned
+to the client, is decided by the pure `classify_status` and `retry_wait`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable
+
+import aiohttp
+
+from agentdeploy.serving.httpclient import Pool, Response, UpstreamConnectError
+from agentdeploy.serving.translate import MalformedChunk, parser_for, upstream_error_message
+from agentdeploy.serving.upstreams import SSEReader, Target, Upstream
+
+#: Canonical events that prove the upstream is answering (what "first token" means here).
+COMMIT_EVENTS = frozenset(("text", "tool_start", "finish", "done"))
+
+# Failure reasons (also the `reason` label of the fallback / error metrics).
+CONNECT = "connect_error"
+DISCONNECT = "disconnected"
+TTFT = "ttft_timeout"
+STALL = "stall"
+MALFORMED = "malformed_chunk"
+TRUNCATED = "truncated_stream"
+SERVER_ERROR = "server_error"
+RATE_LIMITED = "rate_limited"
+OVERLOADED = "overloaded"
+CONTEXT_LENGTH = "context_length"
+CLIENT_ERROR = "client_error"
+CONTENT_FILTER = "content_filter"
+UPSTREAM_AUTH = "upstream_auth"
+NOT_FOUND = "not_found"
+STREAM_ERROR = "upstream_stream_error"
+
+#: Failures that say something about the target's health (they feed its circuit breaker).
+HEALTH_FAILURES = frozenset((CONNECT, DISCONNECT, TTFT, STALL, MALFORMED, TRUNCATED, SERVER_ERROR, STREAM_ERROR, NOT_FOUND))
+#: Failures to hand back to the client rather than try elsewhere.
+TERMINAL = frozenset((CLIENT_ERROR, CONTENT_FILTER))
+
+
+@dataclass(slots=True)
+class Failed:
+    reason: str
+    status: int = 0
+    retry_after: float | None = None
+    error_type: str = ""
+    message: str = ""
+
+
+@dataclass(slots=True)
+class Opened:
+    resp: Response
+    reader: SSEReader
+    parser: object
+    pending: list = field(default_factory=list)
+    #: The raw `data:` payloads those events came from (for same-protocol pass-through).
+    raw: list = field(default_factory=list)
+
+
+def _retry_after(headers) -> float | None:
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def classify_status(status: int, kind: str, raw: bytes) -> Failed:
+    """What an error status from an upstream means for routing."""
+    err_type, message = upstream_error_message(kind, raw)
+    low = message.lower()
+    if status == 429:
+        return Failed(RATE_LIMITED, status, None, err_type, message)
+    if status == 529 or err_type == "overloaded_error":
+        return Failed(OVERLOADED, status, None, err_type, message)
+    if status >= 500:
+        return Failed(SERVER_ERROR, status, None, err_type, message)
+    if status in (401, 403):
+        return Failed(UPSTREAM_AUTH, status, None, err_type, message)
+    if status == 404:
+        return Failed(NOT_FOUND, status, None, err_type, message)
+    if status in (400, 413, 422):
+        if "content_filter" in (err_type, low) or "content filter" in low or "content_policy" in low:
+            return Failed(CONTENT_FILTER, status, None, err_type, message)
+        if status == 413 or "too long" in low or "context length" in low or "context_length" in low or "maximum context" in low:
+            return Failed(CONTEXT_LENGTH, status, None, err_type, message)
+        return Failed(CLIENT_ERROR, status, None, err_type, message)
+    return Failed(CLIENT_ERROR, status, None, err_type, message)
+
+
+def retry_wait(failure: Failed, tries: int, rng: random.Random = random._inst) -> float:  # type: ignore[attr-defined]
+    """Retry-After when the upstream gave one; else exponential backoff with full jitter."""
+    if failure.retry_after is not None:
+        return failure.retry_after
+    return rng.uniform(0.5, 1.0) * min(4.0, 0.25 * (2**tries))
+
+
+def fits(wait: float, tries: int, max_tries: int, retry_spent: float, retry_cap: float, deadline: float | None, now: float) -> bool:
+    """Whether waiting `wait` s to retry the same upstream stays inside every limit."""
+    if tries >= max_tries or retry_spent + wait > retry_cap:
+        return False
+    return deadline is None or now + wait < deadline
+
+
+async def open_attempt(pool: Pool, up: Upstream, target: Target, payload: bytes, ttft_timeout: float) -> Opened | Failed:
+    resp: Response | None = None
+    try:
+        async with asyncio.timeout(ttft_timeout):
+            resp = await pool.post(target.ep, payload, up.connect_timeout)
+            if resp.status != 200:
+                raw = await resp.content.read(65536)
+                failure = classify_status(resp.status, up.kind, raw)
+                failure.retry_after = _retry_after(resp.headers)
+                resp.release()
+                return failure
+            reader = SSEReader(resp.content)
+            parser = parser_for(up.kind)
+            pending: list = []
+            raw: list = []
+            while True:
+                batch = await reader.read_batch()
+                if batch is None:
+                    resp.close()
+                    return Failed(TRUNCATED, message="stream ended before the first token")
+                committed = False
+                raw += batch
+                for data in batch:
+                    for ev in parser.feed(data):
+                        if ev[0] == "error":
+                            resp.close()
+                            return Failed(STREAM_ERROR, error_type=ev[1], message=ev[2])
+                        pending.append(ev)
+                        if ev[0] in COMMIT_EVENTS:
+                            committed = True
+                if committed:
+                    return Opened(resp, reader, parser, pending, raw)
+    except TimeoutError:
+        if resp is not None:
+            resp.close()
+        return Failed(TTFT, message=f"no first token within {ttft_timeout:.3g}s")
+    except MalformedChunk as exc:
+        if resp is not None:
+            resp.close()
+        return Failed(MALFORMED, message=str(exc))
+    except UpstreamConnectError as exc:
+        return Failed(CONNECT, message=str(exc))
+    except (aiohttp.ClientError, OSError) as exc:
+        if resp is not None:
+            resp.close()
+        return Failed(DISCONNECT, message=f"{type(exc).__name__}")
+
+
+class ClientGone(Exception):
+    """The client closed its connection; stop reading the upstream."""
+
+
+@dataclass(slots=True)
+class PumpResult:
+    reason: str  # "" when the stream ended properly
+    finished: bool  # a stop reason was seen
+    waited: float  # seconds spent waiting on the upstream
+    chars: int  # text characters carried (output estimate when usage is missing)
+    error_type: str = ""
+    message: str = ""
+
+
+class StallError(Exception):
+    """No upstream data within the stall timeout (raised into the response's stream)."""
+
+
+class _Watchdog:
+    """One timer per stall period instead of one per chunk: each chunk only stamps `last`;
+    the timer re-arms itself until `last` is really `stall` seconds old, then fails the read."""
+
+    __slots__ = ("loop", "stall", "last", "handle", "content")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, stall: float, content) -> None:
+        self.loop, self.stall, self.content = loop, stall, content
+        self.last = loop.time()
+        self.handle = loop.call_at(self.last + stall, self._check)
+
+    def _check(self) -> None:
+        due = self.last + self.stall
+        if self.loop.time() >= due - 0.001:
+            self.content.set_exception(StallError())
+        else:
+            self.handle = self.loop.call_at(due, self._check)
+
+    def cancel(self) -> None:
+        self.handle.cancel()
+
+
+Sink = Callable[[list, list], Awaitable[None]]
+
+
+async def pump(opened: Opened, stall_timeout: float, sink: Sink) -> PumpResult:
+    """Carry the stream after its first token into `sink(events, raw_payloads)`, until done,
+    failure or stall."""
+    loop = asyncio.get_running_loop()
+    reader, parser = opened.reader, opened.parser
+    first = opened.pending
+    finished = any(ev[0] == "finish" for ev in first)
+    chars = sum(len(ev[2]) for ev in first if ev[0] == "text")
+    waited = 0.0
+    await sink(first, opened.raw)
+    if any(ev[0] == "done" for ev in first):
+        return PumpResult("", True, 0.0, chars)
+    dog = _Watchdog(loop, stall_timeout, reader.content)
+    perf = time.perf_counter
+    try:
+        while True:
+            t0 = perf()
+            batch = await reader.read_batch()
+            waited += perf() - t0
+            if batch is None:
+                # A finished answer without its final marker ([DONE] / message_stop) is complete.
+                return PumpResult("" if finished else TRUNCATED, finished, waited, chars, message="" if finished else "upstream closed the stream mid-answer")
+            dog.last = loop.time()
+            events: list = []
+            done = False
+            for data in batch:
+                for ev in parser.feed(data):
+                    kind = ev[0]
+                    if kind == "text":
+                        chars += len(ev[2])
+                    elif kind == "finish":
+                        finished = True
+                    elif kind == "done":
+                        done = True
+                    elif kind == "error":
+                        await sink(events, [])
+                        return PumpResult(STREAM_ERROR, finished, waited, chars, ev[1], ev[2])
+                    events.append(ev)
+            await sink(events, batch)
+            if done:
+                return PumpResult("", True, waited, chars)
+    except StallError:
+        failure = PumpResult(STALL, finished, waited, chars, message=f"no data for {stall_timeout:.3g}s mid-stream")
+    except MalformedChunk as exc:
+        failure = PumpResult(MALFORMED, finished, waited, chars, message=str(exc))
+    except (aiohttp.ClientError, OSError) as exc:
+        failure = PumpResult(DISCONNECT, finished, waited, chars, message=f"upstream connection lost ({type(exc).__name__})")
+    finally:
+        dog.cancel()
+    if finished:
+        # The answer had its stop reason: only the end marker (or trailing usage) went missing.
+        failure.reason = ""
+    return failure

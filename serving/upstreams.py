@@ -1,0 +1,239 @@
+"""Upstream targets at run time: replicas, their health, load, and the choice among them.
+
+An OpenAI-compatible upstream (vLLM) has replicas; each carries a circuit breaker, the
+requests this gateway has in flight to it, and the load its own `/metrics` reports
+(`vllm:num_requests_running` + `vllm:num_requests_waiting`). A poller reads those every
+`metrics_poll_s`, which doubles as the health probe, and re-reads `replicas_file`. The pick is
+the healthy replica with the least load; a replica whose load has reached
+`max_load_per_replica` counts as overloaded (its queue would eat the latency budget), and an
+upstream with no healthy replica is skipped at once (scaled to zero, still warming).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+import aiohttp
+
+from agentdeploy.serving.breaker import OPEN, Breaker
+from agentdeploy.serving.config import BreakerSpec, UpstreamSpec
+from agentdeploy.serving.httpclient import Endpoint
+
+log = logging.getLogger("agentdeploy.gateway")
+
+NO_HEALTHY = "no_healthy_replica"
+OVERLOAD = "overload"
+
+
+class Target:
+    __slots__ = ("url", "ep", "breaker", "in_flight", "remote_load", "polled")
+
+    def __init__(self, url: str, path: str, breaker: Breaker, headers: dict[str, str]) -> None:
+        self.url = url.rstrip("/")
+        #: URL parsed and request head encoded once, not per request.
+        self.ep = Endpoint(self.url + path, headers)
+        self.breaker = breaker
+        self.in_flight = 0
+        self.remote_load = 0.0
+        self.polled = False
+
+    @property
+    def load(self) -> float:
+        # The replica's own view lags by up to one poll; ours is exact for our own requests.
+        return max(float(self.in_flight), self.remote_load)
+
+
+class Upstream:
+    """One configured upstream and its targets."""
+
+    def __init__(self, name: str, spec: UpstreamSpec, breaker_spec: BreakerSpec, api_key: str | None) -> None:
+        self.name = name
+        self.spec = spec
+        self.kind = spec.kind
+        self.breaker_spec = breaker_spec
+        self.path = "/v1/messages" if spec.kind == "anthropic" else "/v1/chat/completions"
+        self.headers = {"content-type": "application/json"}
+        if spec.kind == "anthropic":
+            self.headers["anthropic-version"] = spec.anthropic_version
+            if api_key:
+                self.headers["x-api-key"] = api_key
+        elif api_key:
+            self.headers["authorization"] = f"Bearer {api_key}"
+        self.connect_timeout = spec.connect_timeout_s
+        self.stall_timeout = spec.stall_timeout_s
+        self.max_load = spec.max_load_per_replica
+        self.targets: list[Target] = []
+        self._file_mtime: float | None = None
+        self._file_urls: list[str] = []
+        self.set_urls(self._static_urls())
+        self.read_replicas_file()
+
+    def _static_urls(self) -> list[str]:
+        urls = list(self.spec.replicas)
+        if self.spec.base_url and self.spec.base_url not in urls:
+            urls.insert(0, self.spec.base_url)
+        return urls
+
+    def set_urls(self, urls: list[str], keep: dict[str, Target] | None = None) -> None:
+        """Replace the target list, keeping the state (breaker, load) of URLs already known."""
+        known = {t.url: t for t in self.targets}
+        if keep:
+            known.update(keep)
+        targets = []
+        seen = set()
+        for url in urls:
+            url = url.rstrip("/")
+            if url in seen:
+                continue
+            seen.add(url)
+            t = known.get(url)
+            if t is None:
+                b = self.breaker_spec
+                t = Target(url, self.path, Breaker(b.failure_threshold, b.open_s, b.max_open_s), self.headers)
+            else:
+                t.ep = Endpoint(t.url + self.path, self.headers)  # a reload may have changed the key
+            targets.append(t)
+        self.targets = targets
+
+    def read_replicas_file(self) -> bool:
+        """Re-read `replicas_file` when its mtime changed; True when the target list changed."""
+        path = self.spec.replicas_file
+        if not path:
+            return False
+        try:
+            mtime = os.stat(path).st_mtime
+        except OSError:
+            mtime = None
+        if mtime == self._file_mtime:
+            return False
+        self._file_mtime = mtime
+        urls: list[str] = []
+        if mtime is not None:
+            try:
+                with open(path) as fh:
+                    urls = [ln.strip() for ln in fh if ln.strip() and not ln.lstrip().startswith("#")]
+            except OSError:
+                urls = []
+        self._file_urls = urls
+        self.set_urls(self._static_urls() + urls)
+        log.info("replicas of %s now %s", self.name, [t.url for t in self.targets])
+        return True
+
+    def pick(self, last_resort: bool = False) -> tuple[Target | None, str]:
+        """The least-loaded target that may take a request, else (None, reason).
+
+        `last_resort`: nothing comes after this upstream in the chain, so skipping it would only
+        turn a possible answer into a certain error: take the least-loaded target regardless.
+        """
+        if last_resort:
+            if not self.targets:
+                return None, NO_HEALTHY
+            best = min(self.targets, key=lambda t: (not t.breaker.available(), t.load))
+            best.breaker.acquire()
+            return best, ""
+        best: Target | None = None
+        overloaded = False
+        for t in self.targets:
+            if not t.breaker.available():
+                continue
+            if self.max_load is not None and t.load >= self.max_load:
+                overloaded = True
+                continue
+            if best is None or t.load < best.load:
+                best = t
+        if best is None:
+            return None, OVERLOAD if overloaded else NO_HEALTHY
+        if not best.breaker.acquire():
+            return None, NO_HEALTHY
+        return best, ""
+
+
+_LOAD_METRICS = ("vllm:num_requests_running{", "vllm:num_requests_running ", "vllm:num_requests_waiting{", "vllm:num_requests_waiting ")
+
+
+def parse_vllm_load(text: str) -> float:
+    """running + waiting from vLLM's Prometheus text (summed over label sets)."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(_LOAD_METRICS):
+            try:
+                total += float(line.rsplit(" ", 1)[1])
+            except (IndexError, ValueError):
+                continue
+    return total
+
+
+async def poll_once(session: aiohttp.ClientSession, up: Upstream, target: Target) -> None:
+    timeout = aiohttp.ClientTimeout(total=max(1.0, up.spec.metrics_poll_s * 2), sock_connect=up.connect_timeout)
+    try:
+        async with session.get(target.url + "/metrics", timeout=timeout, headers={k: v for k, v in up.headers.items() if k == "authorization"}) as resp:
+            text = await resp.text() if resp.status == 200 else ""
+            ok = resp.status == 200
+    except (aiohttp.ClientConnectorError, ConnectionRefusedError):
+        target.breaker.trip()
+        target.polled = True
+        return
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+        target.breaker.failure()
+        target.polled = True
+        return
+    target.polled = True
+    if ok:
+        target.remote_load = parse_vllm_load(text)
+        target.breaker.probe_ok()
+    else:
+        # 503 while the engine dies or warms up: not ready for traffic.
+        target.breaker.trip()
+
+
+async def poll_forever(session: aiohttp.ClientSession, up: Upstream) -> None:
+    interval = up.spec.metrics_poll_s
+    while True:
+        up.read_replicas_file()
+        if up.targets:
+            await asyncio.gather(*(poll_once(session, up, t) for t in list(up.targets)), return_exceptions=True)
+        await asyncio.sleep(interval)
+
+
+class SSEReader:
+    """Splits an upstream body into SSE `data:` payloads, a network read at a time."""
+
+    __slots__ = ("content", "buf")
+
+    def __init__(self, content: aiohttp.StreamReader) -> None:
+        self.content = content
+        self.buf = b""
+
+    async def read_batch(self) -> list[bytes] | None:
+        """The data payloads completed by the next network read ([] possible); None at EOF."""
+        while True:
+            chunk = await self.content.readany()
+            if not chunk:
+                return None
+            if b"\r" in chunk:
+                chunk = chunk.replace(b"\r\n", b"\n")
+            buf = self.buf + chunk
+            if b"\n\n" not in buf:
+                self.buf = buf
+                continue
+            events = buf.split(b"\n\n")
+            self.buf = events.pop()
+            out = []
+            for ev in events:
+                if ev.startswith(b"data:") and b"\n" not in ev:
+                    out.append(ev[6:] if ev[5:6] == b" " else ev[5:])
+                    continue
+                data = [ln[6:] if ln[5:6] == b" " else ln[5:] for ln in ev.split(b"\n") if ln.startswith(b"data:")]
+                if data:
+                    out.append(b"\n".join(data))
+            if out:
+                return out
+
+
+def circuit_snapshot(upstreams: dict[str, Upstream]) -> list[tuple[str, str, int, float]]:
+    return [(u.name, t.url, t.breaker.state if not (t.breaker.state == OPEN and t.breaker.available()) else OPEN, t.load) for u in upstreams.values() for t in u.targets]
+
+
+__all__ = ["Upstream", "Target", "SSEReader", "poll_forever", "parse_vllm_load", "NO_HEALTHY", "OVERLOAD"]

@@ -1,0 +1,322 @@
+"""The gateway as a real process in front of a stand-in OpenAI server and the Claude emulator:
+routing, every fallback trigger, streams, breakers, overload."""
+
+import threading
+import time
+
+import httpx
+import pytest
+
+from tests.gateway.helpers import (
+    API_KEY,
+    GPU_KEY,
+    SHARED_KEY,
+    chat,
+    env_for,
+    gateway_config,
+    messages,
+    metric_value,
+    openai_text,
+    sse_events,
+    stream_chat,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def setup(claude_emulator, standin_factory, gateway_factory):
+    """(gateway, stand-in vLLM, claude) with the default two-agent config."""
+
+    def make(**kw):
+        st = standin_factory()
+        gw = gateway_factory(gateway_config(claude_emulator.base_url, replicas=[st.base_url], **kw), env=env_for(claude_emulator))
+        return gw, st, claude_emulator
+
+    return make
+
+
+def test_routes_each_agent_and_reports_the_model_that_answered(setup):
+    gw, st, claude = setup()
+    r = chat(gw.url, API_KEY)
+    assert r.status_code == 200 and r.headers["x-agentdeploy-model"] == "claude-sonnet-4-6" and r.json()["model"] == "claude-sonnet-4-6"
+    assert claude.requests()[-1]["api_key"] == claude.api_key
+    r = chat(gw.url, GPU_KEY)
+    assert r.status_code == 200 and r.headers["x-agentdeploy-upstream"] == "vllm" and r.json()["model"] == "standin"
+    assert "x-agentdeploy-fallback" not in r.headers
+    assert float(r.headers["x-agentdeploy-overhead-ms"]) >= 0
+    r = messages(gw.url, GPU_KEY)  # Anthropic client, OpenAI-compatible upstream
+    assert r.status_code == 200 and r.json()["content"][0]["text"].startswith("tok0") and r.json()["model"] == "standin"
+    r = chat(gw.url, SHARED_KEY, model="api-agent")  # a shared key addresses an agent by name
+    assert r.headers["x-agentdeploy-agent"] == "api-agent"
+
+
+def test_auth_rejects_before_any_upstream_is_called(setup):
+    gw, st, claude = setup()
+    assert chat(gw.url, "wrong-key").status_code == 401
+    assert httpx.post(gw.url + "/v1/chat/completions", json={"messages": []}).status_code == 401
+    assert messages(gw.url, "wrong-key").json()["type"] == "error"
+    r = chat(gw.url, API_KEY, model="gpu-agent")
+    assert r.status_code == 403
+    assert st.requests == [] and claude.requests() == []
+    models = httpx.get(gw.url + "/v1/models", headers={"authorization": f"Bearer {SHARED_KEY}"}).json()
+    assert {m["id"] for m in models["data"]} == {"api-agent", "gpu-agent"}
+
+
+def test_max_tokens_default_clamp_and_reject(setup):
+    gw, st, claude = setup()
+    chat(gw.url, API_KEY)
+    assert claude.requests()[-1]["body"]["max_tokens"] == 64  # the plan's default
+    chat(gw.url, API_KEY, max_tokens=10_000)
+    assert claude.requests()[-1]["body"]["max_tokens"] == 256  # clamped to the cap
+    gw2, _, _ = setup(api_agent={"over_cap": "reject"})
+    r = chat(gw2.url, API_KEY, max_tokens=10_000)
+    assert r.status_code == 400 and "cap of 256" in r.json()["error"]["message"]
+
+
+def test_no_healthy_replica_goes_straight_to_claude(claude_emulator, gateway_factory):
+    gw = gateway_factory(gateway_config(claude_emulator.base_url, replicas=[]), env=env_for(claude_emulator))
+    t0 = time.perf_counter()
+    r = chat(gw.url, GPU_KEY)
+    assert r.status_code == 200 and r.headers["x-agentdeploy-model"] == "claude-haiku-4-5"
+    assert "vllm:no_healthy_replica" in r.headers["x-agentdeploy-fallback"]
+    assert time.perf_counter() - t0 < 0.5
+
+
+def test_server_error_falls_back_and_is_not_billed(setup):
+    gw, st, claude = setup()
+    st.fault(status=503)
+    r = chat(gw.url, GPU_KEY)
+    assert r.status_code == 200 and r.json()["model"] == "claude-haiku-4-5"
+    assert r.headers["x-agentdeploy-fallback"] == "vllm:server_error"
+    m = httpx.get(gw.url + "/metrics").text
+    assert metric_value(m, "agentdeploy_gateway_fallbacks_total", agent="gpu-agent", reason="server_error") == 1
+    assert metric_value(m, "agentdeploy_gateway_cost_usd_total", model="standin") == 0
+
+
+def test_slow_first_token_falls_back_within_the_ttft_limit(setup):
+    gw, st, claude = setup()
+    st.fault(ttft_s=3.0)
+    t0 = time.perf_counter()
+    r, text = stream_chat(gw.url, GPU_KEY)
+    elapsed = time.perf_counter() - t0
+    assert r.status_code == 200 and r.headers["x-agentdeploy-model"] == "claude-haiku-4-5"
+    assert r.headers["x-agentdeploy-fallback"] == "vllm:ttft_timeout"
+    assert elapsed < 2.5  # 1 s TTFT limit + Claude, not the 3 s stall
+    events = sse_events(text)
+    assert events[-1][1] == "[DONE]" and openai_text(events)
+
+
+def test_stall_before_first_token_and_malformed_first_chunk_fall_back(setup):
+    gw, st, claude = setup()
+    st.fault(malformed_after=1, tokens=1)
+    r = chat(gw.url, GPU_KEY)
+    # the malformed chunk arrived after one valid token: non-streaming clients still get a clean answer
+    assert r.status_code == 200 and r.json()["model"] == "claude-haiku-4-5"
+    assert r.headers["x-agentdeploy-fallback"] == "vllm:malformed_chunk"
+
+
+def test_stream_stall_after_bytes_ends_with_explicit_error(setup):
+    gw, st, claude = setup()
+    st.fault(stall_after=2, stall_s=5)
+    t0 = time.perf_counter()
+    r, text = stream_chat(gw.url, GPU_KEY)
+    assert time.perf_counter() - t0 < 4  # stall timeout 1 s, not the 5 s stall
+    events = sse_events(text)
+    assert openai_text(events).startswith("tok0 tok1")
+    assert "[DONE]" not in [d for _, d in events]
+    assert "stall" in events[-1][1]["error"]["message"]
+    m = httpx.get(gw.url + "/metrics").text
+    assert metric_value(m, "agentdeploy_gateway_stream_errors_total", reason="stall") == 1
+
+
+def test_non_streaming_stall_mid_answer_is_retried_on_claude(setup):
+    gw, st, claude = setup()
+    st.fault(stall_after=2, stall_s=5)
+    r = chat(gw.url, GPU_KEY)
+    assert r.status_code == 200 and r.json()["model"] == "claude-haiku-4-5" and r.headers["x-agentdeploy-fallback"] == "vllm:stall"
+
+
+def test_malformed_chunk_mid_stream_is_an_error_not_a_clean_end(setup):
+    gw, st, claude = setup()
+    st.fault(malformed_after=3, token_delay_s=0.03)  # spaced out: the bad chunk comes after bytes went out
+    r, text = stream_chat(gw.url, GPU_KEY)
+    events = sse_events(text)
+    assert events[-1][1]["error"]["type"] == "upstream_error" and "malformed" in events[-1][1]["error"]["message"]
+    assert "[DONE]" not in [d for _, d in events]
+
+
+def test_cut_stream_ends_with_anthropic_error_event(setup):
+    gw, st, claude = setup()
+    st.fault(cut_after=2)
+    with httpx.stream("POST", gw.url + "/v1/messages", json={"model": "x", "max_tokens": 20, "stream": True, "messages": [{"role": "user", "content": "hi"}]},
+                      headers={"x-api-key": GPU_KEY}, timeout=10) as r:
+        text = "".join(r.iter_text())
+    names = [n for n, _ in sse_events(text)]
+    assert names[0] == "message_start" and names[-1] == "error" and "message_stop" not in names
+
+
+def test_missing_done_after_a_finished_answer_is_complete(setup):
+    gw, st, claude = setup()
+    st.fault(no_done=True)
+    r, text = stream_chat(gw.url, GPU_KEY)
+    events = sse_events(text)
+    assert events[-1][1] == "[DONE]"  # the client gets a proper end: the answer had its finish_reason
+    assert not any(isinstance(d, dict) and "error" in d for _, d in events)
+
+
+def test_claude_429_retry_after_is_honoured_when_it_fits(setup):
+    gw, st, claude = setup()
+    claude.faults({"status": 429, "retry_after": 0.3})
+    t0 = time.perf_counter()
+    r = chat(gw.url, API_KEY)
+    assert r.status_code == 200 and time.perf_counter() - t0 >= 0.3
+    assert len(claude.requests()) == 2
+
+
+def test_claude_429_longer_than_the_budget_is_returned_at_once(setup):
+    gw, st, claude = setup(api_agent={"deadline_s": 2.0})
+    claude.faults({"status": 429, "retry_after": 30})
+    t0 = time.perf_counter()
+    r = chat(gw.url, API_KEY)
+    assert r.status_code == 429 and r.headers["retry-after"] == "30" and time.perf_counter() - t0 < 1.0
+    assert len(claude.requests()) == 1
+
+
+def test_529_backs_off_with_jitter_then_succeeds(setup):
+    gw, st, claude = setup()
+    claude.faults({"status": 529, "times": 2})
+    r = messages(gw.url, API_KEY)
+    assert r.status_code == 200 and len(claude.requests()) == 3
+
+
+def test_context_length_routes_to_a_larger_context_model(setup):
+    gw, st, claude = setup()
+    st.fault(status=400, message="This model's maximum context length is 512 tokens. However, you requested 900 tokens.", error_type="BadRequestError")
+    r = chat(gw.url, GPU_KEY)
+    assert r.status_code == 200 and r.json()["model"] == "claude-haiku-4-5" and "context_length" in r.headers["x-agentdeploy-fallback"]
+
+
+def test_content_filter_is_propagated_not_retried(setup):
+    gw, st, claude = setup()
+    st.fault(status=400, message="flagged by content filter", error_type="content_filter")
+    r = chat(gw.url, GPU_KEY)
+    assert r.status_code == 400 and r.json()["error"]["type"] == "content_filter" and "flagged" in r.json()["error"]["message"]
+    assert claude.requests() == [] and len(st.requests) == 1
+
+
+def test_predicted_overload_spills_to_claude(setup):
+    gw, st, claude = setup(vllm={"max_load_per_replica": 4})
+    st.waiting = 10
+    time.sleep(0.6)  # a few /metrics polls
+    r = chat(gw.url, GPU_KEY)
+    assert r.json()["model"] == "claude-haiku-4-5" and r.headers["x-agentdeploy-fallback"] == "vllm:overload"
+    st.waiting = 0
+    time.sleep(0.6)
+    assert chat(gw.url, GPU_KEY).json()["model"] == "standin"
+
+
+def test_load_balances_by_load_across_replicas(claude_emulator, standin_factory, gateway_factory):
+    a, b = standin_factory("standin"), standin_factory("standin")
+    a.waiting = 3
+    gw = gateway_factory(gateway_config(claude_emulator.base_url, replicas=[a.base_url, b.base_url]), env=env_for(claude_emulator))
+    time.sleep(0.6)
+    for _ in range(4):
+        chat(gw.url, GPU_KEY)
+    assert len(b.requests) == 4 and len(a.requests) == 0
+
+
+def test_flapping_primary_is_cut_off_then_traffic_returns(setup):
+    gw, st, claude = setup()
+    st.fault(status=500, times=-1)
+    results = [chat(gw.url, GPU_KEY) for _ in range(8)]
+    assert all(r.status_code == 200 for r in results)
+    assert all(r.json()["model"] == "claude-haiku-4-5" for r in results)
+    # the breaker (threshold 2) stops sending to the broken replica: far fewer than 8 attempts
+    assert len(st.requests) <= 4
+    m = httpx.get(gw.url + "/metrics").text
+    assert metric_value(m, "agentdeploy_gateway_circuit_state", upstream="vllm") in (1, 2)
+    st.faults.clear()
+    deadline = time.monotonic() + 8
+    while time.monotonic() < deadline:
+        if chat(gw.url, GPU_KEY).json()["model"] == "standin":
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("traffic never returned to the recovered replica")
+    assert chat(gw.url, GPU_KEY).json()["model"] == "standin"
+
+
+def test_replicas_file_and_config_reload_without_restart(claude_emulator, standin_factory, gateway_factory, tmp_path):
+    st = standin_factory()
+    replicas = tmp_path / "replicas.txt"
+    replicas.write_text("")
+    cfg = gateway_config(claude_emulator.base_url, replicas=[], replicas_file=str(replicas))
+    gw = gateway_factory(cfg, env=env_for(claude_emulator))
+    assert chat(gw.url, GPU_KEY).json()["model"] == "claude-haiku-4-5"
+    replicas.write_text(f"# fleet\n{st.base_url}\n")
+    time.sleep(0.8)
+    assert chat(gw.url, GPU_KEY).json()["model"] == "standin"
+    # SIGHUP reload: change the api agent's model while a stream is in flight
+    claude_emulator.configure(token_delay_s=0.05)
+    box = {}
+    t = threading.Thread(target=lambda: box.update(r=stream_chat(gw.url, API_KEY)))
+    t.start()
+    time.sleep(0.2)
+    cfg["agents"]["api-agent"]["chain"] = [{"upstream": "anthropic", "model": "claude-haiku-4-5"}]
+    gw.reload(cfg, settle_s=0.5)
+    t.join(10)
+    r, text = box["r"]
+    assert sse_events(text)[-1][1] == "[DONE]"  # the in-flight stream was not dropped
+    claude_emulator.configure(token_delay_s=0.0)
+    assert chat(gw.url, API_KEY).json()["model"] == "claude-haiku-4-5"
+    assert "config reloaded" in gw.log_text()
+    gw.config_path.write_text("agents: [broken")  # a bad reload is refused; the old config keeps serving
+    gw.reload(settle_s=0.5)
+    assert chat(gw.url, API_KEY).status_code == 200
+    assert "config reload rejected" in gw.log_text()
+
+
+def test_last_resort_upstream_is_tried_even_when_its_breaker_is_open(setup):
+    gw, st, claude = setup()
+    claude.faults({"status": 500, "times": 3})
+    codes = [chat(gw.url, API_KEY).status_code for _ in range(3)]
+    assert codes == [502, 502, 502]
+    r = chat(gw.url, API_KEY)  # breaker is open (threshold 2), but there is nothing after Claude
+    assert r.status_code == 200 and len(claude.requests()) == 4
+    assert "no upstream could answer" not in r.text
+
+
+def test_finished_answer_whose_stream_then_hangs_ends_cleanly(setup):
+    gw, st, claude = setup()
+    st.fault(no_done=True, hang_end_s=3)  # finish_reason sent, then neither [DONE] nor EOF
+    t0 = time.perf_counter()
+    r, text = stream_chat(gw.url, GPU_KEY)
+    events = sse_events(text)
+    assert events[-1][1] == "[DONE]" and not any(isinstance(d, dict) and "error" in d for _, d in events)
+    assert time.perf_counter() - t0 < 2.5  # ended after the 1 s stall timeout, not the 3 s hang
+
+
+def test_tool_call_from_claude_reaches_an_openai_client_as_tool_calls(setup):
+    gw, st, claude = setup()
+    claude.faults({"tool_call": {"name": "lookup_order", "input": {"order_id": 42}}, "output_tokens": 2})
+    tools = [{"type": "function", "function": {"name": "lookup_order", "parameters": {"type": "object"}}}]
+    r, text = stream_chat(gw.url, API_KEY, tools=tools)
+    chunks = [d for _, d in sse_events(text) if isinstance(d, dict)]
+    calls = [c["choices"][0]["delta"]["tool_calls"][0] for c in chunks if c.get("choices") and c["choices"][0]["delta"].get("tool_calls")]
+    assert calls[0]["function"]["name"] == "lookup_order" and calls[0]["id"].startswith("toolu_")
+    assert "".join(c["function"]["arguments"] for c in calls) == '{"order_id":42}'
+    assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
+    sent = claude.requests()[-1]["body"]
+    assert sent["tools"][0]["name"] == "lookup_order" and sent["tools"][0]["input_schema"] == {"type": "object"}
+
+
+def test_alert_policy_admits_everything_and_logs_thresholds(claude_emulator, gateway_factory):
+    cfg = gateway_config(claude_emulator.base_url, api_agent={"budget": {"monthly_usd": 0.0005, "policy": "alert", "thresholds_pct": [50, 100]}})
+    gw = gateway_factory(cfg, env=env_for(claude_emulator))
+    assert all(chat(gw.url, API_KEY).status_code == 200 for _ in range(5))
+    time.sleep(0.3)
+    log = gw.log_text()
+    assert '"event":"budget_threshold"' in log and '"threshold_pct":100' in log
+    m = httpx.get(gw.url + "/metrics").text
+    assert metric_value(m, "agentdeploy_gateway_budget_remaining_usd", agent="api-agent") < 0

@@ -1,0 +1,214 @@
+"""Pure pieces of the gateway: breaker, pricing, budget store, cache breakpoints, routing rules, config."""
+
+import asyncio
+import random
+
+import pytest
+
+from agentdeploy.errors import InvalidInput, MissingDependency
+from agentdeploy.serving import fallback as fb
+from agentdeploy.serving.auth import SHARED, KeyIndex, presented_key
+from agentdeploy.serving.breaker import CLOSED, HALF_OPEN, OPEN, Breaker
+from agentdeploy.serving.budget import MemoryBudgetStore, to_micro
+from agentdeploy.serving.cache_control import place_breakpoints
+from agentdeploy.serving.config import (
+    build_gateway_config,
+    check_secrets,
+    client_key_hashes_from_env,
+    dump_yaml,
+    hash_key,
+    load_config,
+    parse_config,
+)
+from agentdeploy.serving.pricing import Prices, Usage, cost_usd, worst_case_usd
+from agentdeploy.serving.redact import Redactor
+from agentdeploy.serving.upstreams import parse_vllm_load
+from tests.gateway.helpers import API_KEY, GPU_KEY, SHARED_KEY, gateway_config
+
+
+class Clock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_breaker_opens_probes_and_backs_off_when_flapping():
+    clock = Clock()
+    b = Breaker(failure_threshold=2, open_s=1.0, max_open_s=4.0, clock=clock)
+    b.failure()
+    assert b.state == CLOSED and b.acquire()
+    b.failure()
+    assert b.state == OPEN and not b.acquire()
+    clock.t = 1.0
+    assert b.acquire() and b.state == HALF_OPEN
+    assert not b.acquire()  # one trial at a time
+    b.failure()  # trial failed: open again, twice as long
+    assert b.state == OPEN and b.open_for == 2.0
+    clock.t = 2.5
+    assert not b.available()
+    clock.t = 3.0
+    assert b.acquire()
+    b.success()
+    assert b.state == CLOSED and b.acquire()
+
+
+def test_breaker_probe_moves_open_to_half_open_only_after_the_wait():
+    clock = Clock()
+    b = Breaker(failure_threshold=3, open_s=1.0, clock=clock)
+    b.trip()
+    b.probe_ok()
+    assert b.state == OPEN
+    clock.t = 1.1
+    b.probe_ok()
+    assert b.state == HALF_OPEN
+
+
+def test_cost_prices_cache_writes_by_ttl_and_reads():
+    p = Prices(input=1e-6, output=5e-6, cache_write_5m=1.25e-6, cache_write_1h=2e-6, cache_read=1e-7)
+    u = Usage(input_tokens=100, output_tokens=10, cache_write_5m=1000, cache_write_1h=2000, cache_read=5000)
+    assert cost_usd(u, p) == pytest.approx(100e-6 + 50e-6 + 1250e-6 + 4000e-6 + 500e-6)
+    assert worst_case_usd(100, 10, p) == pytest.approx(100 * 2e-6 + 10 * 5e-6)
+
+
+def test_memory_budget_reserves_worst_case_and_settles_to_actual():
+    async def run():
+        store = MemoryBudgetStore()
+        limit = to_micro(1.0)
+        assert await store.reserve("k", to_micro(0.6), limit)
+        assert not await store.reserve("k", to_micro(0.6), limit)  # would overshoot while the first is open
+        await store.settle("k", to_micro(0.6), to_micro(0.1))
+        assert await store.reserve("k", to_micro(0.6), limit)
+        assert await store.spent("k") == to_micro(0.1)
+        assert await store.committed("k") == to_micro(0.7)
+        assert await store.reserve("k", to_micro(100), None)  # alert policy: never refused
+
+    asyncio.run(run())
+
+
+def _big(n_tokens: int) -> str:
+    return "abcd" * n_tokens
+
+
+def test_breakpoints_placed_on_planned_levels_above_minimum_with_ttl():
+    body = {
+        "tools": [{"name": "a", "input_schema": {}}, {"name": "b", "input_schema": {}}],
+        "system": _big(5000),
+        "messages": [{"role": "user", "content": "q1"}, {"role": "assistant", "content": "a1"}, {"role": "user", "content": "q2"}],
+    }
+    out = place_breakpoints(body, ["tools", "system", "conversation"], "1h", 4096)
+    assert "cache_control" not in out["tools"][-1]  # tools alone are below the minimum
+    assert out["system"][-1]["cache_control"] == {"type": "ephemeral", "ttl": "1h"}
+    assert out["messages"][-1]["content"][-1]["cache_control"] == {"type": "ephemeral", "ttl": "1h"}
+    assert isinstance(body["system"], str)  # input untouched
+    small = place_breakpoints({**body, "system": "short"}, ["system"], "5m", 4096)
+    assert small["system"] == "short"
+
+
+def test_breakpoints_never_exceed_four():
+    marked = {"type": "ephemeral"}
+    body = {
+        "system": [{"type": "text", "text": _big(5000), "cache_control": marked}],
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "x", "cache_control": marked}, {"type": "text", "text": "y", "cache_control": marked}, {"type": "text", "text": "z", "cache_control": marked}]},
+                     {"role": "assistant", "content": "ok"}, {"role": "user", "content": "more"}],
+    }
+    out = place_breakpoints(body, ["system", "conversation"], "5m", 1024)
+    assert out is body  # already four: nothing added
+
+
+def test_classify_status_routes_each_kind():
+    assert fb.classify_status(400, "openai", b'{"error":{"message":"This model\'s maximum context length is 512 tokens"}}').reason == fb.CONTEXT_LENGTH
+    assert fb.classify_status(400, "anthropic", b'{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 300000 tokens > 200000 maximum"}}').reason == fb.CONTEXT_LENGTH
+    cf = fb.classify_status(400, "openai", b'{"error":{"message":"flagged","type":"content_filter"}}')
+    assert cf.reason == fb.CONTENT_FILTER and cf.reason in fb.TERMINAL
+    assert fb.classify_status(429, "anthropic", b"{}").reason == fb.RATE_LIMITED
+    assert fb.classify_status(529, "anthropic", b'{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}').reason == fb.OVERLOADED
+    assert fb.classify_status(503, "openai", b"down").reason in fb.HEALTH_FAILURES
+    assert fb.classify_status(400, "openai", b'{"error":{"message":"bad temperature"}}').reason == fb.CLIENT_ERROR
+
+
+def test_retry_waits_honour_retry_after_and_fit_the_budget():
+    f = fb.Failed(fb.RATE_LIMITED, 429, retry_after=1.5)
+    assert fb.retry_wait(f, 0) == 1.5
+    rng = random.Random(1)
+    waits = [fb.retry_wait(fb.Failed(fb.OVERLOADED), t, rng) for t in range(4)]
+    assert all(0.125 <= w <= 2.0 for w in waits) and waits[3] > waits[0]
+    assert fb.fits(1.5, 0, 2, 0.0, 10.0, deadline=10.0, now=5.0)
+    assert not fb.fits(1.5, 0, 2, 0.0, 10.0, deadline=6.0, now=5.0)  # would not fit the latency budget
+    assert not fb.fits(1.5, 2, 2, 0.0, 10.0, None, 0.0)  # retries used up
+    assert not fb.fits(1.5, 0, 2, 9.0, 10.0, None, 0.0)  # total retry cap
+
+
+def test_key_index_matches_hashes_only():
+    cfg = parse_config(gateway_config("http://127.0.0.1:1"))
+    idx = KeyIndex(cfg)
+    assert idx.lookup(API_KEY) == "api-agent" and idx.lookup(GPU_KEY) == "gpu-agent"
+    assert idx.lookup(SHARED_KEY) == SHARED and idx.lookup("nope") is None and idx.lookup(None) is None
+    assert presented_key({"authorization": "Bearer abc"}) == "abc" and presented_key({"x-api-key": "k"}) == "k"
+    assert API_KEY not in dump_yaml(cfg)
+
+
+def test_parse_vllm_load_sums_running_and_waiting():
+    text = '# HELP x\nvllm:num_requests_running{model_name="m"} 3.0\nvllm:num_requests_waiting{model_name="m"} 4.0\nvllm:num_requests_waiting_by_reason 9\n'
+    assert parse_vllm_load(text) == 7.0
+
+
+def test_redactor_masks_loaded_secrets():
+    r = Redactor()
+    r.add(["sk-canary-123456"])
+    assert r.text("key sk-canary-123456 leaked") == "key [REDACTED] leaked"
+    assert b"sk-canary" not in r.bytes(b"x sk-canary-123456")
+
+
+def test_build_from_plan_examples_maps_routes_chains_and_prices():
+    from agentdeploy.planner import build_plan, load_decision_file
+    from agentdeploy.planner.catalog import load_catalog
+
+    catalog = load_catalog(include_home=False)
+    plan = build_plan(load_decision_file("examples/service-business.yaml"), catalog)
+    cfg = build_gateway_config(plan, catalog, client_key_hashes={"intake": [hash_key("k1")]})
+    intake = cfg.agents["intake"]
+    assert [(e.upstream, e.model) for e in intake.chain] == [("anthropic", "claude-haiku-4-5")]
+    assert intake.cache.breakpoints == ["system", "conversation"] and intake.cache.ttl == "5m"
+    assert intake.deadline_s == 2.0 and intake.max_tokens_default == plan.agent("intake").max_tokens
+    assert cfg.models["claude-haiku-4-5"].cache_write_1h == pytest.approx(2e-6)
+    assert cfg.upstreams["anthropic"].api_key.env == "ANTHROPIC_API_KEY"
+    assert cfg.agents["intake"].key_hashes == [hash_key("k1")]
+
+    plan = build_plan(load_decision_file("examples/high-volume-router.yaml"), catalog)
+    cfg = build_gateway_config(plan, catalog, vllm_replicas={"ticket-router": ["http://10.0.0.5:8000"]}, replicas_dir="/etc/agentdeploy")
+    gpu = plan.agent("ticket-router")
+    chain = cfg.agents["ticket-router"].chain
+    assert chain[0].upstream == "vllm-ticket-router" and chain[0].model == gpu.fleet.served_model_name
+    assert chain[1].model == gpu.fallback_model and chain[0].ttft_timeout_s < gpu.latency.ceiling_s
+    up = cfg.upstreams["vllm-ticket-router"]
+    assert up.replicas == ["http://10.0.0.5:8000"] and up.max_load_per_replica == gpu.fleet.max_concurrency_per_replica
+    assert up.replicas_file == "/etc/agentdeploy/ticket-router.replicas"
+    assert cfg.models[gpu.fleet.served_model_name].output == 0.0
+    assert parse_config(__import__("yaml").safe_load(dump_yaml(cfg))) == cfg
+
+
+def test_bad_config_names_the_field(tmp_path):
+    bad = gateway_config("http://x")
+    bad["agents"]["api-agent"]["chain"] = [{"upstream": "nowhere", "model": "m"}]
+    with pytest.raises(InvalidInput) as err:
+        parse_config(bad, "gw.yaml")
+    assert "nowhere" in " ".join(err.value.details)
+    p = tmp_path / "gw.yaml"
+    p.write_text("agents: [unclosed")
+    with pytest.raises(InvalidInput, match="gw.yaml:1"):
+        load_config(p)
+
+
+def test_missing_upstream_key_is_reported_by_name():
+    cfg = parse_config(gateway_config("http://x"))
+    with pytest.raises(MissingDependency) as err:
+        check_secrets(cfg, environ={})
+    assert "TEST_ANTHROPIC_KEY" in err.value.details[0]
+    check_secrets(cfg, environ={"TEST_ANTHROPIC_KEY": "v"})
+
+
+def test_client_keys_from_env_are_hashed():
+    hashes = client_key_hashes_from_env(["intake", "sales-brief"], {"AGENTDEPLOY_KEY_SALES_BRIEF": "a, b"})
+    assert hashes == {"intake": [], "sales-brief": [hash_key("a"), hash_key("b")]}

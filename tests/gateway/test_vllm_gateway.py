@@ -1,0 +1,176 @@
+"""The gateway in front of a REAL vLLM server on CPU (tiny model) with the Claude emulator behind.
+
+Covers what a stand-in cannot prove: vLLM's real stream format and /metrics, a replica killed
+mid-load, a replica frozen mid-stream (SIGSTOP: a true stall and a true slow first token), a
+flapping replica, and overload from real in-flight requests.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import signal
+import threading
+import time
+
+import httpx
+import pytest
+
+from tests.gateway.helpers import GPU_KEY, chat, env_for, gateway_config, messages, metric_value, openai_text, sse_events, stream_chat
+
+pytestmark = [pytest.mark.integration, pytest.mark.vllm]
+
+SERVED = "tiny-llama"
+
+
+def _config(claude, urls, max_load=None, **gpu):
+    agent = {"max_tokens_default": 32, "max_tokens_cap": 480,
+             "chain": [{"upstream": "vllm", "model": SERVED, "ttft_timeout_s": gpu.pop("ttft", 8.0)},
+                       {"upstream": "anthropic", "model": "claude-haiku-4-5"}], **gpu}
+    return gateway_config(claude.base_url, replicas=urls, vllm_model=SERVED, gpu_agent=agent,
+                          vllm={"stall_timeout_s": 2.0, "connect_timeout_s": 1.0, "metrics_poll_s": 0.25,
+                                **({"max_load_per_replica": max_load} if max_load else {})})
+
+
+@pytest.fixture
+def frozen():
+    """SIGSTOP a server's whole process group, and always SIGCONT it afterwards."""
+    stopped = []
+
+    def freeze(server):
+        server.process.signal_group(signal.SIGSTOP)
+        stopped.append(server)
+
+    def thaw(server):
+        server.process.signal_group(signal.SIGCONT)
+        stopped.remove(server)
+
+    freeze.thaw = thaw
+    yield freeze
+    for server in list(stopped):
+        server.process.signal_group(signal.SIGCONT)
+
+
+def test_real_vllm_serves_both_protocols_and_reports_load(vllm_server, claude_emulator, gateway_factory):
+    gw = gateway_factory(_config(claude_emulator, [vllm_server.base_url]), env=env_for(claude_emulator))
+    r = chat(gw.url, GPU_KEY, max_tokens=8, ignore_eos=True)
+    assert r.status_code == 200, r.text
+    assert r.json()["model"] == SERVED and r.json()["usage"]["completion_tokens"] == 8
+    r, text = stream_chat(gw.url, GPU_KEY, max_tokens=8, ignore_eos=True, stream_options={"include_usage": True})
+    events = sse_events(text)
+    assert r.headers["x-agentdeploy-model"] == SERVED and events[-1][1] == "[DONE]" and events[-2][1]["usage"]["completion_tokens"] == 8
+    r = messages(gw.url, GPU_KEY, max_tokens=6, system=[{"type": "text", "text": "be brief", "cache_control": {"type": "ephemeral"}}])
+    assert r.status_code == 200, r.text
+    assert r.json()["model"] == SERVED and r.json()["usage"]["output_tokens"] >= 1
+    assert claude_emulator.requests() == []
+    m = httpx.get(gw.url + "/metrics").text
+    assert "agentdeploy_gateway_replica_load" in m and metric_value(m, "agentdeploy_gateway_circuit_state", upstream="vllm") == 0
+
+
+def test_frozen_replica_slow_first_token_falls_back_then_stall_mid_stream_errors(vllm_server, claude_emulator, gateway_factory, frozen):
+    gw = gateway_factory(_config(claude_emulator, [vllm_server.base_url], ttft=1.0), env=env_for(claude_emulator))
+    assert chat(gw.url, GPU_KEY, max_tokens=4).json()["model"] == SERVED  # warm
+    frozen(vllm_server)
+    try:
+        t0 = time.perf_counter()
+        r, text = stream_chat(gw.url, GPU_KEY, max_tokens=8)
+        assert r.headers["x-agentdeploy-model"] == "claude-haiku-4-5"
+        assert time.perf_counter() - t0 < 4.0
+        assert sse_events(text)[-1][1] == "[DONE]"
+    finally:
+        frozen.thaw(vllm_server)
+    # wait for the breaker to let traffic back, then freeze it mid-stream
+    deadline = time.monotonic() + 20
+    while chat(gw.url, GPU_KEY, max_tokens=2).json()["model"] != SERVED:
+        assert time.monotonic() < deadline, "traffic never returned to the thawed replica"
+        time.sleep(0.3)
+    box: dict = {"lines": []}
+
+    def reader():
+        body = {"model": "x", "stream": True, "max_tokens": 400, "ignore_eos": True, "messages": [{"role": "user", "content": "tell me"}]}
+        with httpx.stream("POST", gw.url + "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {GPU_KEY}"}, timeout=30) as resp:
+            box["model"] = resp.headers.get("x-agentdeploy-model")
+            for line in resp.iter_lines():
+                box["lines"].append(line)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    deadline = time.monotonic() + 20
+    while len([ln for ln in box["lines"] if '"content"' in ln]) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    frozen(vllm_server)
+    try:
+        t.join(15)
+        assert not t.is_alive()
+    finally:
+        frozen.thaw(vllm_server)
+    events = sse_events("\n\n".join(box["lines"]))
+    assert box["model"] == SERVED
+    assert "stall" in events[-1][1]["error"]["message"], events[-3:]  # frozen mid-stream: explicit error
+    assert "[DONE]" not in [d for _, d in events]
+
+
+def test_killed_replica_mid_load_loses_no_request(vllm_factory, claude_emulator, gateway_factory):
+    server = vllm_factory(SERVED, extra_args=())
+    gw = gateway_factory(_config(claude_emulator, [server.base_url]), env=env_for(claude_emulator))
+    claude_emulator.configure(output_tokens=20)
+    stop = threading.Event()
+    results: list[tuple[int, str]] = []
+
+    def non_streaming_worker():
+        while not stop.is_set():
+            r = chat(gw.url, GPU_KEY, max_tokens=64, ignore_eos=True, timeout=60)
+            results.append((r.status_code, r.headers.get("x-agentdeploy-model", "")))
+
+    def stream_once(wait_first: threading.Event | None = None) -> dict:
+        out: dict = {"lines": []}
+        body = {"model": "x", "stream": True, "max_tokens": 480, "ignore_eos": True, "messages": [{"role": "user", "content": "a long answer"}]}
+        with httpx.stream("POST", gw.url + "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {GPU_KEY}"}, timeout=60) as resp:
+            out["status"] = resp.status_code
+            out["model"] = resp.headers.get("x-agentdeploy-model")
+            for line in resp.iter_lines():
+                out["lines"].append(line)
+                if wait_first is not None and '"content"' in line:
+                    wait_first.set()
+        return out
+
+    with cf.ThreadPoolExecutor(16) as ex:
+        workers = [ex.submit(non_streaming_worker) for _ in range(3)]
+        started = [threading.Event() for _ in range(6)]
+        flowing = [ex.submit(stream_once, ev) for ev in started]
+        for ev in started:
+            assert ev.wait(60), "streams never started on vLLM"
+        server.kill()  # SIGKILL the whole vLLM group mid-load, while the long streams flow
+        late = [ex.submit(stream_once) for _ in range(3)]  # streams that had not started yet
+        time.sleep(1.5)
+        stop.set()
+        for w in workers:
+            w.result(timeout=90)
+        flowing_out = [f.result(timeout=90) for f in flowing]
+        late_out = [f.result(timeout=90) for f in late]
+
+    assert results, "no non-streaming request ran"
+    assert all(code == 200 for code, _ in results), results  # zero failed client requests
+    assert any(model == "claude-haiku-4-5" for _, model in results)
+    for out in late_out:  # not started when vLLM died: completed on Claude, cleanly
+        events = sse_events("\n\n".join(out["lines"]))
+        assert out["status"] == 200 and events[-1][1] == "[DONE]" and openai_text(events)
+        assert out["model"] in ("claude-haiku-4-5", SERVED)
+    cut = 0
+    for out in flowing_out:  # already flowing: an explicit in-band error, never a silent cut
+        events = sse_events("\n\n".join(out["lines"]))
+        assert out["model"] == SERVED
+        last = events[-1][1]
+        if last != "[DONE]":
+            assert isinstance(last, dict) and "error" in last, events[-3:]
+            cut += 1
+    assert cut >= 1, "the kill did not land mid-stream"
+
+
+def test_overload_from_real_in_flight_requests_spills_to_claude(vllm_server, claude_emulator, gateway_factory):
+    gw = gateway_factory(_config(claude_emulator, [vllm_server.base_url], max_load=1, ttft=10.0), env=env_for(claude_emulator))
+    with cf.ThreadPoolExecutor(4) as ex:
+        futures = [ex.submit(chat, gw.url, GPU_KEY, max_tokens=200, ignore_eos=True, timeout=60) for _ in range(4)]
+        models = [f.result().headers["x-agentdeploy-model"] for f in futures]
+    assert SERVED in models and "claude-haiku-4-5" in models
+    m = httpx.get(gw.url + "/metrics").text
+    assert metric_value(m, "agentdeploy_gateway_fallbacks_total", agent="gpu-agent", reason="overload") >= 1
