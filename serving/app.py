@@ -90,6 +90,7 @@ class Gateway:
         self.draining = False
         self.in_flight = 0
         self._pollers: list[asyncio.Task] = []
+        self._cloudwatch: asyncio.Task | None = None
         self._background: set[asyncio.Task] = set()
         self._thresholds_seen: dict[str, int] = {}
 
@@ -128,6 +129,20 @@ class Gateway:
         # No cookies: upstream cookies must never leak between agents, and the jar costs time per request.
         self.session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
         self._start_pollers()
+        interval = self.runtime.config.cloudwatch_interval_s
+        if interval > 0:
+            from agentdeploy.serving.cloudwatch import CloudWatchPublisher
+
+            publisher = CloudWatchPublisher(self.metrics, self.runtime.config.stack, self._self_hosted_upstreams)
+            self._cloudwatch = asyncio.ensure_future(publisher.run_forever(interval))
+
+    def _self_hosted_upstreams(self) -> dict[str, str]:
+        """GPU agent -> the self-hosted (OpenAI-kind) upstream at the head of its chain."""
+        out = {}
+        for name, agent in self.runtime.agents.items():
+            if agent.chain and agent.chain[0].upstream.kind == "openai":
+                out[name] = agent.chain[0].upstream.name
+        return out
 
     def _start_pollers(self) -> None:
         for task in self._pollers:
@@ -141,6 +156,8 @@ class Gateway:
     async def _on_cleanup(self, app: web.Application) -> None:
         for task in self._pollers:
             task.cancel()
+        if self._cloudwatch is not None:
+            self._cloudwatch.cancel()
         if self._background:
             await asyncio.wait(self._background, timeout=5)
         if self.session:

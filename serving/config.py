@@ -175,6 +175,9 @@ class GatewayConfig(_M):
     first_byte_timeout_s: float = Field(60.0, gt=0)
     drain_timeout_s: float = Field(30.0, ge=0)
     log_requests: bool = True
+    #: Publish per-agent SpendUSD and wake-up Demand to CloudWatch every this many seconds
+    #: (0 = off; the provisioned stack turns it on, the task role may PutMetricData).
+    cloudwatch_interval_s: float = Field(0.0, ge=0)
 
     @model_validator(mode="after")
     def _refs(self) -> "GatewayConfig":

@@ -23,6 +23,7 @@ CONFIG_ENV = "AGENTDEPLOY_GATEWAY_CONFIG"
 CONFIG_PATH = "/tmp/agentdeploy/gateway.yaml"
 #: Client keys shared by every agent, in the `gatewayClientKeys` config mapping.
 SHARED = "*"
+CLOUDWATCH_INTERVAL_S = 60.0
 
 
 def vllm_key_env(agent: str) -> str:
@@ -74,4 +75,7 @@ def gateway_config_yaml(plan: Plan, catalog: Catalog, fleet_urls: dict[str, str]
         upstream = doc["agents"][agent]["chain"][0]["upstream"]
         doc["upstreams"][upstream]["api_key"] = {"env": vllm_key_env(agent)}
     doc["shared_key_hashes"] = [hash_key(k) for k in keys.get(SHARED, [])]
+    # The provisioned gateway publishes SpendUSD (spend alarms, `deploy cost`) and wake-up Demand
+    # (the fleet's wake-from-zero alarm) every minute; its task role may PutMetricData.
+    doc["cloudwatch_interval_s"] = CLOUDWATCH_INTERVAL_S
     return dump_yaml(parse_config(doc, "rendered gateway config"))

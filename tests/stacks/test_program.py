@@ -230,6 +230,8 @@ def test_gateway_config_points_fleets_at_their_listener(run, plan):
     assert upstream.api_key.env == "VLLM_API_KEY_TICKET_ROUTER"
     assert container["command"][0].endswith("--port 8080")
     assert run.mocks.one("aws:ecs/service:Service").inputs["launchType"] == "FARGATE"
+    # it publishes the spend the alarms watch and the demand that wakes a fleet at zero
+    assert config.cloudwatch_interval_s == 60
 
 
 def test_outputs_name_gateway_and_every_agent(run, plan):
