@@ -277,7 +277,8 @@ def _agent_plan(name, agent, spec, catalog, choice, floor, verdicts, why, budget
         cap = min(choice.open_model.context_tokens, 32768)
         quality_tier = choice.open_model.task_tiers.get(agent.quality.task)
         estimate = choice.estimate
-        cache = CacheDecision(enabled=True, ttl=None, breakpoints=[], prefix_tokens=agent.profile.static_prefix_tokens, expected_hit_rate=1.0, min_cacheable_tokens=0)
+        # vLLM caches prefixes by itself; the plan's cache settings are for the Claude fallback.
+        cache = _cache_decision(agent, api_ref)
         why.append(f"vLLM's automatic prefix caching covers the {agent.profile.static_prefix_tokens}-token static prefix on the fleet; the Claude fallback {api_ref.model_id} uses {_cache_words(api_ref)}")
         fleet = _fleet_plan(agent, choice, assumptions)
         why.append(
@@ -293,14 +294,7 @@ def _agent_plan(name, agent, spec, catalog, choice, floor, verdicts, why, budget
         cap = choice.model.max_output_tokens
         quality_tier = choice.model.quality_tier
         estimate = choice.estimate
-        cache = CacheDecision(
-            enabled=choice.cache.enabled,
-            ttl=choice.cache.ttl,
-            breakpoints=choice.cache.breakpoints,
-            prefix_tokens=agent.profile.static_prefix_tokens,
-            expected_hit_rate=round(choice.bill.static_hit_rate, 4),
-            min_cacheable_tokens=choice.model.min_cacheable_tokens,
-        )
+        cache = _cache_decision(agent, choice)
         why.append(_cache_reason(agent, choice))
         fleet = None
         api_monthly = MonthlyUSD(launch=round(choice.launch.total, 2), month_12=round(choice.month_12.total, 2))
@@ -365,6 +359,17 @@ def _agent_plan(name, agent, spec, catalog, choice, floor, verdicts, why, budget
         budget=budget,
         volume={"launch": launch_v, "month_12": m12_v},
         why=why,
+    )
+
+
+def _cache_decision(agent: Agent, option: ApiOption) -> CacheDecision:
+    return CacheDecision(
+        enabled=option.cache.enabled,
+        ttl=option.cache.ttl,
+        breakpoints=option.cache.breakpoints,
+        prefix_tokens=agent.profile.static_prefix_tokens,
+        expected_hit_rate=round(option.bill.static_hit_rate, 4),
+        min_cacheable_tokens=option.model.min_cacheable_tokens,
     )
 
 

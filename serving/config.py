@@ -294,8 +294,14 @@ def build_gateway_config(
         if agent.budget.monthly_usd > 0:
             degrade = [claude_entry(agent.degrade_model)] if agent.degrade_model else []
             policy = agent.budget.policy if (agent.budget.policy != "degrade" or degrade) else "block"
+            monthly = agent.budget.monthly_usd
+            if agent.route == "gpu":
+                # The gateway meters token spend; a fleet's GPU hours are billed by AWS and watched
+                # by the stack's AWS Budget. Its share here is the Claude fallback's.
+                items = agent.cost.items["launch"]
+                monthly = round(max(1.0, monthly * (items.fallback_api / items.total if items.total else 0.0)), 2)
             budget = BudgetSpec(
-                monthly_usd=agent.budget.monthly_usd,
+                monthly_usd=monthly,
                 thresholds_pct=list(agent.budget.thresholds_pct),
                 policy=policy,
                 degrade_chain=degrade,

@@ -53,3 +53,19 @@ def test_render_rejects_replica_for_an_api_agent(tmp_path):
                                       "--vllm-replica", "intake=http://127.0.0.1:8000"])
     assert result.exit_code == 2 and "not self-hosted" in result.output
     assert not (tmp_path / "gateway.yaml").exists()  # nothing half-written
+
+
+def test_gpu_agent_gateway_budget_meters_the_claude_fallback_share():
+    from agentdeploy.planner import build_plan, load_catalog, load_decision_file
+    from agentdeploy.serving.config import build_gateway_config
+
+    plan = build_plan(load_decision_file(EXAMPLES / "high-volume-router.yaml"))
+    config = build_gateway_config(plan, load_catalog(include_home=False))
+    for agent in plan.agents:
+        items = agent.cost.items["launch"]
+        expected = max(1.0, agent.budget.monthly_usd * items.fallback_api / items.total)
+        assert config.agents[agent.name].budget.monthly_usd == round(expected, 2)
+        assert config.agents[agent.name].budget.monthly_usd < agent.budget.monthly_usd
+    # the Claude fallback gets the plan's caching; vLLM's own prefix caching needs no breakpoints
+    drafts = plan.agent("answer-drafts")
+    assert drafts.cache.enabled and config.agents["answer-drafts"].cache.ttl == drafts.cache.ttl
