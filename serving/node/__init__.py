@@ -1,0 +1,5 @@
+"""The node agent's parts: each module does one job; `agent.NodeAgent` wires them together.
+
+notices.py / drain.py / prometheus.py are pure (parsing and decisions); imds.py, vllm_client.py,
+cloud.py and stopper.py are the side effects behind small interfaces; health.py is the HTTP face.
+"""

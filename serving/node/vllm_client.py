@@ -1,0 +1,92 @@
+"""What the node agent asks the local vLLM server: is it healthy, how loaded is it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import aiohttp
+
+from agentdeploy.serving.node.prometheus import sum_samples
+
+WAITING = "vllm:num_requests_waiting"
+RUNNING = "vllm:num_requests_running"
+
+Health = Literal["ok", "unhealthy", "down"]
+#: vLLM refuses connections (exited) / answered too slowly or not with metrics (busy, wedged).
+Unread = Literal["down", "unknown"]
+
+
+@dataclass(frozen=True)
+class Load:
+    waiting: float
+    running: float
+
+    @property
+    def in_flight(self) -> int:
+        return int(round(self.waiting + self.running))
+
+    @property
+    def demand(self) -> float:
+        return self.waiting + self.running
+
+
+class VllmClient:
+    """Reads /health and /metrics. Under load on a busy host both can take seconds to answer
+    (the API server shares the CPU with the engine), so slow is reported as slow, never as
+    down: only a refused connection means vLLM is gone."""
+
+    def __init__(self, session: aiohttp.ClientSession, base_url: str, timeout_s: float = 5.0):
+        self._session = session
+        self._base = base_url.rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._load_endpoint = True  # until the server shows it has no /load
+
+    async def health(self) -> Health:
+        """ok (200), unhealthy (answers otherwise, or too slowly), down (refuses connections)."""
+        try:
+            async with self._session.get(f"{self._base}/health", timeout=self._timeout) as resp:
+                return "ok" if resp.status == 200 else "unhealthy"
+        except aiohttp.ClientConnectorError:
+            return "down"
+        except (aiohttp.ClientError, TimeoutError):
+            return "unhealthy"
+
+    async def load(self) -> Load | Unread:
+        """Queue depth and running requests from /metrics, or why they could not be read."""
+        try:
+            async with self._session.get(f"{self._base}/metrics", timeout=self._timeout) as resp:
+                if resp.status != 200:
+                    return "unknown"
+                text = await resp.text()
+        except aiohttp.ClientConnectorError:
+            return "down"
+        except (aiohttp.ClientError, TimeoutError):
+            return "unknown"
+        values = sum_samples(text, (WAITING, RUNNING))
+        if WAITING not in values or RUNNING not in values:
+            return "unknown"
+        return Load(waiting=values[WAITING], running=values[RUNNING])
+
+    async def in_flight(self) -> int | Unread:
+        """Requests the server is still answering.
+
+        Prefers `/load` (vLLM's `--enable-server-load-tracking`): it counts HTTP requests until
+        their last byte is sent, so a stream whose generation is done but whose final chunks are
+        still going out counts too. Falls back to the running + waiting gauges.
+        """
+        if self._load_endpoint:
+            try:
+                async with self._session.get(f"{self._base}/load", timeout=self._timeout) as resp:
+                    if resp.status == 200:
+                        body = await resp.json(content_type=None)
+                        if isinstance(body, dict) and isinstance(body.get("server_load"), int):
+                            return max(0, body["server_load"])
+                    if resp.status in (404, 500):  # no route, or tracking not enabled
+                        self._load_endpoint = False
+            except aiohttp.ClientConnectorError:
+                return "down"
+            except (aiohttp.ClientError, TimeoutError, ValueError):
+                return "unknown"
+        load = await self.load()
+        return load if isinstance(load, str) else load.in_flight

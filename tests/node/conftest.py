@@ -1,0 +1,5 @@
+from tests.node.fixtures import completed_lifecycle_actions, imds, imds_factory, node_agent_factory  # noqa: F401  (fixtures)
+from tests.support.claude import claude_emulator, claude_emulator_session  # noqa: F401  (fixtures)
+from tests.support.gateway import gateway_factory  # noqa: F401  (fixture)
+from tests.support.moto import aws, moto_server  # noqa: F401  (fixtures)
+from tests.support.vllm import tiny_model_dir, vllm_factory  # noqa: F401  (fixtures)

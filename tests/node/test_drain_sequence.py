@@ -1,0 +1,107 @@
+"""The drain sequence's own decisions, with its edges replaced by recording stand-ins.
+
+The real-process version is test_spot_drain.py; this one covers what real AWS/vLLM timing
+cannot force on demand: a lifecycle call refused until the group catches up, an unreadable
+in-flight count, a stopper that fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+
+import pytest
+
+from agentdeploy.serving.node import agent as agent_mod
+from agentdeploy.serving.node.agent import AgentSettings, NodeAgent
+from agentdeploy.serving.node.drain import DrainTiming
+from agentdeploy.serving.node.notices import SpotNotice
+
+
+class Imds:
+    async def instance_id(self) -> str:
+        return "i-0abc"
+
+
+class Vllm:
+    """in_flight answers from a script; health is 'down' once terminated."""
+
+    def __init__(self, counts: list) -> None:
+        self.counts = counts
+        self.terminated = False
+
+    async def in_flight(self):  # type: ignore[no-untyped-def]
+        return self.counts.pop(0) if len(self.counts) > 1 else self.counts[0]
+
+    async def health(self) -> str:
+        return "down" if self.terminated else "ok"
+
+
+class Stopper:
+    def __init__(self, vllm: Vllm, fail: bool = False) -> None:
+        self.vllm, self.fail = vllm, fail
+
+    def describe(self) -> str:
+        return "test stopper"
+
+    async def terminate(self) -> None:
+        if self.fail:
+            raise RuntimeError("systemctl: unit vllm.service not loaded")
+        self.vllm.terminated = True
+
+
+class Lifecycle:
+    def __init__(self, refusals: int) -> None:
+        self.refusals, self.calls = refusals, 0
+
+    def complete(self, instance_id: str) -> None:
+        self.calls += 1
+        if self.calls <= self.refusals:
+            raise RuntimeError("ValidationError: No active Lifecycle Action found with instance ID i-0abc")
+
+
+def _notice(seconds: float) -> SpotNotice:
+    at = datetime.fromtimestamp(datetime.now(timezone.utc).timestamp() + seconds, timezone.utc)
+    return SpotNotice("terminate", at)
+
+
+def _agent(vllm: Vllm, stopper: Stopper, lifecycle: Lifecycle | None, shutdown_timeout_s: float = 5) -> NodeAgent:
+    timing = DrainTiming(shutdown_timeout_s=shutdown_timeout_s, margin_s=2, settle_s=0.05)
+    settings = AgentSettings("s", "a", timing, drain_poll_s=0.01)
+    return NodeAgent(settings, imds=Imds(), vllm=vllm, stopper=stopper, lifecycle=lifecycle)  # type: ignore[arg-type]
+
+
+@pytest.fixture(autouse=True)
+def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(agent_mod, "LIFECYCLE_RETRY_S", 0.01)
+
+
+def test_waits_through_unreadable_counts_and_retries_a_refused_lifecycle_call() -> None:
+    vllm = Vllm(["unknown", 2, "unknown", 1, 0])
+    lifecycle = Lifecycle(refusals=2)
+    agent = _agent(vllm, Stopper(vllm), lifecycle)
+    asyncio.run(agent.drain(_notice(120)))
+    state = agent.state
+    assert state.stop_reason == "idle" and vllm.counts == [0]  # every reading was consumed first
+    assert lifecycle.calls == 3 and state.lifecycle_completed and not state.errors
+    assert state.phase == "drained"
+
+
+def test_a_lifecycle_call_refused_every_time_is_reported_not_raised() -> None:
+    vllm = Vllm([0])
+    lifecycle = Lifecycle(refusals=99)
+    agent = _agent(vllm, Stopper(vllm), lifecycle)
+    asyncio.run(agent.drain(_notice(120)))
+    assert lifecycle.calls == agent_mod.LIFECYCLE_ATTEMPTS
+    assert not agent.state.lifecycle_completed
+    assert any("lifecycle action" in e for e in agent.state.errors)
+    assert agent.state.phase == "drained"
+
+
+def test_a_failing_stopper_still_ends_the_drain_by_the_deadline() -> None:
+    vllm = Vllm([0])
+    agent = _agent(vllm, Stopper(vllm, fail=True), Lifecycle(refusals=0), shutdown_timeout_s=1)
+    asyncio.run(asyncio.wait_for(agent.drain(_notice(4)), 10))  # waits for the exit until notice - margin/2
+    state = agent.state
+    assert any("stopping vLLM" in e for e in state.errors)
+    assert [e["event"] for e in state.events][-3:] == ["vllm_stop_timeout", "lifecycle_completed", "drained"]

@@ -1,0 +1,123 @@
+"""Requests in flight against a vLLM server, each checked for a complete answer."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+
+import httpx
+
+#: Long enough (on CPU, several in parallel) to still be running when the notice arrives;
+#: the tiny model's context is 512 tokens.
+ANSWER_TOKENS = 400
+
+
+@dataclass
+class Outcome:
+    kind: str
+    status: int | None = None
+    completion_tokens: int | None = None
+    finish_reason: str | None = None
+    saw_done: bool = False
+    error: str | None = None
+    #: Set when a stream's first content arrives: proof the request is running on the server.
+    started: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def complete(self) -> bool:
+        ok = self.status == 200 and self.finish_reason == "length" and self.completion_tokens == ANSWER_TOKENS
+        return ok and (self.kind == "plain" or self.saw_done)
+
+
+def _body(model: str, stream: bool) -> dict:
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": "Draft the overnight marketing email."}],
+        "max_tokens": ANSWER_TOKENS,
+        "ignore_eos": True,
+    }
+    if stream:
+        body |= {"stream": True, "stream_options": {"include_usage": True}}
+    return body
+
+
+def _run(base_url: str, model: str, outcome: Outcome) -> None:
+    url = f"{base_url}/v1/chat/completions"
+    timeout = httpx.Timeout(60.0, connect=5.0)
+    try:
+        if outcome.kind == "plain":
+            r = httpx.post(url, json=_body(model, False), timeout=timeout)
+            outcome.status = r.status_code
+            if r.status_code == 200:
+                data = r.json()
+                outcome.completion_tokens = data["usage"]["completion_tokens"]
+                outcome.finish_reason = data["choices"][0]["finish_reason"]
+            return
+        with httpx.stream("POST", url, json=_body(model, True), timeout=timeout) as r:
+            outcome.status = r.status_code
+            for line in r.iter_lines():
+                if not line.startswith("data: "):
+                    continue
+                if line == "data: [DONE]":
+                    outcome.saw_done = True
+                    continue
+                chunk = json.loads(line[6:])
+                if chunk.get("usage") and not chunk.get("choices"):
+                    outcome.completion_tokens = chunk["usage"]["completion_tokens"]
+                for choice in chunk.get("choices") or []:
+                    if (choice.get("delta") or {}).get("content"):
+                        outcome.started.set()
+                    if choice.get("finish_reason"):
+                        outcome.finish_reason = choice["finish_reason"]
+    except Exception as e:  # a cut stream or refused connection is an outcome, not a crash
+        outcome.error = f"{type(e).__name__}: {e}"
+
+
+@dataclass
+class Traffic:
+    outcomes: list[Outcome] = field(default_factory=list)
+    threads: list[threading.Thread] = field(default_factory=list)
+
+    def wait_streaming(self, timeout_s: float = 60, all_streams: bool = False) -> None:
+        """Until some (or every) stream is producing tokens, i.e. is running in the engine.
+
+        The clients' own view is the reliable one: a busy vLLM answers /metrics late."""
+        deadline = time.monotonic() + timeout_s
+        streams = [o for o in self.outcomes if o.kind == "stream"]
+        while time.monotonic() < deadline:
+            started = [o.started.is_set() for o in streams]
+            if all(started) if all_streams else any(started):
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"no stream produced a token in {timeout_s}s: {self.outcomes}")
+
+    def done_count(self) -> int:
+        return sum(1 for t in self.threads if not t.is_alive())
+
+    def join(self, timeout_s: float) -> None:
+        for t in self.threads:
+            t.join(timeout_s)
+        assert not any(t.is_alive() for t in self.threads), "requests still running after the join timeout"
+
+
+def start_traffic(base_url: str, model: str, streaming: int, plain: int) -> Traffic:
+    traffic = Traffic()
+    for kind in ["stream"] * streaming + ["plain"] * plain:
+        outcome = Outcome(kind)
+        thread = threading.Thread(target=_run, args=(base_url, model, outcome), daemon=True)
+        traffic.outcomes.append(outcome)
+        traffic.threads.append(thread)
+        thread.start()
+    return traffic
+
+
+def direct_request(base_url: str, model: str) -> tuple[int | None, str | None]:
+    """(status, error) of one new short request: a drained node must refuse it."""
+    try:
+        r = httpx.post(f"{base_url}/v1/chat/completions", timeout=40,
+                       json={"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4})
+        return r.status_code, None
+    except httpx.HTTPError as e:
+        return None, f"{type(e).__name__}: {e}"
