@@ -1,30 +1,41 @@
 """Circuit breaker per upstream target (one vLLM replica, or the Claude API).
 
-Closed: traffic flows; `failure_threshold` consecutive failures open it. Open: no traffic for
-`open_for` seconds, so a dead replica stops costing every request a connect attempt. Then
-half-open: exactly one trial request (or a successful health probe) decides — success closes
-it, failure re-opens it for twice as long (capped), which is what keeps a flapping replica
-from stealing latency while still letting traffic return once it is healthy again.
+Closed: traffic flows; `failure_threshold` consecutive failures open it, and so does a failure
+rate of at least `failure_rate` over the last `window` outcomes — a replica that fails every
+other request never fails three in a row, yet costs every second caller a timeout. Open: no
+traffic for `open_for` seconds, so a dead replica stops costing every request a connect
+attempt. Then half-open: exactly one trial request (or a successful health probe) decides —
+success closes it, failure re-opens it for twice as long (capped). A breaker that re-opens
+soon after it closed (within `max_open_s`) is flapping: its open time doubles too, so the
+flapping replica steals less and less latency while traffic still returns once it is healthy.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 
 CLOSED, HALF_OPEN, OPEN = 0, 1, 2
 STATE_NAMES = {CLOSED: "closed", HALF_OPEN: "half_open", OPEN: "open"}
 
 
 class Breaker:
-    __slots__ = ("threshold", "base_open_s", "max_open_s", "state", "failures", "opened_at", "open_for", "trial_in_flight", "clock")
+    __slots__ = ("threshold", "base_open_s", "max_open_s", "rate", "window", "outcomes", "state", "failures",
+                 "opened_at", "closed_at", "open_for", "trial_in_flight", "clock")
 
-    def __init__(self, failure_threshold: int = 3, open_s: float = 2.0, max_open_s: float = 60.0, clock=time.monotonic) -> None:
+    def __init__(self, failure_threshold: int = 3, open_s: float = 2.0, max_open_s: float = 60.0,
+                 failure_rate: float = 0.5, window: int = 10, clock=time.monotonic) -> None:
         self.threshold = failure_threshold
         self.base_open_s = open_s
         self.max_open_s = max_open_s
+        self.rate = failure_rate
+        self.window = window
+        #: Recent outcomes while closed, newest last (True = failure); cleared on every close.
+        self.outcomes: deque[bool] = deque(maxlen=window)
         self.state = CLOSED
         self.failures = 0
         self.opened_at = 0.0
+        self.closed_at: float | None = None
         self.open_for = open_s
         self.trial_in_flight = False
         self.clock = clock
@@ -53,8 +64,11 @@ class Breaker:
 
     def success(self) -> None:
         if self.state != CLOSED:
-            self.open_for = self.base_open_s if self.state == HALF_OPEN and self.failures == 0 else max(self.base_open_s, self.open_for / 2)
-        self.state = CLOSED
+            self.state = CLOSED
+            self.closed_at = self.clock()
+            self.outcomes.clear()
+        else:
+            self.outcomes.append(False)
         self.failures = 0
         self.trial_in_flight = False
 
@@ -62,8 +76,18 @@ class Breaker:
         self.failures += 1
         if self.state == HALF_OPEN:
             self._open(min(self.max_open_s, self.open_for * 2))
-        elif self.state == CLOSED and self.failures >= self.threshold:
-            self._open(self.open_for)
+            return
+        if self.state != CLOSED:
+            return
+        self.outcomes.append(True)
+        by_rate = len(self.outcomes) == self.window and sum(self.outcomes) >= self.rate * self.window
+        if self.failures >= self.threshold or by_rate:
+            self._open(self._next_open_for())
+
+    def _next_open_for(self) -> float:
+        """Base open time, doubled (capped) when the breaker closed only a moment ago."""
+        flapping = self.closed_at is not None and self.clock() - self.closed_at < self.max_open_s
+        return min(self.max_open_s, self.open_for * 2) if flapping else self.base_open_s
 
     def release(self) -> None:
         """The request ended without saying anything about health (429, a client error)."""
@@ -74,7 +98,7 @@ class Breaker:
         if self.state == OPEN:
             self.opened_at = self.clock()
             return
-        self._open(min(self.max_open_s, self.open_for * 2) if self.state == HALF_OPEN else self.open_for)
+        self._open(min(self.max_open_s, self.open_for * 2) if self.state == HALF_OPEN else self._next_open_for())
 
     def probe_ok(self) -> None:
         """A health probe answered: an open breaker whose wait is over may take a trial."""

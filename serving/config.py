@@ -148,6 +148,9 @@ class BreakerSpec(_M):
     failure_threshold: int = Field(3, gt=0)
     open_s: float = Field(2.0, gt=0)
     max_open_s: float = Field(60.0, gt=0)
+    #: Also open when at least this share of the last `window` outcomes failed (flapping).
+    failure_rate: float = Field(0.5, gt=0, le=1)
+    window: int = Field(10, ge=2)
 
 
 class BudgetStoreSpec(_M):

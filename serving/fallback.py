@@ -77,6 +77,12 @@ def _retry_after(headers) -> float | None:
         return None
 
 
+#: How upstreams say a prompt does not fit: OpenAI and Anthropic ("context length", "prompt is too
+#: long"), vLLM's validation ("longer than the maximum model length of N", "exceeds model's maximum
+#: context length").
+CONTEXT_MARKERS = ("too long", "context length", "context_length", "maximum context", "maximum model length")
+
+
 def classify_status(status: int, kind: str, raw: bytes) -> Failed:
     """What an error status from an upstream means for routing."""
     err_type, message = upstream_error_message(kind, raw)
@@ -94,7 +100,7 @@ def classify_status(status: int, kind: str, raw: bytes) -> Failed:
     if status in (400, 413, 422):
         if "content_filter" in (err_type, low) or "content filter" in low or "content_policy" in low:
             return Failed(CONTENT_FILTER, status, None, err_type, message)
-        if status == 413 or "too long" in low or "context length" in low or "context_length" in low or "maximum context" in low:
+        if status == 413 or any(m in low for m in CONTEXT_MARKERS):
             return Failed(CONTEXT_LENGTH, status, None, err_type, message)
         return Failed(CLIENT_ERROR, status, None, err_type, message)
     return Failed(CLIENT_ERROR, status, None, err_type, message)

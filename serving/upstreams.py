@@ -91,7 +91,7 @@ class Upstream:
             t = known.get(url)
             if t is None:
                 b = self.breaker_spec
-                t = Target(url, self.path, Breaker(b.failure_threshold, b.open_s, b.max_open_s), self.headers)
+                t = Target(url, self.path, Breaker(b.failure_threshold, b.open_s, b.max_open_s, b.failure_rate, b.window), self.headers)
             else:
                 t.ep = Endpoint(t.url + self.path, self.headers)  # a reload may have changed the key
             targets.append(t)

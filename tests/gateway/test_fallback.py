@@ -226,7 +226,22 @@ def test_load_balances_by_load_across_replicas(claude_emulator, standin_factory,
     assert len(b.requests) == 4 and len(a.requests) == 0
 
 
-def test_flapping_primary_is_cut_off_then_traffic_returns(setup):
+def test_flapping_primary_that_never_fails_twice_in_a_row_is_cut_off(setup):
+    """Every other request fails: the consecutive-failure rule never fires, the failure rate does."""
+    gw, st, claude = setup(breaker={"failure_threshold": 3, "window": 10, "failure_rate": 0.5, "open_s": 60.0})
+    for i in range(40):
+        st.fault(**({"status": 500} if i % 2 == 0 else {}))
+    results = [chat(gw.url, GPU_KEY) for _ in range(20)]
+    assert all(r.status_code == 200 for r in results)
+    # Outcomes F,S,F,S...: the 11th request fails with 5 failures in the last 10 -> open, no more traffic.
+    assert len(st.requests) == 11
+    assert [r.json()["model"] for r in results[11:]] == ["claude-haiku-4-5"] * 9
+    assert results[11].headers["x-agentdeploy-fallback"] == "vllm:no_healthy_replica"
+    m = httpx.get(gw.url + "/metrics").text
+    assert "agentdeploy_gateway_circuit_state{" in m and metric_value(m, "agentdeploy_gateway_circuit_state", upstream="vllm") == 2
+
+
+def test_dead_primary_is_cut_off_then_traffic_returns(setup):
     gw, st, claude = setup()
     st.fault(status=500, times=-1)
     results = [chat(gw.url, GPU_KEY) for _ in range(8)]

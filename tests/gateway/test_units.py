@@ -2,6 +2,7 @@
 
 import asyncio
 import random
+import json
 
 import pytest
 
@@ -52,6 +53,42 @@ def test_breaker_opens_probes_and_backs_off_when_flapping():
     assert b.acquire()
     b.success()
     assert b.state == CLOSED and b.acquire()
+
+
+def test_breaker_opens_on_a_replica_failing_every_other_request():
+    """Never two failures in a row, so the consecutive rule alone would keep it closed forever."""
+    clock = Clock()
+    b = Breaker(failure_threshold=2, open_s=1.0, max_open_s=8.0, failure_rate=0.5, window=6, clock=clock)
+    for i in range(5):
+        assert b.acquire()
+        b.success() if i % 2 == 0 else b.failure()
+        assert b.state == CLOSED, i
+    assert b.acquire()
+    b.failure()  # 3 failures out of the last 6
+    assert b.state == OPEN and b.open_for == 1.0
+    clock.t = 1.0
+    assert b.acquire()
+    b.success()  # the trial passed: closed, with a clean window
+    assert b.state == CLOSED
+    for i in range(6):  # it flaps again right away: open again, for twice as long
+        b.acquire()
+        b.failure() if i % 2 else b.success()
+    assert b.state == OPEN and b.open_for == 2.0
+    clock.t = 3.0
+    assert b.acquire()
+    b.success()
+    clock.t = 20.0  # healthy for longer than max_open_s: the next opening starts at the base again
+    b.failure()
+    b.failure()
+    assert b.state == OPEN and b.open_for == 1.0
+
+
+def test_breaker_rate_rule_ignores_a_healthy_replica_with_rare_failures():
+    b = Breaker(failure_threshold=3, failure_rate=0.5, window=10, clock=Clock())
+    for i in range(40):
+        b.acquire()
+        b.failure() if i % 5 == 0 else b.success()
+    assert b.state == CLOSED
 
 
 def test_breaker_probe_moves_open_to_half_open_only_after_the_wait():
@@ -212,3 +249,16 @@ def test_missing_upstream_key_is_reported_by_name():
 def test_client_keys_from_env_are_hashed():
     hashes = client_key_hashes_from_env(["intake", "sales-brief"], {"AGENTDEPLOY_KEY_SALES_BRIEF": "a, b"})
     assert hashes == {"intake": [], "sales-brief": [hash_key("a"), hash_key("b")]}
+
+
+@pytest.mark.parametrize("message", [
+    "The decoder prompt (length 600) is longer than the maximum model length of 512. Make sure that `max_model_len` is no smaller than the number of text tokens.",
+    "Input length (600) exceeds model's maximum context length (512).",
+    "This model's maximum context length is 512 tokens. However, your prompt contains 600 input tokens",
+    "prompt is too long: 210000 tokens > 200000 maximum",
+])
+def test_every_context_length_phrasing_is_classified(message):
+    raw = json.dumps({"error": {"message": message, "type": "BadRequestError", "code": 400}}).encode()
+    assert fb.classify_status(400, "openai", raw).reason == fb.CONTEXT_LENGTH
+    other = json.dumps({"error": {"message": "temperature must be between 0 and 2", "type": "BadRequestError"}}).encode()
+    assert fb.classify_status(400, "openai", other).reason == fb.CLIENT_ERROR

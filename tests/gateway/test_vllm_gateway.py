@@ -154,7 +154,7 @@ def test_killed_replica_mid_load_loses_no_request(vllm_factory, claude_emulator,
     for out in late_out:  # not started when vLLM died: completed on Claude, cleanly
         events = sse_events("\n\n".join(out["lines"]))
         assert out["status"] == 200 and events[-1][1] == "[DONE]" and openai_text(events)
-        assert out["model"] in ("claude-haiku-4-5", SERVED)
+        assert out["model"] == "claude-haiku-4-5"  # kill() returns once the whole vLLM group is gone
     cut = 0
     for out in flowing_out:  # already flowing: an explicit in-band error, never a silent cut
         events = sse_events("\n\n".join(out["lines"]))
@@ -164,6 +164,25 @@ def test_killed_replica_mid_load_loses_no_request(vllm_factory, claude_emulator,
             assert isinstance(last, dict) and "error" in last, events[-3:]
             cut += 1
     assert cut >= 1, "the kill did not land mid-stream"
+
+
+def test_prompt_over_vllms_context_moves_to_the_larger_context_model(vllm_server, claude_emulator, gateway_factory):
+    """vLLM's own 400s for a prompt over its context (its character bound, then its token count)
+    are context-length failures: not retried on vLLM, not returned to the client, but sent to
+    the next model whose context holds the prompt."""
+    gw = gateway_factory(_config(claude_emulator, [vllm_server.base_url]), env=env_for(claude_emulator))
+    prompts = {"input_text": " ".join(f"word{i} lorem ipsum" for i in range(800)),  # over the character bound
+               "input_tokens": " ".join(f"w{i}" for i in range(600))}  # under it, but over 512 tokens
+    for param, prompt in prompts.items():
+        direct = httpx.post(vllm_server.base_url + "/v1/chat/completions", timeout=30,
+                            json={"model": SERVED, "max_tokens": 4, "messages": [{"role": "user", "content": prompt}]})
+        assert direct.status_code == 400 and direct.json()["error"]["param"] == param, direct.text
+        assert "maximum context length" in direct.json()["error"]["message"]  # what vLLM really says
+        r = chat(gw.url, GPU_KEY, prompt, max_tokens=4)
+        assert r.status_code == 200, r.text
+        assert r.json()["model"] == "claude-haiku-4-5"
+        assert r.headers["x-agentdeploy-fallback"] == "vllm:context_length"
+    assert len(claude_emulator.requests()) == 2
 
 
 def test_overload_from_real_in_flight_requests_spills_to_claude(vllm_server, claude_emulator, gateway_factory):
