@@ -26,6 +26,7 @@ UNTAGGABLE = frozenset({
     "aws:sns/topicSubscription:TopicSubscription",
     "aws:sns/topicPolicy:TopicPolicy",
     "aws:autoscaling/policy:Policy",
+    "aws:costexplorer/costAllocationTag:CostAllocationTag",
 })
 
 #: Values that look like credentials. A hit in user data, a parameter or an env var is a leak.
@@ -160,9 +161,31 @@ def _as_list(v: Any) -> list:
     return v if isinstance(v, list) else [v]
 
 
+#: What Secrets Manager appends to a secret's name in its ARN ("-" and six random characters);
+#: "-??????" matches exactly that and nothing else, so it is the one wildcard a secret may carry.
+SECRET_ARN_SUFFIX = "-??????"
+
+
+def too_broad(arn: str) -> bool:
+    """A resource that names no single thing: "*" or a trailing ":*"; for Secrets Manager and
+    SSM, a whole path ("/*"); for a secret, any wildcard in its name beyond the random suffix
+    (`-*` also matches a longer name's secret: agentdeploy/dev/key-* matches key-old-AbC123)."""
+    if arn == "*" or arn.endswith(":*"):
+        return True
+    parts = arn.split(":", 5)
+    if len(parts) < 6 or parts[2] not in ("secretsmanager", "ssm"):
+        return False
+    if arn.endswith("/*"):
+        return True
+    if parts[2] == "secretsmanager":
+        name = parts[5].removeprefix("secret:").removesuffix(SECRET_ARN_SUFFIX)
+        return "*" in name or "?" in name
+    return False
+
+
 def check_iam_scoped(resource: Resource) -> list[Violation]:
-    """Inline role policies allow only named ARNs, except actions that cannot be scoped, which
-    must carry their scoping condition."""
+    """Inline role policies allow only named ARNs (see too_broad), except actions that cannot
+    be scoped, which must carry their scoping condition."""
     if resource.typ != "aws:iam/rolePolicy:RolePolicy":
         return []
     raw = plain(resource.inputs.get("policy"))
@@ -178,7 +201,7 @@ def check_iam_scoped(resource: Resource) -> list[Violation]:
         resources = [str(r) for r in _as_list(st.get("Resource", []))]
         if any("*" in a for a in actions):
             out.append(Violation("iam-scoped", resource.name, f"wildcard action in {actions}"))
-        wild = [r for r in resources if r == "*" or r.endswith(":*")]
+        wild = [r for r in resources if too_broad(r)]
         if not wild:
             continue
         cond_keys = {k for op in (st.get("Condition") or {}).values() for k in op}

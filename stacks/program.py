@@ -61,7 +61,7 @@ def build_stack(plan: Plan, catalog: Catalog, settings: StackSettings, secrets: 
     gpu_agents = [a for a in plan.agents if a.route == "gpu"]
     network = Network("network", stack, settings)
     stored = StackSecrets("secrets", stack, secrets, [a.name for a in gpu_agents])
-    alerts = Alerts("alerts", plan)
+    alerts = Alerts("alerts", plan, activate_cost_allocation_tag=settings.activate_cost_allocation_tag)
     gateway = Gateway("gateway", stack, plan.region, settings, vpc_id=network.vpc_id,
                       public_subnet_ids=network.public_subnet_ids, private_subnet_ids=network.private_subnet_ids)
     result.components.update(network=network, secrets=stored, alerts=alerts, gateway=gateway)

@@ -49,6 +49,10 @@ class StackSettings(BaseModel):
     gpu_root_volume_gb: int = Field(200, ge=50, alias="gpuRootVolumeGb")
     vllm_requirement: str = Field(DEFAULT_VLLM_REQUIREMENT, alias="vllmRequirement")
     node_requirement: str = Field(DEFAULT_NODE_REQUIREMENT, alias="nodeRequirement")
+    #: Activate `agentdeploy:stack` as a cost-allocation tag, without which the stack's AWS Budget
+    #: sees no spend. Opt-in: it needs the payer (management) account, and AWS refuses it until
+    #: the tag has been on billed resources (~24 h after the first `deploy up`).
+    activate_cost_allocation_tag: bool = Field(False, alias="activateCostAllocationTag")
 
     @model_validator(mode="after")
     def _existing_vpc_needs_subnets(self) -> "StackSettings":

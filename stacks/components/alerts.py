@@ -1,5 +1,6 @@
 """Budget alarms: one SNS topic with the stack's alert emails, an AWS Budget on the stack's
-tagged spend, and per-agent CloudWatch alarms on the spend the gateway publishes.
+tagged spend (and, opted in, the activation of that cost-allocation tag), and per-agent
+CloudWatch alarms on the spend the gateway publishes.
 
 AWS only sees the stack's own infrastructure (GPU fleets, gateway); Claude spend is billed
 by Anthropic, so the per-agent alarms read the gateway's SpendUSD metric instead. Both fire
@@ -68,10 +69,18 @@ def spend_alarms(plan: Plan) -> list[SpendAlarm]:
 class Alerts(pulumi.ComponentResource):
     topic_arn: pulumi.Output[str]
 
-    def __init__(self, name: str, plan: Plan, opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, name: str, plan: Plan, activate_cost_allocation_tag: bool = False,
+                 opts: pulumi.ResourceOptions | None = None):
         super().__init__("agentdeploy:alerts:Alerts", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         stack = plan.stack
+        if activate_cost_allocation_tag:
+            # The budget's tag filter matches nothing until the tag is active in the payer account.
+            # The activation is account-wide and shared by every stack there, so removing this
+            # stack leaves it active (retain_on_delete) rather than blinding the others' budgets.
+            aws.costexplorer.CostAllocationTag(
+                f"{name}-cost-allocation-tag", tag_key=TAG_STACK, status="Active",
+                opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True))
         topic = aws.sns.Topic(f"{name}-topic", name=f"agentdeploy-{stack}-alerts",
                               tags=tags(stack, f"agentdeploy-{stack}-alerts", role=ROLE_ALERTS), opts=child)
         # AWS Budgets publishes only to topics whose policy lets it; CloudWatch alarms of this

@@ -103,6 +103,33 @@ def test_iam_wildcards_are_violations(statement):
     assert check_iam_scoped(_role_policy([statement]))
 
 
+SECRETS = "arn:aws:secretsmanager:us-east-1:123456789012:secret:agentdeploy/dev"
+PARAMS = "arn:aws:ssm:us-east-1:123456789012:parameter/agentdeploy/dev"
+
+
+@pytest.mark.parametrize("resource", [
+    f"{SECRETS}/ticket-router-vllm-api-key-AbC123",  # the ARN as Secrets Manager returns it
+    f"{SECRETS}/ticket-router-vllm-api-key-??????",  # the name, any random suffix
+    f"{PARAMS}/intake/config",
+])
+def test_one_named_secret_or_parameter_passes(resource):
+    assert check_iam_scoped(_role_policy([
+        {"Effect": "Allow", "Action": ["secretsmanager:GetSecretValue", "ssm:GetParameter"], "Resource": [resource]}])) == []
+
+
+@pytest.mark.parametrize("resource", [
+    f"{SECRETS}/*",                              # every secret of the stack, the Anthropic key included
+    f"{SECRETS}/*-vllm-api-key-??????",          # every fleet's vLLM key, not just this fleet's
+    f"{SECRETS}/ticket-router-vllm-api-key-*",   # also ticket-router-vllm-api-key-old-AbC123
+    f"{PARAMS}/*",                               # every agent's config
+])
+def test_a_node_reading_more_than_its_own_secrets_is_a_violation(resource):
+    found = check_iam_scoped(_role_policy([
+        {"Effect": "Allow", "Action": ["secretsmanager:GetSecretValue", "ssm:GetParameter"], "Resource": [resource]}]))
+    assert [v.message for v in found] == [f"['secretsmanager:GetSecretValue', 'ssm:GetParameter'] allowed on "
+                                          f"['{resource}']; name the ARNs"]
+
+
 # --- capacity ------------------------------------------------------------------------------
 
 def test_asg_within_plan():

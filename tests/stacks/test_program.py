@@ -13,7 +13,7 @@ from agentdeploy.naming import (
     TAG_STACK,
 )
 from agentdeploy.planner import build_plan, load_decision_file
-from agentdeploy.stacks.policy import Resource, check_all, check_tags, plain, plan_limits
+from agentdeploy.stacks.policy import UNTAGGABLE, Resource, check_all, check_tags, plain, plan_limits, resource_tags
 from tests.stacks.harness import EXAMPLES, mixed_decision_file, run_main
 
 ASG = "aws:autoscaling/group:Group"
@@ -72,6 +72,37 @@ def test_mixed_instances_policy_matches_plan(run, plan):
     assert len(asg.inputs["vpcZoneIdentifiers"]) == 2  # private subnets in two AZs
     assert asg.inputs["healthCheckType"] == "ELB"
     assert asg.inputs["healthCheckGracePeriod"] >= fleet.cold_start_s
+
+
+def test_on_demand_base_and_percentage_above_it_reach_the_asg(tmp_path, monkeypatch):
+    """A latency-critical interactive GPU agent: the planner gives it an on-demand base. The
+    planner keeps the percentage above the base at 0, so the plan's fleet gets 25 here; with
+    two distinct non-zero numbers, a constant or a swapped field in the program fails."""
+    from agentdeploy.stacks import program
+
+    doc = yaml.safe_load((EXAMPLES / "high-volume-router.yaml").read_text())
+    router = doc["agents"]["ticket-router"]
+    router["latency"] = {"p95_s": 2.5, "audience": "interactive"}
+    doc["agents"] = {"ticket-router": router}
+    decision = tmp_path / "critical.yaml"
+    decision.write_text(yaml.safe_dump(doc, sort_keys=False))
+    planned = {}
+    load_plan = program.load_plan
+
+    def with_on_demand_share(path, stack):
+        plan, catalog = load_plan(path, stack)
+        agent = plan.agents[0]
+        fleet = agent.fleet.model_copy(update={"on_demand_percentage_above_base": 25})
+        planned["fleet"] = fleet
+        return plan.model_copy(update={"agents": [agent.model_copy(update={"fleet": fleet})]}), catalog
+
+    monkeypatch.setattr(program, "load_plan", with_on_demand_share)
+    run = run_main(_config(decision), secret_keys=["agentdeploy:anthropicApiKey"])
+    fleet = planned["fleet"]
+    assert fleet.on_demand_base_capacity == 1  # the planner's rule, not the tweak
+    dist = run.mocks.one(ASG).inputs["mixedInstancesPolicy"]["instancesDistribution"]
+    assert (dist["onDemandBaseCapacity"], dist["onDemandPercentageAboveBaseCapacity"]) == (
+        fleet.on_demand_base_capacity, fleet.on_demand_percentage_above_base) == (1, 25)
 
 
 def test_asg_tags_propagate_and_name_the_fleet(run, plan):
@@ -182,6 +213,34 @@ def test_every_resource_is_tagged_and_passes_policy(run, router_run, plan):
     assert check_tags(Resource("aws:ec2/vpc:Vpc", "bare", {"cidrBlock": "10.0.0.0/16"}))
 
 
+def _owned_by(name: str, agent: str) -> bool:
+    """Logical names of an agent's own resources: agent-<a>, fleet-<a>-*, secrets-<a>-*, alerts-<a>-*."""
+    return name == f"agent-{agent}" or any(name.startswith(f"{p}-{agent}-") for p in ("fleet", "secrets", "alerts"))
+
+
+@pytest.mark.parametrize("which", ["run", "router_run"])
+def test_every_per_agent_resource_carries_the_agent_tag(which, request):
+    """Cost per agent and `deploy status` find an agent's resources by its tag, not only its ASG."""
+    run = request.getfixturevalue(which)
+    agents = set(run.exports["routes"])
+    for agent in agents:
+        owned = [r for r in run.mocks.resources if r.typ.startswith("aws:") and r.typ not in UNTAGGABLE
+                 and _owned_by(r.name, agent)]
+        untagged = [r.name for r in owned if (resource_tags(Resource(r.typ, r.name, r.inputs)) or {}).get(TAG_AGENT) != agent]
+        assert untagged == [], f"{agent}: {untagged}"
+        types = {r.typ.split(":")[-1] for r in owned}
+        if run.exports["routes"][agent] == "gpu":
+            assert types >= {"LaunchTemplate", "Role", "InstanceProfile", "TargetGroup", "Listener", "SecurityGroup",
+                             "Group", "MetricAlarm", "Secret"}, types
+            lt = next(r for r in owned if r.typ == "aws:ec2/launchTemplate:LaunchTemplate")
+            assert {s["resourceType"]: s["tags"][TAG_AGENT] for s in lt.inputs["tagSpecifications"]} == {
+                "instance": agent, "volume": agent}
+            alarms = {r.name.rsplit("-", 1)[-1] for r in owned if r.typ.endswith("MetricAlarm") and r.name.startswith("fleet-")}
+            assert alarms == {"wake", "idle"}
+        else:
+            assert types == {"Parameter", "MetricAlarm"}, types
+
+
 def test_api_and_batch_agents_publish_their_config(run, plan):
     params = {r.inputs["name"]: r for r in run.mocks.of_type("aws:ssm/parameter:Parameter")}
     for agent in plan.agents:
@@ -213,6 +272,21 @@ def test_budget_and_spend_alarms_follow_the_plan(run, plan):
     intake = next(a for a in plan.agents if a.name == "intake")
     at_100 = next(r for r in spend if r.inputs["dimensions"][DIM_AGENT] == "intake" and "100pct" in r.inputs["name"])
     assert at_100.inputs["threshold"] == pytest.approx(intake.budget.monthly_usd / 30.4, rel=1e-3)
+
+
+def test_cost_allocation_tag_is_activated_only_when_opted_in(run, decision):
+    """Off by default: activation needs the payer account and fails until AWS has billed the tag."""
+    tag_type = "aws:costexplorer/costAllocationTag:CostAllocationTag"
+    assert run.mocks.of_type(tag_type) == []
+    opted = run_main(_config(decision, **{"agentdeploy:activateCostAllocationTag": "true"}),
+                     secret_keys=["agentdeploy:anthropicApiKey"])
+    tag = opted.mocks.one(tag_type)
+    assert tag.inputs == {"tagKey": TAG_STACK, "status": "Active"}
+    budget = opted.mocks.one("aws:budgets/budget:Budget")
+    assert budget.inputs["costFilters"][0]["values"] == [f"user:{tag.inputs['tagKey']}$test"]  # the key it filters on
+    off = run_main(_config(decision, **{"agentdeploy:activateCostAllocationTag": "false"}),
+                   secret_keys=["agentdeploy:anthropicApiKey"])
+    assert off.mocks.of_type(tag_type) == []
 
 
 def test_gateway_config_points_fleets_at_their_listener(run, plan):

@@ -15,6 +15,8 @@ def test_defaults():
     s = parse_settings({"decisionFile": "examples/x.yaml"})
     assert s.vpc_id is None and s.az_count == 2 and s.gateway_desired_count == 1
     assert s.gpu_ami_name.startswith("Deep Learning Base OSS Nvidia Driver GPU AMI")
+    assert s.activate_cost_allocation_tag is False
+    assert parse_settings({"decisionFile": "x", "activateCostAllocationTag": "true"}).activate_cost_allocation_tag is True
 
 
 def test_secret_keys_are_not_settings():
@@ -28,6 +30,7 @@ def test_secret_keys_are_not_settings():
     ({"decisionFile": "x", "gatewayCpu": "lots"}, "agentdeploy:gatewayCpu"),
     ({"decisionFile": "x", "vpcId": "vpc-1", "privateSubnetIds": ["a"]}, "privateSubnetIds"),
     ({"decisionFile": "x", "typo": 1}, "agentdeploy:typo"),
+    ({"decisionFile": "x", "activateCostAllocationTag": "maybe"}, "agentdeploy:activateCostAllocationTag"),
 ])
 def test_bad_settings_name_the_key(values, key):
     with pytest.raises(InvalidInput) as err:

@@ -1,17 +1,33 @@
-"""The GitOps workflow: valid YAML with the three triggers, the commands it promises, and
-shell steps that pass shellcheck."""
+"""The GitOps workflow: valid YAML with the three triggers, the commands it promises, shell
+steps that pass shellcheck, and failures that fail the run (its steps run here under the shell
+GitHub would use, with a stand-in `deploy`)."""
 
 from __future__ import annotations
 
+import ast
+import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-WORKFLOW = Path(__file__).resolve().parents[2] / "templates" / "gitops" / "agentdeploy.yml"
+ROOT = Path(__file__).resolve().parents[2]
+WORKFLOW = ROOT / "templates" / "gitops" / "agentdeploy.yml"
+#: How GitHub runs a `run:` step on Linux for each `shell:` value (None: no shell given anywhere).
+GITHUB_SHELLS = {None: "bash -e {0}", "bash": "bash --noprofile --norc -eo pipefail {0}", "sh": "sh -e {0}"}
+#: Stands in for the CLI: plan prints a table, preview/up fail with $FAIL_RC for stack $FAIL_STACK.
+FAKE_DEPLOY = """#!/bin/bash
+case "$1" in
+  plan) echo "| agent | route |"; exit 0 ;;
+  preview|up) [ "$3" = "${FAIL_STACK:-}" ] && { echo "failed: $3" >&2; exit "${FAIL_RC:-5}"; }
+              echo '{"changes": {"create": 3, "same": 1}}' ;;
+  *) exit 2 ;;
+esac
+"""
 
 
 @pytest.fixture(scope="module")
@@ -21,6 +37,43 @@ def wf():
 
 def _runs(job) -> str:
     return "\n".join(s.get("run", "") for s in job["steps"])
+
+
+def _step(job: dict, name: str) -> dict:
+    return next(s for s in job["steps"] if s.get("name") == name)
+
+
+def _shell(wf: dict, job: dict, step: dict) -> str:
+    """The command line GitHub runs the step with: step, then job, then workflow defaults."""
+    shell = (step.get("shell") or job.get("defaults", {}).get("run", {}).get("shell")
+             or wf.get("defaults", {}).get("run", {}).get("shell"))
+    return GITHUB_SHELLS.get(shell, shell)
+
+
+def _run_step(wf: dict, job: dict, step: dict, cwd: Path, outputs: dict | None = None,
+              **env: str) -> tuple[int, dict[str, str]]:
+    """Run one step as the runner would; returns its exit status and what it wrote to $GITHUB_OUTPUT.
+    `${{ steps.<id>.outputs.<name> }}` in the step's env resolves from `outputs`."""
+    bin_dir = cwd / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "deploy").write_text(FAKE_DEPLOY)
+    (bin_dir / "deploy").chmod(0o755)
+    if not (bin_dir / "python").exists():
+        (bin_dir / "python").symlink_to(sys.executable)
+    script, out_file = cwd / "step.sh", cwd / "github_output"
+    script.write_text(step["run"])
+    out_file.write_text("")
+    resolve = lambda v: re.sub(r"\$\{\{\s*steps\.([\w-]+)\.outputs\.(\w+)\s*\}\}",  # noqa: E731
+                               lambda m: (outputs or {}).get(m[1], {}).get(m[2], ""), str(v))
+    full_env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "HOME": str(cwd),
+                "AGENTDEPLOY_PROJECT": str(ROOT), "GITHUB_OUTPUT": str(out_file),
+                "GITHUB_STEP_SUMMARY": str(cwd / "summary.md"),
+                **{k: resolve(v) for k, v in {**wf.get("env", {}), **job.get("env", {}), **step.get("env", {})}.items()},
+                **env}
+    argv = [a.replace("{0}", str(script)) for a in _shell(wf, job, step).split()]
+    result = subprocess.run(argv, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=120)
+    written = dict(line.split("=", 1) for line in out_file.read_text().splitlines() if "=" in line)
+    return result.returncode, written
 
 
 def test_triggers(wf):
@@ -35,6 +88,59 @@ def test_preview_comments_the_cost_table(wf):
     runs = _runs(job)
     assert "deploy plan" in runs and "--markdown" in runs and "deploy preview --stack" in runs
     assert "gh pr comment" in runs and wf["permissions"]["pull-requests"] == "write"
+
+
+def test_paths_cover_everything_that_changes_the_deployment(wf):
+    """Every folder the package installs (setup.py's FOLDERS, agentdeploy/), the policy pack and
+    the decision files: a change to any of them changes what `deploy up` builds."""
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    folders = next(ast.literal_eval(n.value) for n in ast.walk(tree)
+                   if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", None) == "FOLDERS")
+    needed = {f"{f}/**" for f in [*folders, "agentdeploy", "policies", "examples", "decisions"]}
+    needed |= {"Pulumi.yaml", "pyproject.toml", "setup.py"}
+    on = wf[True]
+    for event in ("pull_request", "push"):
+        assert needed <= set(on[event]["paths"]), f"{event} misses {sorted(needed - set(on[event]['paths']))}"
+    assert {"templates/**", "serving/**", "planner/**", "cli/**"} <= needed  # setup.py still names them
+
+
+def test_every_run_step_fails_when_any_piped_command_fails(wf):
+    assert wf["defaults"]["run"]["shell"] == "bash"
+    for job_name, job in wf["jobs"].items():
+        for step in job["steps"]:
+            if "run" in step:
+                assert "pipefail" in _shell(wf, job, step), f"{job_name}: {step.get('name')}"
+
+
+def test_a_failed_apply_fails_its_step(wf, tmp_path):
+    job = wf["jobs"]["apply"]
+    step = _step(job, "deploy up")
+    assert "| tee" in step["run"]  # the pipe this guards
+    rc, _ = _run_step(wf, job, step, tmp_path, STACK="prod", FAIL_STACK="prod", FAIL_RC="5")
+    assert rc == 5
+    rc, _ = _run_step(wf, job, step, tmp_path, STACK="dev", FAIL_STACK="prod")
+    assert rc == 0 and '"create": 3' in (tmp_path / "up-dev.json").read_text()
+
+
+def test_a_failed_preview_is_commented_then_fails_the_job(wf, tmp_path):
+    job = wf["jobs"]["preview"]
+    names = [s.get("name") for s in job["steps"]]
+    preview, comment, fail = (_step(job, n) for n in (
+        "Cost table and preview per stack", "Comment on the pull request", "Fail if a plan or preview failed"))
+    assert names.index(preview["name"]) < names.index(comment["name"]) < names.index(fail["name"]) == len(names) - 1
+    assert "if" not in comment and "if" not in fail  # both run once the preview step has passed
+
+    rc, out = _run_step(wf, job, preview, tmp_path, FAIL_STACK="prod", FAIL_RC="5")
+    assert rc == 0, "the preview step must pass so the comment is posted"
+    body = (tmp_path / "comment.md").read_text()
+    assert "**Preview:** 3 to create" in body and "**Preview failed** (exit 5)" in body
+    assert body.count("| agent | route |") == 2 and (tmp_path / "summary.md").read_text() == body
+    rc, _ = _run_step(wf, job, fail, tmp_path, outputs={"preview": out})
+    assert rc == 5
+
+    rc, out = _run_step(wf, job, preview, tmp_path)
+    assert rc == 0 and "failed" not in (tmp_path / "comment.md").read_text()
+    assert _run_step(wf, job, fail, tmp_path, outputs={"preview": out})[0] == 0
 
 
 def test_apply_on_merge_and_reap_on_schedule(wf):
