@@ -29,7 +29,7 @@ from aiohttp import web
 
 from agentdeploy.serving import fallback as fb
 from agentdeploy.serving.auth import SHARED, presented_key
-from agentdeploy.serving.budget import MemoryBudgetStore, RedisBudgetStore, to_micro, window_key
+from agentdeploy.serving.budget import BudgetStoreUnavailable, MemoryBudgetStore, RedisBudgetStore, to_micro, window_key
 from agentdeploy.serving.cache_control import place_breakpoints
 from agentdeploy.serving.config import GatewayConfig, load_config
 from agentdeploy.serving.httpclient import Pool
@@ -210,7 +210,10 @@ class Gateway:
         for agent in rt.agents.values():
             b = agent.spec.budget
             if b:
-                committed = await self.store.committed(window_key(rt.config.budget_store.key_prefix, rt.config.stack, agent.name))
+                try:
+                    committed = await self.store.committed(window_key(rt.config.budget_store.key_prefix, rt.config.stack, agent.name))
+                except BudgetStoreUnavailable:
+                    continue  # the gauge keeps its last value; /metrics itself must still answer
                 m.budget_remaining.set((agent.name,), b.monthly_usd - committed / 1e6)
         return web.Response(body=self.redactor.bytes(m.render()), content_type="text/plain", charset="utf-8")
 
@@ -280,13 +283,25 @@ class Gateway:
         if budget is not None:
             bkey = window_key(rt.config.budget_store.key_prefix, rt.config.stack, agent.name)
             reserved = to_micro(worst_case_usd(est_prompt, max_tokens, agent.worst))
-            ok = await self.store.reserve(bkey, reserved, agent.budget_limit_micro)
-            if not ok and budget.policy == "degrade" and agent.degrade_chain:
-                reserved = to_micro(worst_case_usd(est_prompt, max_tokens, agent.degrade_worst))
+            try:
                 ok = await self.store.reserve(bkey, reserved, agent.budget_limit_micro)
-                chain, degraded = agent.degrade_chain, ok
-                if ok:
-                    self.metrics.budget_rejections.inc((agent.name, "degraded"))
+                if not ok and budget.policy == "degrade" and agent.degrade_chain:
+                    reserved = to_micro(worst_case_usd(est_prompt, max_tokens, agent.degrade_worst))
+                    ok = await self.store.reserve(bkey, reserved, agent.budget_limit_micro)
+                    chain, degraded = agent.degrade_chain, ok
+                    if ok:
+                        self.metrics.budget_rejections.inc((agent.name, "degraded"))
+            except BudgetStoreUnavailable as exc:
+                # A budget that cannot be checked cannot hold: block and degrade fail closed; an
+                # alert-only budget never blocks, so it admits unmetered and says so.
+                self._log({"event": "budget_store_unavailable", "agent": agent.name, "policy": budget.policy, "error": str(exc)})
+                self.metrics.budget_rejections.inc((agent.name, "store_unavailable"))
+                if budget.policy != "alert":
+                    self.metrics.requests.inc((agent.name, "", "", 503))
+                    return self._error(protocol, 503, "overloaded_error" if protocol == "anthropic" else "budget_store_unavailable",
+                                       f"agent {agent.name!r}'s budget cannot be checked (budget store unreachable); retry shortly",
+                                       {H_ERROR: "budget_store_unavailable", "retry-after": "1"})
+                ok, bkey, reserved = True, None, 0
             if not ok:
                 self.metrics.budget_rejections.inc((agent.name, "blocked"))
                 self.metrics.requests.inc((agent.name, "", "", 429))
@@ -301,9 +316,15 @@ class Gateway:
                 self._spawn(self._settle(agent, bkey, reserved, to_micro(outcome.cost) if outcome.cost else 0))
 
     async def _settle(self, agent: Agent, key: str, reserved: int, actual: int) -> None:
-        await self.store.settle(key, reserved, actual)
+        try:
+            await self.store.settle(key, reserved, actual)
+            committed = await self.store.committed(key)
+        except BudgetStoreUnavailable as exc:
+            # The reservation stays counted (over-, never under-counting); say what was lost.
+            self._log({"event": "budget_settle_failed", "agent": agent.name, "reserved_usd": reserved / 1e6,
+                       "actual_usd": actual / 1e6, "error": str(exc)})
+            return
         budget = agent.spec.budget
-        committed = await self.store.committed(key)
         used_pct = 100.0 * committed / (budget.monthly_usd * 1e6)
         crossed = [t for t in budget.thresholds_pct if used_pct >= t]
         if crossed and max(crossed) > self._thresholds_seen.get(key, 0):
@@ -567,6 +588,9 @@ class _Outcome:
 # ---------------------------------------------------------------------- running it
 
 
+CLEANUP_GRACE_S = 0.25
+
+
 async def run(config: GatewayConfig, config_path: str | Path | None, host: str, port: int, ready: asyncio.Event | None = None) -> None:
     gateway = Gateway(config, config_path)
     app = gateway.build_app()
@@ -574,7 +598,9 @@ async def run(config: GatewayConfig, config_path: str | Path | None, host: str, 
     # on every collection (fewer and shorter pauses in the request path's tail latency).
     gc.collect()
     gc.freeze()
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=config.drain_timeout_s)
+    # The drain below is the wait for in-flight requests; cleanup then only grants a short grace
+    # before cancelling what is left, so shutdown takes drain_timeout_s, not twice that.
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=CLEANUP_GRACE_S)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True, backlog=1024)
     await site.start()
@@ -594,5 +620,6 @@ async def run(config: GatewayConfig, config_path: str | Path | None, host: str, 
     deadline = loop.time() + config.drain_timeout_s
     while gateway.in_flight and loop.time() < deadline:
         await asyncio.sleep(0.05)
+    unfinished = gateway.in_flight  # counted before cleanup cancels them
     await runner.cleanup()
-    log.info(orjson.dumps({"event": "stopped", "unfinished": gateway.in_flight}).decode())
+    log.info(orjson.dumps({"event": "stopped", "unfinished": unfinished}).decode())

@@ -77,29 +77,46 @@ return 1
 TTL_S = 40 * 24 * 3600
 
 
-class RedisBudgetStore:
-    def __init__(self, url: str) -> None:
-        import redis.asyncio as aioredis
+class BudgetStoreUnavailable(Exception):
+    """The shared budget store could not be reached: the caller decides to fail open or closed."""
 
-        self._redis = aioredis.from_url(url)
+
+class RedisBudgetStore:
+    """Budget counters in Redis, shared by every gateway replica (an atomic Lua reservation).
+
+    Redis errors surface as `BudgetStoreUnavailable`, never as the client's errors: connect and
+    command timeouts are short so an unreachable Redis costs a request milliseconds, not seconds.
+    """
+
+    def __init__(self, url: str, timeout_s: float = 0.5) -> None:
+        import redis.asyncio as aioredis
+        from redis.exceptions import RedisError
+
+        self._errors = (RedisError, OSError, TimeoutError)
+        self._redis = aioredis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
         self._reserve = self._redis.register_script(_RESERVE)
 
+    async def _call(self, awaitable):
+        try:
+            return await awaitable
+        except self._errors as exc:
+            raise BudgetStoreUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+
     async def reserve(self, key: str, amount: int, limit: int | None) -> bool:
-        ok = await self._reserve(keys=[key], args=[amount, -1 if limit is None else limit, TTL_S])
-        return bool(ok)
+        return bool(await self._call(self._reserve(keys=[key], args=[amount, -1 if limit is None else limit, TTL_S])))
 
     async def settle(self, key: str, reserved: int, actual: int) -> None:
         pipe = self._redis.pipeline(transaction=True)
         pipe.incrby(key, actual - reserved)
         pipe.incrby(key + ":spent", actual)
         pipe.expire(key + ":spent", TTL_S)
-        await pipe.execute()
+        await self._call(pipe.execute())
 
     async def committed(self, key: str) -> int:
-        return int(await self._redis.get(key) or 0)
+        return int(await self._call(self._redis.get(key)) or 0)
 
     async def spent(self, key: str) -> int:
-        return int(await self._redis.get(key + ":spent") or 0)
+        return int(await self._call(self._redis.get(key + ":spent")) or 0)
 
     async def close(self) -> None:
         await self._redis.aclose()

@@ -44,6 +44,8 @@ STREAM_ERROR = "upstream_stream_error"
 
 #: Failures that say something about the target's health (they feed its circuit breaker).
 HEALTH_FAILURES = frozenset((CONNECT, DISCONNECT, TTFT, STALL, MALFORMED, TRUNCATED, SERVER_ERROR, STREAM_ERROR, NOT_FOUND))
+#: In-band `error` events (a 200 whose stream then says it failed) that mean the same as a status.
+IN_BAND = {"overloaded_error": OVERLOADED, "rate_limit_error": RATE_LIMITED, "api_error": SERVER_ERROR}
 #: Failures to hand back to the client rather than try elsewhere.
 TERMINAL = frozenset((CLIENT_ERROR, CONTENT_FILTER))
 
@@ -146,7 +148,8 @@ async def open_attempt(pool: Pool, up: Upstream, target: Target, payload: bytes,
                     for ev in parser.feed(data):
                         if ev[0] == "error":
                             resp.close()
-                            return Failed(STREAM_ERROR, error_type=ev[1], message=ev[2])
+                            # Before the first token an in-band overload is a 529 in all but status.
+                            return Failed(IN_BAND.get(ev[1], STREAM_ERROR), error_type=ev[1], message=ev[2])
                         pending.append(ev)
                         if ev[0] in COMMIT_EVENTS:
                             committed = True

@@ -20,8 +20,10 @@ Fault fields (all optional): status, retry_after, message, error_type (error res
 delay_s (before any byte), ttft_s (after message_start, before the first delta),
 stall_after / stall_s (pause mid-stream), cut_after (drop the connection after N deltas),
 malformed_after (send a broken event after N deltas), token_delay_s, output_tokens,
-refusal (stop_reason "refusal"), tool_call {"name","input"}, times (default 1, -1 = always),
-model (only requests for this model).
+refusal (stop_reason "refusal"), tool_call {"name","input"}, sse_error / sse_error_after (an
+in-band `error` event such as "overloaded_error" after a 200, after N deltas, default 0, as the
+API sends when it is overloaded mid-request), times (default 1, -1 = always), model (only
+requests for this model).
 
 Run: python -m agentdeploy.serving.emulators.anthropic --port 8765 [--api-key KEY]
 """
@@ -364,10 +366,24 @@ class ClaudeEmulator:
         index = 0
         out_tokens = 0
 
+        async def in_band_error() -> bool:
+            """Send the fault's in-band error event when its turn has come; True = stream over."""
+            if not fault.get("sse_error") or sent != int(fault.get("sse_error_after", 0)):
+                return False
+            kind = fault["sse_error"]
+            await resp.write(ev("error", {"type": "error", "error": {"type": kind, "message": "Overloaded" if kind == "overloaded_error" else "Internal server error"}}))
+            await resp.write_eof()
+            return True
+
+        if await in_band_error():
+            return resp
+
         async def checkpoint() -> bool:
             """Apply mid-stream faults after each delta; False = the connection was cut."""
             nonlocal sent
             sent += 1
+            if await in_band_error():
+                return False
             if fault.get("stall_after") is not None and sent == int(fault["stall_after"]):
                 await asyncio.sleep(float(fault.get("stall_s", 30)))
             if fault.get("malformed_after") is not None and sent == int(fault["malformed_after"]):

@@ -137,6 +137,35 @@ def test_budget_race_concurrent_streams_two_gateways_share_redis(claude_emulator
     assert spent >= admitted * per_request  # actual output was billed
 
 
+def test_unreachable_redis_fails_closed_for_block_and_open_for_alert(claude_emulator, gateway_factory):
+    """No traceback, no unhandled 500: a blocking budget that cannot be checked refuses with a
+    machine-readable 503; an alert-only budget still answers; /metrics still answers."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead_port = s.getsockname()[1]
+    store = {"backend": "redis", "redis_url": {"env": "TEST_REDIS_URL"}}
+    cfg = gateway_config(claude_emulator.base_url, budget_store=store,
+                         api_agent={"budget": {"monthly_usd": 5.0, "policy": "block"}},
+                         gpu_agent={"budget": {"monthly_usd": 5.0, "policy": "alert"},
+                                    "chain": [{"upstream": "anthropic", "model": "claude-haiku-4-5"}]})
+    gw = gateway_factory(cfg, env={**env_for(claude_emulator), "TEST_REDIS_URL": f"redis://127.0.0.1:{dead_port}/0"})
+    r = chat(gw.url, API_KEY)
+    assert r.status_code == 503 and r.json()["error"]["type"] == "budget_store_unavailable"
+    assert r.headers["x-agentdeploy-error"] == "budget_store_unavailable" and r.headers["retry-after"] == "1"
+    r = messages(gw.url, API_KEY)
+    assert r.status_code == 503 and r.json()["type"] == "error"
+    assert claude_emulator.requests() == []  # refused before any upstream was called
+    r = chat(gw.url, GPU_KEY)
+    assert r.status_code == 200 and r.json()["model"] == "claude-haiku-4-5"
+    m = httpx.get(gw.url + "/metrics")
+    assert m.status_code == 200
+    assert metric_value(m.text, "agentdeploy_gateway_budget_rejections_total", agent="api-agent", action="store_unavailable") == 2
+    assert metric_value(m.text, "agentdeploy_gateway_budget_rejections_total", agent="gpu-agent", action="store_unavailable") == 1
+    assert "Traceback" not in gw.log_text()
+
+
 def test_metrics_health_and_readiness(claude_emulator, gateway_factory):
     gw = gateway_factory(gateway_config(claude_emulator.base_url, replicas=[]), env=env_for(claude_emulator))
     chat(gw.url, GPU_KEY)
@@ -187,6 +216,39 @@ def test_sigterm_drains_in_flight_streams_and_refuses_new_work(claude_emulator, 
     assert events[-1][1] == "[DONE]" and len(events) >= 30
     assert gw.wait(10) == 0
     assert '"unfinished":0' in gw.log_text()
+
+
+def test_drain_stops_at_its_limit_and_readyz_turns_503_meanwhile(claude_emulator, gateway_factory):
+    """A stream longer than drain_timeout_s does not hold the process: it exits at the limit
+    (not twice it), the cut stream never ends as a complete answer, and a load balancer still
+    connected sees /readyz 503 during the drain."""
+    claude_emulator.configure(token_delay_s=0.1, output_tokens=100)  # a 10 s stream
+    gw = gateway_factory(gateway_config(claude_emulator.base_url, drain_timeout_s=2.0), env=env_for(claude_emulator))
+    lb = httpx.Client(timeout=5)  # a kept-alive connection, as a load balancer's health checker has
+    assert lb.get(gw.url + "/readyz").status_code == 200
+    box = {}
+
+    def reader() -> None:
+        try:
+            box["r"] = stream_chat(gw.url, API_KEY, timeout=30)
+        except httpx.TransportError as exc:
+            box["error"] = exc
+
+    t = threading.Thread(target=reader)
+    t.start()
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    gw.terminate()
+    time.sleep(0.3)
+    assert lb.get(gw.url + "/readyz").status_code == 503
+    assert gw.wait(15) is not None
+    took = time.monotonic() - t0
+    t.join(10)
+    assert 1.5 < took < 3.5, took  # the 2 s limit, with process start/stop slack; 4 s would be double
+    # Cut at the limit: the client sees an incomplete chunked body, never a clean end.
+    assert isinstance(box.get("error"), httpx.RemoteProtocolError), box
+    assert '"unfinished":1' in gw.log_text()
+    lb.close()
 
 
 def test_config_rendered_from_the_example_plan_serves_with_its_cache_decision(claude_emulator, gateway_factory):

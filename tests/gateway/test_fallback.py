@@ -91,7 +91,59 @@ def test_server_error_falls_back_and_is_not_billed(setup):
     assert r.headers["x-agentdeploy-fallback"] == "vllm:server_error"
     m = httpx.get(gw.url + "/metrics").text
     assert metric_value(m, "agentdeploy_gateway_fallbacks_total", agent="gpu-agent", reason="server_error") == 1
-    assert metric_value(m, "agentdeploy_gateway_cost_usd_total", model="standin") == 0
+
+
+def test_a_failed_priced_attempt_is_not_billed_and_the_answer_is(setup):
+    """Sonnet (priced) fails before its first token, Haiku answers: only Haiku's usage is cost."""
+    chain = [{"upstream": "anthropic", "model": "claude-sonnet-4-6"}, {"upstream": "anthropic", "model": "claude-haiku-4-5"}]
+    gw, st, claude = setup(api_agent={"chain": chain, "max_retries_per_upstream": 0})
+    claude.faults({"model": "claude-sonnet-4-6", "status": 500})
+    claude.faults({"model": "claude-sonnet-4-6", "sse_error": "api_error"})  # a 200, then an in-band error
+    r1, r2 = chat(gw.url, API_KEY), messages(gw.url, API_KEY)
+    assert [r.status_code for r in (r1, r2)] == [200, 200]
+    assert r1.json()["model"] == r2.json()["model"] == "claude-haiku-4-5"
+    assert [q["body"]["model"] for q in claude.requests()] == ["claude-sonnet-4-6", "claude-haiku-4-5"] * 2
+    u1, u2 = r1.json()["usage"], r2.json()["usage"]
+    expected = (u1["prompt_tokens"] + u2["input_tokens"]) * 1e-6 + (u1["completion_tokens"] + u2["output_tokens"]) * 5e-6
+    m = httpx.get(gw.url + "/metrics").text
+    assert 'agentdeploy_gateway_cost_usd_total{' in m and expected > 0
+    assert metric_value(m, "agentdeploy_gateway_cost_usd_total", agent="api-agent", model="claude-haiku-4-5") == pytest.approx(expected)
+    assert metric_value(m, "agentdeploy_gateway_cost_usd_total", agent="api-agent", model="claude-sonnet-4-6") == 0
+
+
+def test_in_band_overload_before_the_first_token_is_retried_like_a_529(setup):
+    gw, st, claude = setup()
+    claude.faults({"sse_error": "overloaded_error"})
+    r = messages(gw.url, API_KEY)
+    assert r.status_code == 200 and r.json()["content"][0]["text"]
+    assert len(claude.requests()) == 2  # retried on the same upstream after a backoff, as a 529 is
+    m = httpx.get(gw.url + "/metrics").text
+    assert metric_value(m, "agentdeploy_gateway_upstream_errors_total", agent="api-agent", reason="overloaded") == 1
+
+
+def test_in_band_error_after_the_first_token_ends_the_stream_explicitly(setup):
+    gw, st, claude = setup()
+    # Spaced tokens, so the first ones reach the client before the error (in one read they
+    # would not have: the gateway then retries invisibly, as the test above shows).
+    claude.faults({"sse_error": "overloaded_error", "sse_error_after": 3, "token_delay_s": 0.05})
+    r, text = stream_chat(gw.url, API_KEY)
+    events = sse_events(text)
+    assert r.status_code == 200 and openai_text(events)  # bytes were already sent: no restart
+    assert "error" in events[-1][1] and "[DONE]" not in [d for _, d in events]
+    assert len(claude.requests()) == 1
+
+
+def test_claude_refusal_reaches_each_client_as_its_own_stop_reason(setup):
+    gw, st, claude = setup()
+    claude.faults({"refusal": True, "times": 3})
+    r = chat(gw.url, API_KEY)
+    assert r.status_code == 200 and r.json()["choices"][0]["finish_reason"] == "content_filter"
+    r, text = stream_chat(gw.url, API_KEY)
+    finishes = [d["choices"][0]["finish_reason"] for _, d in sse_events(text) if isinstance(d, dict) and d.get("choices")]
+    assert "content_filter" in finishes
+    r = messages(gw.url, API_KEY)
+    assert r.json()["stop_reason"] == "refusal"
+    assert len(claude.requests()) == 3  # a refusal is an answer: never retried or sent elsewhere
 
 
 def test_slow_first_token_falls_back_within_the_ttft_limit(setup):
