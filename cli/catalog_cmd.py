@@ -56,8 +56,10 @@ def refresh_spot(region: str | None, profile: str | None, as_json: bool) -> None
     from agentdeploy.ops.spot import fetch_history, override_document, summarise, write_override
     from agentdeploy.planner import load_catalog
 
-    cat = load_catalog()
     session = AwsSession(region=region, profile=profile)
+    # This region's figures only: another region's spot file would make "was $X/h" compare apples
+    # with oranges.
+    cat = load_catalog(region=session.region)
     now = datetime.now(timezone.utc)
     quotes = summarise(fetch_history(session.client("ec2"), sorted(cat.gpu_instances), now))
     document, warnings = override_document(quotes, cat.gpu_instances, session.region, now.date())

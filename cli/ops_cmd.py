@@ -27,20 +27,27 @@ def aws_options(fn):
 @click.option("--stack", required=True, help="Stack whose GPU fleets to consider (by tag).")
 @click.option("--idle-minutes", type=click.IntRange(min=1), help="Idle window (default: the plan's per-agent value, else 15).")
 @click.option("--dry-run", is_flag=True, help="Say what would be scaled to zero; change nothing.")
+@click.option("--treat-missing-as-idle", is_flag=True,
+              help="Scale a running fleet with no demand datapoints in the window too (default: keep it and say so).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @aws_options
-def reap(stack: str, idle_minutes: int | None, dry_run: bool, as_json: bool, region: str | None, profile: str | None) -> None:
-    """Scale the stack's idle GPU fleets to zero (MinSize and DesiredCapacity).
+def reap(stack: str, idle_minutes: int | None, dry_run: bool, treat_missing_as_idle: bool, as_json: bool,
+         region: str | None, profile: str | None) -> None:
+    """Scale the stack's idle GPU fleets to zero (DesiredCapacity; MinSize is the plan's).
 
     Only Auto Scaling groups tagged agentdeploy:stack=STACK and agentdeploy:role=gpu-fleet are
-    touched, never one with demand in the window or one up for less than the window. Safe from cron.
+    touched, never one with demand in the window, one up for less than the window, one whose
+    MinSize keeps a warm floor, or a running one with no demand data (unless
+    --treat-missing-as-idle). Safe from cron.
     Exit codes: 0 done, 2 unknown stack, 4 credentials/permission, 1 AWS failed, 5 some fleets failed.
     """
     from agentdeploy.ops.commands import run_reap
 
-    reports, used_region = run_reap(stack, idle_minutes, dry_run, region, profile)
+    reports, used_region = run_reap(stack, idle_minutes, dry_run, region, profile,
+                                    treat_missing_as_idle=treat_missing_as_idle)
     if as_json:
-        doc = {"stack": stack, "region": used_region, "dry_run": dry_run, "fleets": [asdict(r) for r in reports]}
+        doc = {"stack": stack, "region": used_region, "dry_run": dry_run,
+               "treat_missing_as_idle": treat_missing_as_idle, "fleets": [asdict(r) for r in reports]}
         click.echo(json.dumps(doc, indent=2))
         return
     from agentdeploy.ops.render import print_reap

@@ -53,6 +53,7 @@ def run_reap(
     region: str | None,
     profile: str | None,
     clock: Clock = utcnow,
+    treat_missing_as_idle: bool = False,
 ) -> tuple[list[FleetReport], str]:
     """Reports and the region used. The idle window: --idle-minutes, else the plan's per-agent
     fleet.idle_minutes where the stack config is here, else 15 minutes."""
@@ -67,7 +68,7 @@ def run_reap(
     session = AwsSession(region=region, profile=profile)
     reports = reap(
         session.client("autoscaling"), session.client("ec2"), session.client("cloudwatch"),
-        stack=stack, idle_minutes=window, dry_run=dry_run, clock=clock,
+        stack=stack, idle_minutes=window, dry_run=dry_run, clock=clock, treat_missing_as_idle=treat_missing_as_idle,
     )
     if not reports and not known:
         raise InvalidInput(

@@ -5,14 +5,20 @@ rule is unit-tested without AWS; `reap` reads, decides and acts. Rules, in order
 
 - only Auto Scaling groups tagged with this stack and role gpu-fleet are considered (re-checked
   before every write);
-- a fleet already at zero is left alone;
+- a fleet already at desired 0 is left alone;
+- a fleet whose MinSize is above 0 is kept: the plan keeps a warm floor there (an on-demand base
+  replica), and overriding it would only last until the next `deploy up`;
 - any demand above zero in the window keeps the fleet;
 - a fleet up for less than the window is kept, datapoints or not: "up" counts from the later of
   the group's creation and its newest instance's launch, so a fleet that just scaled out from
   zero (its node agents not publishing yet, vLLM still loading) is never taken for idle;
-- otherwise it is idle, with or without datapoints, and its MinSize and DesiredCapacity go to 0;
-- just before that write the group is read again: gone, untagged, or scaled out meanwhile
-  (demand arrived between the read and the write) means it is kept.
+- a running fleet with no demand datapoints in the window is kept: silence more likely means the
+  node agents cannot publish (IAM, outage, wrong namespace) than that nobody called, unless the
+  caller says `treat_missing_as_idle`;
+- otherwise it is idle and its DesiredCapacity goes to 0 (MinSize is already 0, and `deploy up`
+  ignores desired capacity, so it stays reaped);
+- just before that write the group is read again: gone, untagged, scaled out or given a warm floor
+  meanwhile means it is kept.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Literal
 
-from agentdeploy.errors import DeployError, OperationFailed, PartialChange
+from agentdeploy.errors import DeployError, MissingDependency, OperationFailed, PartialChange
 from agentdeploy.ops.aws import AwsClient
 from agentdeploy.ops.fleets import Fleet, belongs_to, current_fleet, describe_instances, list_fleets
 from agentdeploy.ops.metrics import Reading, demand_peak
@@ -61,11 +67,26 @@ def up_since(fleet: Fleet, launch_times: list[datetime]) -> datetime:
     return max([fleet.created, *launch_times])
 
 
-def decide(fleet: Fleet, demand: Reading, since: datetime, now: datetime, window: timedelta) -> Verdict:
+def _running(fleet: Fleet) -> str:
+    """'2 instance(s) run' (InService), else the desired count the group is working towards."""
+    in_service = sum(1 for i in fleet.instances if i.lifecycle_state == "InService")
+    return f"{in_service} instance(s) run" if in_service else f"desired capacity is {fleet.desired}"
+
+
+def decide(
+    fleet: Fleet,
+    demand: Reading,
+    since: datetime,
+    now: datetime,
+    window: timedelta,
+    treat_missing_as_idle: bool = False,
+) -> Verdict:
     """Whether to scale `fleet` to zero, and why (pure: everything it needs is passed in)."""
     minutes = int(window.total_seconds() // 60)
-    if fleet.desired == 0 and fleet.min_size == 0:
+    if fleet.desired == 0:
         return Verdict("keep", "already at zero")
+    if fleet.min_size > 0:
+        return Verdict("keep", f"the plan keeps {fleet.min_size} replica(s) warm (MinSize {fleet.min_size})")
     if fleet.agent is None:
         return Verdict("keep", "no agentdeploy:agent tag, so its demand metric cannot be read")
     if demand.value is not None and demand.value > 0:
@@ -76,7 +97,15 @@ def decide(fleet: Fleet, demand: Reading, since: datetime, now: datetime, window
             "keep", f"up for {int(age.total_seconds() // 60)} min only, less than the {minutes} min idle window"
         )
     if demand.datapoints == 0:
-        return Verdict("scale-to-zero", f"no demand datapoints in the last {minutes} min (up longer than that)")
+        if not treat_missing_as_idle:
+            return Verdict(
+                "keep",
+                f"no demand data for {minutes} min while {_running(fleet)}: check the node agent's metrics "
+                "publishing (or pass --treat-missing-as-idle)",
+            )
+        return Verdict(
+            "scale-to-zero", f"no demand datapoints in the last {minutes} min, treated as idle as asked"
+        )
     return Verdict("scale-to-zero", f"demand 0 over the last {minutes} min ({demand.datapoints} datapoints)")
 
 
@@ -88,10 +117,13 @@ def reap(
     idle_minutes: int | dict[str, int],
     dry_run: bool,
     clock: Clock = utcnow,
+    treat_missing_as_idle: bool = False,
 ) -> list[FleetReport]:
     """Read, decide, act. `idle_minutes` may be per agent (the plan's fleet.idle_minutes).
 
     Raises PartialChange when some fleets were scaled and others failed; the reports say which.
+    When none could be scaled it raises MissingDependency (exit 4) if AWS denied every write, as
+    for any other denied call, and OperationFailed otherwise.
     """
     now = clock()
     reports: list[FleetReport] = []
@@ -111,7 +143,7 @@ def reap(
             if fleet.agent
             else Reading(None, 0, 0)
         )
-        verdict = decide(fleet, demand, since, now, window)
+        verdict = decide(fleet, demand, since, now, window, treat_missing_as_idle)
         reports.append(
             FleetReport(
                 fleet=fleet.name,
@@ -128,7 +160,7 @@ def reap(
         )
     if dry_run:
         return reports
-    failed = 0
+    errors: list[DeployError] = []
     for report, fleet in zip(reports, fleets):
         if report.action != "scale-to-zero":
             continue
@@ -142,17 +174,26 @@ def reap(
             if fresh.desired > fleet.desired:
                 report.action, report.reason = "keep", f"scaled out to {fresh.desired} while reaping"
                 continue
-            autoscaling.call(
-                "update_auto_scaling_group", AutoScalingGroupName=fleet.name, MinSize=0, DesiredCapacity=0
-            )
+            if fresh.min_size > 0:
+                report.action, report.reason = "keep", f"MinSize raised to {fresh.min_size} while reaping"
+                continue
+            # DesiredCapacity only: MinSize is the plan's, and it is already 0 here.
+            autoscaling.call("update_auto_scaling_group", AutoScalingGroupName=fleet.name, DesiredCapacity=0)
             report.applied = True
         except DeployError as err:
             report.error = err.message
-            failed += 1
+            errors.append(err)
+    failed = len(errors)
     if failed:
         done = [r.fleet for r in reports if r.applied]
         details = [f"{r.fleet}: {r.error}" for r in reports if r.error] + [f"{f}: scaled to zero" for f in done]
         if not done:
+            if all(isinstance(e, MissingDependency) for e in errors):
+                raise MissingDependency(
+                    f"could not scale {failed} idle fleet(s) to zero: {errors[0].message}",
+                    details=details,
+                    hint=errors[0].hint,
+                )
             raise OperationFailed(f"could not scale {failed} idle fleet(s) to zero", details=details)
         raise PartialChange(
             f"scaled {len(done)} fleet(s) to zero, {failed} failed",

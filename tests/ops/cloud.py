@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
 import boto3
@@ -24,11 +28,14 @@ def fleet(
     stack: str | None,
     agent: str | None,
     desired: int = 1,
-    min_size: int | None = None,
+    min_size: int = 0,
     role: str | None = ROLE_GPU_FLEET,
     instance_type: str = "g5.xlarge",
 ) -> None:
-    """An Auto Scaling group as the Pulumi program creates it (tags propagated to instances)."""
+    """An Auto Scaling group as the Pulumi program creates it (tags propagated to instances).
+
+    MinSize defaults to 0, a plan's scale-to-zero fleet; a warm floor passes `min_size`.
+    """
     template = f"lt-{instance_type.replace('.', '-')}"
     launch_template(template, instance_type)
     tags = stack_tags(stack, agent, role) if stack else {}
@@ -36,7 +43,7 @@ def fleet(
         tags["agentdeploy:agent"] = agent
     boto3.client("autoscaling").create_auto_scaling_group(
         AutoScalingGroupName=name,
-        MinSize=desired if min_size is None else min_size,
+        MinSize=min_size,
         MaxSize=max(desired, 4),
         DesiredCapacity=desired,
         LaunchTemplate={"LaunchTemplateName": template},
@@ -60,3 +67,36 @@ def put_metric(
         Namespace=METRIC_NAMESPACE,
         MetricData=[{"MetricName": metric, "Dimensions": dims, "Timestamp": at, "Value": value}],
     )
+
+
+def _set_auth_count(url: str, count: str) -> None:
+    # text/plain: moto reads the raw body, which a form content type would hide from it.
+    req = urllib.request.Request(f"{url}/moto-api/reset-auth", data=count.encode(), method="POST",
+                                 headers={"Content-Type": "text/plain"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        resp.read()
+
+
+@contextmanager
+def identity_denied(url: str, *actions: str) -> Iterator[dict[str, str]]:
+    """Credentials of an IAM user allowed everything but `actions`, with moto enforcing IAM meanwhile.
+
+    Yields the environment to use them. While enforcing, the dummy `testing` keys are rejected too,
+    so read the cloud's state (group(), ...) after the block.
+    """
+    iam = boto3.client("iam")
+    iam.create_user(UserName="restricted")
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "*", "Resource": "*"},
+            {"Effect": "Deny", "Action": list(actions), "Resource": "*"},
+        ],
+    }
+    iam.put_user_policy(UserName="restricted", PolicyName="all-but", PolicyDocument=json.dumps(policy))
+    key = iam.create_access_key(UserName="restricted")["AccessKey"]
+    _set_auth_count(url, "0")
+    try:
+        yield {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
+    finally:
+        _set_auth_count(url, "inf")

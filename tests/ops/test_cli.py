@@ -95,6 +95,47 @@ def test_reap_without_credentials(aws, project: Path, tmp_path: Path) -> None:
     assert_clean_error(proc, 4, "no AWS credentials found")
 
 
+def test_reap_access_denied(aws, project: Path) -> None:
+    """A real AccessDenied from moto enforcing IAM: exit 4, the permission named, no traceback."""
+    cloud.fleet("router-tr", "router", "ticket-router", desired=1)
+    with cloud.identity_denied(aws.url, "autoscaling:DescribeAutoScalingGroups") as env:
+        proc = deploy("reap", "--stack", "router", env=env)
+        as_json = deploy("reap", "--stack", "router", "--json", env=env)
+    assert_clean_error(proc, 4, "error: AWS denied autoscaling:DescribeAutoScalingGroups (AccessDenied)")
+    assert "hint: grant autoscaling:DescribeAutoScalingGroups" in proc.stderr
+    assert as_json.returncode == 4 and "Traceback" not in as_json.stderr
+    doc = json.loads(as_json.stdout)
+    assert (doc["error"], doc["exit_code"]) == ("MissingDependency", 4)
+    assert cloud.group("router-tr")["DesiredCapacity"] == 1
+
+
+def test_reap_treat_missing_as_idle_flag(aws, project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The flag travels from the command line to the decision (the clock moved past the window)."""
+    from agentdeploy.ops import commands, reaper
+
+    later = datetime.now(timezone.utc) + timedelta(hours=2)
+    monkeypatch.setattr(commands, "reap", lambda *a, **kw: reaper.reap(*a, **{**kw, "clock": lambda: later}))
+    cloud.fleet("router-tr", "router", "ticket-router", desired=1)
+    kept = CliRunner().invoke(cli, ["reap", "--stack", "router", "--json"])
+    assert kept.exit_code == 0, kept.output
+    (fleet,) = json.loads(kept.output)["fleets"]
+    assert fleet["action"] == "keep" and "no demand data" in fleet["reason"] and "--treat-missing-as-idle" in fleet["reason"]
+    assert cloud.group("router-tr")["DesiredCapacity"] == 1
+    reaped = CliRunner().invoke(cli, ["reap", "--stack", "router", "--json", "--treat-missing-as-idle"])
+    assert reaped.exit_code == 0, reaped.output
+    doc = json.loads(reaped.output)
+    assert doc["treat_missing_as_idle"] is True and doc["fleets"][0]["applied"] is True
+    assert cloud.group("router-tr")["DesiredCapacity"] == 0
+
+
+def test_refresh_spot_access_denied(aws, project: Path, tmp_path: Path) -> None:
+    with cloud.identity_denied(aws.url, "ec2:DescribeSpotPriceHistory") as env:
+        proc = deploy("catalog", "refresh-spot", "--region", "us-east-1", env=env)
+    assert_clean_error(proc, 4, "error: AWS denied ec2:DescribeSpotPriceHistory (AccessDenied)")
+    assert "hint: grant ec2:DescribeSpotPriceHistory" in proc.stderr
+    assert not (tmp_path / "home" / "catalog.d").exists()
+
+
 def _admin_world(admin_api: AdminServer) -> None:
     day = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
     httpx.post(f"{admin_api.url}/_emulator/api_keys", json=[{"id": "k-intake", "name": "shop/intake"}]).raise_for_status()

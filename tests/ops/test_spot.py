@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from agentdeploy.cli.main import cli
 from agentdeploy.planner import build_plan, load_catalog, load_decision_file
-from agentdeploy.ops.spot import SpotQuote, override_document, summarise
+from agentdeploy.ops.spot import SpotQuote, override_document, summarise, write_override
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -116,3 +116,29 @@ def test_refresh_keeps_regions_apart(aws, tmp_path: Path, monkeypatch: pytest.Mo
     assert doc["path"].endswith("spot-us-east-1.yaml")
     east = load_catalog(region="us-east-1").applied_overrides
     assert [Path(p).name for p in east] == ["spot-us-east-1.yaml"]
+
+
+def _spot_file(home: Path, region: str, price: float) -> None:
+    cat = load_catalog(include_home=False)
+    doc, _ = override_document({"g5.xlarge": SpotQuote("g5.xlarge", price, price, price, 1)}, cat.gpu_instances,
+                               region, date(2026, 11, 23))
+    write_override(doc, region, home)
+
+
+def _was(output: str, itype: str) -> str:
+    (line,) = [ln for ln in output.splitlines() if ln.startswith(itype)]
+    return line.split("(was ", 1)[1]
+
+
+def test_refresh_compares_with_the_same_region_only(aws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "home"
+    monkeypatch.setenv("AGENTDEPLOY_HOME", str(home))
+    builtin = load_catalog(include_home=False).gpu_instances["g5.xlarge"].spot_usd_per_hour
+    _spot_file(home, "us-west-2", 7.77)  # another region's figure must not be the "was"
+    result = CliRunner().invoke(cli, ["catalog", "refresh-spot", "--region", "us-east-1"])
+    assert result.exit_code == 0, result.output
+    assert _was(result.output, "g5.xlarge") == f"${builtin:g}/h)"
+    _spot_file(home, "us-east-1", 0.42)  # this region's previous refresh is
+    result = CliRunner().invoke(cli, ["catalog", "refresh-spot", "--region", "us-east-1"])
+    assert result.exit_code == 0, result.output
+    assert _was(result.output, "g5.xlarge") == "$0.42/h)"
