@@ -3,8 +3,9 @@
 A cached prefix is read at 0.1x input but written at 1.25x (5 min) or 2x (1 h). It pays only
 when the next request sharing the prefix arrives within the TTL: later turns of a conversation
 usually do (their gap is known), separate conversations do with a probability set by the
-arrival rate (every request refreshes the entry). The planner prices every option with the
-token bill below and keeps the cheapest, so enabling caching can never raise the projection.
+arrival rate (every request refreshes the entry). A read is only ever of a prefix an earlier
+request wrote within the TTL. The planner prices every option with the token bill below and
+keeps the cheapest, so enabling caching can never raise the projection.
 """
 
 from __future__ import annotations
@@ -87,6 +88,9 @@ def conversation_bill(
         gap_ok = turn_gap_s <= ttl_s
     uncached = write = read = 0.0
     hits = 0.0
+    # A read needs an entry: only a turn whose own breakpoint was cacheable (at or over the
+    # model's minimum) wrote its prefix; turns under the minimum write nothing to read back.
+    prev_written = False
     for k in range(1, T + 1):
         history = (k - 1) * (I + O) if profile.resend_history else 0
         lead = 0  # static tokens not covered by their own breakpoint travel with the conversation part
@@ -101,7 +105,7 @@ def conversation_bill(
         conv_cacheable = (
             option.conversation and batch_hit_rate is None and T > 1 and (S + history + I) >= minimum
         )
-        if conv_cacheable and k > 1 and gap_ok and profile.resend_history:
+        if conv_cacheable and prev_written and gap_ok and profile.resend_history:
             # the previous turn's breakpoint covered everything up to its own input
             read += dynamic - O - I
             write += O + I
@@ -109,6 +113,7 @@ def conversation_bill(
             write += dynamic
         else:
             uncached += dynamic
+        prev_written = conv_cacheable
     return TokenBill(
         uncached_input=uncached,
         cache_write=write,

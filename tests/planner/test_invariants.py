@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import math
 
-from hypothesis import HealthCheck, given, settings
+import pytest
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from agentdeploy.errors import Infeasible
 from agentdeploy.planner import build_plan, load_catalog
 from agentdeploy.planner.build import curves_for
-from agentdeploy.planner.caching import OPTIONS
+from agentdeploy.planner.caching import OPTIONS, CacheOption
 from agentdeploy.planner.options import api_cost_at
 from agentdeploy.planner.quality import quality_floor
 from agentdeploy.planner.spec import Spec
+
+from .cachesim import true_cost
 
 CATALOG = load_catalog(include_home=False)
 
@@ -55,8 +58,17 @@ def spec_of(agent: dict) -> Spec:
     return Spec.model_validate({"stack": {"name": "prop"}, "agents": {"a": agent}})
 
 
+AUDIT_CONVERSATION = {  # turn 1 under Haiku's 4,096 minimum, turn 2 over it (the audit's repro)
+    "latency": {"p95_s": 10, "audience": "interactive"},
+    "quality": {"wrong_answer_cost": "medium", "task": "qa"},
+    "volume": {"conversations_per_month": 1000, "conversations_per_month_12m": 1000, "active_hours_per_day": 24, "peak_factor": 3},
+    "profile": {"turns": 2, "input_tokens_per_turn": 2000, "output_tokens_per_turn": 1500, "static_prefix_tokens": 0, "turn_gap_s": 30.0},
+}
+
+
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(agents())
+@example(AUDIT_CONVERSATION)
 def test_plan_invariants(doc):
     spec = spec_of(doc)
     agent = spec.agents["a"]
@@ -87,6 +99,16 @@ def test_plan_invariants(doc):
         for key, volume in (("launch", a.volume["launch"]), ("month_12", a.volume["month_12"])):
             off, _ = api_cost_at(agent, model, OPTIONS[0], CATALOG, volume, batch=a.route == "batch")
             assert a.cost.monthly_usd.model_dump()[key] <= off.total + 0.01
+    # 4b. ... nor the true cost: replayed request by request (tests/planner/cachesim.py), the
+    #     chosen caching costs no more than none, and the projection is what the replay bills
+    if a.route in ("api", "batch"):
+        model = CATALOG.claude_models[a.model]
+        chosen = CacheOption(a.cache.ttl, "conversation" in a.cache.breakpoints)
+        batch = a.route == "batch"
+        for key, volume in (("launch", a.volume["launch"]), ("month_12", a.volume["month_12"])):
+            true = true_cost(agent, model, chosen, CATALOG, volume, batch=batch)
+            assert true <= true_cost(agent, model, OPTIONS[0], CATALOG, volume, batch=batch) + 0.01
+            assert a.cost.monthly_usd.model_dump()[key] == pytest.approx(true, rel=1e-6, abs=0.01)
     # 5. cost grows with volume
     api, gpu = curves_for(agent, spec, CATALOG, a)
     vols = [a.volume["launch"] * f for f in (0.5, 1, 2, 4, 8)]
