@@ -88,6 +88,10 @@ class UpstreamSpec(_M):
     metrics_poll_s: float = Field(1.0, ge=0)
     #: Requests (running + waiting) one replica takes before the latency budget is at risk.
     max_load_per_replica: int | None = Field(None, gt=0)
+    #: Port of the node agent's /healthz on each replica's host (8081 on agentdeploy GPU nodes).
+    #: When set, a replica whose node says 503 (spot notice: draining) gets no new requests,
+    #: even while its vLLM still answers the requests it already has.
+    node_health_port: int | None = Field(None, gt=0, lt=65536)
 
     @model_validator(mode="after")
     def _urls(self) -> "UpstreamSpec":

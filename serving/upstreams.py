@@ -3,7 +3,8 @@
 An OpenAI-compatible upstream (vLLM) has replicas; each carries a circuit breaker, the
 requests this gateway has in flight to it, and the load its own `/metrics` reports
 (`vllm:num_requests_running` + `vllm:num_requests_waiting`). A poller reads those every
-`metrics_poll_s`, which doubles as the health probe, and re-reads `replicas_file`. The pick is
+`metrics_poll_s`, which doubles as the health probe (together with the node agent's /healthz
+when `node_health_port` is set), and re-reads `replicas_file`. The pick is
 the healthy replica with the least load; a replica whose load has reached
 `max_load_per_replica` counts as overloaded (its queue would eat the latency budget), and an
 upstream with no healthy replica is skipped at once (scaled to zero, still warming).
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -165,8 +167,32 @@ def parse_vllm_load(text: str) -> float:
     return total
 
 
+def node_health_url(replica_url: str, port: int) -> str:
+    """The node agent's /healthz on the replica's own host."""
+    parts = urlsplit(replica_url)
+    host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname
+    return f"{parts.scheme}://{host}:{port}/healthz"
+
+
+async def node_ready(session: aiohttp.ClientSession, up: Upstream, target: Target, timeout: aiohttp.ClientTimeout) -> bool:
+    """Whether the node agent lets the replica take new work; no agent configured: yes."""
+    port = up.spec.node_health_port
+    if port is None:
+        return True
+    try:
+        async with session.get(node_health_url(target.url, port), timeout=timeout) as resp:
+            return resp.status == 200
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+        return False
+
+
 async def poll_once(session: aiohttp.ClientSession, up: Upstream, target: Target) -> None:
     timeout = aiohttp.ClientTimeout(total=max(1.0, up.spec.metrics_poll_s * 2), sock_connect=up.connect_timeout)
+    if not await node_ready(session, up, target, timeout):
+        # Draining (spot notice) or its agent is gone: no new requests; those in flight finish.
+        target.breaker.trip()
+        target.polled = True
+        return
     try:
         async with session.get(target.url + "/metrics", timeout=timeout, headers={k: v for k, v in up.headers.items() if k == "authorization"}) as resp:
             text = await resp.text() if resp.status == 200 else ""

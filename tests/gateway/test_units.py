@@ -23,7 +23,7 @@ from agentdeploy.serving.config import (
 )
 from agentdeploy.serving.pricing import Prices, Usage, cost_usd, worst_case_usd
 from agentdeploy.serving.redact import Redactor
-from agentdeploy.serving.upstreams import parse_vllm_load
+from agentdeploy.serving.upstreams import node_health_url, parse_vllm_load
 from tests.gateway.helpers import API_KEY, GPU_KEY, SHARED_KEY, gateway_config
 
 
@@ -262,3 +262,9 @@ def test_every_context_length_phrasing_is_classified(message):
     assert fb.classify_status(400, "openai", raw).reason == fb.CONTEXT_LENGTH
     other = json.dumps({"error": {"message": "temperature must be between 0 and 2", "type": "BadRequestError"}}).encode()
     assert fb.classify_status(400, "openai", other).reason == fb.CLIENT_ERROR
+
+
+def test_node_health_url_is_the_replicas_own_host_on_the_agent_port():
+    assert node_health_url("http://10.0.3.7:8000", 8081) == "http://10.0.3.7:8081/healthz"
+    assert node_health_url("http://[fd00::7]:8000/", 8081) == "http://[fd00::7]:8081/healthz"
+    assert node_health_url("https://gpu-1.internal", 9000) == "https://gpu-1.internal:9000/healthz"

@@ -1,8 +1,9 @@
 """End to end: a spot notice on the only GPU node, seen by a client of the gateway.
 
-Gateway chain for the agent: the vLLM node first, the Claude emulator as fallback. While the
-node drains, requests already on it finish there in full; once it has stopped, the gateway
-answers new requests from Claude. A client sending steadily throughout never sees a failure.
+Gateway chain for the agent: the vLLM node first, the Claude emulator as fallback. The gateway
+watches the node agent's /healthz; at the notice the node says 503, so new requests stop going
+to it at once — the gateway answers them from Claude — while requests already on the node
+finish there in full. A client sending steadily throughout never sees a failure.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ FALLBACK = "claude-haiku-4-5"
 PROBE_LIMIT = 300  # bounded: one probe every ~0.2 s for at most a minute
 
 
-def _gateway_config(claude_url: str, replica: str, served: str) -> dict:
+def _gateway_config(claude_url: str, replica: str, served: str, node_health_port: int) -> dict:
     return {
         "version": 1,
         "stack": "smallbiz",
@@ -34,7 +35,7 @@ def _gateway_config(claude_url: str, replica: str, served: str) -> dict:
             "anthropic": {"kind": "anthropic", "base_url": claude_url, "api_key": {"env": CLAUDE_KEY_ENV}},
             # Stall limit above the test's freeze: a paused stream must resume, not be cut.
             "vllm": {"kind": "openai", "replicas": [replica], "metrics_poll_s": 0.2, "connect_timeout_s": 0.5,
-                     "stall_timeout_s": 30.0},
+                     "stall_timeout_s": 30.0, "node_health_port": node_health_port},
         },
         "models": {
             FALLBACK: {"input": 1e-6, "output": 5e-6, "context_tokens": 200000},
@@ -80,11 +81,14 @@ def test_gateway_serves_through_a_spot_interruption(
     imds = imds_factory()
     server = vllm_factory(extra_args=VLLM_ARGS)
     agent = node_agent_factory(_agent_args(server, imds, "--no-aws"))
-    gw = gateway_factory(_gateway_config(claude_emulator.base_url, server.base_url, server.served_name),
+    gw = gateway_factory(_gateway_config(claude_emulator.base_url, server.base_url, server.served_name, agent.port),
                          env={CLAUDE_KEY_ENV: claude_emulator.api_key})
     agent.wait_for(lambda s: s["healthy"], 30, "healthy")
-    status, model, _ = _post(gw.url, 4)
-    assert (status, model) == (200, server.served_name)  # the node serves while healthy
+    deadline = time.monotonic() + 15  # the gateway's breaker lets the node in once its agent says 200
+    while (answer := _post(gw.url, 4))[1] != server.served_name:
+        assert time.monotonic() < deadline, f"the healthy node never got traffic: {answer}"
+        time.sleep(0.3)
+    assert answer[0] == 200  # the node serves while healthy
 
     long_results: list[tuple[int, str, dict | str]] = []
     streaming = threading.Event()
@@ -101,6 +105,7 @@ def test_gateway_serves_through_a_spot_interruption(
         agent.wait_for(lambda s: s["phase"] != "serving", 20, "notice seen")
         assert any(t.is_alive() for t in longs), "the notice must land while requests are in flight"
 
+    time.sleep(0.6)  # three of the gateway's 0.2 s polls: it has read the node's 503
     probes: list[tuple[int | None, str]] = []
     stop_probing = threading.Event()
 
@@ -135,6 +140,8 @@ def test_gateway_serves_through_a_spot_interruption(
             assert f'"completion_tokens":{ANSWER_TOKENS}' in body.replace(" ", "") and "data: [DONE]" in body
 
     assert probes and all(status == 200 for status, _ in probes), probes  # never a failure seen
+    # Sent after the notice: refused by the draining node, served elsewhere (Claude, the only other).
+    assert {model for _, model in probes} == {FALLBACK}, probes
     after = _post(gw.url, 8)
     assert after[0] == 200 and after[1] == FALLBACK  # no replica left: Claude answers
     assert claude_emulator.requests(), "the fallback was never called"
