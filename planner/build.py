@@ -13,10 +13,10 @@ import math
 
 from agentdeploy.errors import Infeasible, InvalidInput
 from agentdeploy.planner.breakeven import break_even
-from agentdeploy.planner.catalog import Catalog, load_catalog
+from agentdeploy.planner.catalog import Catalog, ClaudeModel, OpenModel, load_catalog
 from agentdeploy.planner.fleet import fits, on_demand_base
 from agentdeploy.planner.latency import BATCH_LIMIT_S, BATCH_P95_S
-from agentdeploy.planner.options import ApiOption, GpuOption, api_cost_at, best_api_option, build_gpu_option, gpu_cost_at
+from agentdeploy.planner.options import ApiOption, GpuOption, api_cost_at, best_api_option, build_gpu_option, cache_choices, gpu_cost_at
 from agentdeploy.planner.plan import (
     AgentPlan,
     Baseline,
@@ -32,16 +32,19 @@ from agentdeploy.planner.plan import (
     Totals,
 )
 from agentdeploy.planner.caching import OPTIONS
+from agentdeploy.planner.context import largest_request, max_tokens_for, misfit
 from agentdeploy.planner.quality import judge, quality_floor
 from agentdeploy.planner.spec import Agent, Spec
 
-MAX_TOKENS_ROUND = 16
+#: `--scale` is a what-if factor: beyond this the question is no longer about this stack.
+MAX_SCALE = 10_000.0
+#: vLLM's max_tokens cap on the fleet (the gateway's limit per request).
+GPU_MAX_TOKENS = 32768
 
 
 def build_plan(spec: Spec, catalog: Catalog | None = None, *, scale: float = 1.0) -> Plan:
     """Plan every agent of `spec`; raise `Infeasible` naming each agent that has no option."""
-    if scale <= 0:
-        raise InvalidInput("--scale must be positive", hint="e.g. --scale 2 for twice the volume")
+    check_scale(scale)
     catalog = catalog or load_catalog(inline_overrides=spec.catalog, region=spec.stack.region)
     _check_references(spec, catalog)
     plans: list[AgentPlan] = []
@@ -76,6 +79,41 @@ def build_plan(spec: Spec, catalog: Catalog | None = None, *, scale: float = 1.0
     )
 
 
+def check_scale(scale: float) -> None:
+    """`--scale nan` or `inf` would reach the fleet arithmetic as a non-number: refuse it here."""
+    if not (math.isfinite(scale) and 0 < scale <= MAX_SCALE):
+        raise InvalidInput(
+            f"--scale must be a finite number greater than 0 and at most {MAX_SCALE:,.0f} (got {scale!r})",
+            hint="e.g. --scale 2 for twice the volume, --scale 0.5 for half",
+        )
+
+
+def effective_route(agent: Agent, catalog: Catalog) -> str | None:
+    """The route the overrides decide: the pinned one, or gpu where an open model or an instance type is pinned."""
+    o = agent.overrides
+    if o.route:
+        return o.route
+    if o.model in catalog.open_models or o.instance_type:
+        return "gpu"
+    return None
+
+
+def _pin_reasons(agent: Agent, catalog: Catalog) -> list[str]:
+    """One `why` line per override, so a pinned decision is never mistaken for the planner's."""
+    o = agent.overrides
+    lines = []
+    if o.model:
+        implied = " (an open-weight model: self-hosted, route gpu)" if o.model in catalog.open_models else ""
+        lines.append(f"model {o.model} pinned in overrides{implied}")
+    if o.route:
+        lines.append(f"route {o.route} pinned in overrides")
+    if o.instance_type:
+        lines.append(f"instance type {o.instance_type} pinned in overrides (route gpu)")
+    if o.cache != "auto":
+        lines.append(f"prompt caching pinned to {o.cache} in overrides")
+    return lines
+
+
 def _check_references(spec: Spec, catalog: Catalog) -> None:
     details = []
     for name, agent in spec.agents.items():
@@ -97,8 +135,35 @@ def _check_references(spec: Spec, catalog: Catalog) -> None:
             details.append(f"{spec.where('agents', name, 'overrides')}: open model {model!r} can only run on route 'gpu'")
         if model in catalog.claude_models and agent.overrides.route == "gpu":
             details.append(f"{spec.where('agents', name, 'overrides')}: Claude model {model!r} cannot be self-hosted; pin an open model")
+        details += _pin_conflicts(name, agent, spec, catalog)
     if details:
-        raise InvalidInput(f"{spec.source_path or 'decision file'}: overrides name things the catalog lacks", details=details)
+        raise InvalidInput(f"{spec.source_path or 'decision file'}: overrides name things the catalog lacks or contradict each other", details=details)
+
+
+def _pin_conflicts(name: str, agent: Agent, spec: Spec, catalog: Catalog) -> list[str]:
+    """Pins that contradict each other or the route: invalid input, not an infeasible plan."""
+    o = agent.overrides
+    out = []
+    itype = o.instance_type if o.instance_type in catalog.gpu_instances else None
+    if itype and o.route in ("api", "batch"):
+        out.append(f"{spec.where('agents', name, 'overrides', 'instance_type')}: agents.{name}.overrides.instance_type: {itype!r} pins a GPU fleet but route {o.route!r} is pinned; drop one of them")
+    if itype and o.model in catalog.claude_models and o.route != "gpu":
+        out.append(f"{spec.where('agents', name, 'overrides', 'instance_type')}: agents.{name}.overrides.instance_type: {itype!r} pins a GPU fleet but Claude model {o.model!r} cannot be self-hosted; pin an open model ({', '.join(sorted(catalog.open_models))})")
+    if itype and o.model in catalog.open_models and not fits(catalog.open_models[o.model], catalog.gpu_instances[itype]):
+        hosts = [t for t, inst in catalog.gpu_instances.items() if fits(catalog.open_models[o.model], inst)]
+        out.append(
+            f"{spec.where('agents', name, 'overrides', 'instance_type')}: agents.{name}.overrides.instance_type: {o.model} does not run on {itype} "
+            f"({catalog.open_models[o.model].memory_gb:g} GB needed, {catalog.gpu_instances[itype].gpu_memory_gb:g} GB there, or no speed figures for its size); "
+            f"instance types it runs on: {', '.join(hosts) or 'none in the catalog'}"
+        )
+    route = effective_route(agent, catalog)
+    if o.cache == "5m" and (route == "batch" or (route is None and agent.latency.resolved_audience == "batch")):
+        out.append(
+            f"{spec.where('agents', name, 'overrides', 'cache')}: agents.{name}.overrides.cache: '5m' cannot apply to a batch agent: a batch may run longer "
+            "than 5 minutes, so the Batch API route always uses the 1 h TTL; valid here: auto, off, 1h "
+            "(or pin route: api to answer in real time with a 5 m cache)"
+        )
+    return out
 
 
 def volumes(agent: Agent, scale: float) -> tuple[float, float]:
@@ -111,8 +176,10 @@ def plan_agent(name: str, agent: Agent, spec: Spec, catalog: Catalog, scale: flo
     lat = agent.latency
     audience, measure, ceiling = lat.resolved_audience, lat.resolved_measure, lat.p95_s
     floor = quality_floor(agent.quality)
-    why: list[str] = []
+    why: list[str] = _pin_reasons(agent, catalog)
     pinned = agent.overrides.model
+    route_pin = effective_route(agent, catalog)
+    margin = catalog.assumptions.max_tokens_margin
     claude_ids = [
         m for m, cm in catalog.claude_models.items() if (cm.selectable or m == pinned) and (not pinned or m == pinned or pinned in catalog.open_models)
     ]
@@ -121,8 +188,23 @@ def plan_agent(name: str, agent: Agent, spec: Spec, catalog: Catalog, scale: flo
     if pinned in catalog.claude_models and not verdicts[pinned].passes:
         why.append(f"pinned {pinned} although {verdicts[pinned].reason}")
 
+    # the context window: a model that cannot take the largest request is no candidate at all
+    too_small = {m: r for m in good_quality if (r := claude_misfit(agent, catalog.claude_models[m], margin))}
+    open_pin = catalog.open_models.get(pinned) if pinned else None
+    pinned_misfit = too_small.get(pinned) or (open_misfit(agent, open_pin, margin) if open_pin else None)
+    if pinned_misfit:
+        return (
+            f"{spec.where('agents', name, 'overrides', 'model')}: {name}: pinned {pinned}: {pinned_misfit}; "
+            "relax the profile (fewer turns, a shorter static prefix, less input per turn, or resend_history: false) or unpin the model"
+        )
+    if good_quality and len(too_small) == len(good_quality):
+        return _context_infeasible(name, agent, spec, catalog, good_quality)
+    excluded = [(m, catalog.claude_models[m].context_tokens) for m in too_small]
+    good_quality = [m for m in good_quality if m not in too_small]
+    if open_pin is not None and not judge(pinned, open_pin, agent.quality).passes:
+        why.append(f"pinned {pinned} although {judge(pinned, open_pin, agent.quality).reason}")
+
     batch_ok = audience == "batch" or (audience == "backend" and ceiling is not None and ceiling >= BATCH_P95_S)
-    route_pin = agent.overrides.route
     if route_pin == "batch" and not batch_ok:
         return f"{spec.where('agents', name, 'overrides', 'route')}: {name}: route 'batch' is pinned but the latency ceiling ({ceiling} s) is under an hour; raise latency.p95_s to at least {BATCH_P95_S:.0f} or unpin the route"
 
@@ -130,15 +212,20 @@ def plan_agent(name: str, agent: Agent, spec: Spec, catalog: Catalog, scale: flo
     fast_api = [o for o in api_options if measure == "none" or o.estimate.measured(measure) <= (ceiling or math.inf)]
     batch_options: list[ApiOption] = []
     if batch_ok and route_pin in (None, "batch"):
-        batch_options = [best_api_option(agent, m, catalog.claude_models[m], catalog, launch_v, m12_v, batch=True) for m in good_quality]
-        if ceiling is not None and ceiling < BATCH_LIMIT_S:
-            why.append(f"batch results usually arrive within {BATCH_P95_S / 3600:.0f} h but may take up to 24 h, beyond the {ceiling:.0f} s ceiling in rare cases")
+        if not cache_choices(agent, batch=True):
+            why.append("route api, not batch: the pinned 5m cache TTL rules out the Batch API, which uses the 1 h TTL")
+        else:
+            batch_options = [best_api_option(agent, m, catalog.claude_models[m], catalog, launch_v, m12_v, batch=True) for m in good_quality]
+            if ceiling is not None and ceiling < BATCH_LIMIT_S:
+                why.append(f"batch results usually arrive within {BATCH_P95_S / 3600:.0f} h but may take up to 24 h, beyond the {ceiling:.0f} s ceiling in rare cases")
 
     chosen_api = min(fast_api, key=lambda o: o.month_12.total, default=None)
     # A fleet's Claude fallback must meet the floor; when none meets the ceiling too, the fastest
     # one still catches errors and spot losses (slower, but an answer), and the plan says so.
     fallback = chosen_api or min(api_options, key=lambda o: o.estimate.measured(measure) if measure != "none" else 0, default=None)
-    gpu_candidates = _gpu_options(name, agent, spec, catalog, fallback, launch_v, m12_v, floor, measure, ceiling, why)
+    gpu_candidates, gpu_misses = _gpu_options(agent, spec, catalog, fallback, launch_v, m12_v, measure, ceiling, route_pin, excluded)
+    if excluded:
+        why.append(_context_note(agent, catalog, excluded))
     if chosen_api is None and fallback is not None and gpu_candidates:
         why.append(
             f"no Claude model meets the {ceiling:g} s ceiling: while falling back, {fallback.model_id} answers in "
@@ -149,7 +236,7 @@ def plan_agent(name: str, agent: Agent, spec: Spec, catalog: Catalog, scale: flo
     if route_pin == "gpu":
         choice = min(gpu_candidates, key=lambda o: o.month_12.total, default=None)
         if choice is None:
-            return f"{spec.where('agents', name, 'overrides', 'route')}: {name}: route 'gpu' is pinned but no open model and instance meet the quality floor (tier {floor}) and the {ceiling} s ceiling with a Claude fallback; unpin the route or relax latency.p95_s"
+            return _gpu_pin_infeasible(name, agent, spec, floor, measure, ceiling, fallback, gpu_misses)
     elif batch_options:
         choice = min(batch_options, key=lambda o: o.month_12.total)
         why.append(f"route batch: nobody waits for {name}, and the Batch API takes {choice.model.batch_discount:.0%} off input and output")
@@ -179,21 +266,83 @@ def plan_agent(name: str, agent: Agent, spec: Spec, catalog: Catalog, scale: flo
     return _agent_plan(name, agent, spec, catalog, choice, floor, verdicts, why, budget, launch_v, m12_v, measure, ceiling, audience, api_options, best_gpu)
 
 
-def _gpu_options(name, agent, spec, catalog, fallback, launch_v, m12_v, floor, measure, ceiling, why) -> list[GpuOption]:
-    if agent.latency.resolved_audience == "batch" and agent.overrides.route != "gpu":
-        return []
+def claude_misfit(agent: Agent, model: ClaudeModel, margin: float) -> str | None:
+    request = largest_request(agent.profile, max_tokens_for(agent.profile, model.max_output_tokens, margin))
+    return misfit(model.context_tokens, request)
+
+
+def open_misfit(agent: Agent, model: OpenModel, margin: float) -> str | None:
+    request = largest_request(agent.profile, max_tokens_for(agent.profile, min(model.context_tokens, GPU_MAX_TOKENS), margin))
+    return misfit(model.context_tokens, request)
+
+
+def _context_infeasible(name: str, agent: Agent, spec: Spec, catalog: Catalog, candidates: list[str]) -> str:
+    """Every model meeting the floor has too small a context: name the largest, and by how much to shrink."""
+    margin = catalog.assumptions.max_tokens_margin
+    best = max(candidates, key=lambda m: catalog.claude_models[m].context_tokens)
+    model = catalog.claude_models[best]
+    request = largest_request(agent.profile, max_tokens_for(agent.profile, model.max_output_tokens, margin))
+    return (
+        f"{spec.where('agents', name, 'profile')}: {name}: the largest request ({request.words()}) fits the context of no model "
+        f"meeting quality floor tier {quality_floor(agent.quality)} (largest: {best}, {model.context_tokens:,} tokens); relax the profile: "
+        f"cut {request.total - model.context_tokens:,} tokens (fewer turns, a shorter static prefix, less input per turn, or resend_history: false)"
+    )
+
+
+def _gpu_pin_infeasible(name, agent, spec, floor, measure, ceiling, fallback, misses: list[GpuOption]) -> str:
+    """A pin that implies the gpu route, and no fleet that meets the corners: say which corner and which pin."""
+    o = agent.overrides
+    # only an open model can be pinned here (a Claude model with route gpu is invalid input)
+    key, what = (
+        ("model", f"{o.model} is pinned (self-hosted)") if o.model
+        else ("route", "route 'gpu' is pinned") if o.route
+        else ("instance_type", f"instance type {o.instance_type} is pinned (route gpu)")
+    )
+    where = spec.where("agents", name, "overrides", key)
     if fallback is None:
-        return []
+        return f"{where}: {name}: {what} but no Claude model meets quality floor tier {floor} to serve as the fleet's fallback; relax quality (lower quality.wrong_answer_cost) or unpin overrides.{key}"
+    if misses:
+        fastest = min(misses, key=lambda g: g.estimate.measured(measure))
+        need = fastest.estimate.measured(measure)
+        return (
+            f"{where}: {name}: {what} but no fleet meets the {ceiling:g} s p95 {measure.replace('_', ' ')} ceiling "
+            f"(fastest: {fastest.open_id} on {fastest.instance_type}, {need:.2f} s); relax latency: raise latency.p95_s from "
+            f"{ceiling:g} to {math.ceil(need * 10) / 10} s, or unpin overrides.{key}"
+        )
+    return f"{where}: {name}: {what} but no open model and instance meet the quality floor (tier {floor}) with a Claude fallback; unpin overrides.{key} or relax quality"
+
+
+def _context_note(agent: Agent, catalog: Catalog, excluded: list[tuple[str, int]]) -> str:
+    cap = max(cm.max_output_tokens for cm in catalog.claude_models.values())
+    request = largest_request(agent.profile, max_tokens_for(agent.profile, cap, catalog.assumptions.max_tokens_margin))
+    models = ", ".join(f"{m} ({ctx:,})" for m, ctx in excluded)
+    return f"excluded for their context windows: {models} cannot hold the largest request ({request.words()})"
+
+
+def _gpu_options(agent, spec, catalog, fallback, launch_v, m12_v, measure, ceiling, route_pin, excluded) -> tuple[list[GpuOption], list[GpuOption]]:
+    """Fleets that meet floor, context and ceiling, and those that missed only the ceiling.
+
+    Open models meeting the floor whose context is too small are added to `excluded`.
+    """
+    if agent.latency.resolved_audience == "batch" and route_pin != "gpu":
+        return [], []
+    if fallback is None:
+        return [], []
     pinned = agent.overrides.model
     options: list[GpuOption] = []
+    misses: list[GpuOption] = []
     idle = catalog.assumptions.idle_minutes_default
     overhead = spec.stack.ops_overhead_usd_per_fleet_month
+    margin = catalog.assumptions.max_tokens_margin
     for open_id, om in catalog.open_models.items():
         if pinned and pinned in catalog.open_models and open_id != pinned:
             continue
         if pinned and pinned in catalog.claude_models:
             continue
         if not judge(open_id, om, agent.quality).passes and open_id != pinned:
+            continue
+        if open_misfit(agent, om, margin):
+            excluded.append((open_id, om.context_tokens))
             continue
         for itype, inst in catalog.gpu_instances.items():
             if agent.overrides.instance_type and itype != agent.overrides.instance_type:
@@ -202,9 +351,10 @@ def _gpu_options(name, agent, spec, catalog, fallback, launch_v, m12_v, floor, m
                 continue
             option = build_gpu_option(agent, open_id, om, itype, inst, fallback, catalog, launch_v, m12_v, overhead, idle)
             if measure != "none" and option.estimate.measured(measure) > (ceiling or math.inf):
+                misses.append(option)
                 continue
             options.append(option)
-    return options
+    return options, misses
 
 
 def _infeasible(name, agent, spec, catalog, api_options, floor, measure, ceiling) -> str:
@@ -218,6 +368,7 @@ def _infeasible(name, agent, spec, catalog, api_options, floor, measure, ceiling
     quick = [
         (m, cm) for m, cm in catalog.claude_models.items()
         if cm.selectable and (measure == "none" or _measured(cm, agent, measure) <= (ceiling or math.inf))
+        and not claude_misfit(agent, cm, catalog.assumptions.max_tokens_margin)
     ]
     if quick:
         m, cm = max(quick, key=lambda x: x[1].quality_tier)
@@ -263,18 +414,13 @@ def _budget(agent: Agent, spec: Spec, choice: ApiOption | GpuOption) -> BudgetPl
     return BudgetPlan(monthly_usd=round(amount, 2), thresholds_pct=list(spec.stack.budget_thresholds_pct), policy=policy, user_set=user)
 
 
-def _max_tokens(agent: Agent, cap: int, margin: float) -> int:
-    raw = math.ceil(agent.profile.p99_output * margin / MAX_TOKENS_ROUND) * MAX_TOKENS_ROUND
-    return min(raw, cap)
-
-
 def _agent_plan(name, agent, spec, catalog, choice, floor, verdicts, why, budget, launch_v, m12_v, measure, ceiling, audience, api_options, best_gpu) -> AgentPlan:
     assumptions = catalog.assumptions
     if isinstance(choice, GpuOption):
         api_ref = choice.fallback
         route, model_id, provider = "gpu", choice.open_model.hf_repo.split("/")[-1].lower(), "vllm"
         model_id = choice.open_id
-        cap = min(choice.open_model.context_tokens, 32768)
+        cap = min(choice.open_model.context_tokens, GPU_MAX_TOKENS)
         quality_tier = choice.open_model.task_tiers.get(agent.quality.task)
         estimate = choice.estimate
         # vLLM caches prefixes by itself; the plan's cache settings are for the Claude fallback.
@@ -310,7 +456,7 @@ def _agent_plan(name, agent, spec, catalog, choice, floor, verdicts, why, budget
             why.append(f"{o.model_id} would be cheaper but its p95 {measure.replace('_', ' ')} {o.estimate.measured(measure):.2f} s misses the ceiling")
     streaming = audience == "interactive" and route != "batch"
     why.append("streaming on: a person reads the answer as it arrives" if streaming else "streaming off: nobody watches tokens arrive")
-    max_tokens = _max_tokens(agent, cap, assumptions.max_tokens_margin)
+    max_tokens = max_tokens_for(agent.profile, cap, assumptions.max_tokens_margin)
     why.append(f"max_tokens {max_tokens}: p99 output {agent.profile.p99_output} x {assumptions.max_tokens_margin} margin")
     why.append(
         f"budget ${budget.monthly_usd:,.0f}/month ({'set by you' if budget.user_set else f'launch projection x {spec.stack.budget_headroom} headroom'}), alerts at {', '.join(f'{t}%' for t in budget.thresholds_pct)}, policy {budget.policy}"
@@ -386,6 +532,8 @@ def _cache_words(option: ApiOption) -> str:
 def _cache_reason(agent: Agent, choice: ApiOption) -> str:
     S = agent.profile.static_prefix_tokens
     minimum = choice.model.min_cacheable_tokens
+    if choice.cache.enabled and choice.bill.cache_write == 0 and choice.bill.cache_read == 0:
+        return f"prompt caching pinned to {choice.cache.ttl}, but no prefix reaches {choice.model_id}'s {minimum}-token minimum: nothing is cached"
     if choice.cache.enabled:
         where = " and the conversation so far" if choice.cache.conversation else ""
         return (
@@ -404,7 +552,7 @@ def _fleet_plan(agent: Agent, choice: GpuOption, assumptions) -> FleetPlan:
     peak = max(shape_l.peak_replicas, shape_m.peak_replicas)
     od_base = on_demand_base(agent)
     om = choice.open_model
-    max_len = min(om.context_tokens, _context_need(agent))
+    max_len = min(om.context_tokens, _context_need(agent, min(om.context_tokens, GPU_MAX_TOKENS), assumptions.max_tokens_margin))
     inst = choice.instance
     return FleetPlan(
         open_model=choice.open_id,
@@ -430,9 +578,11 @@ def _fleet_plan(agent: Agent, choice: GpuOption, assumptions) -> FleetPlan:
     )
 
 
-def _context_need(agent: Agent) -> int:
+def _context_need(agent: Agent, cap: int, margin: float) -> int:
+    """vLLM's max_model_len: the largest request with max_tokens, with room to spare (a power of two)."""
     p = agent.profile
     need = p.static_prefix_tokens + p.turns * (p.input_tokens_per_turn + p.output_tokens_per_turn) + p.p99_output
+    need = max(need, largest_request(p, max_tokens_for(p, cap, margin)).total)
     return max(2048, 1 << math.ceil(math.log2(need * 1.25)))
 
 

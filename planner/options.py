@@ -63,6 +63,7 @@ def api_cost_at(agent: Agent, model: ClaudeModel, cache: CacheOption, catalog: C
 
 
 def cache_choices(agent: Agent, batch: bool) -> list[CacheOption]:
+    """The caching options the route allows and the pin keeps; empty for a 5m pin on the Batch API."""
     pref = agent.overrides.cache
     if pref == "off":
         return [OPTIONS[0]]
@@ -90,7 +91,9 @@ def best_api_option(
             continue  # below the model's minimum: nothing would be cached
         if best is None or m12.total < best[0] - 1e-9:
             best = (m12.total, option, launch, m12, bill)
-    assert best is not None
+    if best is None:
+        # build.py never asks for a route whose caching the pin rules out (see cache_choices)
+        raise ValueError(f"no caching option for cache={agent.overrides.cache!r} on the {'batch' if batch else 'api'} route")
     _, option, launch, m12, bill = best
     estimate = batch_estimate() if batch else api_estimate(model, agent.profile)
     return ApiOption("batch" if batch else "api", model_id, model, option, bill, estimate, launch, m12)

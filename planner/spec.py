@@ -7,7 +7,6 @@ valid. The loader never raises anything but `InvalidInput` for a user mistake.
 
 from __future__ import annotations
 
-import difflib
 import re
 from pathlib import Path
 from typing import Any, Literal, Union
@@ -16,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from agentdeploy.errors import InvalidInput
 from agentdeploy.planner.catalog import TASKS
+from agentdeploy.planner.problems import describe
 from agentdeploy.planner.yamlsource import YamlSource, YamlSyntaxError, load_yaml_source
 
 Task = Literal["routing", "classification", "extraction", "qa", "reasoning", "generation"]
@@ -25,15 +25,26 @@ Policy = Literal["block", "degrade", "alert"]
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
+# Upper bounds keep the planner's arithmetic finite (no overflow in fleet sizing or costs) while
+# staying far above any real agent: 10 billion conversations a month is ~3,800 a second.
+MAX_CONVERSATIONS = 1e10
+MAX_TOKENS_FIELD = 10_000_000
+MAX_USD = 1e9
+MAX_SECONDS = 30 * 86400.0
+MAX_WEIGHT = 1e9
+
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # .inf and .nan are valid YAML floats; no field of the decision file means anything with them.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Latency(_Strict):
     """Question 1: is there a hard ceiling, and who waits for the answer?"""
 
-    p95_s: float | None = Field(None, gt=0, description="p95 latency ceiling in seconds; omit for none (batch-tolerant).")
+    p95_s: float | None = Field(
+        None, gt=0, le=MAX_SECONDS, description="p95 latency ceiling in seconds; omit for none (batch-tolerant)."
+    )
     audience: Audience | None = Field(
         None, description="interactive: a person reads it live; backend: a program waits; batch: nobody waits."
     )
@@ -107,17 +118,18 @@ class Quality(_Strict):
     @field_validator("wrong_answer_cost")
     @classmethod
     def _non_negative(cls, v: Any) -> Any:
-        if isinstance(v, float) and v < 0:
-            raise ValueError("a cost in USD must not be negative")
+        if isinstance(v, float) and not 0 <= v <= MAX_USD:
+            raise ValueError(f"a cost in USD must be between 0 and {MAX_USD:,.0f}")
         return v
 
 
 class Volume(_Strict):
     """Question 3: volume now and at twelve months, and the shape of the day."""
 
-    conversations_per_month: float = Field(gt=0)
-    conversations_per_month_12m: float | None = Field(None, gt=0, description="Default: same as now.")
-    peak_factor: float = Field(3.0, ge=1, description="Busiest hour's rate / the average active hour's rate.")
+    conversations_per_month: float = Field(gt=0, le=MAX_CONVERSATIONS)
+    conversations_per_month_12m: float | None = Field(None, gt=0, le=MAX_CONVERSATIONS, description="Default: same as now.")
+    #: The busiest hour cannot carry more than the whole day, so 24 is the most it can be.
+    peak_factor: float = Field(3.0, ge=1, le=24, description="Busiest hour's rate / the average active hour's rate.")
     active_hours_per_day: float = Field(24.0, gt=0, le=24, description="Hours a day traffic arrives.")
     hourly_shape: list[float] | None = Field(
         None, description="24 relative weights (UTC hours); when given, sets active hours and peak factor."
@@ -128,8 +140,8 @@ class Volume(_Strict):
     def _shape(cls, v: list[float] | None) -> list[float] | None:
         if v is None:
             return v
-        if len(v) != 24 or any(w < 0 for w in v) or sum(v) <= 0:
-            raise ValueError("hourly_shape needs 24 non-negative weights, not all zero")
+        if len(v) != 24 or any(not 0 <= w <= MAX_WEIGHT for w in v) or sum(v) <= 0:
+            raise ValueError(f"hourly_shape needs 24 weights between 0 and {MAX_WEIGHT:g}, not all zero")
         return v
 
     @property
@@ -154,11 +166,11 @@ class Profile(_Strict):
     """The token profile of one conversation."""
 
     turns: int = Field(1, ge=1, le=200)
-    input_tokens_per_turn: int = Field(ge=1, description="New input per turn (user message, retrieval), without the static prefix.")
-    output_tokens_per_turn: int = Field(ge=1)
-    static_prefix_tokens: int = Field(0, ge=0, description="System prompt + tool definitions + fixed knowledge, identical on every call.")
-    output_tokens_p99: int | None = Field(None, ge=1, description="p99 output per turn; sets max_tokens. Default 2x the mean.")
-    turn_gap_s: float | None = Field(None, gt=0, description="Seconds between turns of one conversation.")
+    input_tokens_per_turn: int = Field(ge=1, le=MAX_TOKENS_FIELD, description="New input per turn (user message, retrieval), without the static prefix.")
+    output_tokens_per_turn: int = Field(ge=1, le=MAX_TOKENS_FIELD)
+    static_prefix_tokens: int = Field(0, ge=0, le=MAX_TOKENS_FIELD, description="System prompt + tool definitions + fixed knowledge, identical on every call.")
+    output_tokens_p99: int | None = Field(None, ge=1, le=MAX_TOKENS_FIELD, description="p99 output per turn; sets max_tokens. Default 2x the mean.")
+    turn_gap_s: float | None = Field(None, gt=0, le=MAX_SECONDS, description="Seconds between turns of one conversation.")
     resend_history: bool = Field(True, description="Each turn re-sends the conversation so far (chat APIs are stateless).")
 
     @property
@@ -187,7 +199,7 @@ class Agent(_Strict):
     quality: Quality
     volume: Volume
     profile: Profile
-    budget_usd_per_month: float | None = Field(None, gt=0)
+    budget_usd_per_month: float | None = Field(None, gt=0, le=MAX_USD)
     budget_policy: Policy | None = None
     overrides: Overrides = Overrides()
 
@@ -200,7 +212,7 @@ class StackSettings(_Strict):
     budget_thresholds_pct: list[int] = Field(default_factory=lambda: [50, 80, 100])
     budget_policy: Policy = "alert"
     #: Engineering time to run one self-hosted fleet, USD/month, added to the GPU side of the comparison.
-    ops_overhead_usd_per_fleet_month: float = Field(0.0, ge=0)
+    ops_overhead_usd_per_fleet_month: float = Field(0.0, ge=0, le=MAX_USD)
 
     @field_validator("name")
     @classmethod
@@ -244,6 +256,11 @@ class Spec(_Strict):
         return v
 
     @property
+    def source(self) -> YamlSource | None:
+        """Where the file's keys are (for errors found later, such as in the `catalog:` section)."""
+        return self._source
+
+    @property
     def source_path(self) -> Path | None:
         return self._source.path if self._source else None
 
@@ -251,8 +268,7 @@ class Spec(_Strict):
         """`file:line` for a location in the decision file (for errors found after validation)."""
         if self._source is None:
             return "<decision file>"
-        line = self._source.line_of(tuple(loc))
-        return f"{self._source.path}:{line}" if line else str(self._source.path)
+        return _where(self._source, tuple(loc))
 
 
 # --- loading and error reporting -------------------------------------------------------------
@@ -281,7 +297,7 @@ def load_decision_file(path: str | Path, text: str | None = None) -> Spec:
     try:
         spec = Spec.model_validate(source.data)
     except ValidationError as err:
-        details = [_describe(e, source) for e in err.errors()]
+        details = [describe(e, Spec, lambda loc: _where(source, loc)) for e in err.errors()]
         raise InvalidInput(
             f"{path}: {len(details)} problem{'s' if len(details) > 1 else ''} in the decision file",
             details=details,
@@ -291,56 +307,9 @@ def load_decision_file(path: str | Path, text: str | None = None) -> Spec:
     return spec
 
 
-def _describe(error: dict[str, Any], source: YamlSource) -> str:
-    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and _is_union_tag(p)))
+def _where(source: YamlSource, loc: tuple[Any, ...]) -> str:
     line = source.line_of(loc)
-    where = f"{source.path}:{line}" if line else str(source.path)
-    field = ".".join(str(p) for p in loc) or "(top level)"
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        allowed = _fields_at(loc[:-1])
-        guess = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-        hint = f"did you mean {guess[0]!r}?" if guess else f"allowed keys: {', '.join(allowed)}"
-        return f"{where}: {field}: unknown key; {hint}"
-    if kind == "missing":
-        return f"{where}: {field}: required field is missing"
-    message = error["msg"].removeprefix("Value error, ")
-    got = error.get("input")
-    shown = f" (got {got!r})" if got is not None and not isinstance(got, (dict, list)) else ""
-    return f"{where}: {field}: {message}{shown}"
-
-
-def _is_union_tag(part: str) -> bool:
-    # pydantic adds the union member's name to the location ("literal['low',...]", "float")
-    return part.startswith(("literal[", "function-")) or part in ("float", "int", "str", "bool", "list[float]")
-
-
-def _fields_at(loc: tuple[Any, ...]) -> list[str]:
-    model: Any = Spec
-    for part in loc:
-        if model is None:
-            return []
-        if isinstance(part, str) and model is Spec and part == "agents":
-            model = "agents-dict"
-            continue
-        if model == "agents-dict":
-            model = Agent
-            continue
-        field = model.model_fields.get(str(part)) if isinstance(model, type) else None
-        if field is None:
-            return []
-        model = _model_of(field.annotation)
-    return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
-
-
-def _model_of(annotation: Any) -> Any:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()) or ():
-        found = _model_of(arg)
-        if found is not None:
-            return found
-    return None
+    return f"{source.path}:{line}" if line else str(source.path)
 
 
 def decision_file_schema() -> dict[str, Any]:

@@ -56,6 +56,10 @@ def load_yaml_source(path: Path, text: str | None = None) -> YamlSource:
         mark = err.problem_mark or err.context_mark
         line = mark.line + 1 if mark else None
         raise YamlSyntaxError(path, line, f"{err.problem or err.context}") from None
+    except yaml.reader.ReaderError as err:
+        # a character YAML does not allow (control bytes, NUL): its offset gives the line
+        line = text.count("\n", 0, err.position) + 1
+        raise YamlSyntaxError(path, line, f"character {err.character!r} is not allowed in YAML ({err.reason})") from None
     except yaml.YAMLError as err:
         raise YamlSyntaxError(path, None, str(err)) from None
     return YamlSource(path=path, data=data, root=root)

@@ -100,3 +100,31 @@ def test_scale_what_if_doubles_token_costs():
     one, two = build_plan(spec), build_plan(spec, scale=2.0)
     assert two.volume_scale == 2.0
     assert two.agent("sales-brief").cost.monthly_usd.launch == pytest.approx(2 * one.agent("sales-brief").cost.monthly_usd.launch, rel=0.01)
+
+
+@pytest.mark.parametrize("latency, streaming", [
+    ({"p95_s": 10, "audience": "interactive"}, True),
+    ({"p95_s": 30, "audience": "backend"}, False),
+    ({"audience": "batch"}, False),
+])
+def test_streaming_only_where_a_person_reads_live(write_decision, latency, streaming):
+    a = plan_one(write_decision, latency=latency)
+    assert a.streaming is streaming
+    assert ("streaming on: a person reads the answer as it arrives" in a.why) is streaming
+
+
+def test_budget_from_projection_and_headroom(write_decision):
+    doc = decision_doc({"a": agent_doc()}, budget_headroom=1.5, budget_thresholds_pct=[90, 50, 50], budget_policy="block")
+    a = build_plan(load_decision_file(write_decision(doc))).agents[0]
+    # launch $6.00 (see test_realtime_haiku_by_hand) x 1.5 headroom = $9; thresholds sorted, duplicates dropped
+    assert (a.budget.monthly_usd, a.budget.user_set, a.budget.policy) == (9.0, False, "block")
+    assert a.budget.thresholds_pct == [50, 90]
+    doc = decision_doc({"a": agent_doc()})  # default headroom 1.25: ceil($7.50) = $8
+    assert build_plan(load_decision_file(write_decision(doc))).agents[0].budget.monthly_usd == 8.0
+
+
+def test_user_budget_and_agent_policy_win(write_decision):
+    a = plan_one(write_decision, budget_usd_per_month=20, budget_policy="degrade")
+    assert (a.budget.monthly_usd, a.budget.user_set, a.budget.policy) == (20.0, True, "degrade")
+    assert a.degrade_model is None  # Haiku is already the cheapest model meeting the floor
+    assert any("budget $20/month (set by you)" in w and "policy degrade" in w for w in a.why)

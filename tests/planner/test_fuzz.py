@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import copy
+import math
 import random
+import re
 
+import pytest
 import yaml
 from click.testing import CliRunner
 from hypothesis import given, settings
@@ -79,7 +82,7 @@ def _check(path, result):
     assert result.exit_code == 2, (result.exit_code, output, result.exception)
     assert "Traceback" not in output
     assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
-    assert str(path) in output  # names the file
+    assert re.search(re.escape(str(path)) + r":\d+", output), output  # names the file and the line
     assert output.startswith("error:") or "\nerror:" in output
 
 
@@ -119,3 +122,65 @@ def test_line_numbers_point_at_the_mistake(tmp_path):
     path, result = _run(tmp_path, text, "lines.yaml")
     _check(path, result)
     assert f"{path}:{lineno}: agents.intake.profile.turns" in result.output
+
+
+#: Every float field of the decision file, as a path into the example (the last part is set).
+FLOAT_FIELDS = [
+    ("agents", "intake", "volume", "conversations_per_month"),
+    ("agents", "intake", "volume", "conversations_per_month_12m"),
+    ("agents", "intake", "volume", "peak_factor"),
+    ("agents", "intake", "volume", "active_hours_per_day"),
+    ("agents", "intake", "latency", "p95_s"),
+    ("agents", "intake", "quality", "wrong_answer_cost"),
+    ("agents", "intake", "profile", "turn_gap_s"),
+    ("agents", "intake", "budget_usd_per_month"),
+    ("agents", "marketing-drafts", "latency", "p95_s"),
+    ("stack", "ops_overhead_usd_per_fleet_month"),
+    ("stack", "budget_headroom"),
+]
+
+
+@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan], ids=["inf", "-inf", "nan"])
+@pytest.mark.parametrize("field", FLOAT_FIELDS, ids=lambda f: ".".join(f[1:]))
+def test_non_finite_numbers_are_rejected_with_their_line(tmp_path, field, value):
+    doc = copy.deepcopy(BASE)
+    parent = doc
+    for part in field[:-1]:
+        parent = parent[part]
+    parent[field[-1]] = value
+    text = yaml.safe_dump(doc, sort_keys=False)  # writes .inf, -.inf, .nan
+    lineno = next(i for i, line in enumerate(text.splitlines(), 1) if re.search(r"(\.inf|\.nan)\b", line, re.I))
+    assert text.splitlines()[lineno - 1].strip().startswith(f"{field[-1]}:")
+    path, result = _run(tmp_path, text, "nonfinite.yaml")
+    _check(path, result)
+    assert f"{path}:{lineno}: {'.'.join(field)}:" in result.output
+    assert "finite number" in result.output
+
+
+@pytest.mark.parametrize("text", [
+    "volume: {conversations_per_month: .inf}",
+    "volume: {conversations_per_month: 1000, conversations_per_month_12m: .inf}",
+    "volume: {conversations_per_month: 1000, peak_factor: .inf}",
+    "volume: {conversations_per_month: .nan}",
+    "volume: {conversations_per_month: 1000, hourly_shape: [.inf, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]}",
+    "volume: {conversations_per_month: 1.0e+300}",
+    "volume: {conversations_per_month: 1000, peak_factor: 1.0e+300}",
+])
+def test_volume_overflow_cases_from_the_audit(tmp_path, text):
+    body = (
+        "version: 1\nstack: {name: t}\nagents:\n  a:\n"
+        "    latency: {p95_s: 10, audience: interactive}\n"
+        "    quality: {wrong_answer_cost: medium, task: qa}\n"
+        f"    {text}\n"
+        "    profile: {turns: 1, input_tokens_per_turn: 2000, output_tokens_per_turn: 800}\n"
+    )
+    path, result = _run(tmp_path, body, "volume.yaml")
+    _check(path, result)
+    assert f"{path}:7: agents.a.volume." in result.output
+
+
+@pytest.mark.parametrize("scale", ["nan", "inf", "-inf", "0", "-2", "1e9"])
+def test_bad_scale_is_invalid_input(scale):
+    result = CliRunner().invoke(cli, ["plan", str(EXAMPLES / "service-business.yaml"), "--scale", scale])
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert "Traceback" not in result.output and "--scale must be a finite number greater than 0" in result.output

@@ -1,0 +1,54 @@
+"""Context windows: a conversation's largest request, output room included, must fit the model.
+
+The last turn is the largest: the static prefix, the history the profile re-sends, the turn's own
+input, and room for `max_tokens` of output. Both the Claude API (input + max_tokens over the
+window is a validation error) and vLLM (prompt + max_tokens over max_model_len) reject it, so a
+model whose window is smaller is no candidate at all.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from agentdeploy.planner.spec import Profile
+
+MAX_TOKENS_ROUND = 16
+
+
+def max_tokens_for(profile: Profile, cap: int, margin: float) -> int:
+    """p99 output x margin, rounded up to a multiple of 16, capped at the model's output limit."""
+    raw = math.ceil(profile.p99_output * margin / MAX_TOKENS_ROUND) * MAX_TOKENS_ROUND
+    return min(raw, cap)
+
+
+@dataclass(frozen=True)
+class Request:
+    """Token counts of one request, by where they come from."""
+
+    static_prefix: int
+    history: int
+    new_input: int
+    max_tokens: int
+
+    @property
+    def total(self) -> int:
+        return self.static_prefix + self.history + self.new_input + self.max_tokens
+
+    def words(self) -> str:
+        return (
+            f"{self.total:,} tokens: static prefix {self.static_prefix:,} + history {self.history:,} + "
+            f"input {self.new_input:,} + max_tokens {self.max_tokens:,}"
+        )
+
+
+def largest_request(profile: Profile, max_tokens: int) -> Request:
+    history = (profile.turns - 1) * (profile.input_tokens_per_turn + profile.output_tokens_per_turn) if profile.resend_history else 0
+    return Request(profile.static_prefix_tokens, history, profile.input_tokens_per_turn, max_tokens)
+
+
+def misfit(context_tokens: int, request: Request) -> str | None:
+    """Why a model with this context window cannot serve the request, or None when it fits."""
+    if request.total <= context_tokens:
+        return None
+    return f"its {context_tokens:,}-token context cannot hold the largest request ({request.words()})"
