@@ -28,7 +28,11 @@ def plan(decision_file: Path, as_json: bool, markdown: bool, chart: Path | None,
         raise InvalidInput("choose one of --json and --markdown")
     spec = load_decision_file(decision_file)
     catalog = load_catalog(
-        list(catalog_files), inline_overrides=spec.catalog, inline_origin=f"{decision_file} (catalog:)", region=spec.stack.region
+        list(catalog_files),
+        inline_overrides=spec.catalog,
+        inline_origin=f"{decision_file} (catalog:)",
+        inline_source=spec.source,
+        region=spec.stack.region,
     )
     result = build_plan(spec, catalog, scale=scale)
     if chart is not None:

@@ -49,7 +49,7 @@ def render(decision_file: Path, out_dir: Path, catalog_files: tuple[Path, ...], 
     from agentdeploy.templates.gpu_node import GpuNodeSpec, render_user_data
 
     spec = load_decision_file(decision_file)
-    catalog = load_catalog(list(catalog_files), inline_overrides=spec.catalog, region=spec.stack.region)
+    catalog = load_catalog(list(catalog_files), inline_overrides=spec.catalog, inline_source=spec.source, region=spec.stack.region)
     plan = build_plan(spec, catalog)
     vllm = _replicas(replicas)
     unknown = sorted(set(vllm) - {a.name for a in plan.agents if a.route == "gpu"})

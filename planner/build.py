@@ -45,7 +45,7 @@ GPU_MAX_TOKENS = 32768
 def build_plan(spec: Spec, catalog: Catalog | None = None, *, scale: float = 1.0) -> Plan:
     """Plan every agent of `spec`; raise `Infeasible` naming each agent that has no option."""
     check_scale(scale)
-    catalog = catalog or load_catalog(inline_overrides=spec.catalog, region=spec.stack.region)
+    catalog = catalog or load_catalog(inline_overrides=spec.catalog, inline_source=spec.source, region=spec.stack.region)
     _check_references(spec, catalog)
     plans: list[AgentPlan] = []
     problems: list[str] = []

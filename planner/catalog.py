@@ -9,7 +9,9 @@ shape, deep-merged; every overridden entry must say where its figures come from.
 
 from __future__ import annotations
 
+import difflib
 import os
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +20,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from agentdeploy.errors import InvalidInput
+from agentdeploy.planner.problems import clean_loc, describe
+from agentdeploy.planner.yamlsource import YamlSource, YamlSyntaxError, load_yaml_source
 
 BUILTIN = Path(__file__).parent / "data" / "catalog.yaml"
 TASKS = ("routing", "classification", "extraction", "qa", "reasoning", "generation")
@@ -26,7 +30,8 @@ TASKS = ("routing", "classification", "extraction", "qa", "reasoning", "generati
 class Sourced(BaseModel):
     """An entry whose figures carry a source and an as-of date."""
 
-    model_config = ConfigDict(extra="forbid")
+    # .inf / .nan are valid YAML, and no price, speed or limit means anything with them
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     source: str = Field(min_length=3, description="Where the figures come from (OFFICIAL / 3P / EST + where).")
     as_of: date
@@ -88,7 +93,7 @@ class OpenModel(Sourced):
 class InstancePerf(BaseModel):
     """How one model size class runs on one instance type (vLLM, single replica)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     single_stream_tok_s: float = Field(gt=0)
     #: Aggregate output tokens/s at the knee concurrency.
     aggregate_tok_s: float = Field(gt=0)
@@ -126,7 +131,7 @@ class Assumptions(Sourced):
 
 
 class Catalog(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     version: str
     as_of: date
@@ -185,8 +190,73 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise InvalidInput(f"{path}: a catalog file must be a mapping at the top level")
+        raise InvalidInput(f"{path}:1: a catalog file must be a mapping at the top level", hint="see planner/data/catalog.yaml for its shape")
     return data
+
+
+@dataclass(frozen=True)
+class _Layer:
+    """One document merged into the catalog, to find the file and line an error comes from."""
+
+    path: Path
+    data: dict[str, Any]
+    #: Where the document sits in its file: ("catalog",) for a decision file's section.
+    prefix: tuple[str, ...] = ()
+    source: YamlSource | None = None
+
+    def depth(self, loc: tuple[Any, ...]) -> int:
+        """How many leading parts of `loc` this document sets."""
+        node: Any = self.data
+        for n, part in enumerate(loc):
+            if not isinstance(node, dict) or part not in node:
+                return n
+            node = node[part]
+        return len(loc)
+
+    def where(self, loc: tuple[Any, ...]) -> str:
+        source = self.source
+        if source is None:
+            try:
+                source = load_yaml_source(self.path)
+            except (OSError, YamlSyntaxError):
+                return str(self.path)
+        line = source.line_of(self.prefix + tuple(loc))
+        return f"{self.path}:{line}" if line else str(self.path)
+
+
+def _layer_for(loc: tuple[Any, ...], layers: list[_Layer]) -> _Layer:
+    """The last-applied document that goes deepest into `loc` (the one whose value the merge kept)."""
+    best = layers[0]
+    best_depth = best.depth(loc)
+    for layer in layers[1:]:
+        d = layer.depth(loc)
+        if d >= best_depth and d > 0:
+            best, best_depth = layer, d
+    return best
+
+
+def _invalid(err: ValidationError, layers: list[_Layer], applied: list[str]) -> InvalidInput:
+    details, guesses = [], []
+    builtin = layers[0].data
+    for e in err.errors():
+        loc = clean_loc(tuple(e["loc"]))
+        layer = _layer_for(loc, layers)
+        details.append(describe(e, Catalog, layer.where, shown_prefix=layer.prefix))
+        group = loc[0] if loc else None
+        if e["type"] == "missing" and len(loc) == 3 and isinstance(builtin.get(group), dict) and loc[1] not in builtin[group]:
+            guess = difflib.get_close_matches(str(loc[1]), list(builtin[group]), n=1)
+            line = (
+                f"{layer.where(loc[:2])}: {'.'.join(map(str, layer.prefix + loc[:2]))}: not in the built-in catalog, so it is read "
+                f"as a new entry, which needs every field; did you mean {guess[0]!r}?"
+            ) if guess else None
+            if line and line not in guesses:
+                guesses.append(line)
+    origin = ", ".join(applied) if applied else str(BUILTIN)
+    return InvalidInput(
+        f"catalog is invalid after applying overrides ({origin})",
+        details=guesses + details,
+        hint="an override entry needs the same fields as the built-in one, plus `source` and `as_of`",
+    )
 
 
 def load_catalog(
@@ -195,24 +265,29 @@ def load_catalog(
     inline_origin: str = "decision file",
     include_home: bool = True,
     region: str | None = None,
+    inline_source: YamlSource | None = None,
 ) -> Catalog:
+    """The built-in catalog with every override merged over it, in order.
+
+    `inline_source` is the decision file the `catalog:` section came from, so its errors name
+    that file's lines (callers without it still get the field and the origin's name).
+    """
     data = _read_yaml(BUILTIN)
+    layers = [_Layer(BUILTIN, data)]
     applied: list[str] = []
     paths = (catalog_home_overrides(region) if include_home else []) + list(override_files or [])
     for path in paths:
-        data = deep_merge(data, _read_yaml(Path(path)))
+        doc = _read_yaml(Path(path))
+        data = deep_merge(data, doc)
+        layers.append(_Layer(Path(path), doc))
         applied.append(str(path))
     if inline_overrides:
         data = deep_merge(data, inline_overrides)
+        inline_path = inline_source.path if inline_source else Path(inline_origin)
+        layers.append(_Layer(inline_path, inline_overrides, ("catalog",), inline_source))
         applied.append(inline_origin)
     data["applied_overrides"] = applied
     try:
         return Catalog.model_validate(data)
     except ValidationError as err:
-        details = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()]
-        origin = ", ".join(applied) if applied else str(BUILTIN)
-        raise InvalidInput(
-            f"catalog is invalid after applying overrides ({origin})",
-            details=details,
-            hint="an override entry needs the same fields as the built-in one, plus `source` and `as_of`",
-        ) from None
+        raise _invalid(err, layers, applied) from None

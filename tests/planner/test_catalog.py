@@ -55,7 +55,7 @@ def test_bad_override_is_a_clear_error(tmp_path):
     bad.write_text(yaml.safe_dump({"claude_models": {"claude-haiku-4-5": {"input_usd_per_mtok": -1}}}))
     with pytest.raises(InvalidInput) as err:
         load_catalog([bad], include_home=False)
-    assert "claude_models.claude-haiku-4-5.input_usd_per_mtok" in "\n".join(err.value.details)
+    assert f"{bad}:3: claude_models.claude-haiku-4-5.input_usd_per_mtok: Input should be greater than or equal to 0 (got -1)" in "\n".join(err.value.details)
 
 
 def test_new_model_without_source_is_rejected(tmp_path):
@@ -80,3 +80,66 @@ def test_spot_overrides_apply_only_to_their_region(tmp_path, monkeypatch):
     assert load_catalog(region="us-east-1").gpu_instances["g5.xlarge"].spot_usd_per_hour == 0.31
     assert load_catalog(region="eu-west-1").gpu_instances["g5.xlarge"].spot_usd_per_hour == 0.55
     assert load_catalog(region="ap-south-1").gpu_instances["g5.xlarge"].spot_usd_per_hour == 0.40
+
+
+def _catalog_error(*files) -> str:
+    with pytest.raises(InvalidInput) as err:
+        load_catalog(list(files), include_home=False)
+    assert err.value.exit_code == 2
+    return "\n".join(err.value.details)
+
+
+def test_override_errors_name_file_line_and_did_you_mean(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text(
+        "claude_model:\n"  # line 1
+        "  claude-haiku-4-5: {output_usd_per_mtok: 4.0}\n"
+        "gpu_instances:\n"
+        "  g6.xlarge:\n"
+        "    spot_usd_per_hr: 0.3\n"  # line 5
+        "    source: quote\n"
+        "    as_of: 2026-11-01\n"
+    )
+    text = _catalog_error(path)
+    assert f"{path}:1: claude_model: unknown key; did you mean 'claude_models'?" in text
+    assert f"{path}:5: gpu_instances.g6.xlarge.spot_usd_per_hr: unknown key; did you mean 'spot_usd_per_hour'?" in text
+
+
+def test_misspelt_entry_id_is_a_new_entry_with_did_you_mean(tmp_path):
+    path = tmp_path / "typo.yaml"
+    path.write_text("claude_models:\n  claude-haiku-4.5:\n    output_usd_per_mtok: 4.0\n")
+    text = _catalog_error(path)
+    assert f"{path}:2: claude_models.claude-haiku-4.5: not in the built-in catalog" in text
+    assert "did you mean 'claude-haiku-4-5'?" in text
+
+
+def test_non_finite_catalog_figure_is_rejected(tmp_path):
+    path = tmp_path / "inf.yaml"
+    path.write_text("claude_models:\n  claude-haiku-4-5:\n    input_usd_per_mtok: .inf\n    source: sheet\n    as_of: 2026-11-01\n")
+    assert f"{path}:3: claude_models.claude-haiku-4-5.input_usd_per_mtok: Input should be a finite number" in _catalog_error(path)
+
+
+def test_later_override_is_blamed_for_its_own_value(tmp_path):
+    good, bad = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    good.write_text("claude_models:\n  claude-haiku-4-5:\n    output_usd_per_mtok: 4.0\n")
+    bad.write_text("# later file\nclaude_models:\n  claude-haiku-4-5:\n    output_usd_per_mtok: -4.0\n")
+    assert f"{bad}:4: claude_models.claude-haiku-4-5.output_usd_per_mtok" in _catalog_error(good, bad)
+
+
+def test_decision_file_catalog_section_errors_have_lines(write_decision):
+    from click.testing import CliRunner
+
+    from agentdeploy.cli.main import cli
+
+    from .conftest import agent_doc, decision_doc
+
+    doc = decision_doc({"a": agent_doc()})
+    doc["catalog"] = {"claude_models": {"claude-haiku-4-5": {"ouput_usd_per_mtok": 4}}}
+    path = write_decision(doc)
+    line = next(i for i, text in enumerate(path.read_text().splitlines(), 1) if "ouput_usd_per_mtok" in text)
+    result = CliRunner().invoke(cli, ["plan", str(path)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert (
+        f"{path}:{line}: catalog.claude_models.claude-haiku-4-5.ouput_usd_per_mtok: unknown key; did you mean 'output_usd_per_mtok'?"
+        in result.output
+    )

@@ -96,3 +96,30 @@ def test_help_and_plan_stay_light(tmp_path):
     assert _modules_after(["plan", str(EXAMPLES / "service-business.yaml"), "--json"]) == set()
     chart = _modules_after(["plan", str(EXAMPLES / "service-business.yaml"), "--chart", str(tmp_path / "c.svg")])
     assert chart == {"matplotlib"}
+
+
+def test_scale_flag_multiplies_volume(write_decision):
+    path = write_decision(decision_doc({"a": agent_doc()}))
+    runner = CliRunner()
+    one = json.loads(runner.invoke(cli, ["plan", str(path), "--json"]).stdout)
+    three = json.loads(runner.invoke(cli, ["plan", str(path), "--json", "--scale", "3"]).stdout)
+    assert three["volume_scale"] == 3.0 and three["agents"][0]["volume"]["launch"] == 3000
+    # Haiku, no caching: 3 x $6.00
+    assert one["agents"][0]["cost"]["monthly_usd"]["launch"] == 6.0
+    assert three["agents"][0]["cost"]["monthly_usd"]["launch"] == 18.0
+
+
+def test_catalog_flag_applies_an_override_file(write_decision, tmp_path):
+    path = write_decision(decision_doc({"a": agent_doc()}))
+    rates = tmp_path / "rates.yaml"
+    rates.write_text("claude_models:\n  claude-haiku-4-5:\n    output_usd_per_mtok: 4.0\n    source: negotiated rate sheet\n    as_of: 2026-11-01\n")
+    result = CliRunner().invoke(cli, ["plan", str(path), "--json", "--catalog", str(rates)])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    # 1000 x (2000 x $1/M + 800 x $4/M) = $5.20
+    assert doc["agents"][0]["cost"]["monthly_usd"]["launch"] == 5.2
+    assert str(rates) in doc["catalog"]["overrides"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("claude_models:\n  claude-haiku-4-5:\n    output_usd_per_mtk: 4.0\n")
+    result = CliRunner().invoke(cli, ["plan", str(path), "--catalog", str(bad)])
+    assert result.exit_code == 2 and f"{bad}:3:" in result.output and "did you mean 'output_usd_per_mtok'?" in result.output
