@@ -14,6 +14,7 @@ import asyncio
 import random
 import time
 from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
 from typing import Awaitable, Callable
 
 import aiohttp
@@ -69,14 +70,23 @@ class Opened:
     raw: list = field(default_factory=list)
 
 
-def _retry_after(headers) -> float | None:
+def _retry_after(headers, now: float | None = None) -> float | None:
+    """Seconds to wait from `Retry-After`: delay-seconds or an HTTP-date (RFC 9110); None if absent
+    or unreadable (then jittered backoff applies)."""
     value = headers.get("retry-after")
     if value is None:
         return None
     try:
         return max(0.0, float(value))
     except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
         return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 #: How upstreams say a prompt does not fit: OpenAI and Anthropic ("context length", "prompt is too
@@ -239,8 +249,13 @@ async def pump(opened: Opened, stall_timeout: float, sink: Sink) -> PumpResult:
             dog.last = loop.time()
             events: list = []
             done = False
-            for data in batch:
-                for ev in parser.feed(data):
+            for i, data in enumerate(batch):
+                try:
+                    parsed = parser.feed(data)
+                except MalformedChunk:
+                    await sink(events, batch[:i])  # the valid chunks read with the broken one
+                    raise
+                for ev in parsed:
                     kind = ev[0]
                     if kind == "text":
                         chars += len(ev[2])
@@ -249,7 +264,7 @@ async def pump(opened: Opened, stall_timeout: float, sink: Sink) -> PumpResult:
                     elif kind == "done":
                         done = True
                     elif kind == "error":
-                        await sink(events, [])
+                        await sink(events, batch[:i])
                         return PumpResult(STREAM_ERROR, finished, waited, chars, ev[1], ev[2])
                     events.append(ev)
             await sink(events, batch)

@@ -13,7 +13,7 @@ Faults are queued through a control API and consumed by the next matching reques
   POST   /_emulator/faults    [{"status": 429, "retry_after": 1, "times": 2}, {"ttft_s": 3}, ...]
   DELETE /_emulator/faults
   POST   /_emulator/config    {"output_tokens": 20, "token_delay_s": 0.001, "min_cacheable": {...}}
-  GET    /_emulator/requests  every request received (headers it cares about + body)
+  GET    /_emulator/requests  every request received (headers it cares about, body, received_s)
   DELETE /_emulator/requests  also clears the prompt cache
 
 Fault fields (all optional): status, retry_after, message, error_type (error response);
@@ -297,6 +297,7 @@ class ClaudeEmulator:
                 "api_key": request.headers.get("x-api-key"),
                 "anthropic_version": request.headers.get("anthropic-version"),
                 "body": body,
+                "received_s": time.monotonic(),  # when it arrived: retry spacing is checkable
             })
         bad = self._check_headers(request)
         if bad:

@@ -1,11 +1,14 @@
 """The gateway as a real process in front of a stand-in OpenAI server and the Claude emulator:
 routing, every fallback trigger, streams, breakers, overload."""
 
+import random
 import threading
 import time
 
 import httpx
 import pytest
+
+from agentdeploy.serving import fallback as fb
 
 from tests.gateway.helpers import (
     API_KEY,
@@ -196,6 +199,28 @@ def test_malformed_chunk_mid_stream_is_an_error_not_a_clean_end(setup):
     events = sse_events(text)
     assert events[-1][1]["error"]["type"] == "upstream_error" and "malformed" in events[-1][1]["error"]["message"]
     assert "[DONE]" not in [d for _, d in events]
+    # tok2 is written right before the bad chunk (usually one read): it still reaches the client
+    assert openai_text(events) == "tok0 tok1 tok2 "
+
+
+@pytest.mark.parametrize("fault, reason", [
+    ({"malformed_after": 3}, "malformed"),
+    ({"stall_after": 3, "stall_s": 6}, "stall"),
+    ({"cut_after": 3}, "disconnected"),
+])
+def test_claude_failing_mid_stream_ends_each_protocol_explicitly(setup, fault, reason):
+    """The Anthropic side of the same guards: Claude's stream breaks after bytes went out."""
+    gw, st, claude = setup()
+    claude.faults({**fault, "token_delay_s": 0.03, "times": 2})
+    r, text = stream_chat(gw.url, API_KEY)
+    events = sse_events(text)
+    assert openai_text(events).count(" ") == 3  # the three deltas before the fault arrived
+    assert "[DONE]" not in [d for _, d in events] and reason in events[-1][1]["error"]["message"], events[-2:]
+    with httpx.stream("POST", gw.url + "/v1/messages", timeout=10, headers={"x-api-key": API_KEY},
+                      json={"model": "x", "max_tokens": 20, "stream": True, "messages": [{"role": "user", "content": "hi"}]}) as resp:
+        names = [name for name, _ in sse_events(resp.read().decode())]
+    assert names[-1] == "error" and "message_stop" not in names
+    assert len(claude.requests()) == 2  # bytes had gone out: never restarted elsewhere
 
 
 def test_cut_stream_ends_with_anthropic_error_event(setup):
@@ -239,7 +264,20 @@ def test_529_backs_off_with_jitter_then_succeeds(setup):
     gw, st, claude = setup()
     claude.faults({"status": 529, "times": 2})
     r = messages(gw.url, API_KEY)
-    assert r.status_code == 200 and len(claude.requests()) == 3
+    seen = claude.requests()
+    assert r.status_code == 200 and len(seen) == 3
+    gaps = [b["received_s"] - a["received_s"] for a, b in zip(seen, seen[1:])]
+    # Full jitter over an exponential base: wait k is uniform in [0.5, 1] x 0.25 x 2^k seconds.
+    assert 0.125 <= gaps[0] < 2.0 and 0.25 <= gaps[1] < 2.0, gaps  # lower bounds are the backoff; upper ones only catch a hang
+
+
+def test_retry_wait_is_jittered_exponential_and_capped():
+    waits = [[fb.retry_wait(fb.Failed(fb.OVERLOADED), k, random.Random(seed)) for k in range(6)] for seed in range(20)]
+    for k in range(6):
+        base = min(4.0, 0.25 * 2**k)
+        assert all(0.5 * base <= w[k] <= base for w in waits)
+        assert len({round(w[k], 6) for w in waits}) > 10  # jittered: clients do not retry in lockstep
+    assert fb.retry_wait(fb.Failed(fb.RATE_LIMITED, retry_after=2.5), 0) == 2.5  # Retry-After wins
 
 
 def test_context_length_routes_to_a_larger_context_model(setup):

@@ -268,3 +268,49 @@ def test_node_health_url_is_the_replicas_own_host_on_the_agent_port():
     assert node_health_url("http://10.0.3.7:8000", 8081) == "http://10.0.3.7:8081/healthz"
     assert node_health_url("http://[fd00::7]:8000/", 8081) == "http://[fd00::7]:8081/healthz"
     assert node_health_url("https://gpu-1.internal", 9000) == "https://gpu-1.internal:9000/healthz"
+
+
+class _OneRead:
+    """An upstream body that arrives in the given network reads (then EOF)."""
+
+    def __init__(self, *reads: bytes) -> None:
+        self.reads = list(reads)
+
+    async def readany(self) -> bytes:
+        return self.reads.pop(0) if self.reads else b""
+
+    def set_exception(self, exc: BaseException) -> None:  # the stall watchdog's hook
+        raise AssertionError(f"unexpected stall: {exc}")
+
+
+@pytest.mark.parametrize("bad, reason", [
+    (b'data: {"id": "x", "choices": [{"delta": {"content": "unterminated\n\n', fb.MALFORMED),
+    (b'data: {"error": {"message": "engine died", "type": "server_error"}}\n\n', fb.STREAM_ERROR),
+])
+def test_pump_forwards_the_valid_chunks_read_together_with_a_broken_one(bad, reason):
+    """Pass-through forwards raw payloads: the chunk before a broken one in the same network
+    read must still reach the client before the error, not vanish with it."""
+    from agentdeploy.serving.upstreams import SSEReader
+
+    good = b'data: {"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"tok2 "},"finish_reason":null}]}\n\n'
+    opened = fb.Opened(None, SSEReader(_OneRead(good + bad)), fb.parser_for("openai"), [], [])
+    sent_raw: list = []
+    sent_text: list = []
+
+    async def sink(events: list, raw: list) -> None:
+        sent_raw.extend(raw)
+        sent_text.extend(ev[2] for ev in events if ev[0] == "text")
+
+    result = asyncio.run(fb.pump(opened, 5.0, sink))
+    assert result.reason == reason
+    assert sent_text == ["tok2 "] and len(sent_raw) == 1 and b"tok2" in sent_raw[0]
+
+
+def test_retry_after_reads_seconds_and_http_dates():
+    now = 1_800_000_000.0
+    assert fb._retry_after({"retry-after": "3"}, now) == 3.0
+    from email.utils import formatdate
+
+    assert fb._retry_after({"retry-after": formatdate(now + 7, usegmt=True)}, now) == pytest.approx(7.0)
+    assert fb._retry_after({"retry-after": formatdate(now - 60, usegmt=True)}, now) == 0.0  # already past
+    assert fb._retry_after({"retry-after": "soon"}, now) is None and fb._retry_after({}, now) is None
