@@ -6,7 +6,7 @@ stand-in exists for what vLLM cannot be made to do on demand: malformed chunks, 
 
 Behaviour for the next requests is queued like the Claude emulator's faults:
 status, ttft_s, stall_after/stall_s, malformed_after, cut_after, no_done, hang_end_s, tokens,
-token_delay_s, times (default 1, -1 = always). `load` sets what /metrics reports.
+token_delay_s, tool_call {name, arguments}, times (default 1, -1 = always). `load` sets what /metrics reports.
 """
 
 from __future__ import annotations
@@ -109,6 +109,30 @@ class OpenAIStandin:
                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
         return b"data: " + orjson.dumps(obj) + b"\n\n"
 
+    async def _tool_call(self, request: web.Request, body: dict, call: dict) -> web.StreamResponse:
+        """One function call, as OpenAI-compatible servers send it: id and name first, then the
+        JSON arguments in pieces, then finish_reason "tool_calls"."""
+        cid, call_id = f"chatcmpl-standin{time.time_ns()}", "call_standin1"
+        args = orjson.dumps(call.get("arguments", {})).decode()
+        usage = {"prompt_tokens": 10, "completion_tokens": 7, "total_tokens": 17}
+        if not body.get("stream"):
+            message = {"role": "assistant", "content": None, "tool_calls": [
+                {"id": call_id, "type": "function", "function": {"name": call["name"], "arguments": args}}]}
+            return web.json_response({"id": cid, "object": "chat.completion", "created": int(time.time()), "model": self.model,
+                                      "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}], "usage": usage})
+        resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await resp.prepare(request)
+        first = {"index": 0, "id": call_id, "type": "function", "function": {"name": call["name"], "arguments": ""}}
+        await resp.write(self._chunk(cid, {"role": "assistant", "content": None, "tool_calls": [first]}))
+        for piece in (args[: len(args) // 2], args[len(args) // 2:]):
+            await resp.write(self._chunk(cid, {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}))
+        await resp.write(self._chunk(cid, {}, "tool_calls"))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            await resp.write(b"data: " + orjson.dumps({"id": cid, "object": "chat.completion.chunk", "created": 0, "model": self.model, "choices": [], "usage": usage}) + b"\n\n")
+        await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
+
     async def chat(self, request: web.Request) -> web.StreamResponse:
         if self.api_key and request.headers.get("authorization") != f"Bearer {self.api_key}":
             return web.json_response({"error": {"message": "invalid key", "type": "invalid_request_error"}}, status=401)
@@ -120,6 +144,8 @@ class OpenAIStandin:
         if f.get("status"):
             msg = f.get("message", "injected failure")
             return web.json_response({"error": {"message": msg, "type": f.get("error_type", "server_error"), "code": f["status"]}}, status=f["status"])
+        if f.get("tool_call"):
+            return await self._tool_call(request, body, f["tool_call"])
         n = min(int(f.get("tokens", self.tokens)), int(body.get("max_tokens") or 16))
         delay = float(f.get("token_delay_s", self.token_delay_s))
         cid = f"chatcmpl-standin{time.time_ns()}"

@@ -1,6 +1,7 @@
 """The gateway as a real process in front of a stand-in OpenAI server and the Claude emulator:
 routing, every fallback trigger, streams, breakers, overload."""
 
+import json
 import random
 import threading
 import time
@@ -425,3 +426,29 @@ def test_alert_policy_admits_everything_and_logs_thresholds(claude_emulator, gat
     assert '"event":"budget_threshold"' in log and '"threshold_pct":100' in log
     m = httpx.get(gw.url + "/metrics").text
     assert metric_value(m, "agentdeploy_gateway_budget_remaining_usd", agent="api-agent") < 0
+
+
+def test_vllm_tool_call_reaches_an_anthropic_client_as_tool_use(setup):
+    """OpenAI-side tool_calls (streamed id/name, then JSON arguments in pieces) become an
+    Anthropic tool_use block with its parsed input and stop_reason tool_use, in both modes."""
+    gw, st, claude = setup()
+    call = {"name": "get_price", "arguments": {"sku": "A-17", "qty": 3}}
+    tools = [{"name": "get_price", "description": "price lookup", "input_schema": {"type": "object"}}]
+    st.fault(tool_call=call, times=2)
+    r = messages(gw.url, GPU_KEY, "price of A-17?", tools=tools)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["stop_reason"] == "tool_use"
+    use = [b for b in body["content"] if b["type"] == "tool_use"]
+    assert len(use) == 1 and use[0]["name"] == "get_price" and use[0]["input"] == call["arguments"] and use[0]["id"]
+    assert st.requests[-1]["body"]["tools"][0]["function"]["name"] == "get_price"  # tools went across too
+    with httpx.stream("POST", gw.url + "/v1/messages", timeout=10, headers={"x-api-key": GPU_KEY},
+                      json={"model": "x", "max_tokens": 32, "stream": True, "tools": tools,
+                            "messages": [{"role": "user", "content": "price of A-17?"}]}) as resp:
+        events = sse_events(resp.read().decode())
+    starts = [d["content_block"] for n, d in events if n == "content_block_start" and d["content_block"]["type"] == "tool_use"]
+    assert len(starts) == 1 and starts[0]["name"] == "get_price"
+    partial = "".join(d["delta"]["partial_json"] for n, d in events if n == "content_block_delta" and d["delta"]["type"] == "input_json_delta")
+    assert json.loads(partial) == call["arguments"]
+    stop = [d["delta"]["stop_reason"] for n, d in events if n == "message_delta"]
+    assert stop == ["tool_use"] and events[-1][0] == "message_stop"
