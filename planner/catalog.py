@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from agentdeploy.errors import InvalidInput
 from agentdeploy.planner.problems import clean_loc, describe
-from agentdeploy.planner.yamlsource import YamlSource, YamlSyntaxError, load_yaml_source
+from agentdeploy.planner.yamlsource import YamlSource, YamlSyntaxError, load_yaml_source, safe_load
 
 BUILTIN = Path(__file__).parent / "data" / "catalog.yaml"
 TASKS = ("routing", "classification", "extraction", "qa", "reasoning", "generation")
@@ -180,7 +180,7 @@ def catalog_home_overrides(region: str | None = None) -> list[Path]:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = safe_load(path.read_text())
     except OSError as err:
         raise InvalidInput(f"{path}: cannot read catalog file ({err.strerror})") from None
     except yaml.YAMLError as err:

@@ -50,8 +50,7 @@ class YamlSyntaxError(Exception):
 def load_yaml_source(path: Path, text: str | None = None) -> YamlSource:
     text = path.read_text() if text is None else text
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        root, data = _parse(text)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line = mark.line + 1 if mark else None
@@ -63,3 +62,22 @@ def load_yaml_source(path: Path, text: str | None = None) -> YamlSource:
     except yaml.YAMLError as err:
         raise YamlSyntaxError(path, None, str(err)) from None
     return YamlSource(path=path, data=data, root=root)
+
+
+#: libyaml's parser when PyYAML was built with it: ~5x faster on a 1,000-agent file.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _parse(text: str) -> tuple[yaml.Node | None, Any]:
+    """The node tree (for line numbers) and the data built from it: one parse, not two."""
+    loader = _LOADER(text)
+    try:
+        root = loader.get_single_node()
+        return root, (loader.construct_document(root) if root is not None else None)
+    finally:
+        loader.dispose()
+
+
+def safe_load(text: str) -> Any:
+    """yaml.safe_load, with libyaml where available."""
+    return yaml.load(text, Loader=_LOADER)
