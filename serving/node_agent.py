@@ -34,7 +34,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     vllm_port = e("AGENTDEPLOY_VLLM_PORT", str(DEFAULT_VLLM_PORT))
     p = argparse.ArgumentParser(
         prog="python -m agentdeploy.serving.node_agent",
-        description="Spot-notice drain, health endpoint and demand metrics for a vLLM node.",
+        description="Spot-notice and scale-in drain, health endpoint and demand metrics for a vLLM node.",
     )
     p.add_argument("--stack", default=e("AGENTDEPLOY_STACK"), help="stack name (env AGENTDEPLOY_STACK)")
     p.add_argument("--agent", default=e("AGENTDEPLOY_AGENT"), help="agent name (env AGENTDEPLOY_AGENT)")
@@ -54,6 +54,9 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
                    help="vLLM's --shutdown-timeout (how long its drain may take)")
     p.add_argument("--drain-margin-s", type=float, default=e("AGENTDEPLOY_DRAIN_MARGIN_S", "10"))
     p.add_argument("--drain-settle-s", type=float, default=e("AGENTDEPLOY_DRAIN_SETTLE_S", "5"))
+    p.add_argument("--drain-budget-s", type=float, default=e("AGENTDEPLOY_DRAIN_BUDGET_S"),
+                   help="how long a scale-in drain (target lifecycle state Terminated) may take; default:"
+                        " the lifecycle hook's heartbeat timeout (shutdown timeout + 30 s) less one notice poll")
     p.add_argument("--drain-poll-s", type=float, default=e("AGENTDEPLOY_DRAIN_POLL_S", "0.5"))
     p.add_argument("--target-group-arn", action="append",
                    default=[a for a in (e("AGENTDEPLOY_TARGET_GROUP_ARNS", "") or "").split(",") if a],
@@ -89,6 +92,8 @@ def parse_args(argv: Sequence[str], env: Mapping[str, str]) -> argparse.Namespac
             problems.append(f"--{name.replace('_', '-')} must be > 0")
     if args.metrics_interval_s < 0 or args.shutdown_timeout_s < 0:
         problems.append("--metrics-interval-s and --shutdown-timeout-s must be >= 0")
+    if args.drain_budget_s is not None and args.drain_budget_s <= 0:
+        problems.append("--drain-budget-s must be > 0")
     if not 0 < args.health_port < 65536:
         problems.append("--health-port must be a TCP port")
     if problems:
@@ -125,6 +130,7 @@ async def run(args: argparse.Namespace, stop: asyncio.Event | None = None) -> No
         health_poll_s=args.health_poll_s,
         metrics_interval_s=args.metrics_interval_s,
         drain_poll_s=args.drain_poll_s,
+        drain_budget_s=args.drain_budget_s,
     )
     async with aiohttp.ClientSession() as session:
         imds = ImdsClient(session, args.imds_url)
@@ -167,7 +173,7 @@ async def _aws_parts(args: argparse.Namespace, imds):  # type: ignore[no-untyped
     deregistrar = ElbTargetDeregistrar(arns, region=args.region) if arns else None
     lifecycle = AsgLifecycleCompleter(group, args.lifecycle_hook, region=args.region) if group else None
     if deregistrar is None:
-        log.warning("no target group known: the node will not deregister itself on a spot notice")
+        log.warning("no target group known: the node will not deregister itself before termination")
     if lifecycle is None:
         log.warning("no Auto Scaling group known: no lifecycle action will be completed")
     return metrics, deregistrar, lifecycle

@@ -7,12 +7,16 @@ Faithful where the node agent depends on it:
   `{"action": "terminate|stop|hibernate", "time": "YYYY-MM-DDTHH:MM:SSZ"}`; the legacy
   `/latest/meta-data/spot/termination-time` follows it;
 - `/latest/meta-data/events/recommendations/rebalance`: 404, then `{"noticeTime": "...Z"}`;
+- `/latest/meta-data/autoscaling/target-lifecycle-state`: "InService" until set (e.g. to
+  "Terminated", as the group does on scale-in); 404 when the emulated instance is in no group;
 - identity paths: instance-id, instance-type, placement/availability-zone, placement/region,
   and `tags/instance/aws:autoscaling:groupName` when a group name is given.
 
-Control (tests): methods `interrupt()`, `recommend_rebalance()`, `clear()` in-process, or HTTP
-  POST   /_emulator/spot-interruption  {"action": "terminate", "in_seconds": 120}
-  POST   /_emulator/rebalance          {}
+Control (tests): methods `interrupt()`, `recommend_rebalance()`, `set_target_lifecycle_state()`,
+`clear()` (the notices only) in-process, or HTTP
+  POST   /_emulator/spot-interruption      {"action": "terminate", "in_seconds": 120}
+  POST   /_emulator/rebalance              {}
+  POST   /_emulator/target-lifecycle-state {"state": "Terminated"}  (null: in no group, 404)
   DELETE /_emulator/notices
   GET    /_emulator/requests           [[method, path, status], ...]
 
@@ -33,6 +37,9 @@ TOKEN_TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
 TOKEN_HEADER = "X-aws-ec2-metadata-token"
 MAX_TOKEN_TTL_S = 21600
 SPOT_ACTIONS = ("terminate", "stop", "hibernate")
+#: The steady states Auto Scaling publishes as autoscaling/target-lifecycle-state.
+TARGET_LIFECYCLE_STATES = ("InService", "Terminated", "Detached", "Standby", "Warmed:Hibernated",
+                           "Warmed:Running", "Warmed:Stopped", "Warmed:Terminated")
 
 
 def imds_time(at: datetime) -> str:
@@ -60,6 +67,7 @@ class ImdsEmulator:
         availability_zone: str | None = None,
         instance_type: str = "g6.xlarge",
         autoscaling_group: str | None = None,
+        target_lifecycle_state: str | None = "InService",
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -72,6 +80,8 @@ class ImdsEmulator:
         self._tokens: dict[str, float] = {}
         self._spot_action: dict[str, str] | None = None
         self._rebalance: dict[str, str] | None = None
+        self._target_state: str | None = None
+        self.set_target_lifecycle_state(target_lifecycle_state)
         self.requests: list[tuple[str, str, int]] = []
         self._server = _QuietServer((host, port), _handler_for(self))
         self._thread: threading.Thread | None = None
@@ -113,6 +123,14 @@ class ImdsEmulator:
             self._rebalance = notice
         return notice
 
+    def set_target_lifecycle_state(self, state: str | None) -> str | None:
+        """What the group says it is moving the instance to; None: the instance is in no group."""
+        if state is not None and state not in TARGET_LIFECYCLE_STATES:
+            raise ValueError(f"state must be one of {TARGET_LIFECYCLE_STATES} or null, not {state!r}")
+        with self._lock:
+            self._target_state = state
+        return state
+
     def clear(self) -> None:
         with self._lock:
             self._spot_action = None
@@ -133,7 +151,7 @@ class ImdsEmulator:
     def metadata(self, path: str) -> str | None:
         """The body for a metadata path under /latest/meta-data/, or None (404)."""
         with self._lock:
-            spot, rebalance = self._spot_action, self._rebalance
+            spot, rebalance, target = self._spot_action, self._rebalance, self._target_state
         static = {
             "instance-id": self.instance_id,
             "instance-type": self.instance_type,
@@ -152,6 +170,8 @@ class ImdsEmulator:
             return spot["time"]
         if path == "events/recommendations/rebalance" and rebalance:
             return json.dumps(rebalance)
+        if path == "autoscaling/target-lifecycle-state" and target:
+            return target
         return None
 
 
@@ -210,6 +230,11 @@ def _handler_for(emulator: ImdsEmulator) -> type[BaseHTTPRequestHandler]:
                     return self._reply(200, json.dumps(notice), "application/json")
                 if self.path == "/_emulator/rebalance":
                     return self._reply(200, json.dumps(emulator.recommend_rebalance()), "application/json")
+                if self.path == "/_emulator/target-lifecycle-state":
+                    if "state" not in body:
+                        raise ValueError('body must be {"state": "<target lifecycle state>" | null}')
+                    state = emulator.set_target_lifecycle_state(body["state"])
+                    return self._reply(200, json.dumps({"state": state}), "application/json")
             except (ValueError, TypeError) as e:
                 return self._reply(400, json.dumps({"error": str(e)}), "application/json")
             self._reply(404, "404 - Not Found")
@@ -230,10 +255,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--instance-id", default="i-0123456789abcdef0")
     parser.add_argument("--region", default="us-east-1")
     parser.add_argument("--autoscaling-group", default=None)
+    parser.add_argument("--target-lifecycle-state", default="InService",
+                        help="initial autoscaling/target-lifecycle-state; empty: in no group (404)")
     args = parser.parse_args(argv)
     emulator = ImdsEmulator(
         args.instance_id, region=args.region, autoscaling_group=args.autoscaling_group,
-        host=args.host, port=args.port,
+        target_lifecycle_state=args.target_lifecycle_state or None, host=args.host, port=args.port,
     )
     print(f"IMDS emulator on {emulator.url}", flush=True)
     try:

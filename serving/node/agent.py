@@ -1,13 +1,16 @@
-"""The node agent: watch for spot notices, drain vLLM in order, report health and demand.
+"""The node agent: watch for termination notices, drain vLLM in order, report health and demand.
 
 Three loops share one `NodeState`:
-- notices: IMDS spot/instance-action and rebalance recommendation every few seconds;
+- notices: IMDS spot/instance-action, rebalance recommendation and the Auto Scaling target
+  lifecycle state every few seconds;
 - health: vLLM's /health, so /healthz can answer instantly from state (an ALB or the gateway
   probing us must not wait on a loaded vLLM);
 - demand: vLLM's queue gauges to CloudWatch every N seconds.
-A spot notice starts the drain once: 503 -> deregister -> wait for in-flight (or the deadline)
--> SIGTERM vLLM -> wait for it to exit -> complete the lifecycle hook. A rebalance
-recommendation is not terminal: it is logged and counted, nothing else.
+A spot notice, or the group's decision to terminate the instance (target lifecycle state
+"Terminated": scale-in, capacity rebalance, instance refresh), starts the drain once: 503 ->
+deregister -> wait for in-flight (or the deadline) -> SIGTERM vLLM -> wait for it to exit ->
+complete the lifecycle hook. A scale-in's deadline is the drain budget, which fits the hook's
+heartbeat timeout. A rebalance recommendation is not terminal: it is logged and counted.
 """
 
 from __future__ import annotations
@@ -27,9 +30,15 @@ from agentdeploy.serving.node.cloud import (
     TargetDeregistrar,
     demand_data,
 )
-from agentdeploy.serving.node.drain import DrainTiming, exit_wait_deadline, sigterm_deadline, stop_reason
+from agentdeploy.serving.node.drain import (
+    DrainTiming,
+    default_drain_budget_s,
+    exit_wait_deadline,
+    sigterm_deadline,
+    stop_reason,
+)
 from agentdeploy.serving.node.imds import ImdsClient
-from agentdeploy.serving.node.notices import SpotNotice
+from agentdeploy.serving.node.notices import TerminationNotice, scale_in_notice
 from agentdeploy.serving.node.stopper import VllmStopper
 from agentdeploy.serving.node.vllm_client import Health, VllmClient
 
@@ -53,6 +62,14 @@ class AgentSettings:
     #: Consecutive failed /health probes before the node reports itself unhealthy; a refused
     #: connection counts at once. One slow answer from a busy vLLM must not flap the node.
     unhealthy_after: int = 3
+    #: Seconds a scale-in drain may take; None: the hook's heartbeat timeout less one poll.
+    drain_budget_s: float | None = None
+
+    @property
+    def scale_in_budget_s(self) -> float:
+        if self.drain_budget_s is not None:
+            return self.drain_budget_s
+        return default_drain_budget_s(self.timing.shutdown_timeout_s, self.notice_poll_s)
 
 
 @dataclass
@@ -166,21 +183,33 @@ class NodeAgent:
 
     async def check_notices(self) -> None:
         try:
-            notice = await self._imds.spot_notice()
+            notice: TerminationNotice | None = await self._imds.spot_notice()
             rebalance = await self._imds.rebalance_notice_time()
         except Exception as e:  # IMDS hiccups must never stop the loop; log each new error once
-            msg = f"{type(e).__name__}: {e}"
-            if msg != self._last_poll_error:
-                log.warning("IMDS poll failed: %s", msg)
-            self._last_poll_error = msg
+            self._poll_failed(e)
             return
         self._last_poll_error = None
         if rebalance and rebalance != self.state.rebalance_notice_time:
             self.state.rebalance_notice_time = rebalance
             self.state.event("rebalance_recommendation", notice_time=rebalance)
             await self._put([Datum(METRIC_REBALANCE, 1.0)])
+        if notice is None and self._drain_task is None:
+            # A spot notice wins when both are up: its deadline is EC2's, not ours. Read on its
+            # own, so a failing target-state path never hides the notices above.
+            try:
+                target = await self._imds.target_lifecycle_state()
+            except Exception as e:
+                self._poll_failed(e)
+                return
+            notice = scale_in_notice(target, self._clock(), self.settings.scale_in_budget_s)
         if notice is not None and self._drain_task is None:
             self._drain_task = asyncio.create_task(self.drain(notice))
+
+    def _poll_failed(self, exc: BaseException) -> None:
+        msg = f"{type(exc).__name__}: {exc}"
+        if msg != self._last_poll_error:
+            log.warning("IMDS poll failed: %s", msg)
+        self._last_poll_error = msg
 
     async def publish_demand(self) -> None:
         load = await self._vllm.load()
@@ -200,14 +229,15 @@ class NodeAgent:
             return False
 
     # ------------------------------------------------------------------ drain
-    async def drain(self, notice: SpotNotice) -> None:
+    async def drain(self, notice: TerminationNotice) -> None:
         state, timing = self.state, self.settings.timing
         started = self._clock()
         state.phase = "draining"
         state.notice = notice.to_dict()
-        state.event("spot_notice", action=notice.action, time=state.notice["time"],
-                    seconds_left=round(notice.deadline_epoch - started, 1))
-        await self._put([Datum(METRIC_SPOT_INTERRUPTION, 1.0)])
+        state.event("spot_notice" if notice.kind == "spot" else "scale_in_notice", action=notice.action,
+                    time=state.notice["time"], seconds_left=round(notice.deadline_epoch - started, 1))
+        if notice.kind == "spot":  # the interruption count must not include our own scale-ins
+            await self._put([Datum(METRIC_SPOT_INTERRUPTION, 1.0)])
 
         instance_id = await self._instance_id()
         if self._deregistrar is not None and instance_id:
@@ -255,7 +285,7 @@ class NodeAgent:
         state.phase = "drained"
         state.event("drained")
 
-    async def _complete_lifecycle(self, instance_id: str, notice: SpotNotice) -> None:
+    async def _complete_lifecycle(self, instance_id: str, notice: TerminationNotice) -> None:
         """CONTINUE the terminating hook. The group may not have put the instance into
         Terminating:Wait yet when the drain is done (AWS then answers "No active Lifecycle
         Action"), so try again a few times while the notice lasts."""

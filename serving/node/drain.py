@@ -1,6 +1,7 @@
-"""When to stop vLLM during a spot drain (pure decisions over numbers and times).
+"""When to stop vLLM during a drain (pure decisions over numbers and times).
 
-The order is fixed by the 2-minute notice: stop new traffic first (health 503, deregister),
+The order is fixed by the deadline (a spot notice's 2 minutes, or the scale-in drain budget that
+fits the lifecycle hook's heartbeat timeout): stop new traffic first (health 503, deregister),
 let in-flight requests finish, then SIGTERM vLLM — whose `--shutdown-timeout` drain rejects new
 requests and finishes the rest — early enough that its drain ends before the instance does,
 leaving `margin_s` for completing the lifecycle hook.
@@ -56,3 +57,15 @@ def stop_reason(
 def exit_wait_deadline(now: float, notice_epoch: float, timing: DrainTiming) -> float:
     """How long to wait for vLLM to exit after SIGTERM before completing the hook anyway."""
     return min(now + timing.shutdown_timeout_s + 5.0, notice_epoch - timing.margin_s / 2)
+
+
+#: What stacks/components/gpu_fleet.py adds to vLLM's shutdown timeout for the terminating
+#: hook's heartbeat timeout (`heartbeat_timeout = shutdown_timeout_s + 30`).
+HOOK_HEARTBEAT_EXTRA_S = 30.0
+
+
+def default_drain_budget_s(shutdown_timeout_s: float, notice_poll_s: float) -> float:
+    """How long a scale-in drain may take: the hook's heartbeat timeout, less one poll interval
+    (the group may have been waiting that long before the agent saw the state change), so the
+    lifecycle action is completed before the group gives up waiting and terminates anyway."""
+    return max(0.0, shutdown_timeout_s + HOOK_HEARTBEAT_EXTRA_S - notice_poll_s)

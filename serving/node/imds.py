@@ -1,6 +1,7 @@
 """IMDSv2 client: a session token first, then token-authenticated reads.
 
-AWS recommends polling spot/instance-action every 5 s. Tokens are cached and renewed before
+AWS recommends polling spot/instance-action every 5 s; autoscaling/target-lifecycle-state
+is read on the same cadence. Tokens are cached and renewed before
 they expire, and once more on a 401 (the metadata service may have restarted).
 """
 
@@ -10,7 +11,12 @@ import time
 
 import aiohttp
 
-from agentdeploy.serving.node.notices import SpotNotice, parse_rebalance, parse_spot_notice
+from agentdeploy.serving.node.notices import (
+    SpotNotice,
+    parse_rebalance,
+    parse_spot_notice,
+    parse_target_lifecycle_state,
+)
 
 DEFAULT_IMDS_URL = "http://169.254.169.254"
 TOKEN_TTL_S = 21600
@@ -72,6 +78,12 @@ class ImdsClient:
     async def rebalance_notice_time(self) -> str | None:
         body = await self.get("events/recommendations/rebalance")
         return parse_rebalance(body).strftime("%Y-%m-%dT%H:%M:%SZ") if body is not None else None
+
+    async def target_lifecycle_state(self) -> str | None:
+        """The state the Auto Scaling group is moving us to ("InService", "Terminated", ...);
+        None (404) off a group, where it is not applicable."""
+        body = await self.get("autoscaling/target-lifecycle-state")
+        return parse_target_lifecycle_state(body) if body is not None else None
 
     async def instance_id(self) -> str:
         value = await self.get("instance-id")

@@ -61,6 +61,10 @@ class ImdsProcess:
     def recommend_rebalance(self) -> dict:
         return self._post("/_emulator/rebalance", {})
 
+    def set_target_lifecycle_state(self, state: str | None) -> dict:
+        """What the Auto Scaling group does on scale-in: "Terminated"."""
+        return self._post("/_emulator/target-lifecycle-state", {"state": state})
+
 
 @pytest.fixture
 def imds_factory(tmp_path: Path) -> Iterator:

@@ -31,6 +31,7 @@ def _run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
         ((), {}, "--stack (or AGENTDEPLOY_STACK) is required"),
         (("--stack", "s", "--agent", "a", "--notice-poll-s", "0"), {}, "--notice-poll-s must be > 0"),
         (("--stack", "s", "--agent", "a"), {"AGENTDEPLOY_HEALTH_PORT": "eighty"}, "argument --health-port"),
+        (("--stack", "s", "--agent", "a", "--drain-budget-s", "0"), {}, "--drain-budget-s must be > 0"),
     ],
 )
 def test_bad_configuration_exits_2_naming_the_option(args: tuple, env: dict, needle: str) -> None:
@@ -53,6 +54,14 @@ def test_environment_supplies_defaults_as_on_a_node() -> None:
     assert args.target_group_arn == ["arn:a", "arn:b"]
     assert args.notice_poll_s == 5.0  # AWS's recommendation
     assert parse_args(["--health-port", "9000"], env).health_port == 9000  # flags win
+    assert args.drain_budget_s is None  # derived from the shutdown timeout: AgentSettings.scale_in_budget_s
+    assert parse_args([], {**env, "AGENTDEPLOY_DRAIN_BUDGET_S": "60"}).drain_budget_s == 60.0
+
+
+def test_default_scale_in_budget_fits_the_hook_set_for_the_same_shutdown_timeout() -> None:
+    settings = AgentSettings("s", "a", DrainTiming(90), notice_poll_s=5)
+    assert settings.scale_in_budget_s == 115  # heartbeat 90 + 30, less one poll
+    assert AgentSettings("s", "a", DrainTiming(90), drain_budget_s=40).scale_in_budget_s == 40
 
 
 class ListSink:

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 
 from agentdeploy.serving.node.cloud import demand_data
-from agentdeploy.serving.node.drain import DrainTiming, exit_wait_deadline, sigterm_deadline, stop_reason
-from agentdeploy.serving.node.notices import parse_rebalance, parse_spot_notice
+from agentdeploy.serving.node.drain import (
+    HOOK_HEARTBEAT_EXTRA_S,
+    DrainTiming,
+    default_drain_budget_s,
+    exit_wait_deadline,
+    sigterm_deadline,
+    stop_reason,
+)
+from agentdeploy.serving.node.notices import (
+    parse_rebalance,
+    parse_spot_notice,
+    parse_target_lifecycle_state,
+    scale_in_notice,
+)
 from agentdeploy.serving.node.prometheus import sum_samples
 
 T = DrainTiming(shutdown_timeout_s=90, margin_s=10, settle_s=5)
@@ -53,11 +67,52 @@ def test_spot_notice_parsing() -> None:
     n = parse_spot_notice('{"action": "terminate", "time": "2026-11-23T19:02:00Z"}')
     assert n.action == "terminate"
     assert n.time == datetime(2026, 11, 23, 19, 2, tzinfo=timezone.utc)
-    assert n.to_dict() == {"action": "terminate", "time": "2026-11-23T19:02:00Z"}
+    assert n.to_dict() == {"kind": "spot", "action": "terminate", "time": "2026-11-23T19:02:00Z"}
     assert parse_rebalance('{"noticeTime": "2026-11-23T19:00:00Z"}').minute == 0
     for bad in ('{"action": "terminate"}', "[]", '{"action": "stop", "time": "soon"}'):
         with pytest.raises(ValueError):
             parse_spot_notice(bad)
+
+
+@pytest.mark.parametrize("state", [None, "InService", "Standby", "Detached", "Warmed:Terminated", "terminated"])
+def test_only_a_terminated_target_state_is_a_scale_in(state: str | None) -> None:
+    # None is IMDS's 404: not in an Auto Scaling group (or no such path): never drain on it.
+    assert scale_in_notice(state, START, 115) is None
+
+
+def test_scale_in_notice_deadline_is_the_drain_budget() -> None:
+    n = scale_in_notice("Terminated", START, 115)
+    assert n is not None and (n.kind, n.action) == ("scale-in", "terminate")
+    assert n.deadline_epoch == START + 115
+    assert n.to_dict()["kind"] == "scale-in"
+    # With the default timing the drain still waits for in-flight requests before SIGTERM.
+    assert stop_reason(START + 1, START, n.deadline_epoch, 2, T) is None
+    assert stop_reason(START + 15, START, n.deadline_epoch, 2, T) == "deadline"
+
+
+def test_target_lifecycle_state_parsing() -> None:
+    assert parse_target_lifecycle_state("Terminated\n") == "Terminated"
+    for bad in ("", "  ", "In Service"):
+        with pytest.raises(ValueError):
+            parse_target_lifecycle_state(bad)
+
+
+def test_default_drain_budget_ends_inside_the_hooks_heartbeat_timeout() -> None:
+    budget = default_drain_budget_s(shutdown_timeout_s=90, notice_poll_s=5)
+    assert budget == 115
+    heartbeat = 90 + HOOK_HEARTBEAT_EXTRA_S
+    # Seen up to one poll after the hook started, done by the budget's end: before the timeout.
+    assert 5 + budget <= heartbeat
+    n = scale_in_notice("Terminated", START, budget)
+    assert n is not None and exit_wait_deadline(START + 20, n.deadline_epoch, T) < START + budget
+
+
+def test_heartbeat_allowance_matches_what_the_fleet_sets() -> None:
+    """The budget is only right while gpu_fleet.py gives the hook shutdown_timeout_s + 30."""
+    source = (Path(__file__).resolve().parents[2] / "stacks" / "components" / "gpu_fleet.py").read_text()
+    found = re.search(r'"heartbeat_timeout":\s*fleet\.shutdown_timeout_s\s*\+\s*(\d+)', source)
+    assert found, "gpu_fleet.py no longer sets the hook's heartbeat timeout as shutdown_timeout_s + N"
+    assert float(found.group(1)) == HOOK_HEARTBEAT_EXTRA_S
 
 
 VLLM_METRICS = """\

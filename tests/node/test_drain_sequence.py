@@ -105,3 +105,99 @@ def test_a_failing_stopper_still_ends_the_drain_by_the_deadline() -> None:
     state = agent.state
     assert any("stopping vLLM" in e for e in state.errors)
     assert [e["event"] for e in state.events][-3:] == ["vllm_stop_timeout", "lifecycle_completed", "drained"]
+
+
+class PollImds(Imds):
+    """IMDS as check_notices reads it: a spot notice or None, and a target lifecycle state."""
+
+    def __init__(self, target: str | None, spot: SpotNotice | None = None) -> None:
+        self.target, self.spot, self.target_reads = target, spot, 0
+
+    async def spot_notice(self) -> SpotNotice | None:
+        return self.spot
+
+    async def rebalance_notice_time(self) -> None:
+        return None
+
+    async def target_lifecycle_state(self) -> str | None:
+        self.target_reads += 1
+        return self.target
+
+
+class ListSink:
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def put(self, data) -> None:  # type: ignore[no-untyped-def]
+        self.names += [d.name for d in data]
+
+
+def _polling_agent(imds: PollImds, vllm: Vllm, sink: ListSink) -> NodeAgent:
+    timing = DrainTiming(shutdown_timeout_s=5, margin_s=2, settle_s=0.05)
+    settings = AgentSettings("s", "a", timing, drain_poll_s=0.01, drain_budget_s=60)
+    return NodeAgent(settings, imds=imds, vllm=vllm, stopper=Stopper(vllm), metrics=sink,  # type: ignore[arg-type]
+                     lifecycle=Lifecycle(refusals=0))
+
+
+def test_a_terminated_target_state_drains_as_a_scale_in_and_completes_the_hook() -> None:
+    async def scenario() -> tuple[NodeAgent, PollImds]:
+        imds, vllm, sink = PollImds("Terminated"), Vllm([1, 0]), ListSink()
+        agent = _polling_agent(imds, vllm, sink)
+        started = agent._clock()
+        await agent.check_notices()
+        await agent.check_notices()  # a second poll while draining starts nothing new
+        await agent.wait_drained()
+        assert agent.state.notice is not None
+        assert abs(datetime.fromisoformat(agent.state.notice["time"].replace("Z", "+00:00")).timestamp()
+                   - (started + 60)) <= 1.5  # the deadline is the drain budget (whole seconds)
+        assert sink.names == []  # a scale-in is not counted as a spot interruption
+        return agent, imds
+
+    agent, imds = asyncio.run(scenario())
+    state = agent.state
+    assert state.notice is not None and state.notice["kind"] == "scale-in"
+    assert state.stop_reason == "idle" and state.lifecycle_completed and not state.errors
+    assert [e["event"] for e in state.events][0] == "scale_in_notice"
+    assert imds.target_reads == 1  # not read again once draining
+
+
+@pytest.mark.parametrize("target", [None, "InService", "Standby"])
+def test_no_drain_off_a_group_or_while_in_service(target: str | None) -> None:
+    async def scenario() -> NodeAgent:
+        agent = _polling_agent(PollImds(target), Vllm([0]), ListSink())
+        await agent.check_notices()
+        return agent
+
+    agent = asyncio.run(scenario())
+    assert agent.state.phase == "serving" and agent._drain_task is None and not agent.state.events
+
+
+def test_a_spot_notice_wins_over_the_groups_termination() -> None:
+    async def scenario() -> NodeAgent:
+        imds = PollImds("Terminated", spot=_notice(120))
+        agent = _polling_agent(imds, Vllm([0]), ListSink())
+        await agent.check_notices()
+        await agent.wait_drained()
+        assert imds.target_reads == 0
+        return agent
+
+    state = asyncio.run(scenario()).state
+    assert state.notice is not None and state.notice["kind"] == "spot"
+    assert [e["event"] for e in state.events][0] == "spot_notice"
+
+
+def test_a_failing_target_state_read_never_hides_a_rebalance_and_never_drains() -> None:
+    class Broken(PollImds):
+        async def rebalance_notice_time(self) -> str:
+            return "2026-11-23T19:00:00Z"
+
+        async def target_lifecycle_state(self) -> str | None:
+            raise RuntimeError("IMDS autoscaling/target-lifecycle-state answered 500")
+
+    async def scenario() -> NodeAgent:
+        agent = _polling_agent(Broken("Terminated"), Vllm([0]), ListSink())
+        await agent.check_notices()
+        return agent
+
+    state = asyncio.run(scenario()).state
+    assert state.rebalance_notice_time == "2026-11-23T19:00:00Z" and state.phase == "serving"

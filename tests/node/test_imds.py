@@ -67,3 +67,32 @@ def test_client_reuses_its_token_and_renews_it_after_a_401(imds: ImdsEmulator) -
 def test_emulator_rejects_unknown_actions_in_process(imds: ImdsEmulator) -> None:
     with pytest.raises(ValueError):
         imds.interrupt("explode")
+
+
+def test_target_lifecycle_state_needs_a_token_defaults_in_service_and_can_be_set(imds: ImdsEmulator) -> None:
+    url = f"{imds.url}/latest/meta-data/autoscaling/target-lifecycle-state"
+    assert httpx.get(url).status_code == 401
+    h = {"X-aws-ec2-metadata-token": _token(imds.url)}
+    assert (httpx.get(url, headers=h).status_code, httpx.get(url, headers=h).text) == (200, "InService")
+    r = httpx.post(f"{imds.url}/_emulator/target-lifecycle-state", json={"state": "Terminated"})
+    assert r.json() == {"state": "Terminated"}
+    assert httpx.get(url, headers=h).text == "Terminated"
+    assert httpx.delete(f"{imds.url}/_emulator/notices").status_code == 204  # notices only
+    assert httpx.get(url, headers=h).text == "Terminated"
+    assert httpx.post(f"{imds.url}/_emulator/target-lifecycle-state", json={"state": "Gone"}).status_code == 400
+    assert httpx.post(f"{imds.url}/_emulator/target-lifecycle-state", json={}).status_code == 400
+    httpx.post(f"{imds.url}/_emulator/target-lifecycle-state", json={"state": None})  # in no group
+    assert httpx.get(url, headers=h).status_code == 404
+
+
+def test_client_reads_the_target_state_and_404_as_not_applicable() -> None:
+    async def read(emulator: ImdsEmulator) -> str | None:
+        async with aiohttp.ClientSession() as s:
+            return await ImdsClient(s, emulator.url).target_lifecycle_state()
+
+    with ImdsEmulator(target_lifecycle_state=None) as off_group:
+        assert asyncio.run(read(off_group)) is None
+        off_group.set_target_lifecycle_state("Terminated")
+        assert asyncio.run(read(off_group)) == "Terminated"
+    with pytest.raises(ValueError):
+        ImdsEmulator(target_lifecycle_state="Terminating:Wait")  # never published: not a steady state
