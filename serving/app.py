@@ -351,7 +351,7 @@ class Gateway:
             tries = 0
             last_resort = i == len(chain) - 1
             while True:
-                target, why = up.pick(last_resort)
+                target, why = up.pick(last_resort, step.ttft_timeout)
                 if target is None:
                     last = fb.Failed(why, message=f"{up.name}: {why}")
                     break

@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -30,7 +32,7 @@ OVERLOAD = "overload"
 
 
 class Target:
-    __slots__ = ("url", "ep", "breaker", "in_flight", "remote_load", "polled")
+    __slots__ = ("url", "ep", "breaker", "in_flight", "remote_load", "waiting", "finish_rate", "_finished", "polled")
 
     def __init__(self, url: str, path: str, breaker: Breaker, headers: dict[str, str]) -> None:
         self.url = url.rstrip("/")
@@ -39,12 +41,42 @@ class Target:
         self.breaker = breaker
         self.in_flight = 0
         self.remote_load = 0.0
+        #: Requests queued on the replica (vllm:num_requests_waiting) at the last poll.
+        self.waiting = 0.0
+        #: Requests the replica finishes per second (smoothed rate of vllm:request_success_total).
+        self.finish_rate = 0.0
+        self._finished: tuple[float, float] | None = None  # (poll time, counter) of the last poll
         self.polled = False
 
     @property
     def load(self) -> float:
         # The replica's own view lags by up to one poll; ours is exact for our own requests.
         return max(float(self.in_flight), self.remote_load)
+
+    def observe(self, load: VllmLoad, now: float) -> None:
+        """Take one /metrics reading: load, queue, and the finish rate since the last reading.
+
+        The rate is updated only over intervals the replica was busy through (work running or
+        queued at both readings): finishing nothing while idle says nothing about how fast it
+        drains a queue, and must not make the next burst look like an hour of waiting.
+        """
+        busy_before = self.remote_load > 0
+        self.remote_load, self.waiting = load.running + load.waiting, load.waiting
+        if load.finished is None:
+            return
+        last = self._finished
+        if last is not None and busy_before and self.remote_load > 0 and now > last[0] and load.finished >= last[1]:
+            rate = (load.finished - last[1]) / (now - last[0])
+            self.finish_rate = rate if self.finish_rate == 0 else 0.5 * self.finish_rate + 0.5 * rate
+        self._finished = (now, load.finished)
+
+    def predicted_wait_s(self) -> float:
+        """How long a new request would queue before the replica starts it: the queue ahead of it
+        over the rate the replica drains it. 0 with no queue; unknown (no rate yet) counts as 0,
+        so the static max_load_per_replica cap still guards a replica never seen finishing."""
+        if self.waiting <= 0 or self.finish_rate <= 0:
+            return 0.0
+        return (self.waiting + 1) / self.finish_rate
 
 
 class Upstream:
@@ -123,9 +155,12 @@ class Upstream:
         log.info("replicas of %s now %s", self.name, [t.url for t in self.targets])
         return True
 
-    def pick(self, last_resort: bool = False) -> tuple[Target | None, str]:
+    def pick(self, last_resort: bool = False, wait_budget_s: float | None = None) -> tuple[Target | None, str]:
         """The least-loaded target that may take a request, else (None, reason).
 
+        `wait_budget_s`: how long this request can afford to queue (the chain entry's first-token
+        allowance); a replica whose predicted queue wait exceeds it is overloaded for this
+        request — sending it there would only burn the budget and then fall back anyway.
         `last_resort`: nothing comes after this upstream in the chain, so skipping it would only
         turn a possible answer into a certain error: take the least-loaded target regardless.
         """
@@ -140,7 +175,8 @@ class Upstream:
         for t in self.targets:
             if not t.breaker.available():
                 continue
-            if self.max_load is not None and t.load >= self.max_load:
+            if (self.max_load is not None and t.load >= self.max_load) or (
+                    wait_budget_s is not None and t.predicted_wait_s() > wait_budget_s):
                 overloaded = True
                 continue
             if best is None or t.load < best.load:
@@ -152,19 +188,32 @@ class Upstream:
         return best, ""
 
 
-_LOAD_METRICS = ("vllm:num_requests_running{", "vllm:num_requests_running ", "vllm:num_requests_waiting{", "vllm:num_requests_waiting ")
+@dataclass(frozen=True, slots=True)
+class VllmLoad:
+    running: float = 0.0
+    waiting: float = 0.0
+    #: vllm:request_success_total over every finish reason; None when the server has no such counter.
+    finished: float | None = None
 
 
-def parse_vllm_load(text: str) -> float:
-    """running + waiting from vLLM's Prometheus text (summed over label sets)."""
-    total = 0.0
+_SERIES = {"vllm:num_requests_running": "running", "vllm:num_requests_waiting": "waiting", "vllm:request_success_total": "finished"}
+
+
+def parse_vllm_metrics(text: str) -> VllmLoad:
+    """Load, queue and finished-request count from vLLM's Prometheus text (summed over label sets)."""
+    sums: dict[str, float] = {}
     for line in text.splitlines():
-        if line.startswith(_LOAD_METRICS):
-            try:
-                total += float(line.rsplit(" ", 1)[1])
-            except (IndexError, ValueError):
-                continue
-    return total
+        if not line.startswith("vllm:"):
+            continue
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        field = _SERIES.get(name)
+        if field is None:
+            continue
+        try:
+            sums[field] = sums.get(field, 0.0) + float(line.rsplit(" ", 1)[1])
+        except (IndexError, ValueError):
+            continue
+    return VllmLoad(sums.get("running", 0.0), sums.get("waiting", 0.0), sums.get("finished"))
 
 
 def node_health_url(replica_url: str, port: int) -> str:
@@ -207,7 +256,7 @@ async def poll_once(session: aiohttp.ClientSession, up: Upstream, target: Target
         return
     target.polled = True
     if ok:
-        target.remote_load = parse_vllm_load(text)
+        target.observe(parse_vllm_metrics(text), time.monotonic())
         target.breaker.probe_ok()
     else:
         # 503 while the engine dies or warms up: not ready for traffic.
@@ -262,4 +311,4 @@ def circuit_snapshot(upstreams: dict[str, Upstream]) -> list[tuple[str, str, int
     return [(u.name, t.url, t.breaker.state if not (t.breaker.state == OPEN and t.breaker.available()) else OPEN, t.load) for u in upstreams.values() for t in u.targets]
 
 
-__all__ = ["Upstream", "Target", "SSEReader", "poll_forever", "parse_vllm_load", "NO_HEALTHY", "OVERLOAD"]
+__all__ = ["Upstream", "Target", "SSEReader", "poll_forever", "parse_vllm_metrics", "NO_HEALTHY", "OVERLOAD"]

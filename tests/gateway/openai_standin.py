@@ -6,7 +6,7 @@ stand-in exists for what vLLM cannot be made to do on demand: malformed chunks, 
 
 Behaviour for the next requests is queued like the Claude emulator's faults:
 status, ttft_s, stall_after/stall_s, malformed_after, cut_after, no_done, hang_end_s, tokens,
-token_delay_s, tool_call {name, arguments}, times (default 1, -1 = always). `load` sets what /metrics reports.
+token_delay_s, tool_call {name, arguments}, times (default 1, -1 = always). `running`, `waiting` and `finish_rate` set what /metrics reports.
 """
 
 from __future__ import annotations
@@ -32,6 +32,10 @@ class OpenAIStandin:
         self.token_delay_s = 0.0
         self.running = 0
         self.waiting = 0
+        #: Requests/s the replica reports finishing (vllm:request_success_total grows at this rate);
+        #: None: the counter is not exported at all.
+        self.finish_rate: float | None = None
+        self._born = time.monotonic()
         self.healthy = True
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -102,6 +106,9 @@ class OpenAIStandin:
             "# TYPE vllm:num_requests_waiting gauge\n"
             f'vllm:num_requests_waiting{{model_name="{self.model}"}} {float(self.waiting)}\n'
         )
+        if self.finish_rate is not None:
+            finished = self.finish_rate * (time.monotonic() - self._born)
+            text += f'vllm:request_success_total{{finished_reason="stop",model_name="{self.model}"}} {finished}\n'
         return web.Response(text=text)
 
     def _chunk(self, cid: str, delta: dict, finish: str | None = None) -> bytes:

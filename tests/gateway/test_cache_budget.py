@@ -171,8 +171,10 @@ def test_metrics_health_and_readiness(claude_emulator, gateway_factory):
     chat(gw.url, GPU_KEY)
     stream_chat(gw.url, API_KEY)
     m = httpx.get(gw.url + "/metrics").text
-    for name in ("requests_total", "fallbacks_total", "ttft_seconds_bucket", "request_seconds_count", "tokens_total", "cost_usd_total", "overhead_seconds_bucket", "in_flight"):
-        assert f"agentdeploy_gateway_{name}" in m
+    # Samples, not just the # HELP lines that are written even for series nobody touched.
+    for name in ("requests_total", "fallbacks_total", "ttft_seconds_bucket", "request_seconds_count", "tokens_total", "cost_usd_total", "overhead_seconds_bucket"):
+        assert metric_value(m, f"agentdeploy_gateway_{name}") > 0, name
+    assert any(line.startswith("agentdeploy_gateway_in_flight ") for line in m.splitlines())
     assert metric_value(m, "agentdeploy_gateway_requests_total", agent="gpu-agent", upstream="anthropic", status="200") == 1
     assert metric_value(m, "agentdeploy_gateway_fallbacks_total", agent="gpu-agent", reason="no_healthy_replica") == 1
     assert httpx.get(gw.url + "/healthz").status_code == 200 and httpx.get(gw.url + "/readyz").status_code == 200

@@ -307,6 +307,24 @@ def test_predicted_overload_spills_to_claude(setup):
     assert chat(gw.url, GPU_KEY).json()["model"] == "standin"
 
 
+def test_a_queue_longer_than_the_first_token_budget_spills_to_claude(setup):
+    """No static cap here: the replica drains 20 requests/s, the entry allows 1 s to the first
+    token. 3 queued (0.2 s) is fine; 60 queued (3 s) would eat the budget, so Claude answers at
+    once instead of after a wasted second."""
+    gw, st, claude = setup()
+    st.finish_rate, st.waiting = 20.0, 3
+    time.sleep(0.8)  # a few 0.2 s polls: the gateway has measured the rate
+    assert chat(gw.url, GPU_KEY).json()["model"] == "standin"
+    st.waiting = 60
+    time.sleep(0.5)
+    r = chat(gw.url, GPU_KEY)
+    assert r.json()["model"] == "claude-haiku-4-5" and r.headers["x-agentdeploy-fallback"] == "vllm:overload"
+    assert len(st.requests) == 1  # never sent to the queued replica
+    st.waiting = 0
+    time.sleep(0.5)
+    assert chat(gw.url, GPU_KEY).json()["model"] == "standin"
+
+
 def test_load_balances_by_load_across_replicas(claude_emulator, standin_factory, gateway_factory):
     a, b = standin_factory("standin"), standin_factory("standin")
     a.waiting = 3

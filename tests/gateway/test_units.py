@@ -13,6 +13,8 @@ from agentdeploy.serving.breaker import CLOSED, HALF_OPEN, OPEN, Breaker
 from agentdeploy.serving.budget import MemoryBudgetStore, to_micro
 from agentdeploy.serving.cache_control import place_breakpoints
 from agentdeploy.serving.config import (
+    BreakerSpec,
+    UpstreamSpec,
     build_gateway_config,
     check_secrets,
     client_key_hashes_from_env,
@@ -23,7 +25,7 @@ from agentdeploy.serving.config import (
 )
 from agentdeploy.serving.pricing import Prices, Usage, cost_usd, worst_case_usd
 from agentdeploy.serving.redact import Redactor
-from agentdeploy.serving.upstreams import node_health_url, parse_vllm_load
+from agentdeploy.serving.upstreams import OVERLOAD, Target, Upstream, VllmLoad, node_health_url, parse_vllm_metrics
 from tests.gateway.helpers import API_KEY, GPU_KEY, SHARED_KEY, gateway_config
 
 
@@ -186,9 +188,51 @@ def test_key_index_matches_hashes_only():
     assert API_KEY not in dump_yaml(cfg)
 
 
-def test_parse_vllm_load_sums_running_and_waiting():
-    text = '# HELP x\nvllm:num_requests_running{model_name="m"} 3.0\nvllm:num_requests_waiting{model_name="m"} 4.0\nvllm:num_requests_waiting_by_reason 9\n'
-    assert parse_vllm_load(text) == 7.0
+def test_parse_vllm_metrics_sums_each_series_over_its_labels():
+    text = ('# HELP x\nvllm:num_requests_running{model_name="m"} 3.0\nvllm:num_requests_waiting{model_name="m"} 4.0\n'
+            'vllm:num_requests_waiting_by_reason 9\nvllm:request_success_total{finished_reason="stop"} 10.0\n'
+            'vllm:request_success_total{finished_reason="length"} 5.0\nvllm:request_success_created 1.7e9\n')
+    assert parse_vllm_metrics(text) == VllmLoad(running=3.0, waiting=4.0, finished=15.0)
+    assert parse_vllm_metrics("vllm:num_requests_running 1\n").finished is None  # no counter: rate unknown
+
+
+def _target() -> Target:
+    return Target("http://r1:8000", "/v1/chat/completions", Breaker(), {})
+
+
+def test_predicted_wait_is_the_queue_over_the_measured_finish_rate():
+    t = _target()
+    t.observe(VllmLoad(running=4, waiting=9, finished=100), now=10.0)
+    assert t.finish_rate == 0 and t.predicted_wait_s() == 0  # one reading: no rate yet
+    t.observe(VllmLoad(running=4, waiting=9, finished=120), now=12.0)  # 10 finished per second
+    assert t.finish_rate == pytest.approx(10.0) and t.predicted_wait_s() == pytest.approx(1.0)  # 9 ahead + itself
+    t.observe(VllmLoad(running=4, waiting=9, finished=120), now=14.0)  # nothing finished: draining slower
+    assert t.finish_rate == pytest.approx(5.0) and t.predicted_wait_s() == pytest.approx(2.0)
+    t.observe(VllmLoad(running=2, waiting=0, finished=125), now=15.0)
+    assert t.predicted_wait_s() == 0 and t.load == 2
+    t.observe(VllmLoad(running=1, waiting=3, finished=3), now=16.0)  # restarted: counter went back, rate kept
+    assert t.finish_rate == pytest.approx(5.0)
+    t.observe(VllmLoad(running=0, waiting=0, finished=3), now=17.0)
+    t.observe(VllmLoad(running=0, waiting=0, finished=3), now=600.0)  # idle ten minutes: no evidence
+    t.observe(VllmLoad(running=1, waiting=2, finished=3), now=601.0)  # a burst arrives
+    assert t.finish_rate == pytest.approx(5.0) and t.predicted_wait_s() == pytest.approx(0.6)
+
+
+def test_pick_skips_a_replica_whose_queue_would_eat_the_first_token_budget():
+    spec = UpstreamSpec(kind="openai", replicas=["http://r1:8000", "http://r2:8000"])
+    up = Upstream("vllm", spec, BreakerSpec(), None)
+    busy, idle = up.targets
+    for t, waiting in ((busy, 30), (idle, 1)):
+        t.observe(VllmLoad(running=1, waiting=waiting, finished=0), now=0.0)
+        t.observe(VllmLoad(running=1, waiting=waiting, finished=10), now=1.0)  # 10/s each
+    busy.in_flight = 0
+    idle.in_flight = 5  # our own count makes `idle` look busier by load, yet its queue is short
+    assert up.pick(wait_budget_s=1.0)[0] is idle  # busy: 31 / 10 = 3.1 s of queue > 1 s
+    idle.breaker = Breaker()
+    idle.observe(VllmLoad(running=1, waiting=50, finished=20), now=2.0)
+    assert up.pick(wait_budget_s=1.0) == (None, OVERLOAD)
+    assert up.pick(wait_budget_s=10.0)[0] is not None  # a patient entry still goes there
+    assert up.pick(last_resort=True, wait_budget_s=1.0)[0] is not None  # nothing after it: try anyway
 
 
 def test_redactor_masks_loaded_secrets():
