@@ -22,18 +22,12 @@ def plan(decision_file: Path, as_json: bool, markdown: bool, chart: Path | None,
     corner to relax for each agent).
     """
     from agentdeploy.errors import InvalidInput
-    from agentdeploy.planner import build_plan, load_catalog, load_decision_file
+    from agentdeploy.planner import build_plan, load_decision_file, spec_catalog
 
     if as_json and markdown:
         raise InvalidInput("choose one of --json and --markdown")
     spec = load_decision_file(decision_file)
-    catalog = load_catalog(
-        list(catalog_files),
-        inline_overrides=spec.catalog,
-        inline_origin=f"{decision_file} (catalog:)",
-        inline_source=spec.source,
-        region=spec.stack.region,
-    )
+    catalog = spec_catalog(spec, catalog_files)
     result = build_plan(spec, catalog, scale=scale)
     if chart is not None:
         from agentdeploy.planner.chart import write_chart

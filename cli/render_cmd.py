@@ -42,14 +42,14 @@ def render(decision_file: Path, out_dir: Path, catalog_files: tuple[Path, ...], 
     their SHA-256 hashes are written. Exit codes: 0 written, 2 invalid input, 3 infeasible plan.
     """
     from agentdeploy.errors import InvalidInput
-    from agentdeploy.planner import build_plan, load_catalog, load_decision_file
+    from agentdeploy.planner import build_plan, load_decision_file, spec_catalog
     from agentdeploy.serving.config import BudgetStoreSpec, SecretRef, build_gateway_config, client_key_hashes_from_env, dump_yaml
     from agentdeploy.serving.launcher import shell_command, vllm_serve_argv
     from agentdeploy.templates.agent_config import agent_config_document
     from agentdeploy.templates.gpu_node import GpuNodeSpec, render_user_data
 
     spec = load_decision_file(decision_file)
-    catalog = load_catalog(list(catalog_files), inline_overrides=spec.catalog, inline_source=spec.source, region=spec.stack.region)
+    catalog = spec_catalog(spec, catalog_files)
     plan = build_plan(spec, catalog)
     vllm = _replicas(replicas)
     unknown = sorted(set(vllm) - {a.name for a in plan.agents if a.route == "gpu"})

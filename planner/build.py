@@ -10,6 +10,8 @@ qualifies the planner names the corner to relax and by how much.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from pathlib import Path
 
 from agentdeploy.errors import Infeasible, InvalidInput
 from agentdeploy.planner.breakeven import break_even
@@ -42,10 +44,19 @@ MAX_SCALE = 10_000.0
 GPU_MAX_TOKENS = 32768
 
 
+def spec_catalog(spec: Spec, override_files: Sequence[Path] = ()) -> Catalog:
+    """The catalog a decision file is planned with: built-in, the user's catalog.d (spot prices of
+    the stack's own region only), `--catalog` files, then the file's own `catalog:` section.
+    `deploy plan`, `deploy render`, the Pulumi program and the operations commands all price with
+    this, so what was reviewed is what gets deployed and reported against."""
+    return load_catalog(list(override_files), inline_overrides=spec.catalog, inline_source=spec.source,
+                        region=spec.stack.region)
+
+
 def build_plan(spec: Spec, catalog: Catalog | None = None, *, scale: float = 1.0) -> Plan:
     """Plan every agent of `spec`; raise `Infeasible` naming each agent that has no option."""
     check_scale(scale)
-    catalog = catalog or load_catalog(inline_overrides=spec.catalog, inline_source=spec.source, region=spec.stack.region)
+    catalog = catalog or spec_catalog(spec)
     _check_references(spec, catalog)
     plans: list[AgentPlan] = []
     problems: list[str] = []

@@ -285,7 +285,7 @@ def load_catalog(
         data = deep_merge(data, inline_overrides)
         inline_path = inline_source.path if inline_source else Path(inline_origin)
         layers.append(_Layer(inline_path, inline_overrides, ("catalog",), inline_source))
-        applied.append(inline_origin)
+        applied.append(f"{inline_source.path} (catalog:)" if inline_source else inline_origin)
     data["applied_overrides"] = applied
     try:
         return Catalog.model_validate(data)

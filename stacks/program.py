@@ -31,10 +31,10 @@ CONFIG_HF_TOKEN = f"{NAMESPACE}:huggingFaceToken"
 def load_plan(decision_file: Path, stack: str) -> tuple[Plan, Catalog]:
     """Decision file -> plan, exactly as `deploy plan` computes it; the Pulumi stack's name is
     the plan's stack, so tags, metric dimensions and the gateway agree with `--stack`."""
-    from agentdeploy.planner import build_plan, load_catalog, load_decision_file
+    from agentdeploy.planner import build_plan, load_decision_file, spec_catalog
 
     spec = load_decision_file(decision_file)
-    catalog = load_catalog(inline_overrides=spec.catalog)
+    catalog = spec_catalog(spec)
     plan = build_plan(spec, catalog)
     return plan.model_copy(update={"stack": stack}), catalog
 

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from agentdeploy.errors import InvalidInput
-from agentdeploy.planner import Catalog, Plan, build_plan, load_catalog, load_decision_file
+from agentdeploy.planner import Catalog, Plan, build_plan, load_catalog, load_decision_file, spec_catalog
 from agentdeploy.stackconfig import load_stack_config
 
 
@@ -44,5 +44,5 @@ def stack_plan(stack: str, plan_json: Path | None = None, project_root: Path | N
             hint="fix `agentdeploy:decisionFile` in the stack config",
         )
     spec = load_decision_file(decision_file)
-    catalog = load_catalog(inline_overrides=spec.catalog, inline_origin=f"{decision_file} (catalog:)", region=spec.stack.region)
+    catalog = spec_catalog(spec)
     return build_plan(spec, catalog), catalog
