@@ -142,7 +142,12 @@ def test_plan_cost_monotone_in_scale(doc, factor):
     except Infeasible:
         return
     a, b = small.agents[0], big.agents[0]
-    if (a.route, a.model) == (b.route, b.model) and (a.fleet is None) == (b.fleet is None):
+    # Monotone only without caching: with a cache, denser traffic keeps it warm, so the cold
+    # arrivals that pay for writes (rate x e^(-rate x TTL) an hour) FALL once rate x TTL > 1 —
+    # more conversations can really cost less. Hypothesis found such a case (4,096-token prefix,
+    # ~1 conversation per active hour, 1 h TTL); the planner is right to price it that way.
+    same = (a.route, a.model, a.cache.enabled, a.fleet is None) == (b.route, b.model, b.cache.enabled, b.fleet is None)
+    if same and not a.cache.enabled:
         assert b.cost.monthly_usd.month_12 >= a.cost.monthly_usd.month_12 - 0.01
     # the planner never picks something dearer than the option it had at the smaller volume
     assert b.cost.monthly_usd.month_12 <= a.cost.monthly_usd.month_12 * factor * 1.5 + 1
