@@ -19,6 +19,9 @@ ROLE_API_AGENT = "api-agent"
 
 #: CloudWatch namespace for the demand and spend metrics the gateway and node agents publish.
 METRIC_NAMESPACE = "AgentDeploy"
+#: Port of the node agent's /healthz on every GPU node: the target group's health check, the
+#: gateway's node check (`node_health_port`) and the agent's own default.
+NODE_HEALTH_PORT = 8081
 #: Per-fleet demand signal the autoscaler tracks and the reaper reads (requests waiting + running).
 METRIC_DEMAND = "Demand"
 #: Requests waiting in vLLM's queue, per instance (target-tracking signal).

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import click
 
+from agentdeploy.naming import NODE_HEALTH_PORT
+
 
 def _replicas(values: tuple[str, ...]) -> dict[str, list[str]]:
     from agentdeploy.errors import InvalidInput
@@ -31,11 +33,17 @@ def _replicas(values: tuple[str, ...]) -> dict[str, list[str]]:
 @click.option("--catalog", "catalog_files", multiple=True, type=click.Path(path_type=Path), help="Catalog override file (repeatable).")
 @click.option("--anthropic-base-url", default=None, help="Claude API base URL (default: the public API).")
 @click.option("--vllm-replica", "replicas", multiple=True, metavar="AGENT=URL", help="A vLLM replica of a GPU agent (repeatable).")
+@click.option("--replicas-dir", default=None, metavar="DIR",
+              help="Folder of <agent>.replicas files (one vLLM URL a line) the gateway re-reads as fleets scale.")
+@click.option("--node-health-port", type=click.IntRange(1, 65535), default=None, metavar="PORT",
+              help=f"Replicas are agentdeploy GPU nodes: also read each node agent's /healthz on this port "
+                   f"(its default is {NODE_HEALTH_PORT}), so a draining spot node gets no new requests.")
 @click.option("--redis-url-env", "redis_url", default=None, metavar="ENV_VAR",
               help="Share budgets across gateway replicas through Redis; the URL is read from this env var at serve time.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
 def render(decision_file: Path, out_dir: Path, catalog_files: tuple[Path, ...], anthropic_base_url: str | None,
-           replicas: tuple[str, ...], redis_url: str | None, as_json: bool) -> None:
+           replicas: tuple[str, ...], replicas_dir: str | None, node_health_port: int | None, redis_url: str | None,
+           as_json: bool) -> None:
     """Render the gateway config and per-agent artefacts from the plan.
 
     Client keys: set AGENTDEPLOY_KEY_<AGENT> (comma-separated for several) while rendering; only
@@ -61,7 +69,7 @@ def render(decision_file: Path, out_dir: Path, catalog_files: tuple[Path, ...], 
     if redis_url:
         kwargs["budget_store"] = BudgetStoreSpec(backend="redis", redis_url=SecretRef(env=redis_url))
     config = build_gateway_config(
-        plan, catalog, vllm_replicas=vllm,
+        plan, catalog, vllm_replicas=vllm, replicas_dir=replicas_dir, node_health_port=node_health_port,
         client_key_hashes=client_key_hashes_from_env([a.name for a in plan.agents]), **kwargs,
     )
     files: dict[str, str] = {

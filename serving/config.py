@@ -257,6 +257,7 @@ def build_gateway_config(
     anthropic_key: SecretRef | None = None,
     vllm_replicas: dict[str, list[str]] | None = None,
     replicas_dir: str | None = None,
+    node_health_port: int | None = None,
     vllm_key: SecretRef | None = None,
     client_key_hashes: dict[str, list[str]] | None = None,
     budget_store: BudgetStoreSpec | None = None,
@@ -290,6 +291,7 @@ def build_gateway_config(
                 connect_timeout_s=1.0,
                 stall_timeout_s=5.0,
                 max_load_per_replica=fleet.max_concurrency_per_replica,
+                node_health_port=node_health_port,
             )
             models.setdefault(fleet.served_model_name, ModelSpec(context_tokens=fleet.max_model_len))
             chain = [ChainEntry(upstream=name, model=fleet.served_model_name, ttft_timeout_s=_self_hosted_ttft(agent, catalog))]

@@ -18,9 +18,8 @@ import sys
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from agentdeploy.naming import METRIC_NAMESPACE
+from agentdeploy.naming import METRIC_NAMESPACE, NODE_HEALTH_PORT
 
-DEFAULT_HEALTH_PORT = 8081
 DEFAULT_VLLM_PORT = 8000
 DEFAULT_LIFECYCLE_HOOK = "drain"
 
@@ -41,7 +40,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     p.add_argument("--vllm-url", default=e("AGENTDEPLOY_VLLM_URL", f"http://127.0.0.1:{vllm_port}"),
                    help="local vLLM server (env AGENTDEPLOY_VLLM_URL, or port from AGENTDEPLOY_VLLM_PORT)")
     p.add_argument("--health-host", default=e("AGENTDEPLOY_HEALTH_HOST", "0.0.0.0"))
-    p.add_argument("--health-port", type=int, default=e("AGENTDEPLOY_HEALTH_PORT", str(DEFAULT_HEALTH_PORT)))
+    p.add_argument("--health-port", type=int, default=e("AGENTDEPLOY_HEALTH_PORT", str(NODE_HEALTH_PORT)))
     p.add_argument("--imds-url", default=e("AGENTDEPLOY_IMDS_URL", "http://169.254.169.254"),
                    help="instance metadata base URL (tests point it at the emulator)")
     p.add_argument("--notice-poll-s", type=float, default=e("AGENTDEPLOY_NOTICE_POLL_S", "5"),

@@ -11,12 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from agentdeploy import __version__
-from agentdeploy.naming import METRIC_NAMESPACE
+from agentdeploy.naming import METRIC_NAMESPACE, NODE_HEALTH_PORT
 from agentdeploy.planner.plan import FleetPlan
 from agentdeploy.templates.render import render
 
 VLLM_PORT = 8000
-HEALTH_PORT = 8081
 VENV = "/opt/agentdeploy/venv"
 #: Environment variable vLLM reads its API key from (the gateway sends it as a bearer token).
 VLLM_KEY_ENV = "VLLM_API_KEY"
@@ -61,7 +60,7 @@ def node_context(spec: GpuNodeSpec) -> dict:
         "region": spec.region,
         "served_model_name": fleet.served_model_name,
         "vllm_port": VLLM_PORT,
-        "health_port": HEALTH_PORT,
+        "health_port": NODE_HEALTH_PORT,
         "shutdown_timeout_s": fleet.shutdown_timeout_s,
         "metric_namespace": METRIC_NAMESPACE,
         "secret_refs": dict(spec.secret_refs),

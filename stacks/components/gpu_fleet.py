@@ -19,13 +19,13 @@ import pulumi
 import pulumi_aws as aws
 
 from agentdeploy.naming import (
-    DIM_AGENT, DIM_STACK, METRIC_DEMAND, METRIC_NAMESPACE, ROLE_GPU_FLEET,
+    DIM_AGENT, DIM_STACK, METRIC_DEMAND, METRIC_NAMESPACE, NODE_HEALTH_PORT, ROLE_GPU_FLEET,
 )
 from agentdeploy.planner.plan import AgentPlan, FleetPlan
 from agentdeploy.stacks.common import (
     assume_role_policy, policy_json, put_metrics_statement, read_secrets_statement, tags,
 )
-from agentdeploy.templates.gpu_node import HEALTH_PORT, HF_TOKEN_ENV, VLLM_KEY_ENV, VLLM_PORT, GpuNodeSpec, render_user_data
+from agentdeploy.templates.gpu_node import HF_TOKEN_ENV, VLLM_KEY_ENV, VLLM_PORT, GpuNodeSpec, render_user_data
 
 LISTENER_PORT_BASE = 20000
 #: The terminating lifecycle hook the node agent completes after draining.
@@ -145,7 +145,7 @@ class GpuFleet(pulumi.ComponentResource):
             ingress=[
                 {"protocol": "tcp", "from_port": VLLM_PORT, "to_port": VLLM_PORT,
                  "security_groups": [balancer.security_group.id], "description": "vLLM from the fleet load balancer"},
-                {"protocol": "tcp", "from_port": HEALTH_PORT, "to_port": HEALTH_PORT,
+                {"protocol": "tcp", "from_port": NODE_HEALTH_PORT, "to_port": NODE_HEALTH_PORT,
                  "security_groups": [balancer.security_group.id], "description": "node agent /healthz"},
             ],
             egress=[{"protocol": "-1", "from_port": 0, "to_port": 0, "cidr_blocks": ["0.0.0.0/0"]}],
@@ -158,7 +158,7 @@ class GpuFleet(pulumi.ComponentResource):
         self.target_group = aws.lb.TargetGroup(
             f"{name}-tg", port=VLLM_PORT, protocol="HTTP", target_type="instance", vpc_id=vpc_id,
             deregistration_delay=fleet.shutdown_timeout_s,
-            health_check={"enabled": True, "path": "/healthz", "port": str(HEALTH_PORT), "protocol": "HTTP",
+            health_check={"enabled": True, "path": "/healthz", "port": str(NODE_HEALTH_PORT), "protocol": "HTTP",
                           "matcher": "200", "interval": 15, "timeout": 5, "healthy_threshold": 2,
                           "unhealthy_threshold": 3},
             tags=t(f"{base}-tg"), opts=child,

@@ -22,6 +22,7 @@ from typing import Iterator
 import boto3
 import pytest
 
+from agentdeploy.naming import DIM_AGENT, DIM_STACK, METRIC_NAMESPACE
 from agentdeploy.serving.emulators.imds import ImdsEmulator
 from tests.support.procs import LOOPBACK, ManagedProcess, free_port, start_process, wait_for_http
 
@@ -158,6 +159,17 @@ def create_fleet() -> Fleet:
     )
     instance = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[GROUP])["AutoScalingGroups"][0]["Instances"][0]
     return Fleet(group=GROUP, target_group_arn=tg, instance_id=instance["InstanceId"])
+
+
+def agent_dims(stack: str, agent: str) -> list[dict]:
+    """The CloudWatch dimensions a node agent publishes under."""
+    return [{"Name": DIM_STACK, "Value": stack}, {"Name": DIM_AGENT, "Value": agent}]
+
+
+def published_metric_names(stack: str, agent: str) -> set[str]:
+    """Every metric a node agent of (stack, agent) has published to (moto's) CloudWatch."""
+    cw = boto3.client("cloudwatch", region_name=REGION)
+    return {m["MetricName"] for m in cw.list_metrics(Namespace=METRIC_NAMESPACE, Dimensions=agent_dims(stack, agent))["Metrics"]}
 
 
 def registered_targets(target_group_arn: str) -> list[str]:

@@ -8,12 +8,10 @@ or the termination waits out its heartbeat timeout. Real vLLM on CPU, IMDS emula
 
 from __future__ import annotations
 
-import boto3
 import pytest
 
-from agentdeploy.naming import DIM_AGENT, DIM_STACK, METRIC_NAMESPACE
 from agentdeploy.serving.node.cloud import METRIC_SPOT_INTERRUPTION
-from tests.node.fixtures import HOOK, REGION, create_fleet, frozen, registered_targets
+from tests.node.fixtures import HOOK, create_fleet, frozen, published_metric_names, registered_targets
 from tests.node.test_spot_drain import AGENT, STACK, VLLM_ARGS, _agent_args
 from tests.node.traffic import start_traffic
 
@@ -66,7 +64,4 @@ def test_target_state_terminated_drains_in_flight_and_completes_the_hook(
     assert completed_lifecycle_actions == [
         {"group": fleet.group, "hook": HOOK, "instance": fleet.instance_id, "result": "CONTINUE"}
     ]
-    cw = boto3.client("cloudwatch", region_name=REGION)
-    dims = [{"Name": DIM_STACK, "Value": STACK}, {"Name": DIM_AGENT, "Value": AGENT}]
-    names = {m["MetricName"] for m in cw.list_metrics(Namespace=METRIC_NAMESPACE, Dimensions=dims)["Metrics"]}
-    assert METRIC_SPOT_INTERRUPTION not in names  # our own scale-in is not a spot interruption
+    assert METRIC_SPOT_INTERRUPTION not in published_metric_names(STACK, AGENT)  # our own scale-in is not a spot interruption

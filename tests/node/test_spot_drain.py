@@ -13,8 +13,8 @@ import time
 import boto3
 import pytest
 
-from agentdeploy.naming import DIM_AGENT, DIM_STACK, METRIC_DEMAND, METRIC_IN_FLIGHT, METRIC_NAMESPACE, METRIC_QUEUE_DEPTH
-from tests.node.fixtures import HOOK, REGION, ImdsProcess, create_fleet, frozen, registered_targets
+from agentdeploy.naming import METRIC_DEMAND, METRIC_IN_FLIGHT, METRIC_NAMESPACE, METRIC_QUEUE_DEPTH
+from tests.node.fixtures import HOOK, REGION, ImdsProcess, agent_dims, create_fleet, frozen, published_metric_names, registered_targets
 from tests.node.traffic import direct_request, start_traffic
 
 pytestmark = [pytest.mark.integration, pytest.mark.vllm]
@@ -88,13 +88,10 @@ def test_spot_notice_drains_in_order_and_reports(
         {"group": fleet.group, "hook": HOOK, "instance": fleet.instance_id, "result": "CONTINUE"}
     ]
 
-    cw = boto3.client("cloudwatch", region_name=REGION)
-    dims = [{"Name": DIM_STACK, "Value": STACK}, {"Name": DIM_AGENT, "Value": AGENT}]
-    names = {m["MetricName"] for m in cw.list_metrics(Namespace=METRIC_NAMESPACE, Dimensions=dims)["Metrics"]}
-    assert {METRIC_QUEUE_DEPTH, METRIC_IN_FLIGHT, METRIC_DEMAND} <= names
+    assert {METRIC_QUEUE_DEPTH, METRIC_IN_FLIGHT, METRIC_DEMAND} <= published_metric_names(STACK, AGENT)
     now = time.time()
-    stats = cw.get_metric_statistics(
-        Namespace=METRIC_NAMESPACE, MetricName=METRIC_DEMAND, Dimensions=dims,
+    stats = boto3.client("cloudwatch", region_name=REGION).get_metric_statistics(
+        Namespace=METRIC_NAMESPACE, MetricName=METRIC_DEMAND, Dimensions=agent_dims(STACK, AGENT),
         StartTime=now - 600, EndTime=now + 60, Period=60, Statistics=["Maximum"],
     )["Datapoints"]
     assert max(d["Maximum"] for d in stats) >= 1, "demand while requests were in flight never reached CloudWatch"

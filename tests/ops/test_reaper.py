@@ -215,43 +215,30 @@ def test_instance_ec2_cannot_describe_counts_as_just_launched(aws) -> None:
     assert _state("prod-router") == (0, 1)
 
 
-class _ScaledOutMeanwhile(AwsClient):
-    """Autoscaling whose group scales out (demand arrived) between the reaper's read and its write."""
+class _ChangedMeanwhile(AwsClient):
+    """Autoscaling whose group is changed by someone else between the reaper's read and its write."""
 
-    def __init__(self, inner: AwsClient, name: str):
+    def __init__(self, inner: AwsClient, change):
         super().__init__(inner.raw)
-        self.name, self.bumped = name, False
+        self.change, self.changed = change, False
 
     def call(self, method: str, **kwargs):
-        if method == "describe_auto_scaling_groups" and not self.bumped:
-            self.bumped = True
-            self.raw.set_desired_capacity(AutoScalingGroupName=self.name, DesiredCapacity=3)
+        if method == "describe_auto_scaling_groups" and not self.changed:
+            self.changed = True
+            self.change(self.raw)
         return super().call(method, **kwargs)
 
 
 def test_a_fleet_scaled_out_while_reaping_is_kept(aws) -> None:
+    """Demand arrived meanwhile: the group scaled out."""
     cloud.fleet("prod-router", "prod", "router", desired=1)
     asg, ec2, cw = _clients()
     now = datetime.now(timezone.utc) + timedelta(hours=2)
     _quiet("prod", "router", now)
-    (report,) = reap(_ScaledOutMeanwhile(asg, "prod-router"), ec2, cw, stack="prod", idle_minutes=15, dry_run=False,
-                     clock=lambda: now)
+    scale_out = _ChangedMeanwhile(asg, lambda raw: raw.set_desired_capacity(AutoScalingGroupName="prod-router", DesiredCapacity=3))
+    (report,) = reap(scale_out, ec2, cw, stack="prod", idle_minutes=15, dry_run=False, clock=lambda: now)
     assert report.action == "keep" and "scaled out to 3" in report.reason
     assert cloud.group("prod-router")["DesiredCapacity"] == 3
-
-
-class _WarmedMeanwhile(AwsClient):
-    """Autoscaling whose group gets a warm floor (a `deploy up` of a new plan) between read and write."""
-
-    def __init__(self, inner: AwsClient, name: str):
-        super().__init__(inner.raw)
-        self.name, self.bumped = name, False
-
-    def call(self, method: str, **kwargs):
-        if method == "describe_auto_scaling_groups" and not self.bumped:
-            self.bumped = True
-            self.raw.update_auto_scaling_group(AutoScalingGroupName=self.name, MinSize=1)
-        return super().call(method, **kwargs)
 
 
 def test_a_floor_raised_while_reaping_is_kept(aws) -> None:
@@ -259,8 +246,9 @@ def test_a_floor_raised_while_reaping_is_kept(aws) -> None:
     asg, ec2, cw = _clients()
     now = datetime.now(timezone.utc) + timedelta(hours=2)
     _quiet("prod", "router", now)
-    (report,) = reap(_WarmedMeanwhile(asg, "prod-router"), ec2, cw, stack="prod", idle_minutes=15, dry_run=False,
-                     clock=lambda: now)
+    # A `deploy up` of a new plan gave the group a warm floor meanwhile.
+    warm = _ChangedMeanwhile(asg, lambda raw: raw.update_auto_scaling_group(AutoScalingGroupName="prod-router", MinSize=1))
+    (report,) = reap(warm, ec2, cw, stack="prod", idle_minutes=15, dry_run=False, clock=lambda: now)
     assert report.action == "keep" and not report.applied and "MinSize raised to 1" in report.reason
     assert _state("prod-router") == (1, 1)
 

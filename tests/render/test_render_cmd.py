@@ -69,3 +69,19 @@ def test_gpu_agent_gateway_budget_meters_the_claude_fallback_share():
     # the Claude fallback gets the plan's caching; vLLM's own prefix caching needs no breakpoints
     drafts = plan.agent("answer-drafts")
     assert drafts.cache.enabled and config.agents["answer-drafts"].cache.ttl == drafts.cache.ttl
+
+
+def test_render_points_the_gateway_at_replica_files_and_node_health(tmp_path):
+    """--replicas-dir and --node-health-port reach each GPU agent's upstream; a bad port is exit 2."""
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["render", str(EXAMPLES / "high-volume-router.yaml"), "--out", str(out),
+                                      "--replicas-dir", "/run/agentdeploy/replicas", "--node-health-port", "8081"])
+    assert result.exit_code == 0, result.output
+    config = load_config(out / "gateway.yaml")
+    vllm = {name: up for name, up in config.upstreams.items() if up.kind == "openai"}
+    assert vllm, "the example has a self-hosted agent"
+    for name, up in vllm.items():
+        assert up.node_health_port == 8081
+        assert up.replicas_file == f"/run/agentdeploy/replicas/{name.removeprefix('vllm-')}.replicas"
+    bad = CliRunner().invoke(cli, ["render", str(EXAMPLES / "high-volume-router.yaml"), "--out", str(out), "--node-health-port", "0"])
+    assert bad.exit_code == 2 and "--node-health-port" in bad.output
