@@ -100,7 +100,10 @@ class InstancePerf(BaseModel):
     #: Concurrency where throughput saturates and tail latency starts rising.
     knee_concurrency: int = Field(gt=0)
     ttft_p95_s_at_knee: float = Field(gt=0)
-    source: str = "EST"
+    #: Where the figures come from; "EST ..." marks an estimate and says how it was made.
+    source: str = Field(min_length=3)
+    #: When the source was published, or when the estimate was made.
+    as_of: date
 
 
 class GpuInstance(Sourced):

@@ -15,6 +15,9 @@ def test_every_entry_carries_source_and_date():
         for key, entry in group.items():
             assert len(entry.source) > 10, key
             assert entry.as_of.year >= 2025, key
+    for name, instance in cat.gpu_instances.items():  # speeds too: each with its own source and date
+        for size, perf in instance.perf.items():
+            assert len(perf.source) > 10 and perf.as_of.year >= 2025, (name, size)
     assert cat.assumptions.source
 
 
