@@ -195,10 +195,32 @@ def test_prompt_over_vllms_context_moves_to_the_larger_context_model(vllm_server
 
 
 def test_overload_from_real_in_flight_requests_spills_to_claude(vllm_server, claude_emulator, gateway_factory):
+    """One long stream holds the only slot (max_load 1); requests sent while it flows spill to
+    Claude. The overlap is made explicit: on a starved machine four 'concurrent' requests can
+    otherwise run one after another and never overlap at all."""
     gw = gateway_factory(_config(claude_emulator, [vllm_server.base_url], max_load=1, ttft=10.0), env=env_for(claude_emulator))
-    with cf.ThreadPoolExecutor(4) as ex:
-        futures = [ex.submit(chat, gw.url, GPU_KEY, max_tokens=200, ignore_eos=True, timeout=60) for _ in range(4)]
+    flowing = threading.Event()
+    box: dict = {}
+
+    def long_stream() -> None:
+        body = {"model": "x", "stream": True, "max_tokens": 480, "ignore_eos": True, "messages": [{"role": "user", "content": "go"}]}
+        with httpx.stream("POST", gw.url + "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {GPU_KEY}"}, timeout=60) as resp:
+            box["model"] = resp.headers.get("x-agentdeploy-model")
+            lines = []
+            for line in resp.iter_lines():
+                lines.append(line)
+                if '"content"' in line:
+                    flowing.set()
+            box["events"] = sse_events("\n\n".join(lines))
+
+    t = threading.Thread(target=long_stream)
+    t.start()
+    assert flowing.wait(60), "the long stream never started on vLLM"
+    with cf.ThreadPoolExecutor(3) as ex:
+        futures = [ex.submit(chat, gw.url, GPU_KEY, max_tokens=8, timeout=60) for _ in range(3)]
         models = [f.result().headers["x-agentdeploy-model"] for f in futures]
-    assert SERVED in models and "claude-haiku-4-5" in models
+    t.join(60)
+    assert box["model"] == SERVED and box["events"][-1][1] == "[DONE]"
+    assert "claude-haiku-4-5" in models, models  # sent while the only slot was taken
     m = httpx.get(gw.url + "/metrics").text
     assert metric_value(m, "agentdeploy_gateway_fallbacks_total", agent="gpu-agent", reason="overload") >= 1
