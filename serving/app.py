@@ -205,6 +205,8 @@ class Gateway:
                 m.circuit.set((up.name, t.url), state)
                 if up.kind == "openai":
                     m.queue.set((up.name, t.url), t.load)
+                    if up.spec.node_health_port is not None:
+                        m.draining.set((up.name, t.url), 0 if t.node_ok else 1)
         m.in_flight.set((), self.in_flight)
         rt = self.runtime
         for agent in rt.agents.values():

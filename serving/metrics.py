@@ -98,10 +98,11 @@ class GatewayMetrics:
         self.budget_rejections = Counter(p + "budget_rejections_total", "Requests refused or degraded by the budget policy.", ("agent", "action"))
         self.circuit = Gauge(p + "circuit_state", "Breaker state per target: 0 closed, 1 half-open, 2 open.", ("upstream", "target"))
         self.queue = Gauge(p + "replica_load", "Running + waiting requests per replica (from its /metrics).", ("upstream", "target"))
+        self.draining = Gauge(p + "replica_draining", "1 while the replica's node agent says it is draining: no new requests.", ("upstream", "target"))
         self.in_flight = Gauge(p + "in_flight", "Requests being served now.", ())
         self.stream_errors = Counter(p + "stream_errors_total", "Streams ended with an in-band error after bytes were sent.", ("agent", "upstream", "reason"))
         self.all = [self.requests, self.errors, self.fallbacks, self.ttft, self.latency, self.overhead, self.tokens, self.cost,
-                    self.budget_remaining, self.budget_rejections, self.circuit, self.queue, self.in_flight, self.stream_errors]
+                    self.budget_remaining, self.budget_rejections, self.circuit, self.queue, self.draining, self.in_flight, self.stream_errors]
 
     def render(self) -> bytes:
         lines: list[str] = []

@@ -32,7 +32,7 @@ OVERLOAD = "overload"
 
 
 class Target:
-    __slots__ = ("url", "ep", "breaker", "in_flight", "remote_load", "waiting", "finish_rate", "_finished", "polled")
+    __slots__ = ("url", "ep", "breaker", "in_flight", "remote_load", "waiting", "finish_rate", "_finished", "node_ok", "polled")
 
     def __init__(self, url: str, path: str, breaker: Breaker, headers: dict[str, str]) -> None:
         self.url = url.rstrip("/")
@@ -46,6 +46,9 @@ class Target:
         #: Requests the replica finishes per second (smoothed rate of vllm:request_success_total).
         self.finish_rate = 0.0
         self._finished: tuple[float, float] | None = None  # (poll time, counter) of the last poll
+        #: False while the node agent's /healthz says 503 (draining): no new requests at all. Not a
+        #: breaker state: an open breaker lapses into a trial request by design; a drain must not.
+        self.node_ok = True
         self.polled = False
 
     @property
@@ -53,19 +56,21 @@ class Target:
         # The replica's own view lags by up to one poll; ours is exact for our own requests.
         return max(float(self.in_flight), self.remote_load)
 
-    def observe(self, load: VllmLoad, now: float) -> None:
+    def observe(self, load: VllmLoad, now: float, max_gap_s: float = float("inf")) -> None:
         """Take one /metrics reading: load, queue, and the finish rate since the last reading.
 
         The rate is updated only over intervals the replica was busy through (work running or
-        queued at both readings): finishing nothing while idle says nothing about how fast it
-        drains a queue, and must not make the next burst look like an hour of waiting.
+        queued at both readings) and that are no longer than `max_gap_s`: finishing nothing
+        while idle, or across an outage the polls could not see into (a frozen or restarting
+        server), says nothing about how fast it drains a queue once it serves again.
         """
         busy_before = self.remote_load > 0
         self.remote_load, self.waiting = load.running + load.waiting, load.waiting
         if load.finished is None:
             return
         last = self._finished
-        if last is not None and busy_before and self.remote_load > 0 and now > last[0] and load.finished >= last[1]:
+        if (last is not None and busy_before and self.remote_load > 0 and 0 < now - last[0] <= max_gap_s
+                and load.finished >= last[1]):
             rate = (load.finished - last[1]) / (now - last[0])
             self.finish_rate = rate if self.finish_rate == 0 else 0.5 * self.finish_rate + 0.5 * rate
         self._finished = (now, load.finished)
@@ -167,13 +172,13 @@ class Upstream:
         if last_resort:
             if not self.targets:
                 return None, NO_HEALTHY
-            best = min(self.targets, key=lambda t: (not t.breaker.available(), t.load))
+            best = min(self.targets, key=lambda t: (not t.node_ok, not t.breaker.available(), t.load))
             best.breaker.acquire()
             return best, ""
         best: Target | None = None
         overloaded = False
         for t in self.targets:
-            if not t.breaker.available():
+            if not t.node_ok or not t.breaker.available():
                 continue
             if (self.max_load is not None and t.load >= self.max_load) or (
                     wait_budget_s is not None and t.predicted_wait_s() > wait_budget_s):
@@ -237,9 +242,10 @@ async def node_ready(session: aiohttp.ClientSession, up: Upstream, target: Targe
 
 async def poll_once(session: aiohttp.ClientSession, up: Upstream, target: Target) -> None:
     timeout = aiohttp.ClientTimeout(total=max(1.0, up.spec.metrics_poll_s * 2), sock_connect=up.connect_timeout)
-    if not await node_ready(session, up, target, timeout):
-        # Draining (spot notice) or its agent is gone: no new requests; those in flight finish.
-        target.breaker.trip()
+    target.node_ok = await node_ready(session, up, target, timeout)
+    if not target.node_ok:
+        # Draining (spot notice, scale-in) or its agent is gone: no new requests until it says
+        # 200 again; those already in flight finish. Not a failure, so the breaker is untouched.
         target.polled = True
         return
     try:
@@ -256,7 +262,8 @@ async def poll_once(session: aiohttp.ClientSession, up: Upstream, target: Target
         return
     target.polled = True
     if ok:
-        target.observe(parse_vllm_metrics(text), time.monotonic())
+        # A longer gap between good readings spans an outage: no rate from it (see observe).
+        target.observe(parse_vllm_metrics(text), time.monotonic(), max_gap_s=3 * up.spec.metrics_poll_s + 1.0)
         target.breaker.probe_ok()
     else:
         # 503 while the engine dies or warms up: not ready for traffic.
@@ -305,10 +312,6 @@ class SSEReader:
                     out.append(b"\n".join(data))
             if out:
                 return out
-
-
-def circuit_snapshot(upstreams: dict[str, Upstream]) -> list[tuple[str, str, int, float]]:
-    return [(u.name, t.url, t.breaker.state if not (t.breaker.state == OPEN and t.breaker.available()) else OPEN, t.load) for u in upstreams.values() for t in u.targets]
 
 
 __all__ = ["Upstream", "Target", "SSEReader", "poll_forever", "parse_vllm_metrics", "NO_HEALTHY", "OVERLOAD"]

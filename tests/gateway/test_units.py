@@ -25,7 +25,7 @@ from agentdeploy.serving.config import (
 )
 from agentdeploy.serving.pricing import Prices, Usage, cost_usd, worst_case_usd
 from agentdeploy.serving.redact import Redactor
-from agentdeploy.serving.upstreams import OVERLOAD, Target, Upstream, VllmLoad, node_health_url, parse_vllm_metrics
+from agentdeploy.serving.upstreams import NO_HEALTHY, OVERLOAD, Target, Upstream, VllmLoad, node_health_url, parse_vllm_metrics
 from tests.gateway.helpers import API_KEY, GPU_KEY, SHARED_KEY, gateway_config
 
 
@@ -358,3 +358,26 @@ def test_retry_after_reads_seconds_and_http_dates():
     assert fb._retry_after({"retry-after": formatdate(now + 7, usegmt=True)}, now) == pytest.approx(7.0)
     assert fb._retry_after({"retry-after": formatdate(now - 60, usegmt=True)}, now) == 0.0  # already past
     assert fb._retry_after({"retry-after": "soon"}, now) is None and fb._retry_after({}, now) is None
+
+
+def test_a_rate_measured_across_an_outage_is_not_kept():
+    """Frozen for 6 s, one request finished: that is no measure of how fast it drains a queue."""
+    t = _target()
+    t.observe(VllmLoad(running=2, waiting=1, finished=0), now=0.0, max_gap_s=1.6)
+    t.observe(VllmLoad(running=2, waiting=1, finished=4), now=0.2, max_gap_s=1.6)  # 20/s
+    t.observe(VllmLoad(running=2, waiting=1, finished=5), now=6.2, max_gap_s=1.6)  # the polls could not see in
+    assert t.finish_rate == pytest.approx(20.0) and t.predicted_wait_s() == pytest.approx(0.1)
+
+
+def test_a_draining_node_gets_nothing_even_when_its_breaker_would_allow_a_trial():
+    spec = UpstreamSpec(kind="openai", replicas=["http://r1:8000", "http://r2:8000"], node_health_port=8081)
+    up = Upstream("vllm", spec, BreakerSpec(), None)
+    draining, other = up.targets
+    draining.node_ok = False
+    draining.in_flight, other.in_flight = 0, 3  # the draining one looks idlest
+    assert up.pick()[0] is other
+    other.node_ok = False
+    assert up.pick() == (None, NO_HEALTHY)
+    other.node_ok = True
+    other.breaker.trip()
+    assert up.pick(last_resort=True)[0] is other  # nothing after it: a non-draining node first

@@ -118,10 +118,9 @@ def test_frozen_replica_slow_first_token_falls_back_then_stall_mid_stream_errors
     assert "[DONE]" not in [d for _, d in events]
 
 
-def test_killed_replica_mid_load_loses_no_request(vllm_factory, claude_emulator, gateway_factory):
-    server = vllm_factory(SERVED, extra_args=())
-    gw = gateway_factory(_config(claude_emulator, [server.base_url]), env=env_for(claude_emulator))
-    claude_emulator.configure(output_tokens=20)
+def _kill_mid_load(server, gw) -> tuple[list, list, list]:
+    """Load the gateway (3 non-streaming workers, 6 long streams flowing), SIGKILL the whole vLLM
+    group, send 3 more streams; return (non-streaming results, flowing streams, late streams)."""
     stop = threading.Event()
     results: list[tuple[int, str]] = []
 
@@ -154,8 +153,22 @@ def test_killed_replica_mid_load_loses_no_request(vllm_factory, claude_emulator,
         stop.set()
         for w in workers:
             w.result(timeout=90)
-        flowing_out = [f.result(timeout=90) for f in flowing]
-        late_out = [f.result(timeout=90) for f in late]
+        return results, [f.result(timeout=90) for f in flowing], [f.result(timeout=90) for f in late]
+
+
+def test_killed_replica_mid_load_loses_no_request(vllm_factory, claude_emulator, gateway_factory):
+    claude_emulator.configure(output_tokens=20)
+    # The client's view lags vLLM's: all six streams may have finished inside vLLM by the time the
+    # client has read a token of each, and then the kill lands after the end. That run proves
+    # nothing, so it is set up again on a fresh server (at most twice), never counted as a pass.
+    for attempt in range(2):
+        server = vllm_factory(SERVED, extra_args=())
+        gw = gateway_factory(_config(claude_emulator, [server.base_url]), env=env_for(claude_emulator))
+        results, flowing_out, late_out = _kill_mid_load(server, gw)
+        if any(sse_events("\n\n".join(out["lines"]))[-1][1] != "[DONE]" for out in flowing_out):
+            break
+    else:
+        pytest.fail("the kill did not land mid-stream in two runs")
 
     assert results, "no non-streaming request ran"
     assert all(code == 200 for code, _ in results), results  # zero failed client requests
@@ -164,15 +177,12 @@ def test_killed_replica_mid_load_loses_no_request(vllm_factory, claude_emulator,
         events = sse_events("\n\n".join(out["lines"]))
         assert out["status"] == 200 and events[-1][1] == "[DONE]" and openai_text(events)
         assert out["model"] == "claude-haiku-4-5"  # kill() returns once the whole vLLM group is gone
-    cut = 0
     for out in flowing_out:  # already flowing: an explicit in-band error, never a silent cut
         events = sse_events("\n\n".join(out["lines"]))
         assert out["model"] == SERVED
         last = events[-1][1]
         if last != "[DONE]":
             assert isinstance(last, dict) and "error" in last, events[-3:]
-            cut += 1
-    assert cut >= 1, "the kill did not land mid-stream"
 
 
 def test_prompt_over_vllms_context_moves_to_the_larger_context_model(vllm_server, claude_emulator, gateway_factory):

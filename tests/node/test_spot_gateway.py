@@ -105,7 +105,11 @@ def test_gateway_serves_through_a_spot_interruption(
         agent.wait_for(lambda s: s["phase"] != "serving", 20, "notice seen")
         assert any(t.is_alive() for t in longs), "the notice must land while requests are in flight"
 
-    time.sleep(0.6)  # three of the gateway's 0.2 s polls: it has read the node's 503
+    deadline = time.monotonic() + 15  # the gateway's next node poll (slow while vLLM was frozen)
+    while not any(ln.startswith("agentdeploy_gateway_replica_draining{") and float(ln.rsplit(" ", 1)[1]) == 1
+                  for ln in httpx.get(gw.url + "/metrics").text.splitlines()):
+        assert time.monotonic() < deadline, "the gateway never saw the node draining"
+        time.sleep(0.1)
     probes: list[tuple[int | None, str]] = []
     stop_probing = threading.Event()
 

@@ -100,6 +100,11 @@ def run_main(config: dict[str, str], secret_keys: list[str], stack: str = "test"
     """Run stacks/program.py:main() as `pulumi up` would, with this stack config."""
     from agentdeploy.stacks import program
 
+    # Pulumi's test runtime runs on asyncio.get_event_loop(). Once any earlier test has used
+    # asyncio.run() (which ends with set_event_loop(None)), that call raises in the main thread
+    # on Python 3.11, so whether these tests pass would depend on test order. Each run gets a
+    # loop of its own.
+    asyncio.set_event_loop(asyncio.new_event_loop())
     mocks = RecordingMocks()
     pulumi.runtime.set_mocks(mocks, project="agentdeploy", stack=stack, preview=False)
     pulumi.runtime.set_all_config(config, secret_keys)
