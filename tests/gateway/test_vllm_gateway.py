@@ -204,10 +204,10 @@ def test_prompt_over_vllms_context_moves_to_the_larger_context_model(vllm_server
     assert len(claude_emulator.requests()) == 2
 
 
-def test_overload_from_real_in_flight_requests_spills_to_claude(vllm_server, claude_emulator, gateway_factory):
-    """One long stream holds the only slot (max_load 1); requests sent while it flows spill to
-    Claude. The overlap is made explicit: on a starved machine four 'concurrent' requests can
-    otherwise run one after another and never overlap at all."""
+def test_overload_from_real_in_flight_requests_spills_to_claude(vllm_server, claude_emulator, gateway_factory, frozen):
+    """One long stream holds the only slot (max_load 1); requests sent while it is in flight spill
+    to Claude. The overlap is made certain: vLLM is frozen mid-stream while they are sent (a fast
+    replica could otherwise finish the stream before they arrive, and nothing would overlap)."""
     gw = gateway_factory(_config(claude_emulator, [vllm_server.base_url], max_load=1, ttft=10.0), env=env_for(claude_emulator))
     flowing = threading.Event()
     box: dict = {}
@@ -226,11 +226,15 @@ def test_overload_from_real_in_flight_requests_spills_to_claude(vllm_server, cla
     t = threading.Thread(target=long_stream)
     t.start()
     assert flowing.wait(60), "the long stream never started on vLLM"
-    with cf.ThreadPoolExecutor(3) as ex:
-        futures = [ex.submit(chat, gw.url, GPU_KEY, max_tokens=8, timeout=60) for _ in range(3)]
-        models = [f.result().headers["x-agentdeploy-model"] for f in futures]
+    frozen(vllm_server)
+    try:  # well inside the 2 s stall limit: the stream resumes afterwards
+        with cf.ThreadPoolExecutor(3) as ex:
+            answers = [f.result() for f in [ex.submit(chat, gw.url, GPU_KEY, max_tokens=8, timeout=60) for _ in range(3)]]
+    finally:
+        frozen.thaw(vllm_server)
     t.join(60)
-    assert box["model"] == SERVED and box["events"][-1][1] == "[DONE]"
-    assert "claude-haiku-4-5" in models, models  # sent while the only slot was taken
+    assert [r.headers["x-agentdeploy-model"] for r in answers] == ["claude-haiku-4-5"] * 3
+    assert all(r.headers["x-agentdeploy-fallback"] == "vllm:overload" for r in answers)
+    assert box["model"] == SERVED and box["events"][-1][1] == "[DONE]", box["events"][-2:]  # it resumed and completed
     m = httpx.get(gw.url + "/metrics").text
     assert metric_value(m, "agentdeploy_gateway_fallbacks_total", agent="gpu-agent", reason="overload") >= 1
