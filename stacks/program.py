@@ -18,7 +18,7 @@ from agentdeploy.errors import InvalidInput
 from agentdeploy.naming import CONFIG_ANTHROPIC_KEY
 from agentdeploy.planner.catalog import Catalog
 from agentdeploy.planner.plan import Plan
-from agentdeploy.stacks.settings import NAMESPACE, StackSettings, parse_settings
+from agentdeploy.stacks.settings import DEFAULT_GATEWAY_IMAGE, NAMESPACE, StackSettings, parse_settings
 
 if TYPE_CHECKING:
     from agentdeploy.stacks.components.secrets import SecretInputs
@@ -184,11 +184,21 @@ def main() -> None:
         raise pulumi.RunError(err.render()) from None
 
 
+GATEWAY_IMAGE_UNSET = (
+    f"{NAMESPACE}:gatewayImage is not set, so the gateway's tasks will pull {DEFAULT_GATEWAY_IMAGE!r}, which no "
+    "registry serves: build the repository's Dockerfile, push it, and set it with `pulumi config set "
+    f"{NAMESPACE}:gatewayImage <registry>/agentdeploy-gateway:<tag>` (README, Deploying)."
+)
+
+
 def _main() -> None:
     from agentdeploy.stackconfig import find_project_root
 
     config = pulumi.Config(NAMESPACE)
     settings = read_settings(config)
+    if settings.gateway_image == DEFAULT_GATEWAY_IMAGE:
+        # The deploy itself would succeed and the gateway's tasks then never start: say so now.
+        pulumi.log.warn(GATEWAY_IMAGE_UNSET)
     decision = Path(settings.decision_file)
     if not decision.is_absolute():
         decision = find_project_root() / decision

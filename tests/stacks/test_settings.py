@@ -72,3 +72,26 @@ def test_shipped_stack_configs_deploy_under_mocks(stack):
     assert bool(gpu) == (stack == "prod")
     if stack == "prod":
         assert not run.mocks.of_type("aws:ec2/vpc:Vpc")  # prod uses the team's VPC
+
+
+def test_an_unset_gateway_image_is_warned_about_and_a_set_one_is_not(monkeypatch):
+    """The default image name is a placeholder no registry serves: `up` would succeed and the
+    gateway's tasks never start. The program says so in the preview/up output."""
+    import pulumi
+
+    from agentdeploy.stacks.program import GATEWAY_IMAGE_UNSET
+
+    warned: list[str] = []
+    monkeypatch.setattr(pulumi.log, "warn", lambda msg, *a, **k: warned.append(msg))
+    cfg = load_stack_config("dev", find_project_root())
+    config = {k: (v if isinstance(v, str) else __import__("json").dumps(v)) for k, v in cfg.config.items()}
+    config["agentdeploy:anthropicApiKey"] = "sk-ant-test-0000000000"
+    config.pop("agentdeploy:gatewayImage", None)
+    run_main(config, ["agentdeploy:anthropicApiKey"], stack="dev")
+    assert GATEWAY_IMAGE_UNSET in warned and "pulumi config set agentdeploy:gatewayImage" in GATEWAY_IMAGE_UNSET
+    warned.clear()
+    config["agentdeploy:gatewayImage"] = "123456789012.dkr.ecr.us-east-1.amazonaws.com/agentdeploy-gateway:0.1.0"
+    run = run_main(config, ["agentdeploy:anthropicApiKey"], stack="dev")
+    assert GATEWAY_IMAGE_UNSET not in warned
+    task = run.mocks.one("aws:ecs/taskDefinition:TaskDefinition")
+    assert "123456789012.dkr.ecr" in str(task.inputs)
