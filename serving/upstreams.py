@@ -4,10 +4,11 @@ An OpenAI-compatible upstream (vLLM) has replicas; each carries a circuit breake
 requests this gateway has in flight to it, and the load its own `/metrics` reports
 (`vllm:num_requests_running` + `vllm:num_requests_waiting`). A poller reads those every
 `metrics_poll_s`, which doubles as the health probe (together with the node agent's /healthz
-when `node_health_port` is set), and re-reads `replicas_file`. The pick is
-the healthy replica with the least load; a replica whose load has reached
-`max_load_per_replica` counts as overloaded (its queue would eat the latency budget), and an
-upstream with no healthy replica is skipped at once (scaled to zero, still warming).
+when `node_health_port` is set), and re-reads `replicas_file`. The pick is the healthy replica
+with the least load. A replica counts as overloaded when its load has reached
+`max_load_per_replica`, or when its queue over its measured finish rate would outlast the chain
+entry's first-token budget. A draining node is skipped, and an upstream with no healthy replica
+is skipped at once (scaled to zero, still warming).
 """
 
 from __future__ import annotations
