@@ -22,9 +22,10 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from agentdeploy.serving.breaker import OPEN, Breaker
+from agentdeploy.serving.breaker import Breaker
 from agentdeploy.serving.config import BreakerSpec, UpstreamSpec
 from agentdeploy.serving.httpclient import Endpoint
+from agentdeploy.serving.prometheus import sum_samples
 
 log = logging.getLogger("agentdeploy.gateway")
 
@@ -202,24 +203,13 @@ class VllmLoad:
     finished: float | None = None
 
 
-_SERIES = {"vllm:num_requests_running": "running", "vllm:num_requests_waiting": "waiting", "vllm:request_success_total": "finished"}
+RUNNING, WAITING, FINISHED = "vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:request_success_total"
 
 
 def parse_vllm_metrics(text: str) -> VllmLoad:
     """Load, queue and finished-request count from vLLM's Prometheus text (summed over label sets)."""
-    sums: dict[str, float] = {}
-    for line in text.splitlines():
-        if not line.startswith("vllm:"):
-            continue
-        name = line.split("{", 1)[0].split(" ", 1)[0]
-        field = _SERIES.get(name)
-        if field is None:
-            continue
-        try:
-            sums[field] = sums.get(field, 0.0) + float(line.rsplit(" ", 1)[1])
-        except (IndexError, ValueError):
-            continue
-    return VllmLoad(sums.get("running", 0.0), sums.get("waiting", 0.0), sums.get("finished"))
+    sums = sum_samples(text, (RUNNING, WAITING, FINISHED))
+    return VllmLoad(sums.get(RUNNING, 0.0), sums.get(WAITING, 0.0), sums.get(FINISHED))
 
 
 def node_health_url(replica_url: str, port: int) -> str:

@@ -1,5 +1,6 @@
 """The node agent's parts: each module does one job; `agent.NodeAgent` wires them together.
 
-notices.py / drain.py / prometheus.py are pure (parsing and decisions); imds.py, vllm_client.py,
+notices.py / drain.py are pure (parsing and decisions; vLLM's /metrics text is read by
+serving/prometheus.py, shared with the gateway); imds.py, vllm_client.py,
 cloud.py and stopper.py are the side effects behind small interfaces; health.py is the HTTP face.
 """

@@ -7,7 +7,7 @@ from typing import Literal
 
 import aiohttp
 
-from agentdeploy.serving.node.prometheus import sum_samples
+from agentdeploy.serving.prometheus import sum_samples
 
 WAITING = "vllm:num_requests_waiting"
 RUNNING = "vllm:num_requests_running"

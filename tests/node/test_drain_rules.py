@@ -23,7 +23,7 @@ from agentdeploy.serving.node.notices import (
     parse_target_lifecycle_state,
     scale_in_notice,
 )
-from agentdeploy.serving.node.prometheus import sum_samples
+from agentdeploy.serving.prometheus import sum_samples
 
 T = DrainTiming(shutdown_timeout_s=90, margin_s=10, settle_s=5)
 NOTICE = 1_000_120.0  # the instance goes at this epoch second

@@ -1,4 +1,7 @@
-"""Read gauges from Prometheus text exposition (what vLLM's /metrics serves), pure."""
+"""Read gauges and counters from Prometheus text exposition (what vLLM's /metrics serves), pure.
+
+One parser for the gateway (replica load, queue, finish rate) and the node agent (demand).
+"""
 
 from __future__ import annotations
 
