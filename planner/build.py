@@ -34,7 +34,7 @@ from agentdeploy.planner.plan import (
     Totals,
 )
 from agentdeploy.planner.caching import OPTIONS
-from agentdeploy.planner.context import largest_request, max_tokens_for, misfit
+from agentdeploy.planner.context import max_tokens_for, misfit, planned_request
 from agentdeploy.planner.quality import judge, quality_floor
 from agentdeploy.planner.spec import Agent, Spec
 
@@ -278,12 +278,12 @@ def plan_agent(name: str, agent: Agent, spec: Spec, catalog: Catalog, scale: flo
 
 
 def claude_misfit(agent: Agent, model: ClaudeModel, margin: float) -> str | None:
-    request = largest_request(agent.profile, max_tokens_for(agent.profile, model.max_output_tokens, margin))
+    request = planned_request(agent.profile, model.max_output_tokens, margin)
     return misfit(model.context_tokens, request)
 
 
 def open_misfit(agent: Agent, model: OpenModel, margin: float) -> str | None:
-    request = largest_request(agent.profile, max_tokens_for(agent.profile, min(model.context_tokens, GPU_MAX_TOKENS), margin))
+    request = planned_request(agent.profile, min(model.context_tokens, GPU_MAX_TOKENS), margin)
     return misfit(model.context_tokens, request)
 
 
@@ -292,7 +292,7 @@ def _context_infeasible(name: str, agent: Agent, spec: Spec, catalog: Catalog, c
     margin = catalog.assumptions.max_tokens_margin
     best = max(candidates, key=lambda m: catalog.claude_models[m].context_tokens)
     model = catalog.claude_models[best]
-    request = largest_request(agent.profile, max_tokens_for(agent.profile, model.max_output_tokens, margin))
+    request = planned_request(agent.profile, model.max_output_tokens, margin)
     return (
         f"{spec.where('agents', name, 'profile')}: {name}: the largest request ({request.words()}) fits the context of no model "
         f"meeting quality floor tier {quality_floor(agent.quality)} (largest: {best}, {model.context_tokens:,} tokens); relax the profile: "
@@ -325,7 +325,7 @@ def _gpu_pin_infeasible(name, agent, spec, floor, measure, ceiling, fallback, mi
 
 def _context_note(agent: Agent, catalog: Catalog, excluded: list[tuple[str, int]]) -> str:
     cap = max(cm.max_output_tokens for cm in catalog.claude_models.values())
-    request = largest_request(agent.profile, max_tokens_for(agent.profile, cap, catalog.assumptions.max_tokens_margin))
+    request = planned_request(agent.profile, cap, catalog.assumptions.max_tokens_margin)
     models = ", ".join(f"{m} ({ctx:,})" for m, ctx in excluded)
     return f"excluded for their context windows: {models} cannot hold the largest request ({request.words()})"
 
@@ -593,7 +593,7 @@ def _context_need(agent: Agent, cap: int, margin: float) -> int:
     """vLLM's max_model_len: the largest request with max_tokens, with room to spare (a power of two)."""
     p = agent.profile
     need = p.static_prefix_tokens + p.turns * (p.input_tokens_per_turn + p.output_tokens_per_turn) + p.p99_output
-    need = max(need, largest_request(p, max_tokens_for(p, cap, margin)).total)
+    need = max(need, planned_request(p, cap, margin).total)
     return max(2048, 1 << math.ceil(math.log2(need * 1.25)))
 
 

@@ -47,6 +47,11 @@ def largest_request(profile: Profile, max_tokens: int) -> Request:
     return Request(profile.static_prefix_tokens, history, profile.input_tokens_per_turn, max_tokens)
 
 
+def planned_request(profile: Profile, cap: int, margin: float) -> Request:
+    """The largest request with the max_tokens the planner would set under this output cap."""
+    return largest_request(profile, max_tokens_for(profile, cap, margin))
+
+
 def misfit(context_tokens: int, request: Request) -> str | None:
     """Why a model with this context window cannot serve the request, or None when it fits."""
     if request.total <= context_tokens:
