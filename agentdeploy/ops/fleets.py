@@ -36,6 +36,11 @@ class Fleet:
     instances: tuple[FleetInstance, ...]
     tags: dict[str, str]
 
+    @property
+    def in_service(self) -> int:
+        """Instances the group counts as running (InService), healthy or not."""
+        return sum(1 for i in self.instances if i.lifecycle_state == "InService")
+
 
 def belongs_to(tags: dict[str, str], stack: str) -> bool:
     """True only for a GPU fleet carrying this stack's tags."""

@@ -69,8 +69,7 @@ def up_since(fleet: Fleet, launch_times: list[datetime]) -> datetime:
 
 def _running(fleet: Fleet) -> str:
     """'2 instance(s) run' (InService), else the desired count the group is working towards."""
-    in_service = sum(1 for i in fleet.instances if i.lifecycle_state == "InService")
-    return f"{in_service} instance(s) run" if in_service else f"desired capacity is {fleet.desired}"
+    return f"{fleet.in_service} instance(s) run" if fleet.in_service else f"desired capacity is {fleet.desired}"
 
 
 def decide(

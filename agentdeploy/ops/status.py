@@ -80,7 +80,7 @@ def fleet_status(fleet: Fleet, instances: dict[str, dict]) -> FleetStatus:
         desired=fleet.desired,
         min_size=fleet.min_size,
         max_size=fleet.max_size,
-        in_service=sum(1 for i in fleet.instances if i.lifecycle_state == "InService"),
+        in_service=fleet.in_service,
         healthy=sum(1 for i in fleet.instances if i.healthy),
         spot=sum(1 for lc in lifecycles if lc == "spot"),
         on_demand=sum(1 for lc in lifecycles if lc != "spot"),
