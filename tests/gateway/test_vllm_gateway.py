@@ -44,7 +44,11 @@ def frozen():
         server.process.signal_group(signal.SIGCONT)
         stopped.remove(server)
 
+    def forget(server):
+        stopped.remove(server)  # killed while frozen: nothing to thaw
+
     freeze.thaw = thaw
+    freeze.forget = forget
     yield freeze
     for server in list(stopped):
         server.process.signal_group(signal.SIGCONT)
@@ -156,33 +160,110 @@ def _kill_mid_load(server, gw) -> tuple[list, list, list]:
         return results, [f.result(timeout=90) for f in flowing], [f.result(timeout=90) for f in late]
 
 
-def test_killed_replica_mid_load_loses_no_request(vllm_factory, claude_emulator, gateway_factory):
+def test_killed_replica_mid_load_loses_no_request(vllm_factory, claude_emulator, gateway_factory, frozen):
     claude_emulator.configure(output_tokens=20)
-    # The client's view lags vLLM's: all six streams may have finished inside vLLM by the time the
-    # client has read a token of each, and then the kill lands after the end. That run proves
-    # nothing, so it is set up again on a fresh server (at most twice), never counted as a pass.
-    for attempt in range(2):
-        server = vllm_factory(SERVED, extra_args=())
+    # The kill must land while a stream is flowing through the gateway; _kill_mid_load only kills
+    # once it has seen one there (vLLM frozen, so nothing more can arrive). If every stream
+    # ended before that, the scene is set up again on a fresh server, never counted as a pass.
+    for attempt in range(3):
+        server = vllm_factory(SERVED, extra_args=("--max-num-seqs", "2"))
         gw = gateway_factory(_config(claude_emulator, [server.base_url]), env=env_for(claude_emulator))
-        results, flowing_out, late_out = _kill_mid_load(server, gw)
-        if any(sse_events("\n\n".join(out["lines"]))[-1][1] != "[DONE]" for out in flowing_out):
+        scene = _kill_mid_load(server, gw, frozen)
+        if scene is not None:
             break
     else:
-        pytest.fail("the kill did not land mid-stream in two runs")
+        pytest.fail("in three runs no stream was caught mid-way when vLLM was frozen")
+    results, flowing_out, not_started_out, finished_out, late_out = scene
 
     assert results, "no non-streaming request ran"
     assert all(code == 200 for code, _ in results), results  # zero failed client requests
     assert any(model == "claude-haiku-4-5" for _, model in results)
-    for out in late_out:  # not started when vLLM died: completed on Claude, cleanly
+    # Not started when vLLM died (the gateway had no chunk, so it had sent nothing), or sent
+    # after: completed on Claude, cleanly.
+    for out in not_started_out + late_out:
         events = sse_events("\n\n".join(out["lines"]))
-        assert out["status"] == 200 and events[-1][1] == "[DONE]" and openai_text(events)
+        assert out["status"] == 200 and events[-1][1] == "[DONE]" and openai_text(events), events[-3:]
         assert out["model"] == "claude-haiku-4-5"  # kill() returns once the whole vLLM group is gone
-    for out in flowing_out:  # already flowing: an explicit in-band error, never a silent cut
+    # Already flowing: an explicit in-band error, never a silent cut.
+    for out in flowing_out:
         events = sse_events("\n\n".join(out["lines"]))
         assert out["model"] == SERVED
         last = events[-1][1]
-        if last != "[DONE]":
-            assert isinstance(last, dict) and "error" in last, events[-3:]
+        assert isinstance(last, dict) and "error" in last, events[-3:]
+        assert "[DONE]" not in [d for _, d in events]
+    for out in finished_out:  # ended before the kill: vLLM's whole answer
+        events = sse_events("\n\n".join(out["lines"]))
+        assert out["model"] == SERVED and events[-1][1] == "[DONE]"
+
+
+def _kill_mid_load(server, gw, frozen) -> tuple[list, list, list, list, list] | None:
+    """Load the gateway (3 non-streaming workers, 6 long streams, two sequences at a time in
+    vLLM), and SIGKILL the whole vLLM group while a stream is flowing; then send 3 more streams.
+
+    A client's view of a stream lags vLLM's (on a 2-core machine vLLM's front end may deliver a
+    whole answer in one burst), so "flowing" is judged with vLLM frozen: after a short settle the
+    clients hold everything that was sent, and a stream with content but no end is certainly
+    mid-way. Returns (non-streaming results, flowing, not started, finished, late) as they stood
+    at the kill, or None when every stream ended before one was caught mid-way.
+    """
+    stop = threading.Event()
+    results: list[tuple[int, str]] = []
+
+    def non_streaming_worker():
+        while not stop.is_set():
+            r = chat(gw.url, GPU_KEY, max_tokens=64, ignore_eos=True, timeout=60)
+            results.append((r.status_code, r.headers.get("x-agentdeploy-model", "")))
+
+    def stream_once(out: dict) -> dict:
+        body = {"model": "x", "stream": True, "max_tokens": 480, "ignore_eos": True, "messages": [{"role": "user", "content": "a long answer"}]}
+        with httpx.stream("POST", gw.url + "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {GPU_KEY}"}, timeout=60) as resp:
+            out["status"] = resp.status_code
+            out["model"] = resp.headers.get("x-agentdeploy-model")
+            for line in resp.iter_lines():
+                out["lines"].append(line)
+        return out
+
+    def started(out: dict) -> bool:
+        return any('"content"' in ln for ln in list(out["lines"]))
+
+    def ended(out: dict) -> bool:
+        return "data: [DONE]" in out["lines"]
+
+    time.sleep(1.5)  # vLLM's engine leaves its post-step busy loop: streams start smoother
+    with cf.ThreadPoolExecutor(16) as ex:
+        workers = [ex.submit(non_streaming_worker) for _ in range(3)]
+        outs: list[dict] = [{"lines": []} for _ in range(6)]
+        streams = [ex.submit(stream_once, out) for out in outs]
+        caught = False
+        deadline = time.monotonic() + 90
+        while not caught and not all(f.done() for f in streams) and time.monotonic() < deadline:
+            if not any(started(o) and not ended(o) for o in outs):
+                time.sleep(0.005)
+                continue
+            frozen(server)
+            time.sleep(0.4)  # well inside the gateway's 2 s stall limit
+            flowing = [o for o in outs if started(o) and not ended(o)]
+            caught = bool(flowing)
+            if caught:
+                snapshot = {id(o): ("flowing" if o in flowing else "finished" if ended(o) else "not_started") for o in outs}
+                server.kill()  # SIGKILL the whole (frozen) vLLM group while those streams flow
+                frozen.forget(server)
+            else:
+                frozen.thaw(server)
+        if not caught:
+            stop.set()
+            for f in workers + streams:
+                f.result(timeout=90)
+            return None
+        late = [ex.submit(stream_once, {"lines": []}) for _ in range(3)]  # streams that had not started yet
+        time.sleep(1.5)
+        stop.set()
+        for w in workers:
+            w.result(timeout=90)
+        for f in streams:
+            f.result(timeout=90)
+        by_state = {state: [o for o in outs if snapshot[id(o)] == state] for state in ("flowing", "not_started", "finished")}
+        return results, by_state["flowing"], by_state["not_started"], by_state["finished"], [f.result(timeout=90) for f in late]
 
 
 def test_prompt_over_vllms_context_moves_to_the_larger_context_model(vllm_server, claude_emulator, gateway_factory):

@@ -8,6 +8,7 @@ SIGTERM, vLLM exits, the lifecycle hook is completed — and demand reached Clou
 from __future__ import annotations
 
 import re
+import signal
 import time
 
 import boto3
@@ -32,6 +33,18 @@ def vllm_args(shutdown_timeout_s: int = SHUTDOWN_TIMEOUT_S, max_num_seqs: int = 
 
 
 VLLM_ARGS = vllm_args()
+
+#: Answers longer than the tiny model's 512 positions (noise either way), so the engine is
+#: busy for seconds, not a fraction of one.
+LONG_CONTEXT, LONG_ANSWER = 2048, 1500
+LONG_CONTEXT_ENV = {"VLLM_ALLOW_LONG_MAX_MODEL_LEN": "1"}
+
+
+def wait_for_log(process, text: str, count: int, timeout_s: float) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while process.log_tail(200_000).count(text) < count:
+        assert time.monotonic() < deadline, f"{text!r} not logged {count} times in {timeout_s}s"
+        time.sleep(0.05)
 
 
 def _agent_args(server, imds: ImdsProcess, *extra: str, shutdown_timeout_s: int = SHUTDOWN_TIMEOUT_S) -> list[str]:  # type: ignore[no-untyped-def]
@@ -103,22 +116,35 @@ def test_notice_near_its_deadline_sigterms_at_once_and_vllm_still_finishes_in_fl
     imds = imds_factory()
     # vLLM's own drain must finish everything here: give it room on a busy 2-core machine.
     shutdown_timeout_s = 20
-    server = vllm_factory(extra_args=vllm_args(shutdown_timeout_s))
+    server = vllm_factory(
+        extra_args=[*vllm_args(shutdown_timeout_s), "--max-model-len", str(LONG_CONTEXT), "--enable-log-requests"],
+        env=LONG_CONTEXT_ENV,
+    )
     agent = node_agent_factory(_agent_args(server, imds, "--no-aws", shutdown_timeout_s=shutdown_timeout_s))
     agent.wait_for(lambda s: s["healthy"], 30, "healthy")
 
     # vLLM's drain covers what its engine holds; a request still in its HTTP front end at
     # SIGTERM gets a 500 (seen with vLLM 0.32) — why the agent waits for /load to reach 0 when
-    # the notice allows. Here: two streams, both running in the engine when the notice comes.
-    traffic = start_traffic(server.base_url, server.served_name, streaming=2, plain=0)
-    # Each stream's first token proves it reached the engine (vLLM's front end can hold the
-    # second one back for a while on a busy machine); ~400 more tokens each: freeze at once.
-    traffic.wait_streaming(all_streams=True)
-    with frozen(server.process):  # the SIGTERM waits, pending, until the thaw
+    # the notice allows. Here the engine must certainly be generating both answers when the
+    # SIGTERM reaches it. A client's first token cannot prove that: on a 2-core machine vLLM's
+    # front end often gets a whole answer in one burst after the engine finished it. So the
+    # order is made by hand: the engine is stopped while its API server hands it the requests;
+    # then the API server is stopped too, holding the agent's SIGTERM; the engine resumes and
+    # generates (~2.5 s for these answers); only then does the API server wake to the signal.
+    server.process.signal_children(signal.SIGSTOP)
+    try:
+        traffic = start_traffic(server.base_url, server.served_name, streaming=2, plain=0, answer_tokens=LONG_ANSWER)
+        wait_for_log(server.process, "Received request", count=2, timeout_s=30)
+        time.sleep(0.5)  # from the log line to the engine's input socket: the request's first await
+        server.process.signal_group(signal.SIGSTOP)
         # 22 s left < shutdown timeout 20 + margin 5: no time to wait, vLLM's own drain must do it.
         imds.interrupt("terminate", in_seconds=22)
         state = agent.wait_for(lambda s: any(e["event"] == "vllm_signalled" for e in s["events"]), 20, "SIGTERM sent")
         assert state["stop_reason"] == "deadline"
+        server.process.signal_children(signal.SIGCONT)
+        time.sleep(0.5)
+    finally:
+        server.process.signal_group(signal.SIGCONT)
 
     # vLLM takes the signal on its own event loop; once it has, a new request must not be served.
     # (vLLM 0.32 keeps /health at 200 while draining and may hold such a request until the
@@ -132,7 +158,7 @@ def test_notice_near_its_deadline_sigterms_at_once_and_vllm_still_finishes_in_fl
 
     traffic.join(timeout_s=60)
     drained = re.search(r"draining in-flight requests count=(\d+)", server.process.log_tail(200_000))
-    assert drained and int(drained.group(1)) >= 1, "vLLM had nothing in flight at SIGTERM"
+    assert drained and int(drained.group(1)) == 2, f"vLLM did not hold both answers at SIGTERM: {drained and drained.group(0)}"
     for outcome in traffic.outcomes:
         assert outcome.complete, outcome
     agent.wait_for(lambda s: s["phase"] == "drained", 30, "drained")

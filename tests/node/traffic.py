@@ -17,6 +17,7 @@ ANSWER_TOKENS = 400
 @dataclass
 class Outcome:
     kind: str
+    answer_tokens: int = ANSWER_TOKENS
     status: int | None = None
     completion_tokens: int | None = None
     finish_reason: str | None = None
@@ -27,15 +28,15 @@ class Outcome:
 
     @property
     def complete(self) -> bool:
-        ok = self.status == 200 and self.finish_reason == "length" and self.completion_tokens == ANSWER_TOKENS
+        ok = self.status == 200 and self.finish_reason == "length" and self.completion_tokens == self.answer_tokens
         return ok and (self.kind == "plain" or self.saw_done)
 
 
-def _body(model: str, stream: bool) -> dict:
+def _body(model: str, stream: bool, answer_tokens: int) -> dict:
     body = {
         "model": model,
         "messages": [{"role": "user", "content": "Draft the overnight marketing email."}],
-        "max_tokens": ANSWER_TOKENS,
+        "max_tokens": answer_tokens,
         "ignore_eos": True,
     }
     if stream:
@@ -48,14 +49,14 @@ def _run(base_url: str, model: str, outcome: Outcome) -> None:
     timeout = httpx.Timeout(60.0, connect=5.0)
     try:
         if outcome.kind == "plain":
-            r = httpx.post(url, json=_body(model, False), timeout=timeout)
+            r = httpx.post(url, json=_body(model, False, outcome.answer_tokens), timeout=timeout)
             outcome.status = r.status_code
             if r.status_code == 200:
                 data = r.json()
                 outcome.completion_tokens = data["usage"]["completion_tokens"]
                 outcome.finish_reason = data["choices"][0]["finish_reason"]
             return
-        with httpx.stream("POST", url, json=_body(model, True), timeout=timeout) as r:
+        with httpx.stream("POST", url, json=_body(model, True, outcome.answer_tokens), timeout=timeout) as r:
             outcome.status = r.status_code
             for line in r.iter_lines():
                 if not line.startswith("data: "):
@@ -102,10 +103,10 @@ class Traffic:
         assert not any(t.is_alive() for t in self.threads), "requests still running after the join timeout"
 
 
-def start_traffic(base_url: str, model: str, streaming: int, plain: int) -> Traffic:
+def start_traffic(base_url: str, model: str, streaming: int, plain: int, answer_tokens: int = ANSWER_TOKENS) -> Traffic:
     traffic = Traffic()
     for kind in ["stream"] * streaming + ["plain"] * plain:
-        outcome = Outcome(kind)
+        outcome = Outcome(kind, answer_tokens)
         thread = threading.Thread(target=_run, args=(base_url, model, outcome), daemon=True)
         traffic.outcomes.append(outcome)
         traffic.threads.append(thread)

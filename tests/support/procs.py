@@ -73,6 +73,26 @@ class ManagedProcess:
         except ProcessLookupError:
             pass
 
+    def signal_children(self, sig: int) -> list[int]:
+        """Send `sig` to every member of the group but its leader (for vLLM: the engine core,
+        its worker and the resource tracker, not the API server); returns their pids."""
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == self.pid:
+                continue
+            try:
+                # Fields after the command name, which is in parentheses: state ppid pgrp ...
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue  # gone meanwhile
+            if int(fields[2]) == self.pid:
+                try:
+                    os.kill(int(entry.name), sig)
+                    pids.append(int(entry.name))
+                except ProcessLookupError:
+                    pass
+        return pids
+
     def terminate(self) -> None:
         """SIGTERM the group: lets servers with a graceful shutdown drain."""
         self.signal_group(signal.SIGTERM)
