@@ -5,7 +5,7 @@ Three loops share one `NodeState`:
   lifecycle state every few seconds;
 - health: vLLM's /health, so /healthz can answer instantly from state (an ALB or the gateway
   probing us must not wait on a loaded vLLM);
-- demand: vLLM's queue gauges to CloudWatch every N seconds.
+- demand: vLLM's queue gauges (and its /load count, which does not lag) to CloudWatch every N seconds.
 A spot notice, or the group's decision to terminate the instance (target lifecycle state
 "Terminated": scale-in, capacity rebalance, instance refresh), starts the drain once: 503 ->
 deregister -> wait for in-flight (or the deadline) -> SIGTERM vLLM -> wait for it to exit ->
@@ -215,7 +215,8 @@ class NodeAgent:
         load = await self._vllm.load()
         if isinstance(load, str):  # unknown is not zero: never tell the autoscaler a dead node is idle
             return
-        if await self._put(demand_data(load.waiting, load.running)):
+        served = await self._vllm.server_load()
+        if await self._put(demand_data(load.waiting, load.running, served if isinstance(served, int) else None)):
             self.state.metrics_published += 1
 
     async def _put(self, data: list[Datum]) -> bool:

@@ -48,12 +48,23 @@ class LifecycleCompleter(Protocol):
     def complete(self, instance_id: str) -> None: ...
 
 
-def demand_data(waiting: float, running: float) -> list[Datum]:
-    """The three demand metrics from one /metrics reading (pure)."""
+def demand_data(waiting: float, running: float, server_load: int | None = None) -> list[Datum]:
+    """The three demand metrics from one reading of vLLM's gauges and, where served, its
+    `/load` count (pure).
+
+    vLLM's gauges come from the engine's step statistics and can lag its HTTP front end by
+    seconds on a busy host (seen on CPU: zero while eight requests were in flight); `/load`
+    counts what the front end holds now. Taking the larger of the two, a node that is busy
+    is never reported idle to the autoscaler or the reaper.
+    """
+    in_flight, demand = running, waiting + running
+    if server_load is not None:
+        in_flight = max(running, server_load - waiting)
+        demand = max(demand, server_load)
     return [
         Datum(METRIC_QUEUE_DEPTH, waiting),
-        Datum(METRIC_IN_FLIGHT, running),
-        Datum(METRIC_DEMAND, waiting + running),
+        Datum(METRIC_IN_FLIGHT, in_flight),
+        Datum(METRIC_DEMAND, demand),
     ]
 
 

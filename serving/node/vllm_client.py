@@ -68,25 +68,34 @@ class VllmClient:
             return "unknown"
         return Load(waiting=values[WAITING], running=values[RUNNING])
 
-    async def in_flight(self) -> int | Unread:
-        """Requests the server is still answering.
+    async def server_load(self) -> int | Unread | None:
+        """HTTP requests the server holds right now (`/load`, vLLM's
+        `--enable-server-load-tracking`), or None where it does not serve that count.
 
-        Prefers `/load` (vLLM's `--enable-server-load-tracking`): it counts HTTP requests until
-        their last byte is sent, so a stream whose generation is done but whose final chunks are
-        still going out counts too. Falls back to the running + waiting gauges.
+        It counts a request from arrival to its last byte: one still queued in the front end,
+        and a stream whose generation is done but whose final chunks are still going out.
         """
-        if self._load_endpoint:
-            try:
-                async with self._session.get(f"{self._base}/load", timeout=self._timeout) as resp:
-                    if resp.status == 200:
-                        body = await resp.json(content_type=None)
-                        if isinstance(body, dict) and isinstance(body.get("server_load"), int):
-                            return max(0, body["server_load"])
-                    if resp.status in (404, 500):  # no route, or tracking not enabled
-                        self._load_endpoint = False
-            except aiohttp.ClientConnectorError:
-                return "down"
-            except (aiohttp.ClientError, TimeoutError, ValueError):
-                return "unknown"
+        if not self._load_endpoint:
+            return None
+        try:
+            async with self._session.get(f"{self._base}/load", timeout=self._timeout) as resp:
+                if resp.status == 200:
+                    body = await resp.json(content_type=None)
+                    if isinstance(body, dict) and isinstance(body.get("server_load"), int):
+                        return max(0, body["server_load"])
+                if resp.status in (404, 500):  # no route, or tracking not enabled
+                    self._load_endpoint = False
+        except aiohttp.ClientConnectorError:
+            return "down"
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            return "unknown"
+        return None
+
+    async def in_flight(self) -> int | Unread:
+        """Requests the server is still answering: `/load` where served, else the running +
+        waiting gauges."""
+        served = await self.server_load()
+        if served is not None:
+            return served
         load = await self.load()
         return load if isinstance(load, str) else load.in_flight

@@ -140,3 +140,12 @@ def test_sum_samples_adds_label_sets_and_matches_names_exactly() -> None:
 def test_demand_is_waiting_plus_running_under_the_agreed_names() -> None:
     data = {d.name: d.value for d in demand_data(waiting=4, running=5)}
     assert data == {"QueueDepth": 4, "InFlight": 5, "Demand": 9}
+
+
+def test_demand_takes_vllms_load_count_when_its_gauges_lag() -> None:
+    # Gauges still at zero while the front end holds eight requests: busy, not idle.
+    lagging = {d.name: d.value for d in demand_data(waiting=0, running=0, server_load=8)}
+    assert lagging == {"QueueDepth": 0, "InFlight": 8, "Demand": 8}
+    # /load below the gauges (a stream's last bytes already out): the gauges stand.
+    ahead = {d.name: d.value for d in demand_data(waiting=4, running=5, server_load=6)}
+    assert ahead == {"QueueDepth": 4, "InFlight": 5, "Demand": 9}
