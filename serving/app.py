@@ -25,13 +25,13 @@ from pathlib import Path
 
 import aiohttp
 import orjson
-from aiohttp import web
 
 from agentdeploy.serving import fallback as fb
 from agentdeploy.serving.auth import SHARED, presented_key
 from agentdeploy.serving.budget import BudgetStoreUnavailable, MemoryBudgetStore, RedisBudgetStore, to_micro, window_key
 from agentdeploy.serving.cache_control import place_breakpoints
 from agentdeploy.serving.config import GatewayConfig, load_config
+from agentdeploy.serving.http1 import Request, Response, Server, StreamResponse
 from agentdeploy.serving.httpclient import Pool
 from agentdeploy.serving.metrics import GatewayMetrics
 from agentdeploy.serving.pricing import Usage, cost_usd, worst_case_usd
@@ -73,8 +73,12 @@ H_COST = "x-agentdeploy-cost-usd"
 H_ERROR = "x-agentdeploy-error"
 
 
-def _json(status: int, obj: dict, headers: dict | None = None) -> web.Response:
-    return web.Response(status=status, body=orjson.dumps(obj), content_type="application/json", headers=headers)
+#: The largest request body the gateway reads (long prompts with history fit well inside).
+MAX_BODY_BYTES = 32 * 1024 * 1024
+
+
+def _json(status: int, obj: dict, headers: dict | None = None) -> Response:
+    return Response(status, body=orjson.dumps(obj), content_type="application/json", headers=headers)
 
 
 class Gateway:
@@ -112,19 +116,19 @@ class Gateway:
                 return RedisBudgetStore(url)
         return MemoryBudgetStore()
 
-    def build_app(self) -> web.Application:
-        app = web.Application(client_max_size=32 * 1024 * 1024, handler_args={"tcp_keepalive": True})
-        app.router.add_post("/v1/chat/completions", self.chat_completions)
-        app.router.add_post("/v1/messages", self.messages)
-        app.router.add_get("/v1/models", self.models)
-        app.router.add_get("/metrics", self.metrics_endpoint)
-        app.router.add_get("/healthz", self.healthz)
-        app.router.add_get("/readyz", self.readyz)
-        app.on_startup.append(self._on_startup)
-        app.on_cleanup.append(self._on_cleanup)
-        return app
+    def build_server(self) -> Server:
+        routes = {
+            ("POST", "/v1/chat/completions"): self.chat_completions,
+            ("POST", "/v1/messages"): self.messages,
+            ("GET", "/v1/models"): self.models,
+            ("GET", "/metrics"): self.metrics_endpoint,
+            ("GET", "/healthz"): self.healthz,
+            ("GET", "/readyz"): self.readyz,
+        }
+        return Server(routes, MAX_BODY_BYTES, on_exception=lambda r: log.exception("unhandled error on %s %s", r.method, r.path))
 
-    async def _on_startup(self, app: web.Application) -> None:
+    async def start(self) -> None:
+        """Background parts: the health/metrics poll session, pollers, CloudWatch publisher."""
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)
         # No cookies: upstream cookies must never leak between agents, and the jar costs time per request.
         self.session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
@@ -153,7 +157,7 @@ class Gateway:
             if up.kind == "openai" and up.spec.metrics_poll_s > 0
         ]
 
-    async def _on_cleanup(self, app: web.Application) -> None:
+    async def stop(self) -> None:
         for task in self._pollers:
             task.cancel()
         if self._cloudwatch is not None:
@@ -189,15 +193,15 @@ class Gateway:
         task.add_done_callback(self._background.discard)
 
     # ------------------------------------------------------------------ small endpoints
-    async def healthz(self, request: web.Request) -> web.Response:
-        return web.Response(text="ok")
+    async def healthz(self, request: Request) -> Response:
+        return Response(text="ok")
 
-    async def readyz(self, request: web.Request) -> web.Response:
+    async def readyz(self, request: Request) -> Response:
         if self.draining:
-            return web.Response(status=503, text="draining")
-        return web.Response(text="ready")
+            return Response(503, text="draining")
+        return Response(text="ready")
 
-    async def metrics_endpoint(self, request: web.Request) -> web.Response:
+    async def metrics_endpoint(self, request: Request) -> Response:
         m = self.metrics
         for up in self.runtime.upstreams.values():
             for t in up.targets:
@@ -217,9 +221,9 @@ class Gateway:
                 except BudgetStoreUnavailable:
                     continue  # the gauge keeps its last value; /metrics itself must still answer
                 m.budget_remaining.set((agent.name,), b.monthly_usd - committed / 1e6)
-        return web.Response(body=self.redactor.bytes(m.render()), content_type="text/plain", charset="utf-8")
+        return Response(body=self.redactor.bytes(m.render()), content_type="text/plain", charset="utf-8")
 
-    async def models(self, request: web.Request) -> web.Response:
+    async def models(self, request: Request) -> Response:
         rt = self.runtime
         owner = rt.keys.lookup(presented_key(request.headers))
         if owner is None:
@@ -229,16 +233,16 @@ class Gateway:
         return _json(200, {"object": "list", "data": data})
 
     # ------------------------------------------------------------------ the request path
-    async def chat_completions(self, request: web.Request) -> web.StreamResponse:
+    async def chat_completions(self, request: Request) -> Response | StreamResponse:
         return await self.handle(request, "openai")
 
-    async def messages(self, request: web.Request) -> web.StreamResponse:
+    async def messages(self, request: Request) -> Response | StreamResponse:
         return await self.handle(request, "anthropic")
 
-    def _error(self, protocol: str, status: int, kind: str, message: str, headers: dict | None = None) -> web.Response:
+    def _error(self, protocol: str, status: int, kind: str, message: str, headers: dict | None = None) -> Response:
         return _json(status, error_body(protocol, kind, self.redactor.text(message)), headers)
 
-    async def handle(self, request: web.Request, protocol: str) -> web.StreamResponse:
+    async def handle(self, request: Request, protocol: str) -> Response | StreamResponse:
         t_in = perf()
         rt = self.runtime
         owner = rt.keys.lookup(presented_key(request.headers))
@@ -333,7 +337,7 @@ class Gateway:
             self._thresholds_seen[key] = max(crossed)
             log.warning(orjson.dumps({"event": "budget_threshold", "agent": agent.name, "threshold_pct": max(crossed), "used_pct": round(used_pct, 1), "policy": budget.policy}).decode())
 
-    async def _run_chain(self, request, protocol, body, agent: Agent, chain: list[Step], max_tokens: int, est_prompt: int, t_in: float, out: "_Outcome", degraded: bool) -> web.StreamResponse:
+    async def _run_chain(self, request, protocol, body, agent: Agent, chain: list[Step], max_tokens: int, est_prompt: int, t_in: float, out: "_Outcome", degraded: bool) -> Response | StreamResponse:
         spec = agent.spec
         m = self.metrics
         deadline = t_in + spec.deadline_s if spec.deadline_s else None
@@ -412,12 +416,12 @@ class Gateway:
             m.fallbacks.inc((agent.name, up.name, last.reason))
         return self._exhausted(protocol, agent, last, reasons)
 
-    def _upstream_error(self, protocol: str, agent: Agent, step: Step, res: fb.Failed) -> web.Response:
+    def _upstream_error(self, protocol: str, agent: Agent, step: Step, res: fb.Failed) -> Response:
         self.metrics.requests.inc((agent.name, step.upstream.name, step.model, res.status or 400))
         kind = "content_filter" if res.reason == fb.CONTENT_FILTER else "invalid_request_error"
         return self._error(protocol, res.status or 400, kind, res.message or res.reason, {H_UPSTREAM: step.upstream.name, H_MODEL: step.model, H_ERROR: res.reason})
 
-    def _exhausted(self, protocol: str, agent: Agent, last: fb.Failed | None, reasons: list[str]) -> web.Response:
+    def _exhausted(self, protocol: str, agent: Agent, last: fb.Failed | None, reasons: list[str]) -> Response:
         detail = "; ".join(reasons) or "no upstream configured"
         headers = {H_FALLBACK: ",".join(reasons)}
         if last is not None and last.reason == fb.CONTEXT_LENGTH:
@@ -469,7 +473,7 @@ class Gateway:
             headers[H_OVERHEAD] = f"{overhead * 1000:.3f}"
             headers[H_COST] = f"{cost:.8f}"
             self._account(agent, step, usage, cost, 200, total, total, overhead, reasons)
-            return web.Response(body=orjson.dumps(payload), content_type="application/json", headers=headers)
+            return Response(body=orjson.dumps(payload), content_type="application/json", headers=headers)
 
         include_usage = protocol == "openai" and bool((body.get("stream_options") or {}).get("include_usage"))
         writer = OpenAIStreamWriter(step.model, include_usage) if protocol == "openai" else AnthropicStreamWriter(step.model, est_prompt)
@@ -478,7 +482,7 @@ class Gateway:
         headers[H_OVERHEAD] = f"{overhead * 1000:.3f}"
         headers["content-type"] = "text/event-stream; charset=utf-8"
         headers["cache-control"] = "no-cache"
-        resp = web.StreamResponse(headers=headers)
+        resp = StreamResponse(headers=headers)
         try:
             await resp.prepare(request)
             head = writer.head(parser.usage)
@@ -595,17 +599,13 @@ CLEANUP_GRACE_S = 0.25
 
 async def run(config: GatewayConfig, config_path: str | Path | None, host: str, port: int, ready: asyncio.Event | None = None) -> None:
     gateway = Gateway(config, config_path)
-    app = gateway.build_app()
+    server = gateway.build_server()
+    await gateway.start()
     # Everything built so far lives as long as the process: keep the GC from rescanning it
     # on every collection (fewer and shorter pauses in the request path's tail latency).
     gc.collect()
     gc.freeze()
-    # The drain below is the wait for in-flight requests; cleanup then only grants a short grace
-    # before cancelling what is left, so shutdown takes drain_timeout_s, not twice that.
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=CLEANUP_GRACE_S)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True, backlog=1024)
-    await site.start()
+    await server.start(host, port)
     log.info(orjson.dumps({"event": "listening", "host": host, "port": port, "agents": sorted(config.agents)}).decode())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -618,10 +618,13 @@ async def run(config: GatewayConfig, config_path: str | Path | None, host: str, 
     gateway.draining = True
     log.info(orjson.dumps({"event": "draining", "in_flight": gateway.in_flight, "timeout_s": config.drain_timeout_s}).decode())
     # Stop accepting, then let in-flight requests finish (bounded by drain_timeout_s).
-    await site.stop()
+    await server.stop_accepting()
     deadline = loop.time() + config.drain_timeout_s
     while gateway.in_flight and loop.time() < deadline:
         await asyncio.sleep(0.05)
-    unfinished = gateway.in_flight  # counted before cleanup cancels them
-    await runner.cleanup()
+    unfinished = gateway.in_flight  # counted before the close cancels them
+    # The drain above was the wait for in-flight requests; the close only grants a short grace
+    # before cancelling what is left, so shutdown takes drain_timeout_s, not twice that.
+    await server.close(CLEANUP_GRACE_S)
+    await gateway.stop()
     log.info(orjson.dumps({"event": "stopped", "unfinished": unfinished}).decode())
