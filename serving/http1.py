@@ -140,6 +140,7 @@ class _Connection(asyncio.Protocol):
         self._too_large = False
         self._drain: asyncio.Future | None = None
         self._paused = False
+        self._idle: asyncio.TimerHandle | None = None
 
     # -- transport callbacks
     def connection_made(self, transport) -> None:  # type: ignore[no-untyped-def]
@@ -152,8 +153,12 @@ class _Connection(asyncio.Protocol):
             except OSError:
                 pass
         self.server.connections.add(self)
+        self._arm_idle()
 
     def data_received(self, data: bytes) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -163,6 +168,8 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self._idle is not None:
+            self._idle.cancel()
         self.server.connections.discard(self)
         if self._drain is not None and not self._drain.done():
             self._drain.set_exception(ConnectionResetError("client went away"))
@@ -191,14 +198,17 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         declared = 0
+        wants_continue = False
         for name, value in self._headers:
             lname = name.lower()
             if lname == b"content-length":
                 declared = int(value) if value.isdigit() else 0
-            elif lname == b"expect" and value.lower() == b"100-continue" and self.transport is not None:
-                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            elif lname == b"expect" and value.lower() == b"100-continue":
+                wants_continue = True
         if declared > self.server.max_body:
-            self._too_large = True
+            self._too_large = True  # answered 413 once the body is read, never "continue"
+        elif wants_continue and self.transport is not None:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
         self._size += len(body)
@@ -246,6 +256,18 @@ class _Connection(asyncio.Protocol):
                     self.transport.close()  # type: ignore[union-attr]
         finally:
             self.busy = False
+            if not self.closed:
+                self._arm_idle()
+
+    def _arm_idle(self) -> None:
+        """Close a kept-alive connection nobody has used for `keepalive_s` (idle clients must
+        not hold sockets forever)."""
+        self._idle = asyncio.get_running_loop().call_later(self.server.keepalive_s, self._close_idle)
+
+    def _close_idle(self) -> None:
+        self._idle = None
+        if not self.busy and not self.queue and not self.closed and self.transport is not None:
+            self.transport.close()
 
     async def send(self, data: bytes) -> None:
         if self.closed or self.transport is None or self.transport.is_closing():
@@ -264,8 +286,10 @@ class _Connection(asyncio.Protocol):
 class Server:
     """Routes (method, path) to handlers; listens; shuts down without cutting running requests."""
 
-    def __init__(self, routes: dict[tuple[str, str], Handler], max_body: int, on_exception: Callable[[Request], None] | None = None) -> None:
+    def __init__(self, routes: dict[tuple[str, str], Handler], max_body: int,
+                 on_exception: Callable[[Request], None] | None = None, keepalive_s: float = 75.0) -> None:
         self.routes = routes
+        self.keepalive_s = keepalive_s
         self.paths = {path for _, path in routes}
         self.max_body = max_body
         self.connections: set[_Connection] = set()

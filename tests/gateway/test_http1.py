@@ -47,9 +47,10 @@ class _Streams:
         return resp
 
 
-async def _serve(max_body: int = 1024):
+async def _serve(max_body: int = 1024, keepalive_s: float = 75.0):
     streams = _Streams()
-    server = Server({("POST", "/echo"): _echo, ("GET", "/echo"): _echo, ("GET", "/stream"): streams.stream}, max_body)
+    server = Server({("POST", "/echo"): _echo, ("GET", "/echo"): _echo, ("GET", "/stream"): streams.stream}, max_body,
+                    keepalive_s=keepalive_s)
     await server.start("127.0.0.1", 0)
     port = server._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     return server, port, streams
@@ -105,6 +106,7 @@ def test_errors_on_the_wire() -> None:
                 "413 declared": await _exchange(port, b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 17\r\n\r\n" + b"a" * 17),
                 "413 chunked": await _exchange(port, b"POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n"
                                                      b"10\r\n" + b"a" * 16 + b"\r\n1\r\nb\r\n0\r\n\r\n"),
+                "413 expect": await _exchange(port, b"POST /echo HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: 17\r\n\r\n" + b"a" * 17),
                 "malformed": await _exchange(port, b"NOT HTTP AT ALL\r\n\r\n"),
                 "continue": await _exchange(port, b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\nexpect: 100-continue\r\n\r\nok",
                                             until=b"|ok"),
@@ -116,7 +118,7 @@ def test_errors_on_the_wire() -> None:
     out = run(scenario())
     assert out["404"].startswith(b"HTTP/1.1 404 Not Found\r\n")
     assert out["405"].startswith(b"HTTP/1.1 405 Method Not Allowed\r\n")
-    for case in ("413 declared", "413 chunked"):
+    for case in ("413 declared", "413 chunked", "413 expect"):  # never "100 Continue" for a body over the cap
         assert out[case].startswith(b"HTTP/1.1 413 Request Entity Too Large\r\n"), out[case]
         assert b"connection: close" in out[case]
     assert out["malformed"].startswith(b"HTTP/1.1 400 Bad Request\r\n")
@@ -174,3 +176,22 @@ def test_shutdown_stops_listening_answers_open_connections_and_lets_a_running_re
     assert first.startswith(b"HTTP/1.1 200 OK") and second.startswith(b"HTTP/1.1 200 OK")
     assert body.startswith(b"HTTP/1.1 200 OK") and body.endswith(b"data: [DONE]\n\n\r\n0\r\n\r\n")
     assert after_close == b""  # close() ends the kept-alive connection
+
+
+def test_an_idle_kept_alive_connection_is_closed_after_the_keepalive_window() -> None:
+    async def scenario() -> tuple[bytes, bytes, float]:
+        server, port, _ = await _serve(keepalive_s=0.3)
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /echo HTTP/1.1\r\nhost: x\r\n\r\n")
+            answer = await asyncio.wait_for(reader.read(65536), 5)
+            t0 = asyncio.get_running_loop().time()
+            closed = await asyncio.wait_for(reader.read(65536), 5)
+            return answer, closed, asyncio.get_running_loop().time() - t0
+        finally:
+            await server.stop_accepting()
+            await server.close(1)
+
+    answer, closed, waited = run(scenario())
+    assert answer.startswith(b"HTTP/1.1 200 OK") and b"connection: close" not in answer
+    assert closed == b"" and 0.2 < waited < 3
