@@ -92,6 +92,9 @@ def test_frozen_replica_slow_first_token_falls_back_then_stall_mid_stream_errors
         while chat(gw.url, GPU_KEY, max_tokens=2).json()["model"] != SERVED:
             assert time.monotonic() < deadline, "traffic never returned to the thawed replica"
             time.sleep(0.3)
+        # After a step vLLM's engine and worker busy-wait for a second; a stream started then
+        # tends to reach the client in one burst at its end. Started after, it flows.
+        time.sleep(1.5)
         box: dict = {"lines": []}
 
         def reader():
@@ -120,44 +123,6 @@ def test_frozen_replica_slow_first_token_falls_back_then_stall_mid_stream_errors
         pytest.fail("three freezes all landed after the stream had ended")
     assert "stall" in events[-1][1]["error"]["message"], events[-3:]  # frozen mid-stream: explicit error
     assert "[DONE]" not in [d for _, d in events]
-
-
-def _kill_mid_load(server, gw) -> tuple[list, list, list]:
-    """Load the gateway (3 non-streaming workers, 6 long streams flowing), SIGKILL the whole vLLM
-    group, send 3 more streams; return (non-streaming results, flowing streams, late streams)."""
-    stop = threading.Event()
-    results: list[tuple[int, str]] = []
-
-    def non_streaming_worker():
-        while not stop.is_set():
-            r = chat(gw.url, GPU_KEY, max_tokens=64, ignore_eos=True, timeout=60)
-            results.append((r.status_code, r.headers.get("x-agentdeploy-model", "")))
-
-    def stream_once(wait_first: threading.Event | None = None) -> dict:
-        out: dict = {"lines": []}
-        body = {"model": "x", "stream": True, "max_tokens": 480, "ignore_eos": True, "messages": [{"role": "user", "content": "a long answer"}]}
-        with httpx.stream("POST", gw.url + "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {GPU_KEY}"}, timeout=60) as resp:
-            out["status"] = resp.status_code
-            out["model"] = resp.headers.get("x-agentdeploy-model")
-            for line in resp.iter_lines():
-                out["lines"].append(line)
-                if wait_first is not None and '"content"' in line:
-                    wait_first.set()
-        return out
-
-    with cf.ThreadPoolExecutor(16) as ex:
-        workers = [ex.submit(non_streaming_worker) for _ in range(3)]
-        started = [threading.Event() for _ in range(6)]
-        flowing = [ex.submit(stream_once, ev) for ev in started]
-        for ev in started:
-            assert ev.wait(60), "streams never started on vLLM"
-        server.kill()  # SIGKILL the whole vLLM group mid-load, while the long streams flow
-        late = [ex.submit(stream_once) for _ in range(3)]  # streams that had not started yet
-        time.sleep(1.5)
-        stop.set()
-        for w in workers:
-            w.result(timeout=90)
-        return results, [f.result(timeout=90) for f in flowing], [f.result(timeout=90) for f in late]
 
 
 def test_killed_replica_mid_load_loses_no_request(vllm_factory, claude_emulator, gateway_factory, frozen):
@@ -229,7 +194,7 @@ def _kill_mid_load(server, gw, frozen) -> tuple[list, list, list, list, list] | 
     def ended(out: dict) -> bool:
         return "data: [DONE]" in out["lines"]
 
-    time.sleep(1.5)  # vLLM's engine leaves its post-step busy loop: streams start smoother
+    time.sleep(1.5)  # vLLM's engine leaves its post-step busy wait: streams flow rather than burst
     with cf.ThreadPoolExecutor(16) as ex:
         workers = [ex.submit(non_streaming_worker) for _ in range(3)]
         outs: list[dict] = [{"lines": []} for _ in range(6)]

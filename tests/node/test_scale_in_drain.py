@@ -8,12 +8,14 @@ or the termination waits out its heartbeat timeout. Real vLLM on CPU, IMDS emula
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from agentdeploy.serving.node.cloud import METRIC_SPOT_INTERRUPTION
 from tests.node.fixtures import HOOK, create_fleet, frozen, published_metric_names, registered_targets
 from tests.node.test_spot_drain import AGENT, STACK, VLLM_ARGS, _agent_args
-from tests.node.traffic import start_traffic
+from tests.node.traffic import IDLE_BEFORE_TRAFFIC_S, start_traffic
 
 pytestmark = [pytest.mark.integration, pytest.mark.vllm]
 
@@ -32,6 +34,7 @@ def test_target_state_terminated_drains_in_flight_and_completes_the_hook(
     assert agent.state()["phase"] == "serving"  # InService is polled and is no reason to drain
 
     # Two sequences at a time: two answers run, two wait in vLLM's queue.
+    time.sleep(IDLE_BEFORE_TRAFFIC_S)
     traffic = start_traffic(server.base_url, server.served_name, streaming=2, plain=2)
     traffic.wait_streaming()
     # Frozen until the agent has left the target group: the tiny model answers in about a

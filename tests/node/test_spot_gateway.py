@@ -17,7 +17,7 @@ import pytest
 from agentdeploy.serving.config import hash_key
 from tests.node.fixtures import frozen
 from tests.node.test_spot_drain import VLLM_ARGS, _agent_args
-from tests.node.traffic import ANSWER_TOKENS
+from tests.node.traffic import ANSWER_TOKENS, IDLE_BEFORE_TRAFFIC_S
 
 pytestmark = [pytest.mark.integration, pytest.mark.vllm]
 
@@ -90,6 +90,7 @@ def test_gateway_serves_through_a_spot_interruption(
         time.sleep(0.3)
     assert answer[0] == 200  # the node serves while healthy
 
+    time.sleep(IDLE_BEFORE_TRAFFIC_S)
     long_results: list[tuple[int, str, dict | str]] = []
     streaming = threading.Event()
     longs = [threading.Thread(target=lambda s=s: long_results.append(

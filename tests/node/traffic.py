@@ -13,6 +13,11 @@ import httpx
 #: the tiny model's context is 512 tokens.
 ANSWER_TOKENS = 400
 
+#: After each step vLLM's engine and worker busy-wait for a second (vLLM 0.32's shared-memory
+#: queue); on 2 cores a request that arrives then tends to reach its client in one burst at the
+#: end of its answer. Traffic sent after this pause flows, which the scenes' timing relies on.
+IDLE_BEFORE_TRAFFIC_S = 1.5
+
 
 @dataclass
 class Outcome:
