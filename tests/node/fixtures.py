@@ -115,18 +115,33 @@ def completed_lifecycle_actions(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
 
 
 @contextlib.contextmanager
-def frozen(process: ManagedProcess) -> Iterator[None]:
-    """SIGSTOP a server's whole group for the block, then SIGCONT it.
+def engine_paused(process: ManagedProcess) -> Iterator[None]:
+    """SIGSTOP vLLM's engine and worker, not its API server, for the block; then SIGCONT.
 
-    Why: "the notice lands while requests are in flight" must not depend on how fast a shared
-    2-core machine generates tokens. Frozen, the requests stay in flight while the agent sees
-    the notice; thawed, they carry on and must still complete.
+    Why: requests sent meanwhile are accepted and held by a live front end (`/load` counts them,
+    /health answers) while no token is generated. "Requests are in flight when the notice
+    comes" is then certain, which a client's view is not: on a 2-core machine vLLM's front end
+    may deliver a whole answer in one burst after the engine finished it.
     """
-    process.signal_group(signal.SIGSTOP)
+    process.signal_children(signal.SIGSTOP)
     try:
         yield
     finally:
-        process.signal_group(signal.SIGCONT)
+        process.signal_children(signal.SIGCONT)
+
+
+def wait_for_server_load(base_url: str, count: int, timeout_s: float = 30) -> None:
+    """Until vLLM's `/load` (--enable-server-load-tracking) counts `count` requests."""
+    deadline = time.monotonic() + timeout_s
+    seen = None
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, ValueError):
+            with urllib.request.urlopen(f"{base_url}/load", timeout=5) as resp:
+                seen = json.loads(resp.read())["server_load"]
+            if seen >= count:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"vLLM's /load never reached {count} (last: {seen})")
 
 
 @dataclass(frozen=True)

@@ -8,14 +8,12 @@ or the termination waits out its heartbeat timeout. Real vLLM on CPU, IMDS emula
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from agentdeploy.serving.node.cloud import METRIC_SPOT_INTERRUPTION
-from tests.node.fixtures import HOOK, create_fleet, frozen, published_metric_names, registered_targets
+from tests.node.fixtures import HOOK, create_fleet, engine_paused, published_metric_names, registered_targets, wait_for_server_load
 from tests.node.test_spot_drain import AGENT, STACK, VLLM_ARGS, _agent_args
-from tests.node.traffic import IDLE_BEFORE_TRAFFIC_S, start_traffic
+from tests.node.traffic import start_traffic
 
 pytestmark = [pytest.mark.integration, pytest.mark.vllm]
 
@@ -33,18 +31,17 @@ def test_target_state_terminated_drains_in_flight_and_completes_the_hook(
     agent.wait_for(lambda s: s["healthy"], 30, "healthy")
     assert agent.state()["phase"] == "serving"  # InService is polled and is no reason to drain
 
-    # Two sequences at a time: two answers run, two wait in vLLM's queue.
-    time.sleep(IDLE_BEFORE_TRAFFIC_S)
-    traffic = start_traffic(server.base_url, server.served_name, streaming=2, plain=2)
-    traffic.wait_streaming()
-    # Frozen until the agent has left the target group: the tiny model answers in about a
-    # second, so only then is "still in flight when the drain starts waiting" certain.
-    with frozen(server.process):
+    # Held in flight by a paused engine: "still in flight when the drain starts waiting" is
+    # certain, however fast this machine answers today.
+    with engine_paused(server.process):
+        traffic = start_traffic(server.base_url, server.served_name, streaming=2, plain=2)
+        wait_for_server_load(server.base_url, 4)
         imds.set_target_lifecycle_state("Terminated")
         state = agent.wait_for(lambda s: s["phase"] != "serving", 20, "scale-in seen")
         assert agent.healthz() == 503
         assert state["notice"]["kind"] == "scale-in"
         agent.wait_for(lambda s: s["deregistered_from"], 20, "deregistered")
+        agent.wait_for(lambda s: s["waited_for_in_flight"] > 0, 20, "the drain waiting for in-flight requests")
 
     traffic.join(timeout_s=120)
     for outcome in traffic.outcomes:

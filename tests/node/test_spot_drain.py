@@ -15,8 +15,8 @@ import boto3
 import pytest
 
 from agentdeploy.naming import METRIC_DEMAND, METRIC_IN_FLIGHT, METRIC_NAMESPACE, METRIC_QUEUE_DEPTH
-from tests.node.fixtures import HOOK, REGION, ImdsProcess, agent_dims, create_fleet, frozen, published_metric_names, registered_targets
-from tests.node.traffic import IDLE_BEFORE_TRAFFIC_S, direct_request, start_traffic
+from tests.node.fixtures import HOOK, REGION, ImdsProcess, agent_dims, create_fleet, engine_paused, published_metric_names, registered_targets, wait_for_server_load
+from tests.node.traffic import direct_request, start_traffic
 
 pytestmark = [pytest.mark.integration, pytest.mark.vllm]
 
@@ -70,13 +70,13 @@ def test_spot_notice_drains_in_order_and_reports(
     agent.wait_for(lambda s: s["healthy"], 30, "healthy")
     assert agent.healthz() == 200
 
-    time.sleep(IDLE_BEFORE_TRAFFIC_S)
-    traffic = start_traffic(server.base_url, server.served_name, streaming=4, plain=4)
-    traffic.wait_streaming()  # with two sequences at a time, several answers are still queued
-    with frozen(server.process):  # in flight however fast this shared machine is today
+    with engine_paused(server.process):  # held in flight, however fast this machine is today
+        traffic = start_traffic(server.base_url, server.served_name, streaming=4, plain=4)
+        wait_for_server_load(server.base_url, 8)
         imds.interrupt("terminate", in_seconds=90)
         agent.wait_for(lambda s: s["phase"] != "serving", 20, "notice seen")
         assert agent.healthz() == 503
+        agent.wait_for(lambda s: s["waited_for_in_flight"] > 0, 20, "the drain waiting for in-flight requests")
 
     traffic.join(timeout_s=120)
     for outcome in traffic.outcomes:

@@ -4,19 +4,12 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from dataclasses import dataclass, field
 
 import httpx
 
-#: Long enough (on CPU, several in parallel) to still be running when the notice arrives;
-#: the tiny model's context is 512 tokens.
+#: Several answers' worth of drain on CPU, within the tiny model's 512-token context.
 ANSWER_TOKENS = 400
-
-#: After each step vLLM's engine and worker busy-wait for a second (vLLM 0.32's shared-memory
-#: queue); on 2 cores a request that arrives then tends to reach its client in one burst at the
-#: end of its answer. Traffic sent after this pause flows, which the scenes' timing relies on.
-IDLE_BEFORE_TRAFFIC_S = 1.5
 
 
 @dataclass
@@ -28,8 +21,6 @@ class Outcome:
     finish_reason: str | None = None
     saw_done: bool = False
     error: str | None = None
-    #: Set when a stream's first content arrives: proof the request is running on the server.
-    started: threading.Event = field(default_factory=threading.Event)
 
     @property
     def complete(self) -> bool:
@@ -73,8 +64,6 @@ def _run(base_url: str, model: str, outcome: Outcome) -> None:
                 if chunk.get("usage") and not chunk.get("choices"):
                     outcome.completion_tokens = chunk["usage"]["completion_tokens"]
                 for choice in chunk.get("choices") or []:
-                    if (choice.get("delta") or {}).get("content"):
-                        outcome.started.set()
                     if choice.get("finish_reason"):
                         outcome.finish_reason = choice["finish_reason"]
     except Exception as e:  # a cut stream or refused connection is an outcome, not a crash
@@ -85,19 +74,6 @@ def _run(base_url: str, model: str, outcome: Outcome) -> None:
 class Traffic:
     outcomes: list[Outcome] = field(default_factory=list)
     threads: list[threading.Thread] = field(default_factory=list)
-
-    def wait_streaming(self, timeout_s: float = 60, all_streams: bool = False) -> None:
-        """Until some (or every) stream is producing tokens, i.e. is running in the engine.
-
-        The clients' own view is the reliable one: a busy vLLM answers /metrics late."""
-        deadline = time.monotonic() + timeout_s
-        streams = [o for o in self.outcomes if o.kind == "stream"]
-        while time.monotonic() < deadline:
-            started = [o.started.is_set() for o in streams]
-            if all(started) if all_streams else any(started):
-                return
-            time.sleep(0.02)
-        raise AssertionError(f"no stream produced a token in {timeout_s}s: {self.outcomes}")
 
     def done_count(self) -> int:
         return sum(1 for t in self.threads if not t.is_alive())
