@@ -104,6 +104,7 @@ class StreamResponse:
 
     async def prepare(self, request: Request) -> None:
         conn = self._conn = request._conn
+        conn.responding = True
         extra = b"transfer-encoding: chunked\r\n%s\r\n" % (b"" if conn.keep_alive else b"connection: close\r\n")
         await conn.send(_head(self.status, self.headers, extra))
 
@@ -132,6 +133,7 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.keep_alive = True
         self.busy = False
+        self.responding = False  # a streamed response's head has gone out for the current request
         self.queue: list[Request] = []
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
@@ -141,6 +143,7 @@ class _Connection(asyncio.Protocol):
         self._drain: asyncio.Future | None = None
         self._paused = False
         self._idle: asyncio.TimerHandle | None = None
+        self._last_seen = False  # a request that ends the connection was read
 
     # -- transport callbacks
     def connection_made(self, transport) -> None:  # type: ignore[no-untyped-def]
@@ -159,12 +162,15 @@ class _Connection(asyncio.Protocol):
         if self._idle is not None:
             self._idle.cancel()
             self._idle = None
+        if self._last_seen:
+            return  # after a "Connection: close" request, anything more is ignored
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail(400, b"upgrades are not supported")
         except httptools.HttpParserError:
-            self._fail(400, b"malformed HTTP request")
+            if not self._last_seen:  # llhttp also rejects bytes after a "close" request: ignore those
+                self._fail(400, b"malformed HTTP request")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -231,29 +237,37 @@ class _Connection(asyncio.Protocol):
         request = Request(self.parser.get_method().decode(), path, query, headers, b"".join(self._body), self)
         if not self.parser.should_keep_alive():
             self.keep_alive = False
+            self._last_seen = True
         self.queue.append(request)
         if not self.busy:
             self.busy = True
             self.server.spawn(self._run())
 
     # -- the request loop
+    def _open(self) -> bool:
+        return not self.closed and self.transport is not None and not self.transport.is_closing()
+
     async def _run(self) -> None:
         try:
-            while self.queue and not self.closed:
+            while self.queue and self._open():
                 request = self.queue.pop(0)
+                self.responding = False
                 try:
-                    response = await self.server.handler(request)
+                    response: Response | StreamResponse | None = await self.server.handler(request)
                 except Exception:  # a bug in a handler: answer 500, keep the server up
                     self.server.log_exception(request)
-                    response = Response(500, text="internal server error")
+                    # Mid-stream there is no status left to send: cut the body, which a client
+                    # sees as an incomplete answer, never as a complete one.
+                    response = None if self.responding else Response(500, text="internal server error")
                 if isinstance(response, Response):
-                    if not self.closed:
+                    if self._open():
                         self.transport.write(response.encode(self.keep_alive))  # type: ignore[union-attr]
-                elif not response._eof and not self.closed:
-                    self.keep_alive = False  # a stream the handler left open cannot be reused
-                    self.transport.close()  # type: ignore[union-attr]
-                if not self.keep_alive and not self.closed:
-                    self.transport.close()  # type: ignore[union-attr]
+                elif response is None or not response._eof:
+                    self.keep_alive = False  # a stream left open cannot be reused
+                if not self.keep_alive:
+                    if self.transport is not None:
+                        self.transport.close()  # later pipelined requests are not run
+                    break
         finally:
             self.busy = False
             if not self.closed:

@@ -47,10 +47,18 @@ class _Streams:
         return resp
 
 
+async def _broken(request: Request) -> StreamResponse:
+    if request.query == "mid-stream":
+        resp = StreamResponse()
+        await resp.prepare(request)
+        await resp.write(b"data: partial\n\n")
+    raise RuntimeError("a bug")
+
+
 async def _serve(max_body: int = 1024, keepalive_s: float = 75.0):
     streams = _Streams()
-    server = Server({("POST", "/echo"): _echo, ("GET", "/echo"): _echo, ("GET", "/stream"): streams.stream}, max_body,
-                    keepalive_s=keepalive_s)
+    routes = {("POST", "/echo"): _echo, ("GET", "/echo"): _echo, ("GET", "/stream"): streams.stream, ("GET", "/broken"): _broken}
+    server = Server(routes, max_body, keepalive_s=keepalive_s)
     await server.start("127.0.0.1", 0)
     port = server._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     return server, port, streams
@@ -195,3 +203,28 @@ def test_an_idle_kept_alive_connection_is_closed_after_the_keepalive_window() ->
     answer, closed, waited = run(scenario())
     assert answer.startswith(b"HTTP/1.1 200 OK") and b"connection: close" not in answer
     assert closed == b"" and 0.2 < waited < 3
+
+
+def test_a_failing_handler_answers_500_before_a_stream_and_cuts_the_body_after() -> None:
+    async def scenario() -> dict[str, bytes]:
+        server, port, _ = await _serve()
+        try:
+            return {
+                # A 500, and the connection stays usable for the next request.
+                "before": await _exchange(port, b"GET /broken HTTP/1.1\r\nhost: x\r\n\r\nGET /echo HTTP/1.1\r\nhost: x\r\n\r\n",
+                                          until=b"auth=-|"),
+                # Mid-stream: the connection closes without the chunked terminator.
+                "mid-stream": await _exchange(port, b"GET /broken?mid-stream HTTP/1.1\r\nhost: x\r\n\r\n"),
+                # "Connection: close": the pipelined request after it is never run.
+                "close": await _exchange(port, b"GET /echo HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+                                               b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n"),
+            }
+        finally:
+            await server.stop_accepting()
+            await server.close(1)
+
+    out = run(scenario())
+    assert out["before"].startswith(b"HTTP/1.1 500 Internal Server Error\r\n") and out["before"].count(b"HTTP/1.1 200 OK") == 1
+    assert out["mid-stream"].startswith(b"HTTP/1.1 200 OK\r\n") and b"data: partial" in out["mid-stream"]
+    assert not out["mid-stream"].endswith(b"0\r\n\r\n")
+    assert out["close"].count(b"HTTP/1.1 ") == 1 and b"connection: close" in out["close"] and b"GET /echo" in out["close"]
