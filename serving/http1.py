@@ -231,7 +231,8 @@ class _Connection(asyncio.Protocol):
         for name, value in self._headers:
             key = name.decode("latin-1").lower()
             text = value.decode("latin-1")
-            headers[key] = f"{dict.get(headers, key)}, {text}" if key in headers else text
+            # key is lower-case already: the plain dict lookups, not the case-folding ones
+            headers[key] = f"{dict.__getitem__(headers, key)}, {text}" if dict.__contains__(headers, key) else text
         url = self._url.decode("latin-1")
         path, _, query = url.partition("?")
         request = Request(self.parser.get_method().decode(), path, query, headers, b"".join(self._body), self)
@@ -284,17 +285,17 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
     async def send(self, data: bytes) -> None:
-        if self.closed or self.transport is None or self.transport.is_closing():
+        if not self._open():
             raise ConnectionResetError("client went away")
-        self.transport.write(data)
+        self.transport.write(data)  # type: ignore[union-attr]
         if self._paused:
             self._drain = asyncio.get_running_loop().create_future()
             await self._drain
 
     def _fail(self, status: int, message: bytes) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.write(Response(status, body=message).encode(False))
-            self.transport.close()
+        if self._open():
+            self.transport.write(Response(status, body=message).encode(False))  # type: ignore[union-attr]
+            self.transport.close()  # type: ignore[union-attr]
 
 
 class Server:
@@ -308,7 +309,6 @@ class Server:
         self.max_body = max_body
         self.connections: set[_Connection] = set()
         self.tasks: set[asyncio.Task] = set()
-        self.closing = False
         self._server: asyncio.AbstractServer | None = None
         self._on_exception = on_exception
 
@@ -337,7 +337,6 @@ class Server:
         """Close the listening socket. Connections already open are still answered until
         `close`: a load balancer's kept-alive health checker must see the gateway's /readyz
         503 during the drain, not a refused connection."""
-        self.closing = True
         if self._server is not None:
             self._server.close()
 

@@ -132,20 +132,19 @@ def test_notice_near_its_deadline_sigterms_at_once_and_vllm_still_finishes_in_fl
     # order is made by hand: the engine is stopped while its API server hands it the requests;
     # then the API server is stopped too, holding the agent's SIGTERM; the engine resumes and
     # generates (~2.5 s for these answers); only then does the API server wake to the signal.
-    server.process.signal_children(signal.SIGSTOP)
     try:
-        traffic = start_traffic(server.base_url, server.served_name, streaming=2, plain=0, answer_tokens=LONG_ANSWER)
-        wait_for_log(server.process, "Received request", count=2, timeout_s=30)
-        time.sleep(0.5)  # from the log line to the engine's input socket: the request's first await
-        server.process.signal_group(signal.SIGSTOP)
-        # 22 s left < shutdown timeout 20 + margin 5: no time to wait, vLLM's own drain must do it.
-        imds.interrupt("terminate", in_seconds=22)
-        state = agent.wait_for(lambda s: any(e["event"] == "vllm_signalled" for e in s["events"]), 20, "SIGTERM sent")
-        assert state["stop_reason"] == "deadline"
-        server.process.signal_children(signal.SIGCONT)
-        time.sleep(0.5)
+        with engine_paused(server.process):
+            traffic = start_traffic(server.base_url, server.served_name, streaming=2, plain=0, answer_tokens=LONG_ANSWER)
+            wait_for_log(server.process, "Received request", count=2, timeout_s=30)
+            time.sleep(0.5)  # from the log line to the engine's input socket: the request's first await
+            server.process.signal_group(signal.SIGSTOP)
+            # 22 s left < shutdown timeout 20 + margin 5: no time to wait, vLLM's own drain must do it.
+            imds.interrupt("terminate", in_seconds=22)
+            state = agent.wait_for(lambda s: any(e["event"] == "vllm_signalled" for e in s["events"]), 20, "SIGTERM sent")
+            assert state["stop_reason"] == "deadline"
+        time.sleep(0.5)  # the engine generates...
     finally:
-        server.process.signal_group(signal.SIGCONT)
+        server.process.signal_group(signal.SIGCONT)  # ...while the API server wakes to the SIGTERM
 
     # vLLM takes the signal on its own event loop; once it has, a new request must not be served.
     # (vLLM 0.32 keeps /health at 200 while draining and may hold such a request until the
