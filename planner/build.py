@@ -614,17 +614,24 @@ def _break_even(agent: Agent, spec: Spec, catalog: Catalog, gpu: GpuOption | Non
     return None if value is None else round(value, 1)
 
 
+def curve_cache(agent: Agent, catalog: Catalog, plan: AgentPlan):
+    """The caching the API curve is priced with: the plan's own, or for a GPU plan the API
+    reference's (the best API option at the plan's volumes)."""
+    if plan.route == "gpu":
+        api_model_id = plan.fallback_model or plan.model
+        cm = catalog.claude_models[api_model_id]
+        return best_api_option(agent, api_model_id, cm, catalog, plan.volume["launch"], plan.volume["month_12"], batch=False).cache
+    from agentdeploy.planner.caching import CacheOption
+
+    return CacheOption(plan.cache.ttl if plan.provider == "anthropic" else None, "conversation" in plan.cache.breakpoints)
+
+
 def curves_for(agent: Agent, spec: Spec, catalog: Catalog, plan: AgentPlan):
     """(api_curve, gpu_curve or None) as functions of conversations/month, for charts and tests."""
     api_model_id = plan.fallback_model or plan.model
     cm = catalog.claude_models[api_model_id]
-    from agentdeploy.planner.caching import CacheOption
-
-    cache = CacheOption(plan.cache.ttl if plan.provider == "anthropic" else None, "conversation" in plan.cache.breakpoints)
+    cache = curve_cache(agent, catalog, plan)
     batch = plan.route == "batch"
-    if plan.route == "gpu":
-        ref = best_api_option(agent, api_model_id, cm, catalog, plan.volume["launch"], plan.volume["month_12"], batch=False)
-        cache = ref.cache
 
     def api_curve(v: float) -> float:
         return api_cost_at(agent, cm, cache, catalog, v, batch=batch)[0].total

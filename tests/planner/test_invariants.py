@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from agentdeploy.errors import Infeasible
 from agentdeploy.planner import build_plan, load_catalog
-from agentdeploy.planner.build import curves_for
+from agentdeploy.planner.build import curve_cache, curves_for
 from agentdeploy.planner.caching import OPTIONS, CacheOption
 from agentdeploy.planner.options import api_cost_at
 from agentdeploy.planner.quality import quality_floor
@@ -69,6 +69,11 @@ AUDIT_CONVERSATION = {  # turn 1 under Haiku's 4,096 minimum, turn 2 over it (th
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(agents())
 @example(AUDIT_CONVERSATION)
+# Found by Hypothesis: a GPU plan whose API reference keeps a 1 h cache warm; both its curves
+# fall in total between some volumes.
+@example({"latency": {"p95_s": 0.8, "audience": "interactive"}, "quality": {"wrong_answer_cost": "low", "task": "routing"},
+          "volume": {"conversations_per_month": 10.0, "conversations_per_month_12m": 10.0, "active_hours_per_day": 1, "peak_factor": 1.0},
+          "profile": {"turns": 3, "input_tokens_per_turn": 10, "output_tokens_per_turn": 5, "static_prefix_tokens": 4096, "turn_gap_s": 7200.0}})
 def test_plan_invariants(doc):
     spec = spec_of(doc)
     agent = spec.agents["a"]
@@ -109,12 +114,16 @@ def test_plan_invariants(doc):
             true = true_cost(agent, model, chosen, CATALOG, volume, batch=batch)
             assert true <= true_cost(agent, model, OPTIONS[0], CATALOG, volume, batch=batch) + 0.01
             assert a.cost.monthly_usd.model_dump()[key] == pytest.approx(true, rel=1e-6, abs=0.01)
-    # 5. cost grows with volume
+    # 5. cost grows with volume where no cache is priced. The curves' caching is the plan's,
+    #    or for a GPU plan its API reference's (which the fallback share uses too); with a cache,
+    #    denser traffic keeps it warm and more conversations can really cost less in total, as
+    #    test_plan_cost_monotone_in_scale explains (Hypothesis found such GPU plans here too).
     api, gpu = curves_for(agent, spec, CATALOG, a)
     vols = [a.volume["launch"] * f for f in (0.5, 1, 2, 4, 8)]
-    for curve in filter(None, (api, gpu)):
-        costs = [curve(v) for v in vols]
-        assert all(x <= y + 1e-9 for x, y in zip(costs, costs[1:])), costs
+    if curve_cache(agent, CATALOG, a).ttl is None:
+        for curve in filter(None, (api, gpu)):
+            costs = [curve(v) for v in vols]
+            assert all(x <= y + 1e-9 for x, y in zip(costs, costs[1:])), costs
     assert a.cost.monthly_usd.launch <= a.cost.monthly_usd.month_12 + 0.01
     # 6. the break-even volume is where the two curves meet
     be = a.break_even_conversations_per_month
