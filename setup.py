@@ -1,20 +1,23 @@
-"""Map the card's top-level folders onto one import root, `agentdeploy`.
+"""One import root, `agentdeploy`, with the card's top-level folders kept where they are.
 
-The design card fixes the top level (cli/, serving/, stacks/, templates/ ...); installing them
-as generic top-level modules (`cli`, `serving`) would collide with other packages, so each
-folder becomes a subpackage: serving/gateway.py imports as agentdeploy.serving.gateway.
+The design card fixes the top level (cli/, serving/, stacks/, templates/, planner/ ...);
+installing them as generic top-level modules (`cli`, `serving`) would collide with other
+packages. Each folder is linked into the import root (agentdeploy/serving -> ../serving), so
+serving/app.py imports as agentdeploy.serving.app from a checkout, an editable install or a
+wheel alike, and static tools (mypy, an IDE) resolve every agentdeploy.* name to its file
+with no install-time mapping. A wheel holds real files: the build follows the links.
 """
+
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 FOLDERS = ["planner", "cli", "serving", "stacks", "templates"]
 
-packages = ["agentdeploy"] + [f"agentdeploy.{sub}" for sub in find_packages("agentdeploy")]
-package_dir = {"agentdeploy": "agentdeploy"}
+ROOT = Path(__file__).resolve().parent
 for folder in FOLDERS:
-    packages.append(f"agentdeploy.{folder}")
-    package_dir[f"agentdeploy.{folder}"] = folder
-    for sub in find_packages(folder):
-        packages.append(f"agentdeploy.{folder}.{sub}")
-        package_dir[f"agentdeploy.{folder}.{sub}"] = f"{folder}/{sub.replace('.', '/')}"
+    link = ROOT / "agentdeploy" / folder
+    if not (link.is_symlink() and link.resolve() == ROOT / folder):
+        raise SystemExit(f"agentdeploy/{folder} must be a link to ../{folder} (git clone with symlinks enabled)")
 
-setup(packages=packages, package_dir=package_dir)
+setup(packages=find_packages(include=["agentdeploy", "agentdeploy.*"]))

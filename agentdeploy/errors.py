@@ -30,7 +30,7 @@ class DeployError(Exception):
         self.hint = hint
         self.details = details or []
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, object]:
         return {
             "error": type(self).__name__,
             "exit_code": self.exit_code,

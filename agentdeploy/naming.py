@@ -50,3 +50,41 @@ def stack_tags(stack: str, agent: str | None = None, role: str | None = None) ->
     if role is not None:
         tags[TAG_ROLE] = role
     return tags
+
+#: vLLM's OpenAI-compatible port on every GPU node (the target group, the security group, the
+#: systemd unit and the node agent all use it).
+VLLM_PORT = 8000
+#: Env var holding the Anthropic API key: the gateway's upstream key and the stack's secret.
+ANTHROPIC_KEY_ENV = "ANTHROPIC_API_KEY"
+#: The environment variable vLLM takes its API key from (vllm.envs.VLLM_API_KEY); the gateway's
+#: default name for a fleet's key when no per-fleet name is rendered.
+VLLM_KEY_ENV = "VLLM_API_KEY"
+#: `deploy render` reads each agent's client keys from AGENTDEPLOY_KEY_<AGENT>.
+CLIENT_KEY_ENV_PREFIX = "AGENTDEPLOY_KEY_"
+#: In the `agentdeploy:gatewayClientKeys` mapping, and for the gateway's key lookup: a key
+#: shared by every agent, which may address any agent by name.
+SHARED_KEY = "*"
+
+
+def env_suffix(agent: str) -> str:
+    """An agent name as it appears inside an environment variable name (upper case, `_`)."""
+    return "".join(c if c.isalnum() else "_" for c in agent.upper())
+
+
+def client_key_env(agent: str) -> str:
+    """Env var `deploy render` reads an agent's client keys from, e.g. AGENTDEPLOY_KEY_INTAKE."""
+    return CLIENT_KEY_ENV_PREFIX + env_suffix(agent)
+
+
+def vllm_key_env(agent: str) -> str:
+    """Env var the gateway finds this agent's vLLM key in, e.g. VLLM_API_KEY_TICKET_ROUTER:
+    one key per fleet, so a node can only ever read its own."""
+    return VLLM_KEY_ENV + "_" + env_suffix(agent)
+
+
+def tag_filters(stack: str, role: str | None = None) -> list[dict[str, str | list[str]]]:
+    """EC2/Auto Scaling tag filters selecting a stack's resources (and one role of them)."""
+    filters: list[dict[str, str | list[str]]] = [{"Name": f"tag:{TAG_STACK}", "Values": [stack]}]
+    if role is not None:
+        filters.append({"Name": f"tag:{TAG_ROLE}", "Values": [role]})
+    return filters

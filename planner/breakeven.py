@@ -7,7 +7,7 @@ API, found on a geometric scan and refined by bisection inside the first bracket
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 Curve = Callable[[float], float]
 

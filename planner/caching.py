@@ -14,15 +14,16 @@ import math
 from dataclasses import dataclass
 
 from agentdeploy.planner.catalog import ClaudeModel
+from agentdeploy.planner.plan import CacheTTL
 from agentdeploy.planner.spec import Profile
 from agentdeploy.planner.traffic import Traffic
 
-TTL_SECONDS = {"5m": 300.0, "1h": 3600.0}
+TTL_SECONDS: dict[CacheTTL, float] = {"5m": 300.0, "1h": 3600.0}
 
 
 @dataclass(frozen=True)
 class CacheOption:
-    ttl: str | None  # None = caching off
+    ttl: CacheTTL | None  # None = caching off
     conversation: bool = False  # also a breakpoint at the end of the conversation so far
 
     @property
@@ -76,7 +77,8 @@ def conversation_bill(
     `batch_hit_rate` replaces the arrival-based estimate for the Batch API, where requests of a
     batch run close together but parallel requests before the first response all write.
     """
-    S, I, O, T = profile.static_prefix_tokens, profile.input_tokens_per_turn, profile.output_tokens_per_turn, profile.turns
+    # S: static prefix; In, Out: new input and output per turn; T: turns
+    S, In, Out, T = profile.static_prefix_tokens, profile.input_tokens_per_turn, profile.output_tokens_per_turn, profile.turns
     minimum = model.min_cacheable_tokens
     static_cacheable = option.enabled and S >= minimum and S > 0
     ttl_s = TTL_SECONDS[option.ttl] if option.ttl else 0.0
@@ -92,7 +94,7 @@ def conversation_bill(
     # model's minimum) wrote its prefix; turns under the minimum write nothing to read back.
     prev_written = False
     for k in range(1, T + 1):
-        history = (k - 1) * (I + O) if profile.resend_history else 0
+        history = (k - 1) * (In + Out) if profile.resend_history else 0
         lead = 0  # static tokens not covered by their own breakpoint travel with the conversation part
         if static_cacheable:
             p_hit = 1.0 if (k > 1 and gap_ok) else h_first
@@ -101,14 +103,14 @@ def conversation_bill(
             hits += p_hit
         else:
             lead = S
-        dynamic = lead + history + I
+        dynamic = lead + history + In
         conv_cacheable = (
-            option.conversation and batch_hit_rate is None and T > 1 and (S + history + I) >= minimum
+            option.conversation and batch_hit_rate is None and T > 1 and (S + history + In) >= minimum
         )
         if conv_cacheable and prev_written and gap_ok and profile.resend_history:
             # the previous turn's breakpoint covered everything up to its own input
-            read += dynamic - O - I
-            write += O + I
+            read += dynamic - Out - In
+            write += Out + In
         elif conv_cacheable:
             write += dynamic
         else:
@@ -118,6 +120,6 @@ def conversation_bill(
         uncached_input=uncached,
         cache_write=write,
         cache_read=read,
-        output=float(O * T),
+        output=float(Out * T),
         static_hit_rate=hits / T if static_cacheable else 0.0,
     )

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from agentdeploy.errors import InvalidInput
 from agentdeploy.planner.problems import clean_loc, describe
 from agentdeploy.planner.yamlsource import YamlSource, YamlSyntaxError, load_yaml_source, safe_load
+from agentdeploy.tokens import TOKEN_KINDS, TokenKind, TokenPrices
 
 BUILTIN = Path(__file__).parent / "data" / "catalog.yaml"
 TASKS = ("routing", "classification", "extraction", "qa", "reasoning", "generation")
@@ -59,15 +60,20 @@ class ClaudeModel(Sourced):
     #: Whether the planner may choose it; newer or unverified models can be enabled by override.
     selectable: bool = True
 
-    def usd_per_token(self, kind: Literal["input", "output", "cache_write_5m", "cache_write_1h", "cache_read"]) -> float:
+    def usd_per_token(self, kind: TokenKind) -> float:
         base = self.input_usd_per_mtok / 1e6
-        return {
+        rates: dict[TokenKind, float] = {
             "input": base,
             "output": self.output_usd_per_mtok / 1e6,
             "cache_write_5m": base * self.cache_write_5m_multiplier,
             "cache_write_1h": base * self.cache_write_1h_multiplier,
             "cache_read": base * self.cache_read_multiplier,
-        }[kind]
+        }
+        return rates[kind]
+
+    def prices(self) -> TokenPrices:
+        """The five per-token prices, the shape the gateway's meter bills with."""
+        return TokenPrices(**{kind: self.usd_per_token(kind) for kind in TOKEN_KINDS})
 
 
 class OpenModel(Sourced):
@@ -83,7 +89,7 @@ class OpenModel(Sourced):
     task_tiers: dict[str, int]
 
     @model_validator(mode="after")
-    def _tasks_known(self) -> "OpenModel":
+    def _tasks_known(self) -> OpenModel:
         bad = sorted(set(self.task_tiers) - set(TASKS))
         if bad:
             raise ValueError(f"unknown task kinds {bad}; known: {list(TASKS)}")
@@ -239,13 +245,14 @@ def _layer_for(loc: tuple[Any, ...], layers: list[_Layer]) -> _Layer:
 
 
 def _invalid(err: ValidationError, layers: list[_Layer], applied: list[str]) -> InvalidInput:
-    details, guesses = [], []
+    details: list[str] = []
+    guesses: list[str] = []
     builtin = layers[0].data
     for e in err.errors():
         loc = clean_loc(tuple(e["loc"]))
         layer = _layer_for(loc, layers)
         details.append(describe(e, Catalog, layer.where, shown_prefix=layer.prefix))
-        group = loc[0] if loc else None
+        group = str(loc[0]) if loc else ""
         if e["type"] == "missing" and len(loc) == 3 and isinstance(builtin.get(group), dict) and loc[1] not in builtin[group]:
             guess = difflib.get_close_matches(str(loc[1]), list(builtin[group]), n=1)
             line = (

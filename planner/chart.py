@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from agentdeploy.errors import InvalidInput, MissingDependency
-from agentdeploy.planner.build import curves_for
 from agentdeploy.planner.catalog import Catalog
+from agentdeploy.planner.curves import curves_for
 from agentdeploy.planner.plan import Plan
 from agentdeploy.planner.spec import Spec
 
@@ -26,7 +26,7 @@ def write_chart(plan: Plan, spec: Spec, catalog: Catalog, path: Path) -> Path:
         raise MissingDependency("--chart needs matplotlib", hint="pip install 'agentdeploy[chart]'") from None
     n = len(plan.agents)
     fig, axes = plt.subplots(n, 1, figsize=(8, 3.2 * n), squeeze=False)
-    for ax, a in zip(axes[:, 0], plan.agents):
+    for ax, a in zip(axes[:, 0], plan.agents, strict=True):
         agent = spec.agents[a.name]
         api, gpu = curves_for(agent, spec, catalog, a)
         top = max(a.volume["month_12"], (a.break_even_conversations_per_month or 0)) * 2

@@ -11,9 +11,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from agentdeploy.planner.spec import Profile
+from agentdeploy.planner.catalog import ClaudeModel, OpenModel
+from agentdeploy.planner.spec import Agent, Profile
 
 MAX_TOKENS_ROUND = 16
+#: vLLM's max_tokens cap on the fleet (the gateway's limit per request).
+GPU_MAX_TOKENS = 32768
 
 
 def max_tokens_for(profile: Profile, cap: int, margin: float) -> int:
@@ -57,3 +60,21 @@ def misfit(context_tokens: int, request: Request) -> str | None:
     if request.total <= context_tokens:
         return None
     return f"its {context_tokens:,}-token context cannot hold the largest request ({request.words()})"
+
+
+def claude_misfit(agent: Agent, model: ClaudeModel, margin: float) -> str | None:
+    request = planned_request(agent.profile, model.max_output_tokens, margin)
+    return misfit(model.context_tokens, request)
+
+
+def open_misfit(agent: Agent, model: OpenModel, margin: float) -> str | None:
+    request = planned_request(agent.profile, min(model.context_tokens, GPU_MAX_TOKENS), margin)
+    return misfit(model.context_tokens, request)
+
+
+def context_need(agent: Agent, cap: int, margin: float) -> int:
+    """vLLM's max_model_len: the largest request with max_tokens, with room to spare (a power of two)."""
+    p = agent.profile
+    need = p.static_prefix_tokens + p.turns * (p.input_tokens_per_turn + p.output_tokens_per_turn) + p.p99_output
+    need = max(need, planned_request(p, cap, margin).total)
+    return max(2048, 1 << math.ceil(math.log2(need * 1.25)))

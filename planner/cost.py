@@ -10,11 +10,12 @@ from __future__ import annotations
 from agentdeploy.planner.caching import CacheOption, TokenBill
 from agentdeploy.planner.catalog import ClaudeModel
 from agentdeploy.planner.plan import CostItems
+from agentdeploy.tokens import TokenKind
 
 
 def price_bill(bill: TokenBill, model: ClaudeModel, option: CacheOption, *, batch: bool, conversations: float) -> CostItems:
     """Monthly cost of `conversations` conversations billed as `bill`."""
-    write_kind = "cache_write_1h" if option.ttl == "1h" else "cache_write_5m"
+    write_kind: TokenKind = "cache_write_1h" if option.ttl == "1h" else "cache_write_5m"
     uncached = bill.uncached_input * model.usd_per_token("input") * conversations
     write = bill.cache_write * model.usd_per_token(write_kind) * conversations
     read = bill.cache_read * model.usd_per_token("cache_read") * conversations

@@ -13,10 +13,10 @@ import math
 from dataclasses import dataclass
 
 from agentdeploy.planner.catalog import Assumptions, GpuInstance, InstancePerf, OpenModel
+from agentdeploy.planner.cost import gpu_items
 from agentdeploy.planner.latency import Estimate, gpu_estimate, per_stream_speed
 from agentdeploy.planner.plan import CostItems
 from agentdeploy.planner.spec import Agent
-from agentdeploy.planner.cost import gpu_items
 from agentdeploy.planner.traffic import Traffic
 
 #: Share of active hours the busiest-hour replica count is needed (EST).

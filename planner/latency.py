@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from agentdeploy.planner.catalog import ClaudeModel, InstancePerf
-from agentdeploy.planner.spec import Profile
+from agentdeploy.planner.spec import Measure, Profile
 
 #: Network + gateway time added to every self-hosted request (EST: same-region hop, gateway < 5 ms).
 GPU_NETWORK_S = 0.05
@@ -25,7 +25,7 @@ class Estimate:
     ttft_p95_s: float
     total_p95_s: float
 
-    def measured(self, measure: str) -> float:
+    def measured(self, measure: Measure) -> float:
         return self.ttft_p95_s if measure == "first_token" else self.total_p95_s
 
 
@@ -59,3 +59,17 @@ def gpu_estimate(perf: InstancePerf, profile: Profile, concurrency: float) -> Es
 
 def batch_estimate() -> Estimate:
     return Estimate(BATCH_P95_S, BATCH_P95_S)
+
+
+def self_hosted_ttft(ceiling_s: float | None, measure: Measure, fallback_ttft_p95_s: float) -> float:
+    """How long the gateway waits for a fleet's first token before falling back to Claude.
+
+    The fallback's own p95 first token must still land inside the ceiling, so the fleet gets the
+    rest. A full-response ceiling also has the answer to stream: the fleet gets at most half of
+    it; never under a quarter second, and 30 s where there is no ceiling.
+    """
+    if ceiling_s is None:
+        return 30.0
+    if measure == "full_response":
+        return max(0.25, min(ceiling_s / 2, ceiling_s - fallback_ttft_p95_s))
+    return max(0.25, ceiling_s - fallback_ttft_p95_s)

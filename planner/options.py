@@ -8,7 +8,9 @@ cost monotone in volume, caching never raises cost) testable one option at a tim
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
+from agentdeploy.planner.agent_context import AgentContext
 from agentdeploy.planner.caching import OPTIONS, CacheOption, TokenBill, conversation_bill
 from agentdeploy.planner.catalog import Catalog, ClaudeModel, GpuInstance, OpenModel
 from agentdeploy.planner.cost import price_bill
@@ -21,7 +23,7 @@ from agentdeploy.planner.traffic import traffic_for
 
 @dataclass(frozen=True)
 class ApiOption:
-    route: str  # "api" | "batch"
+    route: Literal["api", "batch"]
     model_id: str
     model: ClaudeModel
     cache: CacheOption
@@ -43,6 +45,10 @@ class GpuOption:
     fallback: ApiOption
     launch: CostItems
     month_12: CostItems
+
+
+#: What the planner picks for an agent: a Claude model on the API, or a self-hosted fleet.
+Choice = ApiOption | GpuOption
 
 
 def turn_gap(agent: Agent, catalog: Catalog) -> float:
@@ -119,21 +125,14 @@ def gpu_cost_at(
     return items, shape
 
 
-def build_gpu_option(
-    agent: Agent,
-    open_id: str,
-    open_model: OpenModel,
-    instance_type: str,
-    instance: GpuInstance,
-    fallback: ApiOption,
-    catalog: Catalog,
-    launch_volume: float,
-    m12_volume: float,
-    ops_overhead: float,
-    idle_minutes: int,
-) -> GpuOption:
-    launch, shape_l = gpu_cost_at(agent, instance, open_model, fallback, catalog, launch_volume, ops_overhead, idle_minutes)
-    m12, shape_m = gpu_cost_at(agent, instance, open_model, fallback, catalog, m12_volume, ops_overhead, idle_minutes)
+def build_gpu_option(ctx: AgentContext, open_id: str, instance_type: str, fallback: ApiOption) -> GpuOption:
+    """Open model `open_id` on `instance_type`, priced at the agent's launch and 12-month volumes."""
+    open_model, instance = ctx.catalog.open_models[open_id], ctx.catalog.gpu_instances[instance_type]
+
+    def at(volume: float) -> tuple[CostItems, FleetShape]:
+        return gpu_cost_at(ctx.agent, instance, open_model, fallback, ctx.catalog, volume, ctx.ops_overhead, ctx.idle_minutes)
+
+    (launch, shape_l), (m12, shape_m) = at(ctx.launch_v), at(ctx.m12_v)
     # the worse of the two months' latency is the one the ceiling must hold for
     estimate = max(shape_l.estimate, shape_m.estimate, key=lambda e: e.total_p95_s)
     return GpuOption(open_id, open_model, instance_type, instance, shape_l, shape_m, estimate, fallback, launch, m12)

@@ -10,13 +10,15 @@ may be added.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agentdeploy.planner.spec import Measure, Policy
+
 Route = Literal["api", "batch", "gpu"]
 CacheTTL = Literal["5m", "1h"]
-BudgetPolicy = Literal["block", "degrade", "alert"]
+BudgetPolicy = Policy
 
 
 class _Model(BaseModel):
@@ -40,11 +42,14 @@ class LatencyEstimate(_Model):
     ceiling_s: float | None
     #: What the ceiling measures: time to first token (streamed, a person reading) or the
     #: full answer (a backend waiting), or nothing (batch).
-    measure: Literal["first_token", "full_response", "none"]
+    measure: Measure
     #: p95 of the measured quantity (what is compared with the ceiling).
     p95_estimate_s: float
     ttft_p95_s: float
     total_p95_s: float
+    #: Route gpu: how long the gateway waits for the fleet's first token before it falls back
+    #: to Claude, leaving the fallback's own p95 first token inside the ceiling. None elsewhere.
+    self_hosted_ttft_s: float | None = None
 
 
 class CostItems(_Model):
@@ -112,12 +117,31 @@ class FleetPlan(_Model):
     hourly_usd_spot: float
 
 
+class PaceAlarm(_Model):
+    """A daily spend alarm: CloudWatch cannot sum a calendar month, so a threshold is a pace."""
+
+    pct: int
+    #: One day's spend over this reaches `pct`% of the gateway's budget in a month.
+    daily_usd: float
+
+
 class BudgetPlan(_Model):
+    """The agent's monthly budget, and how it splits between who meters and who bills it."""
+
     monthly_usd: float
     thresholds_pct: list[int]
     policy: BudgetPolicy
     #: True when the user set the budget; False when derived from projection × headroom.
     user_set: bool
+    #: What the gateway meters and enforces: Claude tokens. All of the budget on the api and
+    #: batch routes; on route gpu the Claude fallback's share of the launch cost (at least $1).
+    gateway_usd: float
+    #: What AWS bills and the stack's AWS Budget watches: a fleet's GPU-hour share (0 off gpu).
+    aws_usd: float
+    #: The policy the gateway enforces: `degrade` with no cheaper model to degrade to blocks.
+    gateway_policy: BudgetPolicy
+    #: One alarm per threshold, pacing `gateway_usd` over the catalog's days per month.
+    pace: list[PaceAlarm]
 
 
 class QualityDecision(_Model):
@@ -192,5 +216,5 @@ class Plan(_Model):
                 return a
         raise KeyError(name)
 
-    def to_json_dict(self) -> dict:
+    def to_json_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

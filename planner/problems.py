@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import difflib
 import types
-from typing import Any, Callable, Union, get_args, get_origin
+from collections.abc import Callable
+from typing import Any, Union, get_args, get_origin
 
 from annotated_types import Ge, Gt, Le, Lt
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
 
 #: loc (as pydantic reports it, union tags removed) -> "file:line" or "file"
 Where = Callable[[tuple[Any, ...]], str]
@@ -24,7 +26,7 @@ def clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(p for p in loc if not (isinstance(p, str) and _is_union_tag(p)))
 
 
-def describe(error: dict[str, Any], root: type[BaseModel], where: Where, shown_prefix: tuple[Any, ...] = ()) -> str:
+def describe(error: ErrorDetails, root: type[BaseModel], where: Where, shown_prefix: tuple[Any, ...] = ()) -> str:
     """One line for one pydantic error; `shown_prefix` is where `root` sits in the user's file."""
     loc = clean_loc(tuple(error["loc"]))
     place = where(loc)
@@ -106,7 +108,7 @@ def bounds_text(info: FieldInfo | None) -> str:
     """'greater than 0 and at most 10000000000' from a field's gt/ge/lt/le constraints."""
     if info is None:
         return ""
-    words = []
+    words: list[str] = []
     for m in info.metadata:
         if isinstance(m, Gt):
             words.append(f"greater than {_num(m.gt)}")

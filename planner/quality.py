@@ -44,11 +44,8 @@ def judge(model_id: str, model: ClaudeModel | OpenModel, quality: Quality) -> Ve
         verb = "passes" if ok else "fails"
         return Verdict(ok, None, f"{model_id} {verb} the agent's evals ({score:.2f} vs threshold {evals.pass_threshold:.2f})")
     floor = quality_floor(quality)
-    if isinstance(model, ClaudeModel):
-        tier: int | None = model.quality_tier
-    else:
-        tier = model.task_tiers.get(quality.task)
-        if tier is None:
-            return Verdict(False, None, f"{model_id} is not fit for {quality.task} tasks")
+    tier = model.quality_tier if isinstance(model, ClaudeModel) else model.task_tiers.get(quality.task)
+    if tier is None:
+        return Verdict(False, None, f"{model_id} is not fit for {quality.task} tasks")
     ok = tier >= floor
     return Verdict(ok, tier, f"{model_id} tier {tier} {'meets' if ok else 'is below'} floor {floor}")

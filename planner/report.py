@@ -5,7 +5,12 @@ Both views show the same columns so a PR comment and a laptop run read alike.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from agentdeploy.planner.plan import AgentPlan, Plan
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 HEADERS = ["agent", "route", "model", "stream", "max_tokens", "cache", "p95 / ceiling", "$/month launch", "$/month 12 mo", "break-even conv/mo"]
 
@@ -82,11 +87,11 @@ def to_markdown(plan: Plan) -> str:
     return "\n".join(out) + "\n"
 
 
-def print_table(plan: Plan, console=None) -> None:
+def print_table(plan: Plan, console: Console | None = None) -> None:
+    import sys
+
     from rich.console import Console
     from rich.table import Table
-
-    import sys
 
     console = console or Console(width=None if sys.stdout.isatty() else 180)
     table = Table(title=f"agentdeploy plan — stack {plan.stack} ({plan.region})", show_lines=False)

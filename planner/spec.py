@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
@@ -22,6 +22,9 @@ Task = Literal["routing", "classification", "extraction", "qa", "reasoning", "ge
 WrongCost = Literal["low", "medium", "high", "critical"]
 Audience = Literal["interactive", "backend", "batch"]
 Policy = Literal["block", "degrade", "alert"]
+#: What a latency ceiling bounds: the first token (a person reading), the whole answer (a
+#: program waiting), or nothing (batch: nobody waits).
+Measure = Literal["first_token", "full_response", "none"]
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -61,7 +64,7 @@ class Latency(_Strict):
         return "interactive" if self.p95_s <= 30 else "backend"
 
     @property
-    def resolved_measure(self) -> Literal["first_token", "full_response", "none"]:
+    def resolved_measure(self) -> Measure:
         audience = self.resolved_audience
         if audience == "batch":
             return "none"
@@ -70,7 +73,7 @@ class Latency(_Strict):
         return "first_token" if audience == "interactive" else "full_response"
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Latency":
+    def _consistent(self) -> Latency:
         if self.audience in ("interactive", "backend") and self.p95_s is None:
             raise ValueError(f"audience {self.audience!r} needs a p95_s ceiling (or use audience: batch)")
         if self.audience == "batch" and self.p95_s is not None and self.p95_s < 3600:
@@ -178,7 +181,7 @@ class Profile(_Strict):
         return self.output_tokens_p99 or 2 * self.output_tokens_per_turn
 
     @model_validator(mode="after")
-    def _p99(self) -> "Profile":
+    def _p99(self) -> Profile:
         if self.output_tokens_p99 is not None and self.output_tokens_p99 < self.output_tokens_per_turn:
             raise ValueError("output_tokens_p99 must be at least output_tokens_per_turn")
         return self
@@ -319,4 +322,4 @@ def decision_file_schema() -> dict[str, Any]:
     return schema
 
 
-__all__ = ["Spec", "Agent", "load_decision_file", "decision_file_schema", "TASKS", "Union"]
+__all__ = ["TASKS", "Agent", "Spec", "decision_file_schema", "load_decision_file"]

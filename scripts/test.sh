@@ -4,6 +4,8 @@
 #   - Debian packages the tests run for real: redis-server, shellcheck, cloud-init (schema check),
 #     systemd (systemd-analyze verify for the rendered units)
 #   - vLLM on CPU in its own virtual environment (scripts/setup-vllm.sh), found through VLLM_PYTHON
+# Then the habits that keep the layout honest: ruff over the tree, mypy over the package (strict
+# on planner/ and serving/, see pyproject.toml), and the test suite.
 # Extra arguments go to pytest (e.g. scripts/test.sh tests/planner -x).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,5 +25,10 @@ fi
 
 VLLM_PYTHON="$(bash scripts/setup-vllm.sh | tail -n 1)"
 export VLLM_PYTHON
+
+echo "[test] ruff check" >&2
+python3 -m ruff check .
+echo "[test] mypy -p agentdeploy" >&2
+python3 -m mypy -p agentdeploy
 
 exec python3 -m pytest "$@"

@@ -25,14 +25,14 @@ class Billed:
 
 
 def simulate(profile: Profile, minimum: int, option: CacheOption, *, h: float, turn_gap_s: float, batch: bool) -> Billed:
-    S, I, O, T = profile.static_prefix_tokens, profile.input_tokens_per_turn, profile.output_tokens_per_turn, profile.turns
+    S, In, Out, T = profile.static_prefix_tokens, profile.input_tokens_per_turn, profile.output_tokens_per_turn, profile.turns
     ttl = TTL_SECONDS[option.ttl] if option.ttl else 0.0
     conversation_bp = option.conversation and not batch and T > 1
     own: dict[int, float] = {}  # prefix length -> time of its last write or read
     uncached = write = read = 0.0
     for k in range(1, T + 1):
         t = (k - 1) * turn_gap_s
-        length = S + ((k - 1) * (I + O) if profile.resend_history else 0) + I
+        length = S + ((k - 1) * (In + Out) if profile.resend_history else 0) + In
         breakpoints = []
         if option.enabled and 0 < S and S >= minimum:
             breakpoints.append(S)

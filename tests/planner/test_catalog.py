@@ -7,6 +7,7 @@ import yaml
 
 from agentdeploy.errors import InvalidInput
 from agentdeploy.planner.catalog import load_catalog
+from agentdeploy.tokens import TOKEN_KINDS
 
 
 def test_every_entry_carries_source_and_date():
@@ -34,6 +35,15 @@ def test_published_claude_prices():
     assert haiku.min_cacheable_tokens == 4096 and sonnet.min_cacheable_tokens == 2048
     assert cat.gpu_instances["g5.xlarge"].on_demand_usd_per_hour == 1.006
     assert cat.gpu_instances["p5.4xlarge"].on_demand_usd_per_hour == 6.88
+
+
+def test_a_models_prices_are_its_five_per_token_rates():
+    sonnet = load_catalog(include_home=False).claude_models["claude-sonnet-4-6"]
+    prices = sonnet.prices()
+    for kind in TOKEN_KINDS:
+        assert prices.of(kind) == sonnet.usd_per_token(kind), kind
+    assert prices.input * 1e6 == pytest.approx(3) and prices.output * 1e6 == pytest.approx(15)
+    assert prices.worst_input == prices.cache_write_1h
 
 
 def test_override_file_and_home_folder(tmp_path, monkeypatch):

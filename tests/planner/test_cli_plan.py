@@ -87,7 +87,7 @@ def _modules_after(args: list[str]) -> set[str]:
         f"print('MODS', ' '.join(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r}))))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
-    line = [l for l in out.stdout.splitlines() if l.startswith("MODS")][-1]
+    line = [ln for ln in out.stdout.splitlines() if ln.startswith("MODS")][-1]
     return set(line.split()[1:])
 
 

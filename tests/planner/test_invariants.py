@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -10,8 +11,8 @@ from hypothesis import strategies as st
 
 from agentdeploy.errors import Infeasible
 from agentdeploy.planner import build_plan, load_catalog
-from agentdeploy.planner.build import curve_cache, curves_for
 from agentdeploy.planner.caching import OPTIONS, CacheOption
+from agentdeploy.planner.curves import curve_cache, curves_for
 from agentdeploy.planner.options import api_cost_at
 from agentdeploy.planner.quality import quality_floor
 from agentdeploy.planner.spec import Spec
@@ -123,7 +124,7 @@ def test_plan_invariants(doc):
     if curve_cache(agent, CATALOG, a).ttl is None:
         for curve in filter(None, (api, gpu)):
             costs = [curve(v) for v in vols]
-            assert all(x <= y + 1e-9 for x, y in zip(costs, costs[1:])), costs
+            assert all(x <= y + 1e-9 for x, y in itertools.pairwise(costs)), costs
     assert a.cost.monthly_usd.launch <= a.cost.monthly_usd.month_12 + 0.01
     # 6. the break-even volume is where the two curves meet
     be = a.break_even_conversations_per_month

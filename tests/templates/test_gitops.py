@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -59,7 +60,10 @@ def _run_step(wf: dict, job: dict, step: dict, cwd: Path, outputs: dict | None =
     (bin_dir / "deploy").write_text(FAKE_DEPLOY)
     (bin_dir / "deploy").chmod(0o755)
     if not (bin_dir / "python").exists():
-        (bin_dir / "python").symlink_to(sys.executable)
+        # A wrapper, not a symlink: a venv's interpreter finds its pyvenv.cfg beside the path it
+        # was started by, so a symlink elsewhere would run the base Python without the venv.
+        (bin_dir / "python").write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} "$@"\n')
+        (bin_dir / "python").chmod(0o755)
     script, out_file = cwd / "step.sh", cwd / "github_output"
     script.write_text(step["run"])
     out_file.write_text("")

@@ -1,0 +1,94 @@
+"""One agent's planning inputs, worked out once: `AgentContext`.
+
+Route choice, the infeasibility advice, the why-lines and the plan record all read the same
+facts about an agent: its resolved audience and latency measure, its quality floor, its volumes
+under the what-if scale, what its overrides pin. They are derived here, once per agent, and
+travel as one frozen value instead of a dozen positional parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agentdeploy.planner.catalog import Catalog
+from agentdeploy.planner.plan import Route
+from agentdeploy.planner.quality import quality_floor
+from agentdeploy.planner.spec import Agent, Audience, Measure, Spec
+
+
+def volumes(agent: Agent, scale: float) -> tuple[float, float]:
+    """Conversations per month at launch and at 12 months, under the what-if scale."""
+    return agent.volume.conversations_per_month * scale, agent.volume.month_12 * scale
+
+
+def effective_route(agent: Agent, catalog: Catalog) -> Route | None:
+    """The route the overrides decide: the pinned one, or gpu where an open model or an instance type is pinned."""
+    o = agent.overrides
+    if o.route:
+        return o.route
+    if o.model in catalog.open_models or o.instance_type:
+        return "gpu"
+    return None
+
+
+@dataclass(frozen=True)
+class AgentContext:
+    """Everything about one agent the planner's steps share; built by `AgentContext.of`."""
+
+    name: str
+    agent: Agent
+    spec: Spec
+    catalog: Catalog
+    #: The `--scale` what-if factor the volumes below include.
+    scale: float
+    launch_v: float
+    m12_v: float
+    audience: Audience
+    measure: Measure
+    #: The p95 latency ceiling in seconds (None: batch-tolerant).
+    ceiling: float | None
+    #: The quality tier a model must reach.
+    floor: int
+    #: The route the overrides decide, None where the planner chooses.
+    route_pin: Route | None
+
+    @classmethod
+    def of(cls, name: str, agent: Agent, spec: Spec, catalog: Catalog, scale: float) -> AgentContext:
+        launch_v, m12_v = volumes(agent, scale)
+        latency = agent.latency
+        return cls(
+            name=name,
+            agent=agent,
+            spec=spec,
+            catalog=catalog,
+            scale=scale,
+            launch_v=launch_v,
+            m12_v=m12_v,
+            audience=latency.resolved_audience,
+            measure=latency.resolved_measure,
+            ceiling=latency.p95_s,
+            floor=quality_floor(agent.quality),
+            route_pin=effective_route(agent, catalog),
+        )
+
+    @property
+    def pinned(self) -> str | None:
+        """The model the overrides pin, Claude or open-weight."""
+        return self.agent.overrides.model
+
+    @property
+    def margin(self) -> float:
+        """max_tokens = p99 output x this margin."""
+        return self.catalog.assumptions.max_tokens_margin
+
+    @property
+    def ops_overhead(self) -> float:
+        return self.spec.stack.ops_overhead_usd_per_fleet_month
+
+    @property
+    def idle_minutes(self) -> int:
+        return self.catalog.assumptions.idle_minutes_default
+
+    def where(self, *loc: str) -> str:
+        """`file:line` of a field under this agent in the decision file."""
+        return self.spec.where("agents", self.name, *loc)

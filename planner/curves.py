@@ -1,0 +1,83 @@
+"""Monthly cost as a function of volume: the API line, the fleet's steps, where they cross.
+
+The plan prices two volumes (launch, 12 months); these curves price any volume the same way, for
+the break-even figure, `deploy plan --chart` and the invariant tests. The naive baseline the
+plan is compared with is priced here too.
+"""
+
+from __future__ import annotations
+
+from agentdeploy.planner.agent_context import AgentContext, volumes
+from agentdeploy.planner.breakeven import Curve, break_even
+from agentdeploy.planner.caching import OPTIONS, CacheOption
+from agentdeploy.planner.catalog import Catalog
+from agentdeploy.planner.options import ApiOption, GpuOption, api_cost_at, best_api_option, gpu_cost_at
+from agentdeploy.planner.plan import AgentPlan, Baseline, MonthlyUSD, Totals
+from agentdeploy.planner.spec import Agent, Spec
+
+
+def break_even_volume(ctx: AgentContext, gpu: GpuOption | None, api_ref: ApiOption) -> float | None:
+    """Conversations/month where self-hosting the best qualifying open model costs what the API does."""
+    if gpu is None or api_ref.route != "api":
+        return None
+    agent, catalog = ctx.agent, ctx.catalog
+
+    def api_curve(v: float) -> float:
+        return api_cost_at(agent, api_ref.model, api_ref.cache, catalog, v, batch=False)[0].total
+
+    def gpu_curve(v: float) -> float:
+        return gpu_cost_at(agent, gpu.instance, gpu.open_model, api_ref, catalog, v, ctx.ops_overhead, ctx.idle_minutes)[0].total
+
+    value = break_even(api_curve, gpu_curve)
+    return None if value is None else round(value, 1)
+
+
+def curve_cache(agent: Agent, catalog: Catalog, plan: AgentPlan) -> CacheOption:
+    """The caching the API curve is priced with: the plan's own, or for a GPU plan the API
+    reference's (the best API option at the plan's volumes)."""
+    if plan.route == "gpu":
+        api_model_id = plan.fallback_model or plan.model
+        cm = catalog.claude_models[api_model_id]
+        return best_api_option(agent, api_model_id, cm, catalog, plan.volume["launch"], plan.volume["month_12"], batch=False).cache
+    return CacheOption(plan.cache.ttl if plan.provider == "anthropic" else None, "conversation" in plan.cache.breakpoints)
+
+
+def curves_for(agent: Agent, spec: Spec, catalog: Catalog, plan: AgentPlan) -> tuple[Curve, Curve | None]:
+    """(api_curve, gpu_curve or None) as functions of conversations/month, for charts and tests."""
+    api_model_id = plan.fallback_model or plan.model
+    cm = catalog.claude_models[api_model_id]
+    cache = curve_cache(agent, catalog, plan)
+    batch = plan.route == "batch"
+
+    def api_curve(v: float) -> float:
+        return api_cost_at(agent, cm, cache, catalog, v, batch=batch)[0].total
+
+    if plan.gpu_candidate is None:
+        return api_curve, None
+    open_id, itype = plan.gpu_candidate.split("@")
+    inst = catalog.gpu_instances[itype]
+    om = catalog.open_models[open_id]
+    fallback = best_api_option(agent, api_model_id, cm, catalog, plan.volume["launch"], plan.volume["month_12"], batch=False)
+
+    def gpu_curve(v: float) -> float:
+        return gpu_cost_at(agent, inst, om, fallback, catalog, v, spec.stack.ops_overhead_usd_per_fleet_month, catalog.assumptions.idle_minutes_default)[0].total
+
+    return api_curve, gpu_curve
+
+
+def baseline(spec: Spec, catalog: Catalog, totals: Totals, scale: float) -> Baseline:
+    """Every agent on one mid tier, realtime, no caching, no batch."""
+    selectable = sorted((cm.quality_tier, m) for m, cm in catalog.claude_models.items() if cm.selectable)
+    mid_id = selectable[len(selectable) // 2][1]
+    mid = catalog.claude_models[mid_id]
+    launch = m12 = 0.0
+    for agent in spec.agents.values():
+        lv, mv = volumes(agent, scale)
+        launch += api_cost_at(agent, mid, OPTIONS[0], catalog, lv, batch=False)[0].total
+        m12 += api_cost_at(agent, mid, OPTIONS[0], catalog, mv, batch=False)[0].total
+    saving = MonthlyUSD(launch=round(launch - totals.monthly_usd.launch, 2), month_12=round(m12 - totals.monthly_usd.month_12, 2))
+    pct = MonthlyUSD(
+        launch=round(100 * saving.launch / launch, 1) if launch else 0.0,
+        month_12=round(100 * saving.month_12 / m12, 1) if m12 else 0.0,
+    )
+    return Baseline(model=mid_id, monthly_usd=MonthlyUSD(launch=round(launch, 2), month_12=round(m12, 2)), saving_usd=saving, saving_pct=pct)
