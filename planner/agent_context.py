@@ -13,15 +13,15 @@ from dataclasses import dataclass
 from agentdeploy.planner.catalog import Catalog
 from agentdeploy.planner.plan import Route
 from agentdeploy.planner.quality import quality_floor
-from agentdeploy.planner.spec import Agent, Audience, Measure, Spec
+from agentdeploy.planner.spec import AgentDecision, Audience, Measure, Spec
 
 
-def volumes(agent: Agent, scale: float) -> tuple[float, float]:
+def volumes(agent: AgentDecision, scale: float) -> tuple[float, float]:
     """Conversations per month at launch and at 12 months, under the what-if scale."""
     return agent.volume.conversations_per_month * scale, agent.volume.month_12 * scale
 
 
-def effective_route(agent: Agent, catalog: Catalog) -> Route | None:
+def effective_route(agent: AgentDecision, catalog: Catalog) -> Route | None:
     """The route the overrides decide: the pinned one, or gpu where an open model or an instance type is pinned."""
     o = agent.overrides
     if o.route:
@@ -36,7 +36,7 @@ class AgentContext:
     """Everything about one agent the planner's steps share; built by `AgentContext.of`."""
 
     name: str
-    agent: Agent
+    agent: AgentDecision
     spec: Spec
     catalog: Catalog
     #: The `--scale` what-if factor the volumes below include.
@@ -53,7 +53,7 @@ class AgentContext:
     route_pin: Route | None
 
     @classmethod
-    def of(cls, name: str, agent: Agent, spec: Spec, catalog: Catalog, scale: float) -> AgentContext:
+    def of(cls, name: str, agent: AgentDecision, spec: Spec, catalog: Catalog, scale: float) -> AgentContext:
         launch_v, m12_v = volumes(agent, scale)
         latency = agent.latency
         return cls(

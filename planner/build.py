@@ -30,7 +30,7 @@ from agentdeploy.planner.options import ApiOption, Choice, GpuOption, best_api_o
 from agentdeploy.planner.plan import AgentPlan, CatalogRef, MonthlyUSD, Plan, Totals
 from agentdeploy.planner.quality import Verdict, judge
 from agentdeploy.planner.record import Alternatives, agent_plan
-from agentdeploy.planner.spec import Agent, Spec
+from agentdeploy.planner.spec import AgentDecision, Spec
 
 #: `--scale` is a what-if factor: beyond this the question is no longer about this stack.
 MAX_SCALE = 10_000.0
@@ -91,7 +91,7 @@ def check_scale(scale: float) -> None:
         )
 
 
-def plan_agent(name: str, agent: Agent, spec: Spec, catalog: Catalog, scale: float) -> AgentPlan | str:
+def plan_agent(name: str, agent: AgentDecision, spec: Spec, catalog: Catalog, scale: float) -> AgentPlan | str:
     """The agent's plan, or a one-line explanation of which corner to relax."""
     ctx = AgentContext.of(name, agent, spec, catalog, scale)
     why = explain.pin_reasons(agent, catalog)

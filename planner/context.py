@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 
 from agentdeploy.planner.catalog import ClaudeModel, OpenModel
-from agentdeploy.planner.spec import Agent, Profile
+from agentdeploy.planner.spec import AgentDecision, Profile
 
 MAX_TOKENS_ROUND = 16
 #: vLLM's max_tokens cap on the fleet (the gateway's limit per request).
@@ -26,7 +26,7 @@ def max_tokens_for(profile: Profile, cap: int, margin: float) -> int:
 
 
 @dataclass(frozen=True)
-class Request:
+class RequestTokens:
     """Token counts of one request, by where they come from."""
 
     static_prefix: int
@@ -45,34 +45,34 @@ class Request:
         )
 
 
-def largest_request(profile: Profile, max_tokens: int) -> Request:
+def largest_request(profile: Profile, max_tokens: int) -> RequestTokens:
     history = (profile.turns - 1) * (profile.input_tokens_per_turn + profile.output_tokens_per_turn) if profile.resend_history else 0
-    return Request(profile.static_prefix_tokens, history, profile.input_tokens_per_turn, max_tokens)
+    return RequestTokens(profile.static_prefix_tokens, history, profile.input_tokens_per_turn, max_tokens)
 
 
-def planned_request(profile: Profile, cap: int, margin: float) -> Request:
+def planned_request(profile: Profile, cap: int, margin: float) -> RequestTokens:
     """The largest request with the max_tokens the planner would set under this output cap."""
     return largest_request(profile, max_tokens_for(profile, cap, margin))
 
 
-def misfit(context_tokens: int, request: Request) -> str | None:
+def misfit(context_tokens: int, request: RequestTokens) -> str | None:
     """Why a model with this context window cannot serve the request, or None when it fits."""
     if request.total <= context_tokens:
         return None
     return f"its {context_tokens:,}-token context cannot hold the largest request ({request.words()})"
 
 
-def claude_misfit(agent: Agent, model: ClaudeModel, margin: float) -> str | None:
+def claude_misfit(agent: AgentDecision, model: ClaudeModel, margin: float) -> str | None:
     request = planned_request(agent.profile, model.max_output_tokens, margin)
     return misfit(model.context_tokens, request)
 
 
-def open_misfit(agent: Agent, model: OpenModel, margin: float) -> str | None:
+def open_misfit(agent: AgentDecision, model: OpenModel, margin: float) -> str | None:
     request = planned_request(agent.profile, min(model.context_tokens, GPU_MAX_TOKENS), margin)
     return misfit(model.context_tokens, request)
 
 
-def context_need(agent: Agent, cap: int, margin: float) -> int:
+def context_need(agent: AgentDecision, cap: int, margin: float) -> int:
     """vLLM's max_model_len: the largest request with max_tokens, with room to spare (a power of two)."""
     p = agent.profile
     need = p.static_prefix_tokens + p.turns * (p.input_tokens_per_turn + p.output_tokens_per_turn) + p.p99_output

@@ -13,7 +13,7 @@ from agentdeploy.planner.caching import OPTIONS, CacheOption
 from agentdeploy.planner.catalog import Catalog
 from agentdeploy.planner.options import ApiOption, GpuOption, api_cost_at, best_api_option, gpu_cost_at
 from agentdeploy.planner.plan import AgentPlan, Baseline, MonthlyUSD, Totals
-from agentdeploy.planner.spec import Agent, Spec
+from agentdeploy.planner.spec import AgentDecision, Spec
 
 
 def break_even_volume(ctx: AgentContext, gpu: GpuOption | None, api_ref: ApiOption) -> float | None:
@@ -32,7 +32,7 @@ def break_even_volume(ctx: AgentContext, gpu: GpuOption | None, api_ref: ApiOpti
     return None if value is None else round(value, 1)
 
 
-def curve_cache(agent: Agent, catalog: Catalog, plan: AgentPlan) -> CacheOption:
+def curve_cache(agent: AgentDecision, catalog: Catalog, plan: AgentPlan) -> CacheOption:
     """The caching the API curve is priced with: the plan's own, or for a GPU plan the API
     reference's (the best API option at the plan's volumes)."""
     if plan.route == "gpu":
@@ -42,7 +42,7 @@ def curve_cache(agent: Agent, catalog: Catalog, plan: AgentPlan) -> CacheOption:
     return CacheOption(plan.cache.ttl if plan.provider == "anthropic" else None, "conversation" in plan.cache.breakpoints)
 
 
-def curves_for(agent: Agent, spec: Spec, catalog: Catalog, plan: AgentPlan) -> tuple[Curve, Curve | None]:
+def curves_for(agent: AgentDecision, spec: Spec, catalog: Catalog, plan: AgentPlan) -> tuple[Curve, Curve | None]:
     """(api_curve, gpu_curve or None) as functions of conversations/month, for charts and tests."""
     api_model_id = plan.fallback_model or plan.model
     cm = catalog.claude_models[api_model_id]

@@ -15,10 +15,10 @@ from agentdeploy.planner.latency import BATCH_P95_S, Estimate
 from agentdeploy.planner.options import ApiOption, Choice, GpuOption
 from agentdeploy.planner.plan import BudgetPlan, FleetPlan
 from agentdeploy.planner.quality import Verdict
-from agentdeploy.planner.spec import Agent, Measure
+from agentdeploy.planner.spec import AgentDecision, Measure
 
 
-def pin_reasons(agent: Agent, catalog: Catalog) -> list[str]:
+def pin_reasons(agent: AgentDecision, catalog: Catalog) -> list[str]:
     """One `why` line per override, so a pinned decision is never mistaken for the planner's."""
     o = agent.overrides
     lines = []
@@ -108,7 +108,7 @@ def cache_words(option: ApiOption) -> str:
     return f"prompt caching ({option.cache.ttl} TTL)"
 
 
-def cache_reason(agent: Agent, choice: ApiOption) -> str:
+def cache_reason(agent: AgentDecision, choice: ApiOption) -> str:
     S = agent.profile.static_prefix_tokens
     minimum = choice.model.min_cacheable_tokens
     if choice.cache.enabled and choice.bill.cache_write == 0 and choice.bill.cache_read == 0:
@@ -131,7 +131,7 @@ def _write_multiplier(choice: ApiOption) -> float:
     return m.cache_write_1h_multiplier if choice.cache.ttl == "1h" else m.cache_write_5m_multiplier
 
 
-def fleet_cache(agent: Agent, fallback: ApiOption) -> str:
+def fleet_cache(agent: AgentDecision, fallback: ApiOption) -> str:
     return (
         f"vLLM's automatic prefix caching covers the {agent.profile.static_prefix_tokens}-token static prefix on the fleet; "
         f"the Claude fallback {fallback.model_id} uses {cache_words(fallback)}"

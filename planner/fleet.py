@@ -16,7 +16,7 @@ from agentdeploy.planner.catalog import Assumptions, GpuInstance, InstancePerf, 
 from agentdeploy.planner.cost import gpu_items
 from agentdeploy.planner.latency import Estimate, gpu_estimate, per_stream_speed
 from agentdeploy.planner.plan import CostItems
-from agentdeploy.planner.spec import Agent
+from agentdeploy.planner.spec import AgentDecision
 from agentdeploy.planner.traffic import Traffic
 
 #: Share of active hours the busiest-hour replica count is needed (EST).
@@ -41,13 +41,13 @@ def fits(model: OpenModel, instance: GpuInstance) -> bool:
     return model.memory_gb <= instance.gpu_memory_gb * 0.95 and model.size_class in instance.perf
 
 
-def on_demand_base(agent: Agent) -> int:
+def on_demand_base(agent: AgentDecision) -> int:
     lat = agent.latency
     return 1 if lat.resolved_audience == "interactive" and (lat.p95_s or 1e9) <= ON_DEMAND_FLOOR_CEILING_S else 0
 
 
 def shape_fleet(
-    agent: Agent, perf: InstancePerf, traffic: Traffic, assumptions: Assumptions, idle_minutes: int
+    agent: AgentDecision, perf: InstancePerf, traffic: Traffic, assumptions: Assumptions, idle_minutes: int
 ) -> FleetShape:
     capacity = max(1, math.floor(perf.knee_concurrency * assumptions.gpu_target_utilisation))
     estimate = gpu_estimate(perf, agent.profile, capacity)
@@ -76,7 +76,7 @@ def shape_fleet(
     )
 
 
-def fallback_share(agent: Agent, shape: FleetShape, assumptions: Assumptions, hours_per_day: float) -> float:
+def fallback_share(agent: AgentDecision, shape: FleetShape, assumptions: Assumptions, hours_per_day: float) -> float:
     """Share of requests the gateway sends to Claude: cold starts after scale-to-zero, spot losses."""
     cold = assumptions.cold_start_fallback_share if hours_per_day < 24 else assumptions.cold_start_fallback_share / 2
     spot_fraction = shape.spot_hours / shape.replica_hours_per_month if shape.replica_hours_per_month else 0.0
@@ -84,7 +84,7 @@ def fallback_share(agent: Agent, shape: FleetShape, assumptions: Assumptions, ho
 
 
 def fleet_cost(
-    agent: Agent,
+    agent: AgentDecision,
     instance: GpuInstance,
     shape: FleetShape,
     assumptions: Assumptions,

@@ -17,7 +17,7 @@ from agentdeploy.planner.cost import price_bill
 from agentdeploy.planner.fleet import FleetShape, fleet_cost, shape_fleet
 from agentdeploy.planner.latency import Estimate, api_estimate, batch_estimate
 from agentdeploy.planner.plan import CostItems
-from agentdeploy.planner.spec import Agent
+from agentdeploy.planner.spec import AgentDecision
 from agentdeploy.planner.traffic import traffic_for
 
 
@@ -51,11 +51,11 @@ class GpuOption:
 Choice = ApiOption | GpuOption
 
 
-def turn_gap(agent: Agent, catalog: Catalog) -> float:
+def turn_gap(agent: AgentDecision, catalog: Catalog) -> float:
     return agent.profile.turn_gap_s or catalog.assumptions.default_turn_gap_s
 
 
-def api_cost_at(agent: Agent, model: ClaudeModel, cache: CacheOption, catalog: Catalog, conversations: float, *, batch: bool) -> tuple[CostItems, TokenBill]:
+def api_cost_at(agent: AgentDecision, model: ClaudeModel, cache: CacheOption, catalog: Catalog, conversations: float, *, batch: bool) -> tuple[CostItems, TokenBill]:
     traffic = traffic_for(agent, conversations, catalog.assumptions.days_per_month)
     bill = conversation_bill(
         agent.profile,
@@ -68,7 +68,7 @@ def api_cost_at(agent: Agent, model: ClaudeModel, cache: CacheOption, catalog: C
     return price_bill(bill, model, cache, batch=batch, conversations=conversations), bill
 
 
-def cache_choices(agent: Agent, batch: bool) -> list[CacheOption]:
+def cache_choices(agent: AgentDecision, batch: bool) -> list[CacheOption]:
     """The caching options the route allows and the pin keeps; empty for a 5m pin on the Batch API."""
     pref = agent.overrides.cache
     if pref == "off":
@@ -81,7 +81,7 @@ def cache_choices(agent: Agent, batch: bool) -> list[CacheOption]:
 
 
 def best_api_option(
-    agent: Agent, model_id: str, model: ClaudeModel, catalog: Catalog, launch_volume: float, m12_volume: float, *, batch: bool
+    agent: AgentDecision, model_id: str, model: ClaudeModel, catalog: Catalog, launch_volume: float, m12_volume: float, *, batch: bool
 ) -> ApiOption:
     """The caching setting with the lowest 12-month cost that raises neither month's cost above 'off'."""
     off_launch, _ = api_cost_at(agent, model, OPTIONS[0], catalog, launch_volume, batch=batch)
@@ -106,7 +106,7 @@ def best_api_option(
 
 
 def gpu_cost_at(
-    agent: Agent,
+    agent: AgentDecision,
     instance: GpuInstance,
     open_model: OpenModel,
     fallback: ApiOption,

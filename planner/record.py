@@ -29,7 +29,7 @@ from agentdeploy.planner.plan import (
     QualityDecision,
 )
 from agentdeploy.planner.quality import Verdict
-from agentdeploy.planner.spec import Agent
+from agentdeploy.planner.spec import AgentDecision
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ def _monthly(option: Choice) -> MonthlyUSD:
     return MonthlyUSD(launch=round(option.launch.total, 2), month_12=round(option.month_12.total, 2))
 
 
-def cache_decision(agent: Agent, option: ApiOption) -> CacheDecision:
+def cache_decision(agent: AgentDecision, option: ApiOption) -> CacheDecision:
     """The Claude model's cache settings (on route gpu, the fallback's: vLLM caches by itself)."""
     return CacheDecision(
         enabled=option.cache.enabled,
@@ -140,7 +140,7 @@ def cache_decision(agent: Agent, option: ApiOption) -> CacheDecision:
     )
 
 
-def fleet_plan(agent: Agent, choice: GpuOption, assumptions: Assumptions) -> FleetPlan:
+def fleet_plan(agent: AgentDecision, choice: GpuOption, assumptions: Assumptions) -> FleetPlan:
     """The fleet the Pulumi program and node templates build: sized for the busier month."""
     shape_l, shape_m = choice.shape_launch, choice.shape_month_12
     peak = max(shape_l.peak_replicas, shape_m.peak_replicas)

@@ -20,7 +20,7 @@ from agentdeploy.planner.explain import label
 from agentdeploy.planner.fleet import fits
 from agentdeploy.planner.latency import BATCH_P95_S, api_estimate
 from agentdeploy.planner.options import ApiOption, Choice, GpuOption, api_cost_at
-from agentdeploy.planner.spec import Agent, Measure, Spec
+from agentdeploy.planner.spec import AgentDecision, Measure, Spec
 
 # --- overrides that cannot be planned as written -----------------------------------------------
 
@@ -52,7 +52,7 @@ def check_references(spec: Spec, catalog: Catalog) -> None:
         raise InvalidInput(f"{spec.source_path or 'decision file'}: overrides name things the catalog lacks or contradict each other", details=details)
 
 
-def pin_conflicts(name: str, agent: Agent, spec: Spec, catalog: Catalog) -> list[str]:
+def pin_conflicts(name: str, agent: AgentDecision, spec: Spec, catalog: Catalog) -> list[str]:
     """Pins that contradict each other or the route: invalid input, not an infeasible plan."""
     o = agent.overrides
     out = []
@@ -160,7 +160,7 @@ def infeasible(ctx: AgentContext, api_options: list[ApiOption]) -> str:
     return "; ".join(parts)
 
 
-def _measured(cm: ClaudeModel, agent: Agent, measure: Measure) -> float:
+def _measured(cm: ClaudeModel, agent: AgentDecision, measure: Measure) -> float:
     return api_estimate(cm, agent.profile).measured(measure)
 
 

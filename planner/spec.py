@@ -196,7 +196,7 @@ class Overrides(_Strict):
     instance_type: str | None = None
 
 
-class Agent(_Strict):
+class AgentDecision(_Strict):
     description: str = ""
     latency: Latency
     quality: Quality
@@ -244,13 +244,13 @@ class Spec(_Strict):
     version: Literal[1] = 1
     stack: StackSettings
     catalog: dict[str, Any] | None = Field(None, description="Catalog overrides (same shape as the catalog).")
-    agents: dict[str, Agent] = Field(min_length=1)
+    agents: dict[str, AgentDecision] = Field(min_length=1)
 
     _source: YamlSource | None = PrivateAttr(default=None)
 
     @field_validator("agents")
     @classmethod
-    def _agent_names(cls, v: dict[str, Agent]) -> dict[str, Agent]:
+    def _agent_names(cls, v: dict[str, AgentDecision]) -> dict[str, AgentDecision]:
         bad = [n for n in v if not NAME_RE.match(n)]
         if bad:
             raise ValueError(
@@ -322,4 +322,4 @@ def decision_file_schema() -> dict[str, Any]:
     return schema
 
 
-__all__ = ["TASKS", "Agent", "Spec", "decision_file_schema", "load_decision_file"]
+__all__ = ["TASKS", "AgentDecision", "Spec", "decision_file_schema", "load_decision_file"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agentdeploy.planner.spec import Agent
+from agentdeploy.planner.spec import AgentDecision
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class Traffic:
         return self.active_hours_per_day * 3600 * self.days_per_month
 
 
-def traffic_for(agent: Agent, conversations_per_month: float, days_per_month: float) -> Traffic:
+def traffic_for(agent: AgentDecision, conversations_per_month: float, days_per_month: float) -> Traffic:
     hours = agent.volume.resolved_active_hours
     peak = agent.volume.resolved_peak_factor
     requests = conversations_per_month * agent.profile.turns

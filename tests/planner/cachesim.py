@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from agentdeploy.planner.caching import TTL_SECONDS, CacheOption, first_hit_probability
 from agentdeploy.planner.catalog import Catalog, ClaudeModel
-from agentdeploy.planner.spec import Agent, Profile
+from agentdeploy.planner.spec import AgentDecision, Profile
 from agentdeploy.planner.traffic import traffic_for
 
 
@@ -54,7 +54,7 @@ def simulate(profile: Profile, minimum: int, option: CacheOption, *, h: float, t
     return Billed(uncached, write, read)
 
 
-def true_cost(agent: Agent, model: ClaudeModel, option: CacheOption, catalog: Catalog, conversations: float, *, batch: bool) -> float:
+def true_cost(agent: AgentDecision, model: ClaudeModel, option: CacheOption, catalog: Catalog, conversations: float, *, batch: bool) -> float:
     """Monthly USD for `conversations` conversations billed the way the simulation says."""
     ttl = TTL_SECONDS[option.ttl] if option.ttl else 0.0
     if batch:
