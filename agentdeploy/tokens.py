@@ -21,11 +21,11 @@ class TokenPrices(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    input: float = Field(0.0, ge=0)
-    output: float = Field(0.0, ge=0)
-    cache_write_5m: float = Field(0.0, ge=0)
-    cache_write_1h: float = Field(0.0, ge=0)
-    cache_read: float = Field(0.0, ge=0)
+    input: float = Field(default=0.0, ge=0)
+    output: float = Field(default=0.0, ge=0)
+    cache_write_5m: float = Field(default=0.0, ge=0)
+    cache_write_1h: float = Field(default=0.0, ge=0)
+    cache_read: float = Field(default=0.0, ge=0)
 
     def of(self, kind: TokenKind) -> float:
         return float(getattr(self, kind))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 
 CLOSED, HALF_OPEN, OPEN = 0, 1, 2
 STATE_NAMES = {CLOSED: "closed", HALF_OPEN: "half_open", OPEN: "open"}
@@ -24,7 +25,7 @@ class Breaker:
                  "opened_at", "closed_at", "open_for", "trial_in_flight", "clock")
 
     def __init__(self, failure_threshold: int = 3, open_s: float = 2.0, max_open_s: float = 60.0,
-                 failure_rate: float = 0.5, window: int = 10, clock=time.monotonic) -> None:
+                 failure_rate: float = 0.5, window: int = 10, clock: Callable[[], float] = time.monotonic) -> None:
         self.threshold = failure_threshold
         self.base_open_s = open_s
         self.max_open_s = max_open_s

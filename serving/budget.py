@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Protocol
+from collections.abc import Awaitable
+from typing import Any, Protocol
 
 MICRO = 1_000_000
 
@@ -96,7 +97,7 @@ class RedisBudgetStore:
         self._redis = aioredis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
         self._reserve = self._redis.register_script(_RESERVE)
 
-    async def _call(self, awaitable):
+    async def _call(self, awaitable: Awaitable[Any]) -> Any:
         try:
             return await awaitable
         except self._errors as exc:

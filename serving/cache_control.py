@@ -9,6 +9,7 @@ OpenAI-compatible upstreams (vLLM) get none: their prefix caching is automatic.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from agentdeploy.serving.tokens import content_tokens
@@ -16,7 +17,7 @@ from agentdeploy.serving.tokens import content_tokens
 MAX_BREAKPOINTS = 4
 
 
-def _marks(body: dict) -> int:
+def _marks(body: dict[str, Any]) -> int:
     n = sum(1 for t in body.get("tools") or () if isinstance(t, dict) and "cache_control" in t)
     system = body.get("system")
     if isinstance(system, list):
@@ -32,7 +33,7 @@ def _marker(ttl: str | None) -> dict[str, Any]:
     return {"type": "ephemeral", "ttl": "1h"} if ttl == "1h" else {"type": "ephemeral"}
 
 
-def place_breakpoints(body: dict, levels: list[str], ttl: str | None, min_tokens: int) -> dict:
+def place_breakpoints(body: dict[str, Any], levels: Sequence[str], ttl: str | None, min_tokens: int) -> dict[str, Any]:
     """A copy of an Anthropic request with the planned breakpoints added (the input is untouched)."""
     free = MAX_BREAKPOINTS - _marks(body)
     if free <= 0 or not levels:

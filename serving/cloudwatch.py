@@ -37,12 +37,12 @@ class CloudWatchPublisher:
         """The metric data accumulated since the last call (deltas; nothing when nothing changed)."""
         spend: dict[str, float] = {}
         for (agent, _model), usd in self.metrics.cost.values.items():
-            spend[agent] = spend.get(agent, 0.0) + usd
+            spend[str(agent)] = spend.get(str(agent), 0.0) + usd
         waiting: dict[str, float] = {}
         upstream_of = self.self_hosted()
         for (agent, upstream, reason), n in self.metrics.fallbacks.values.items():
-            if reason == NO_HEALTHY and upstream_of.get(agent) == upstream:
-                waiting[agent] = waiting.get(agent, 0.0) + n
+            if reason == NO_HEALTHY and upstream_of.get(str(agent)) == upstream:
+                waiting[str(agent)] = waiting.get(str(agent), 0.0) + n
         data = []
         for agent, total in sorted(spend.items()):
             delta = total - self._spend.get(agent, 0.0)

@@ -13,15 +13,23 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Awaitable, Callable
 
 import aiohttp
 
-from agentdeploy.serving.httpclient import Pool, Response, UpstreamConnectError
-from agentdeploy.serving.translate import MalformedChunk, parser_for, upstream_error_message
-from agentdeploy.serving.upstreams import SSEReader, Target, Upstream
+from agentdeploy.serving.httpclient import Pool, UpstreamConnectError, UpstreamResponse
+from agentdeploy.serving.protocol.events import ApiKind, Event
+from agentdeploy.serving.protocol.parsers import (
+    ByteSource,
+    MalformedChunk,
+    SSEReader,
+    StreamParser,
+    parser_for,
+    upstream_error_message,
+)
+from agentdeploy.serving.upstreams import Target, Upstream
 
 #: Canonical events that prove the upstream is answering (what "first token" means here).
 COMMIT_EVENTS = frozenset(("text", "tool_start", "finish", "done"))
@@ -62,15 +70,15 @@ class Failed:
 
 @dataclass(slots=True)
 class Opened:
-    resp: Response
+    resp: UpstreamResponse
     reader: SSEReader
-    parser: object
-    pending: list = field(default_factory=list)
+    parser: StreamParser
+    pending: list[Event] = field(default_factory=list)
     #: The raw `data:` payloads those events came from (for same-protocol pass-through).
-    raw: list = field(default_factory=list)
+    raw: list[bytes] = field(default_factory=list)
 
 
-def _retry_after(headers, now: float | None = None) -> float | None:
+def _retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
     """Seconds to wait from `Retry-After`: delay-seconds or an HTTP-date (RFC 9110); None if absent
     or unreadable (then jittered backoff applies)."""
     value = headers.get("retry-after")
@@ -95,7 +103,7 @@ def _retry_after(headers, now: float | None = None) -> float | None:
 CONTEXT_MARKERS = ("too long", "context length", "context_length", "maximum context", "maximum model length")
 
 
-def classify_status(status: int, kind: str, raw: bytes) -> Failed:
+def classify_status(status: int, kind: ApiKind, raw: bytes) -> Failed:
     """What an error status from an upstream means for routing."""
     err_type, message = upstream_error_message(kind, raw)
     low = message.lower()
@@ -118,11 +126,11 @@ def classify_status(status: int, kind: str, raw: bytes) -> Failed:
     return Failed(CLIENT_ERROR, status, None, err_type, message)
 
 
-def retry_wait(failure: Failed, tries: int, rng: random.Random = random._inst) -> float:  # type: ignore[attr-defined]
+def retry_wait(failure: Failed, tries: int, rng: random.Random = random._inst) -> float:
     """Retry-After when the upstream gave one; else exponential backoff with full jitter."""
     if failure.retry_after is not None:
         return failure.retry_after
-    return rng.uniform(0.5, 1.0) * min(4.0, 0.25 * (2**tries))
+    return rng.uniform(0.5, 1.0) * min(4.0, 0.25 * (2.0**tries))
 
 
 def fits(wait: float, tries: int, max_tries: int, retry_spent: float, retry_cap: float, deadline: float | None, now: float) -> bool:
@@ -133,7 +141,7 @@ def fits(wait: float, tries: int, max_tries: int, retry_spent: float, retry_cap:
 
 
 async def open_attempt(pool: Pool, up: Upstream, target: Target, payload: bytes, ttft_timeout: float) -> Opened | Failed:
-    resp: Response | None = None
+    resp: UpstreamResponse | None = None
     try:
         async with asyncio.timeout(ttft_timeout):
             resp = await pool.post(target.ep, payload, up.connect_timeout)
@@ -145,15 +153,15 @@ async def open_attempt(pool: Pool, up: Upstream, target: Target, payload: bytes,
                 return failure
             reader = SSEReader(resp.content)
             parser = parser_for(up.kind)
-            pending: list = []
-            raw: list = []
+            pending: list[Event] = []
+            payloads: list[bytes] = []
             while True:
                 batch = await reader.read_batch()
                 if batch is None:
                     resp.close()
                     return Failed(TRUNCATED, message="stream ended before the first token")
                 committed = False
-                raw += batch
+                payloads += batch
                 for data in batch:
                     for ev in parser.feed(data):
                         if ev[0] == "error":
@@ -164,7 +172,7 @@ async def open_attempt(pool: Pool, up: Upstream, target: Target, payload: bytes,
                         if ev[0] in COMMIT_EVENTS:
                             committed = True
                 if committed:
-                    return Opened(resp, reader, parser, pending, raw)
+                    return Opened(resp, reader, parser, pending, payloads)
     except TimeoutError:
         if resp is not None:
             resp.close()
@@ -205,7 +213,7 @@ class _Watchdog:
 
     __slots__ = ("loop", "stall", "last", "handle", "content")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, stall: float, content) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, stall: float, content: ByteSource) -> None:
         self.loop, self.stall, self.content = loop, stall, content
         self.last = loop.time()
         self.handle = loop.call_at(self.last + stall, self._check)
@@ -221,7 +229,8 @@ class _Watchdog:
         self.handle.cancel()
 
 
-Sink = Callable[[list, list], Awaitable[None]]
+#: Where pump puts each batch: the parsed events and the raw payloads they came from.
+Sink = Callable[[list[Event], list[bytes]], Awaitable[None]]
 
 
 async def pump(opened: Opened, stall_timeout: float, sink: Sink) -> PumpResult:
@@ -231,7 +240,10 @@ async def pump(opened: Opened, stall_timeout: float, sink: Sink) -> PumpResult:
     reader, parser = opened.reader, opened.parser
     first = opened.pending
     finished = any(ev[0] == "finish" for ev in first)
-    chars = sum(len(ev[2]) for ev in first if ev[0] == "text")
+    chars = 0
+    for ev in first:
+        if ev[0] == "text":
+            chars += len(ev[2])
     waited = 0.0
     await sink(first, opened.raw)
     if any(ev[0] == "done" for ev in first):
@@ -247,7 +259,7 @@ async def pump(opened: Opened, stall_timeout: float, sink: Sink) -> PumpResult:
                 # A finished answer without its final marker ([DONE] / message_stop) is complete.
                 return PumpResult("" if finished else TRUNCATED, finished, waited, chars, message="" if finished else "upstream closed the stream mid-answer")
             dog.last = loop.time()
-            events: list = []
+            events: list[Event] = []
             done = False
             for i, data in enumerate(batch):
                 try:
@@ -256,14 +268,13 @@ async def pump(opened: Opened, stall_timeout: float, sink: Sink) -> PumpResult:
                     await sink(events, batch[:i])  # the valid chunks read with the broken one
                     raise
                 for ev in parsed:
-                    kind = ev[0]
-                    if kind == "text":
+                    if ev[0] == "text":
                         chars += len(ev[2])
-                    elif kind == "finish":
+                    elif ev[0] == "finish":
                         finished = True
-                    elif kind == "done":
+                    elif ev[0] == "done":
                         done = True
-                    elif kind == "error":
+                    elif ev[0] == "error":
                         await sink(events, batch[:i])
                         return PumpResult(STREAM_ERROR, finished, waited, chars, ev[1], ev[2])
                     events.append(ev)

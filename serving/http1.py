@@ -21,18 +21,19 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from http import HTTPStatus
-from typing import Awaitable, Callable
+from typing import Any, cast
 
 import httptools
 
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 
 
-class Headers(dict):
+class Headers(dict[str, str]):
     """Request headers by lower-case name (a repeated header's values joined with ", ")."""
 
-    def get(self, name: str, default=None):  # type: ignore[override]
+    def get(self, name: str, default: str | None = None) -> str | None:  # type: ignore[override]
         return dict.get(self, name.lower(), default)
 
     def __getitem__(self, name: str) -> str:
@@ -45,7 +46,7 @@ class Headers(dict):
 class Request:
     __slots__ = ("method", "path", "query", "headers", "body", "_conn")
 
-    def __init__(self, method: str, path: str, query: str, headers: Headers, body: bytes, conn: "_Connection") -> None:
+    def __init__(self, method: str, path: str, query: str, headers: Headers, body: bytes, conn: _Connection) -> None:
         self.method = method
         self.path = path
         self.query = query
@@ -126,7 +127,7 @@ Handler = Callable[[Request], Awaitable["Response | StreamResponse"]]
 class _Connection(asyncio.Protocol):
     """One client connection: parse, queue complete requests, run them one at a time."""
 
-    def __init__(self, server: "Server") -> None:
+    def __init__(self, server: Server) -> None:
         self.server = server
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
@@ -140,14 +141,14 @@ class _Connection(asyncio.Protocol):
         self._body: list[bytes] = []
         self._size = 0
         self._too_large = False
-        self._drain: asyncio.Future | None = None
+        self._drain: asyncio.Future[None] | None = None
         self._paused = False
         self._idle: asyncio.TimerHandle | None = None
         self._last_seen = False  # a request that ends the connection was read
 
     # -- transport callbacks
-    def connection_made(self, transport) -> None:  # type: ignore[no-untyped-def]
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # a TCP server's are Transports
         sock = transport.get_extra_info("socket")
         if sock is not None:
             try:
@@ -301,14 +302,14 @@ class _Connection(asyncio.Protocol):
 class Server:
     """Routes (method, path) to handlers; listens; shuts down without cutting running requests."""
 
-    def __init__(self, routes: dict[tuple[str, str], Handler], max_body: int,
+    def __init__(self, routes: Mapping[tuple[str, str], Handler], max_body: int,
                  on_exception: Callable[[Request], None] | None = None, keepalive_s: float = 75.0) -> None:
         self.routes = routes
         self.keepalive_s = keepalive_s
         self.paths = {path for _, path in routes}
         self.max_body = max_body
         self.connections: set[_Connection] = set()
-        self.tasks: set[asyncio.Task] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.AbstractServer | None = None
         self._on_exception = on_exception
 
@@ -320,7 +321,7 @@ class Server:
             return Response(405, text="405: Method Not Allowed")
         return Response(404, text="404: Not Found")
 
-    def spawn(self, coro) -> None:  # type: ignore[no-untyped-def]
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)

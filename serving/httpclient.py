@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
+from typing import cast
 from urllib.parse import urlsplit
 
 #: Pause reading from an upstream whose answer the client is slow to take.
@@ -58,12 +59,12 @@ class Body:
 
     __slots__ = ("_chunks", "_size", "_eof", "_exc", "_waiter", "_proto")
 
-    def __init__(self, proto: "_Conn") -> None:
+    def __init__(self, proto: _Conn) -> None:
         self._chunks: deque[bytes] = deque()
         self._size = 0
         self._eof = False
         self._exc: BaseException | None = None
-        self._waiter: asyncio.Future | None = None
+        self._waiter: asyncio.Future[None] | None = None
         self._proto = proto
 
     def feed(self, data: bytes) -> None:
@@ -116,22 +117,28 @@ class Body:
         return out[:limit]
 
 
+#: (host, port, tls): which idle connections a request may reuse.
+PoolKey = tuple[str, int, bool]
+
+
 class _Conn(asyncio.Protocol):
     """One keep-alive connection; one request at a time."""
 
+    #: Set by connection_made, which create_connection calls before it hands the protocol out.
+    transport: asyncio.Transport
+
     def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
         self.closed = False
         self.paused = False
-        self.resp: "Response | None" = None
+        self.resp: UpstreamResponse | None = None
         self.buf = b""
         self.state = 0  # 0 headers, 1 chunk size, 2 chunk data, 3 chunk trailer, 4 sized, 5 to close, 6 done
         self.remaining = 0
         self.got_bytes = False
-        self.key: tuple = ()
+        self.key: PoolKey = ("", 0, False)
 
-    def connection_made(self, transport) -> None:
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
 
     def pause(self) -> None:
         if not self.paused and self.transport and not self.closed:
@@ -143,14 +150,14 @@ class _Conn(asyncio.Protocol):
             self.paused = False
             self.transport.resume_reading()
 
-    def start(self, resp: "Response", request: bytes) -> None:
+    def start(self, resp: UpstreamResponse, request: bytes) -> None:
         self.resp = resp
         self.buf = b""
         self.state = 0
         self.got_bytes = False
         self.transport.write(request)
 
-    def connection_lost(self, exc) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         resp = self.resp
         if resp is None:
@@ -228,7 +235,7 @@ class _Conn(asyncio.Protocol):
             else:
                 return  # bytes after a complete response: ignore (the connection will not be reused)
 
-    def _headers(self, resp: "Response", raw: bytes) -> None:
+    def _headers(self, resp: UpstreamResponse, raw: bytes) -> None:
         lines = raw.decode("latin-1").split("\r\n")
         try:
             resp.status = int(lines[0].split(" ", 2)[1])
@@ -255,21 +262,23 @@ class _Conn(asyncio.Protocol):
         if not resp.headers_done.done():
             resp.headers_done.set_result(None)
 
-    def _done(self, resp: "Response") -> None:
+    def _done(self, resp: UpstreamResponse) -> None:
         self.state = 6
         resp.body.feed_eof()
         resp._finish(reusable=resp.keep_alive and not self.buf)
 
 
-class Response:
+class UpstreamResponse:
+    """One upstream answer: status and headers once `headers_done`, then the body as a stream."""
+
     __slots__ = ("status", "headers", "keep_alive", "body", "headers_done", "_conn", "_pool", "_complete", "_released", "_reusable")
 
-    def __init__(self, conn: _Conn, pool: "Pool") -> None:
+    def __init__(self, conn: _Conn, pool: Pool) -> None:
         self.status = 0
         self.headers: dict[str, str] = {}
         self.keep_alive = True
         self.body = Body(conn)
-        self.headers_done: asyncio.Future = asyncio.get_running_loop().create_future()
+        self.headers_done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._conn = conn
         self._pool = pool
         self._complete = False
@@ -308,7 +317,7 @@ class Pool:
     """Idle keep-alive connections per (host, port, tls)."""
 
     def __init__(self, max_idle_per_host: int = 256) -> None:
-        self._idle: dict[tuple, list[_Conn]] = {}
+        self._idle: dict[PoolKey, list[_Conn]] = {}
         self._ssl = ssl.create_default_context()
         self.max_idle = max_idle_per_host
 
@@ -327,14 +336,14 @@ class Pool:
                 loop.create_connection(_Conn, ep.host, ep.port, ssl=self._ssl if ep.ssl else None, server_hostname=ep.host if ep.ssl else None),
                 timeout,
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise UpstreamConnectError(f"connect to {ep.host}:{ep.port} timed out after {timeout:g}s") from None
         except OSError as exc:
             raise UpstreamConnectError(f"cannot connect to {ep.host}:{ep.port}: {exc.strerror or exc}") from None
         conn.key = ep.key
         return conn
 
-    async def post(self, ep: Endpoint, body: bytes, connect_timeout: float) -> Response:
+    async def post(self, ep: Endpoint, body: bytes, connect_timeout: float) -> UpstreamResponse:
         """Send the request and wait for the status line and headers."""
         request = ep.request(body)
         idle = self._idle.get(ep.key)
@@ -342,7 +351,7 @@ class Pool:
             conn = idle.pop()
             if conn.closed or conn.transport.is_closing():
                 continue
-            resp = Response(conn, self)
+            resp = UpstreamResponse(conn, self)
             conn.start(resp, request)
             try:
                 await resp.headers_done
@@ -353,7 +362,7 @@ class Pool:
                 # A stale keep-alive connection the server had closed: retry on a fresh one.
                 continue
         conn = await self._connect(ep, connect_timeout)
-        resp = Response(conn, self)
+        resp = UpstreamResponse(conn, self)
         conn.start(resp, request)
         await resp.headers_done
         return resp

@@ -8,16 +8,20 @@ and the text format is built only when /metrics is scraped.
 from __future__ import annotations
 
 from bisect import bisect_left
+from typing import TypeAlias
+
+#: One series' label values, in the order of its label names (an HTTP status is an int).
+Labels: TypeAlias = tuple[str | int, ...]
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
-def _escape(v: str) -> str:
+def _escape(v: str | int) -> str:
     return str(v).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def _labels(names: tuple[str, ...], values: tuple, extra: str = "") -> str:
-    parts = [f'{n}="{_escape(v)}"' for n, v in zip(names, values)]
+def _labels(names: tuple[str, ...], values: Labels, extra: str = "") -> str:
+    parts = [f'{n}="{_escape(v)}"' for n, v in zip(names, values, strict=False)]
     if extra:
         parts.append(extra)
     return "{" + ",".join(parts) + "}" if parts else ""
@@ -28,12 +32,12 @@ class Counter:
 
     def __init__(self, name: str, help: str, labels: tuple[str, ...]) -> None:
         self.name, self.help, self.labelnames = name, help, labels
-        self.values: dict[tuple, float] = {}
+        self.values: dict[Labels, float] = {}
 
-    def inc(self, labels: tuple, amount: float = 1.0) -> None:
+    def inc(self, labels: Labels, amount: float = 1.0) -> None:
         self.values[labels] = self.values.get(labels, 0.0) + amount
 
-    def get(self, labels: tuple) -> float:
+    def get(self, labels: Labels) -> float:
         return self.values.get(labels, 0.0)
 
     def render(self) -> list[str]:
@@ -43,7 +47,7 @@ class Counter:
 class Gauge(Counter):
     kind = "gauge"
 
-    def set(self, labels: tuple, value: float) -> None:
+    def set(self, labels: Labels, value: float) -> None:
         self.values[labels] = float(value)
 
 
@@ -52,9 +56,9 @@ class Histogram:
 
     def __init__(self, name: str, help: str, labels: tuple[str, ...], buckets: tuple[float, ...] = LATENCY_BUCKETS) -> None:
         self.name, self.help, self.labelnames, self.buckets = name, help, labels, buckets
-        self.values: dict[tuple, list] = {}  # labels -> [bucket counts..., sum, count]
+        self.values: dict[Labels, list[float]] = {}  # labels -> [bucket counts..., sum, count] (counts are ints)
 
-    def observe(self, labels: tuple, value: float) -> None:
+    def observe(self, labels: Labels, value: float) -> None:
         row = self.values.get(labels)
         if row is None:
             row = self.values[labels] = [0] * (len(self.buckets) + 1) + [0.0, 0]
@@ -62,15 +66,15 @@ class Histogram:
         row[-2] += value
         row[-1] += 1
 
-    def count(self, labels: tuple) -> int:
+    def count(self, labels: Labels) -> int:
         row = self.values.get(labels)
-        return row[-1] if row else 0
+        return int(row[-1]) if row else 0
 
     def render(self) -> list[str]:
         out = []
         for k, row in self.values.items():
-            acc = 0
-            for bound, n in zip(self.buckets, row):
+            acc: float = 0  # stays an int: the bucket counts are ints
+            for bound, n in zip(self.buckets, row, strict=False):
                 acc += n
                 le = 'le="' + str(bound) + '"'
                 out.append(f"{self.name}_bucket{_labels(self.labelnames, k, le)} {acc}")
@@ -101,7 +105,7 @@ class GatewayMetrics:
         self.draining = Gauge(p + "replica_draining", "1 while the replica's node agent says it is draining: no new requests.", ("upstream", "target"))
         self.in_flight = Gauge(p + "in_flight", "Requests being served now.", ())
         self.stream_errors = Counter(p + "stream_errors_total", "Streams ended with an in-band error after bytes were sent.", ("agent", "upstream", "reason"))
-        self.all = [self.requests, self.errors, self.fallbacks, self.ttft, self.latency, self.overhead, self.tokens, self.cost,
+        self.all: list[Counter | Histogram] = [self.requests, self.errors, self.fallbacks, self.ttft, self.latency, self.overhead, self.tokens, self.cost,
                     self.budget_remaining, self.budget_rejections, self.circuit, self.queue, self.draining, self.in_flight, self.stream_errors]
 
     def render(self) -> bytes:

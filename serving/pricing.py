@@ -3,12 +3,15 @@
 Cache writes are priced by TTL (5 min 1.25x, 1 h 2x input by default) and cache reads at
 0.1x; the multipliers come from the catalog through the rendered config, so a price change
 is a config change. Self-hosted (vLLM) tokens cost nothing at the gateway: the GPU fleet is
-paid by the hour and accounted elsewhere.
+paid by the hour and accounted elsewhere. Prices are `agentdeploy.tokens.TokenPrices`, the one
+declaration of the five token kinds (a config `ModelSpec` is one, with limits added).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from agentdeploy.tokens import TokenKind, TokenPrices
 
 
 @dataclass(slots=True)
@@ -31,7 +34,7 @@ class Usage:
     def prompt_tokens(self) -> int:
         return self.input_tokens + self.cache_write + self.cache_read
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> dict[TokenKind, int]:
         return {
             "input": self.input_tokens,
             "output": self.output_tokens,
@@ -41,28 +44,7 @@ class Usage:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class Prices:
-    """USD per token for each kind of token one model bills."""
-
-    input: float = 0.0
-    output: float = 0.0
-    cache_write_5m: float = 0.0
-    cache_write_1h: float = 0.0
-    cache_read: float = 0.0
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def worst_input(self) -> float:
-        """The highest price a prompt token can be billed at (a 1 h cache write, usually)."""
-        return max(self.input, self.cache_write_5m, self.cache_write_1h)
-
-    @property
-    def free(self) -> bool:
-        return not (self.input or self.output or self.cache_write_5m or self.cache_write_1h or self.cache_read)
-
-
-def cost_usd(usage: Usage, prices: Prices) -> float:
+def cost_usd(usage: Usage, prices: TokenPrices) -> float:
     return (
         usage.input_tokens * prices.input
         + usage.output_tokens * prices.output
@@ -72,6 +54,6 @@ def cost_usd(usage: Usage, prices: Prices) -> float:
     )
 
 
-def worst_case_usd(prompt_tokens: int, max_tokens: int, prices: Prices) -> float:
+def worst_case_usd(prompt_tokens: int, max_tokens: int, prices: TokenPrices) -> float:
     """The most one request can cost: every prompt token written to the 1 h cache, every output token used."""
     return prompt_tokens * prices.worst_input + max_tokens * prices.output

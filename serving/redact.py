@@ -4,7 +4,7 @@ Redis URL) and replaces them with `[REDACTED]`."""
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 MASK = "[REDACTED]"
 

@@ -11,15 +11,15 @@ from dataclasses import dataclass
 
 from agentdeploy.serving.auth import KeyIndex
 from agentdeploy.serving.config import AgentSpec, ChainEntry, GatewayConfig
-from agentdeploy.serving.pricing import Prices
 from agentdeploy.serving.upstreams import Upstream
+from agentdeploy.tokens import TOKEN_KINDS, TokenPrices
 
 
 @dataclass(slots=True)
 class Step:
     upstream: Upstream
     model: str
-    prices: Prices
+    prices: TokenPrices
     ttft_timeout: float
     context_tokens: int | None
     min_cacheable: int
@@ -31,31 +31,25 @@ class Agent:
     spec: AgentSpec
     chain: list[Step]
     degrade_chain: list[Step]
-    worst: Prices
-    degrade_worst: Prices
+    worst: TokenPrices
+    degrade_worst: TokenPrices
     budget_limit_micro: int | None
 
 
-def _worst(steps: list[Step]) -> Prices:
+def _worst(steps: list[Step]) -> TokenPrices:
     """Per kind, the highest price any step may bill (reservation covers every fallback)."""
     if not steps:
-        return Prices()
-    return Prices(
-        input=max(s.prices.input for s in steps),
-        output=max(s.prices.output for s in steps),
-        cache_write_5m=max(s.prices.cache_write_5m for s in steps),
-        cache_write_1h=max(s.prices.cache_write_1h for s in steps),
-        cache_read=max(s.prices.cache_read for s in steps),
-    )
+        return TokenPrices()
+    return TokenPrices(**{kind: max(s.prices.of(kind) for s in steps) for kind in TOKEN_KINDS})
 
 
 class Runtime:
-    def __init__(self, config: GatewayConfig, secrets: dict[str, str | None], previous: "Runtime | None" = None) -> None:
+    def __init__(self, config: GatewayConfig, secrets: dict[str, str | None], previous: Runtime | None = None) -> None:
         self.config = config
         self.keys = KeyIndex(config)
         self.upstreams: dict[str, Upstream] = {}
-        for name, spec in config.upstreams.items():
-            up = Upstream(name, spec, config.breaker, secrets.get(name))
+        for name, up_spec in config.upstreams.items():
+            up = Upstream(name, up_spec, config.breaker, secrets.get(name))
             if previous and name in previous.upstreams:
                 old = previous.upstreams[name]
                 up.set_urls([t.url for t in up.targets], keep={t.url: t for t in old.targets})
@@ -69,7 +63,8 @@ class Runtime:
 
     def _step(self, entry: ChainEntry, config: GatewayConfig) -> Step:
         model = config.models.get(entry.model)
-        prices = Prices(model.input, model.output, model.cache_write_5m, model.cache_write_1h, model.cache_read) if model else Prices()
+        # A config ModelSpec is TokenPrices plus limits; the request path keeps just the prices.
+        prices = model.prices_only() if model else TokenPrices()
         return Step(
             upstream=self.upstreams[entry.upstream],
             model=entry.model,

@@ -174,9 +174,9 @@ class Upstream:
         if last_resort:
             if not self.targets:
                 return None, NO_HEALTHY
-            best = min(self.targets, key=lambda t: (not t.node_ok, not t.breaker.available(), t.load))
-            best.breaker.acquire()
-            return best, ""
+            anyway = min(self.targets, key=lambda t: (not t.node_ok, not t.breaker.available(), t.load))
+            anyway.breaker.acquire()
+            return anyway, ""
         best: Target | None = None
         overloaded = False
         for t in self.targets:
@@ -227,7 +227,7 @@ async def node_ready(session: aiohttp.ClientSession, up: Upstream, target: Targe
     try:
         async with session.get(node_health_url(target.url, port), timeout=timeout) as resp:
             return resp.status == 200
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+    except (TimeoutError, aiohttp.ClientError, OSError):
         return False
 
 
@@ -247,7 +247,7 @@ async def poll_once(session: aiohttp.ClientSession, up: Upstream, target: Target
         target.breaker.trip()
         target.polled = True
         return
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+    except (TimeoutError, aiohttp.ClientError, OSError):
         target.breaker.failure()
         target.polled = True
         return
@@ -268,41 +268,3 @@ async def poll_forever(session: aiohttp.ClientSession, up: Upstream) -> None:
         if up.targets:
             await asyncio.gather(*(poll_once(session, up, t) for t in list(up.targets)), return_exceptions=True)
         await asyncio.sleep(interval)
-
-
-class SSEReader:
-    """Splits an upstream body into SSE `data:` payloads, a network read at a time."""
-
-    __slots__ = ("content", "buf")
-
-    def __init__(self, content: aiohttp.StreamReader) -> None:
-        self.content = content
-        self.buf = b""
-
-    async def read_batch(self) -> list[bytes] | None:
-        """The data payloads completed by the next network read ([] possible); None at EOF."""
-        while True:
-            chunk = await self.content.readany()
-            if not chunk:
-                return None
-            if b"\r" in chunk:
-                chunk = chunk.replace(b"\r\n", b"\n")
-            buf = self.buf + chunk
-            if b"\n\n" not in buf:
-                self.buf = buf
-                continue
-            events = buf.split(b"\n\n")
-            self.buf = events.pop()
-            out = []
-            for ev in events:
-                if ev.startswith(b"data:") and b"\n" not in ev:
-                    out.append(ev[6:] if ev[5:6] == b" " else ev[5:])
-                    continue
-                data = [ln[6:] if ln[5:6] == b" " else ln[5:] for ln in ev.split(b"\n") if ln.startswith(b"data:")]
-                if data:
-                    out.append(b"\n".join(data))
-            if out:
-                return out
-
-
-__all__ = ["Upstream", "Target", "SSEReader", "poll_forever", "parse_vllm_metrics", "NO_HEALTHY", "OVERLOAD"]

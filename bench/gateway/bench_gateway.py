@@ -32,7 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from agentdeploy.serving.config import hash_key  # noqa: E402
+from agentdeploy.serving.auth import hash_key  # noqa: E402
 from tests.support.procs import free_port, start_process, wait_for_http  # noqa: E402
 
 KEY = "sk-bench0123456789abcdef0123456789abcdef0123456789abcdef0123456789ab"
@@ -82,7 +82,7 @@ async def _worker(port: int, request: bytes, stop_at: float, warm_until: float, 
         conn.transport.write(request)
         try:
             body = await asyncio.wait_for(conn.waiter, 30)
-        except (asyncio.TimeoutError, ConnectionError):
+        except (TimeoutError, ConnectionError):
             errors.append("timeout/closed")
             _, conn = await loop.create_connection(_Conn, "127.0.0.1", port)
             continue

@@ -18,8 +18,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Literal
+from typing import Any, Literal
 
 from agentdeploy.serving.node.cloud import (
     METRIC_REBALANCE,
@@ -138,7 +139,7 @@ class NodeAgent:
         self._imds, self._vllm, self._stopper = imds, vllm, stopper
         self._metrics, self._deregistrar, self._lifecycle = metrics, deregistrar, lifecycle
         self._clock = clock
-        self._drain_task: asyncio.Task | None = None
+        self._drain_task: asyncio.Task[None] | None = None
         self._last_poll_error: str | None = None
         self._failed_probes = 0
 

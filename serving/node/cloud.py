@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from agentdeploy.naming import (
@@ -83,7 +83,7 @@ class CloudWatchSink:
         self._dimensions = [{"Name": DIM_STACK, "Value": stack}, {"Name": DIM_AGENT, "Value": agent}]
 
     def put(self, data: list[Datum]) -> None:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         self._client.put_metric_data(
             Namespace=self._namespace,
             MetricData=[

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 NoticeKind = Literal["spot", "scale-in"]
@@ -21,7 +21,7 @@ TARGET_TERMINATED = "Terminated"
 
 def parse_imds_time(value: str) -> datetime:
     """IMDS timestamps look like 2026-11-23T19:00:00Z (UTC)."""
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -78,5 +78,5 @@ def scale_in_notice(target_state: str | None, seen_epoch: float, budget_s: float
     """
     if target_state != TARGET_TERMINATED:
         return None
-    deadline = datetime.fromtimestamp(seen_epoch, timezone.utc) + timedelta(seconds=budget_s)
+    deadline = datetime.fromtimestamp(seen_epoch, UTC) + timedelta(seconds=budget_s)
     return TerminationNotice(action="terminate", time=deadline, kind="scale-in")

@@ -81,8 +81,9 @@ class VllmClient:
             async with self._session.get(f"{self._base}/load", timeout=self._timeout) as resp:
                 if resp.status == 200:
                     body = await resp.json(content_type=None)
-                    if isinstance(body, dict) and isinstance(body.get("server_load"), int):
-                        return max(0, body["server_load"])
+                    load = body.get("server_load") if isinstance(body, dict) else None
+                    if isinstance(load, int):
+                        return max(0, load)
                 if resp.status in (404, 500):  # no route, or tracking not enabled
                     self._load_endpoint = False
         except aiohttp.ClientConnectorError:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 
-from agentdeploy.serving.config import hash_key
+from agentdeploy.serving.auth import hash_key
 
 API_KEY = "client-key-api-agent-0123456789"
 GPU_KEY = "client-key-gpu-agent-0123456789"

@@ -61,7 +61,7 @@ class OpenAIStandin:
         return f"http://{LOOPBACK}:{self.port}"
 
     # ------------------------------------------------------------------ server
-    def start(self) -> "OpenAIStandin":
+    def start(self) -> OpenAIStandin:
         started = threading.Event()
 
         def run() -> None:

@@ -63,7 +63,8 @@ def test_streaming_usage_with_cache_writes_is_accounted(claude_emulator, gateway
                       json={"model": "x", "max_tokens": 20, "stream": True, "system": SYSTEM, "messages": [{"role": "user", "content": "hi"}]}) as r:
         events = sse_events("".join(r.iter_text()))
     usage = [d for n, d in events if n == "message_delta"][0]["usage"]
-    assert usage["cache_creation_input_tokens"] == 3000 and usage["cache_creation"]["ephemeral_5m_input_tokens"] == 3000
+    assert usage["cache_creation_input_tokens"] == 3000
+    assert usage["cache_creation"]["ephemeral_5m_input_tokens"] == 3000
     m = httpx.get(gw.url + "/metrics").text
     expected = 3000 * SONNET["cache_write_5m"] + usage["input_tokens"] * SONNET["input"] + usage["output_tokens"] * SONNET["output"]
     assert metric_value(m, "agentdeploy_gateway_cost_usd_total", agent="api-agent") == pytest.approx(expected, rel=1e-6)
@@ -79,14 +80,19 @@ def test_block_policy_refuses_with_machine_readable_error(claude_emulator, gatew
         codes.append(chat(gw.url, API_KEY).status_code)
         if codes[-1] == 429:
             break
-    assert codes[0] == 200 and codes[-1] == 429
+    assert codes[0] == 200
+    assert codes[-1] == 429
     m = httpx.get(gw.url + "/metrics").text
     spent = metric_value(m, "agentdeploy_gateway_cost_usd_total", agent="api-agent")
-    assert spent <= 0.0025 and spent + 0.0012 > 0.0025 - 0.0003  # stopped only when the next worst case no longer fit
+    assert spent <= 0.0025
+    assert spent + 0.0012 > 0.0025 - 0.0003  # stopped only when the next worst case no longer fit
     r = chat(gw.url, API_KEY)
-    assert r.status_code == 429 and r.json()["error"]["type"] == "budget_exceeded" and r.headers["x-agentdeploy-error"] == "budget_exceeded"
+    assert r.status_code == 429
+    assert r.json()["error"]["type"] == "budget_exceeded"
+    assert r.headers["x-agentdeploy-error"] == "budget_exceeded"
     r = messages(gw.url, API_KEY, max_tokens=200)
-    assert r.status_code == 429 and r.json()["error"]["type"] == "budget_exceeded"
+    assert r.status_code == 429
+    assert r.json()["error"]["type"] == "budget_exceeded"
     m = httpx.get(gw.url + "/metrics").text
     assert metric_value(m, "agentdeploy_gateway_budget_remaining_usd", agent="api-agent") < 0.0025
     assert metric_value(m, "agentdeploy_gateway_budget_rejections_total", agent="api-agent", action="blocked") >= 2
@@ -97,7 +103,8 @@ def test_degrade_policy_moves_to_the_cheaper_model(claude_emulator, gateway_fact
                                                                          "degrade_chain": [{"upstream": "anthropic", "model": "claude-haiku-4-5"}]}})
     gw = gateway_factory(cfg, env=env_for(claude_emulator))
     models = [chat(gw.url, API_KEY).headers.get("x-agentdeploy-model") for _ in range(4)]
-    assert models[0] == "claude-sonnet-4-6" and "claude-haiku-4-5" in models[1:]
+    assert models[0] == "claude-sonnet-4-6"
+    assert "claude-haiku-4-5" in models[1:]
 
 
 def _concurrent_streams(url: str, n: int, key: str) -> list[int]:
@@ -126,13 +133,15 @@ def test_budget_race_concurrent_streams_two_gateways_share_redis(claude_emulator
         codes = fa.result() + fb.result()
     admitted = codes.count(200)
     # worst case per request ≈ (prompt estimate ~30 tokens * 6e-6) + 64 * 15e-6 ≈ $0.00114 -> at most 5 fit in $0.006
-    assert 1 <= admitted <= 5 and codes.count(429) == 20 - admitted
+    assert 1 <= admitted <= 5
+    assert codes.count(429) == 20 - admitted
     r = redis.Redis.from_url(fresh_redis_url)
     key = [k for k in r.keys("race:*") if not k.endswith(b":spent")][0]
     time.sleep(0.3)  # settlements are written right after each response
     spent = int(r.get(key + b":spent")) / 1e6
     committed = int(r.get(key)) / 1e6
-    assert spent <= 0.006 and committed == pytest.approx(spent, abs=1e-6)  # all reservations settled to actual
+    assert spent <= 0.006
+    assert committed == pytest.approx(spent, abs=1e-6)  # all reservations settled to actual
     per_request = (40 * SONNET["output"])
     assert spent >= admitted * per_request  # actual output was billed
 
@@ -152,13 +161,17 @@ def test_unreachable_redis_fails_closed_for_block_and_open_for_alert(claude_emul
                                     "chain": [{"upstream": "anthropic", "model": "claude-haiku-4-5"}]})
     gw = gateway_factory(cfg, env={**env_for(claude_emulator), "TEST_REDIS_URL": f"redis://127.0.0.1:{dead_port}/0"})
     r = chat(gw.url, API_KEY)
-    assert r.status_code == 503 and r.json()["error"]["type"] == "budget_store_unavailable"
-    assert r.headers["x-agentdeploy-error"] == "budget_store_unavailable" and r.headers["retry-after"] == "1"
+    assert r.status_code == 503
+    assert r.json()["error"]["type"] == "budget_store_unavailable"
+    assert r.headers["x-agentdeploy-error"] == "budget_store_unavailable"
+    assert r.headers["retry-after"] == "1"
     r = messages(gw.url, API_KEY)
-    assert r.status_code == 503 and r.json()["type"] == "error"
+    assert r.status_code == 503
+    assert r.json()["type"] == "error"
     assert claude_emulator.requests() == []  # refused before any upstream was called
     r = chat(gw.url, GPU_KEY)
-    assert r.status_code == 200 and r.json()["model"] == "claude-haiku-4-5"
+    assert r.status_code == 200
+    assert r.json()["model"] == "claude-haiku-4-5"
     m = httpx.get(gw.url + "/metrics")
     assert m.status_code == 200
     assert metric_value(m.text, "agentdeploy_gateway_budget_rejections_total", agent="api-agent", action="store_unavailable") == 2
@@ -177,7 +190,8 @@ def test_metrics_health_and_readiness(claude_emulator, gateway_factory):
     assert any(line.startswith("agentdeploy_gateway_in_flight ") for line in m.splitlines())
     assert metric_value(m, "agentdeploy_gateway_requests_total", agent="gpu-agent", upstream="anthropic", status="200") == 1
     assert metric_value(m, "agentdeploy_gateway_fallbacks_total", agent="gpu-agent", reason="no_healthy_replica") == 1
-    assert httpx.get(gw.url + "/healthz").status_code == 200 and httpx.get(gw.url + "/readyz").status_code == 200
+    assert httpx.get(gw.url + "/healthz").status_code == 200
+    assert httpx.get(gw.url + "/readyz").status_code == 200
 
 
 def test_upstream_key_never_appears_in_logs_metrics_or_config(claude_emulator, standin_factory, gateway_factory):
@@ -192,7 +206,9 @@ def test_upstream_key_never_appears_in_logs_metrics_or_config(claude_emulator, s
     # an upstream error that echoes the key back must not leak it either
     claude_emulator.faults({"status": 400, "message": f"bad request for key {canary}"})
     r = chat(gw.url, API_KEY)
-    assert r.status_code == 400 and canary not in r.text and "[REDACTED]" in r.text
+    assert r.status_code == 400
+    assert canary not in r.text
+    assert "[REDACTED]" in r.text
     assert claude_emulator.requests()[0]["api_key"] == canary  # it was used...
     metrics = httpx.get(gw.url + "/metrics").text
     gw.stop()
@@ -215,7 +231,8 @@ def test_sigterm_drains_in_flight_streams_and_refuses_new_work(claude_emulator, 
     t.join(10)
     r, text = box["r"]
     events = sse_events(text)
-    assert events[-1][1] == "[DONE]" and len(events) >= 30
+    assert events[-1][1] == "[DONE]"
+    assert len(events) >= 30
     assert gw.wait(10) == 0
     assert '"unfinished":0' in gw.log_text()
 
@@ -257,7 +274,9 @@ def test_config_rendered_from_the_example_plan_serves_with_its_cache_decision(cl
     """Plan -> build_gateway_config -> deploy serve: the intake agent caches as the plan decided."""
     from agentdeploy.planner import build_plan, load_decision_file
     from agentdeploy.planner.catalog import load_catalog
-    from agentdeploy.serving.config import SecretRef, build_gateway_config, hash_key
+    from agentdeploy.serving.auth import hash_key
+    from agentdeploy.serving.config import SecretRef
+    from agentdeploy.templates.gateway_config import build_gateway_config
 
     catalog = load_catalog(include_home=False)
     plan = build_plan(load_decision_file("examples/service-business.yaml"), catalog)
@@ -269,7 +288,8 @@ def test_config_rendered_from_the_example_plan_serves_with_its_cache_decision(cl
                                              {"role": "assistant", "content": "which service?"}, {"role": "user", "content": "cleaning"}]}
     headers = {"authorization": "Bearer intake-key-123456"}
     first = httpx.post(gw.url + "/v1/chat/completions", json=convo, headers=headers, timeout=20)
-    assert first.status_code == 200 and first.json()["model"] == intake.model
+    assert first.status_code == 200
+    assert first.json()["model"] == intake.model
     sent = claude_emulator.requests()[-1]["body"]
     marker = {"type": "ephemeral"} if intake.cache.ttl == "5m" else {"type": "ephemeral", "ttl": "1h"}
     assert sent["system"][-1]["cache_control"] == marker

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import boto3
 
@@ -12,11 +12,10 @@ from agentdeploy.serving.cloudwatch import CloudWatchPublisher
 from agentdeploy.serving.metrics import GatewayMetrics
 from agentdeploy.serving.upstreams import NO_HEALTHY
 from tests.gateway.helpers import GPU_KEY, chat, env_for, gateway_config
-from tests.support.moto import aws, moto_server  # noqa: F401  (fixtures)
 
 
 def _sum(cw, name: str, agent: str, stack: str) -> float:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     stats = cw.get_metric_statistics(
         Namespace=METRIC_NAMESPACE, MetricName=name, Statistics=["Sum"], Period=60,
         Dimensions=[{"Name": DIM_STACK, "Value": stack}, {"Name": DIM_AGENT, "Value": agent}],
@@ -78,7 +77,8 @@ def test_gateway_with_fleet_at_zero_publishes_demand_and_spend(aws, claude_emula
     gw = gateway_factory(config, env=env)
     for _ in range(3):
         r = chat(gw.url, GPU_KEY)
-        assert r.status_code == 200 and r.headers["x-agentdeploy-upstream"] == "anthropic"
+        assert r.status_code == 200
+        assert r.headers["x-agentdeploy-upstream"] == "anthropic"
     cw = boto3.client("cloudwatch")
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and _sum(cw, METRIC_DEMAND, "gpu-agent", "test") < 3:

@@ -23,11 +23,14 @@ def _body(**kw):
 
 def test_checks_key_and_version_like_the_api(claude_emulator):
     r = _post(claude_emulator, _body(), key="wrong")
-    assert r.status_code == 401 and r.json()["error"]["type"] == "authentication_error"
+    assert r.status_code == 401
+    assert r.json()["error"]["type"] == "authentication_error"
     r = _post(claude_emulator, _body(), version=None)
-    assert r.status_code == 400 and "anthropic-version" in r.json()["error"]["message"]
+    assert r.status_code == 400
+    assert "anthropic-version" in r.json()["error"]["message"]
     r = _post(claude_emulator, _body(model="gpt-4"))
-    assert r.status_code == 404 and r.json()["error"]["type"] == "not_found_error"
+    assert r.status_code == 404
+    assert r.json()["error"]["type"] == "not_found_error"
     r = _post(claude_emulator, {k: v for k, v in _body().items() if k != "max_tokens"})
     assert r.status_code == 400
 
@@ -42,30 +45,38 @@ def test_stream_event_order_and_usage(claude_emulator):
     assert all(d["type"] == n for n, d in events)
     start_usage = events[0][1]["message"]["usage"]
     assert {"input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "cache_creation", "output_tokens"} <= set(start_usage)
-    assert events[-2][1]["usage"]["output_tokens"] == 12 and events[-2][1]["delta"]["stop_reason"] == "end_turn"
+    assert events[-2][1]["usage"]["output_tokens"] == 12
+    assert events[-2][1]["delta"]["stop_reason"] == "end_turn"
 
 
 def test_prompt_cache_write_then_read_with_ttl_and_minimum(claude_emulator):
     system = [{"type": "text", "text": "abcd" * 5000, "cache_control": {"type": "ephemeral", "ttl": "1h"}}]
     first = _post(claude_emulator, _body(system=system)).json()["usage"]
-    assert first["cache_creation_input_tokens"] == 5000 and first["cache_creation"]["ephemeral_1h_input_tokens"] == 5000
+    assert first["cache_creation_input_tokens"] == 5000
+    assert first["cache_creation"]["ephemeral_1h_input_tokens"] == 5000
     assert first["cache_read_input_tokens"] == 0
     second = _post(claude_emulator, _body(system=system)).json()["usage"]
-    assert second["cache_read_input_tokens"] == 5000 and second["cache_creation_input_tokens"] == 0
+    assert second["cache_read_input_tokens"] == 5000
+    assert second["cache_creation_input_tokens"] == 0
     small = [{"type": "text", "text": "abcd" * 100, "cache_control": {"type": "ephemeral"}}]
     below = _post(claude_emulator, _body(system=small)).json()["usage"]  # haiku minimum is 4096
-    assert below["cache_creation_input_tokens"] == 0 and below["cache_read_input_tokens"] == 0
+    assert below["cache_creation_input_tokens"] == 0
+    assert below["cache_read_input_tokens"] == 0
     too_many = [{"type": "text", "text": "x", "cache_control": {"type": "ephemeral"}} for _ in range(5)]
     r = _post(claude_emulator, _body(system=too_many))
-    assert r.status_code == 400 and "maximum of 4" in r.json()["error"]["message"]
+    assert r.status_code == 400
+    assert "maximum of 4" in r.json()["error"]["message"]
 
 
 def test_faults_429_with_retry_after_529_and_stream_cut(claude_emulator):
     claude_emulator.faults({"status": 429, "retry_after": 2}, {"status": 529})
     r = _post(claude_emulator, _body())
-    assert r.status_code == 429 and r.headers["retry-after"] == "2" and r.json()["error"]["type"] == "rate_limit_error"
+    assert r.status_code == 429
+    assert r.headers["retry-after"] == "2"
+    assert r.json()["error"]["type"] == "rate_limit_error"
     r = _post(claude_emulator, _body())
-    assert r.status_code == 529 and r.json()["error"]["type"] == "overloaded_error"
+    assert r.status_code == 529
+    assert r.json()["error"]["type"] == "overloaded_error"
     assert _post(claude_emulator, _body()).status_code == 200
     claude_emulator.faults({"cut_after": 3})
     with pytest.raises(httpx.RemoteProtocolError):
@@ -76,7 +87,8 @@ def test_slow_first_token_fault(claude_emulator):
     claude_emulator.faults({"ttft_s": 0.5})
     t0 = time.perf_counter()
     r = _post(claude_emulator, _body(stream=True))
-    assert r.status_code == 200 and time.perf_counter() - t0 >= 0.5
+    assert r.status_code == 200
+    assert time.perf_counter() - t0 >= 0.5
 
 
 def test_count_tokens_and_models(claude_emulator):
@@ -94,7 +106,8 @@ def test_runs_as_a_subprocess_with_the_same_controls(tmp_path):
         handle.faults({"status": 529})
         assert _post(handle, _body()).status_code == 529
         r = _post(handle, _body())
-        assert r.status_code == 200 and r.json()["usage"]["output_tokens"] == 12
+        assert r.status_code == 200
+        assert r.json()["usage"]["output_tokens"] == 12
         assert [q["api_key"] for q in handle.requests()] == ["sk-sub-key-123456"] * 2
     finally:
         handle.stop()

@@ -10,7 +10,6 @@ import httpx
 import pytest
 
 from agentdeploy.serving import fallback as fb
-
 from tests.gateway.helpers import (
     API_KEY,
     GPU_KEY,
@@ -43,14 +42,20 @@ def setup(claude_emulator, standin_factory, gateway_factory):
 def test_routes_each_agent_and_reports_the_model_that_answered(setup):
     gw, st, claude = setup()
     r = chat(gw.url, API_KEY)
-    assert r.status_code == 200 and r.headers["x-agentdeploy-model"] == "claude-sonnet-4-6" and r.json()["model"] == "claude-sonnet-4-6"
+    assert r.status_code == 200
+    assert r.headers["x-agentdeploy-model"] == "claude-sonnet-4-6"
+    assert r.json()["model"] == "claude-sonnet-4-6"
     assert claude.requests()[-1]["api_key"] == claude.api_key
     r = chat(gw.url, GPU_KEY)
-    assert r.status_code == 200 and r.headers["x-agentdeploy-upstream"] == "vllm" and r.json()["model"] == "standin"
+    assert r.status_code == 200
+    assert r.headers["x-agentdeploy-upstream"] == "vllm"
+    assert r.json()["model"] == "standin"
     assert "x-agentdeploy-fallback" not in r.headers
     assert float(r.headers["x-agentdeploy-overhead-ms"]) >= 0
     r = messages(gw.url, GPU_KEY)  # Anthropic client, OpenAI-compatible upstream
-    assert r.status_code == 200 and r.json()["content"][0]["text"].startswith("tok0") and r.json()["model"] == "standin"
+    assert r.status_code == 200
+    assert r.json()["content"][0]["text"].startswith("tok0")
+    assert r.json()["model"] == "standin"
     r = chat(gw.url, SHARED_KEY, model="api-agent")  # a shared key addresses an agent by name
     assert r.headers["x-agentdeploy-agent"] == "api-agent"
 
@@ -62,7 +67,8 @@ def test_auth_rejects_before_any_upstream_is_called(setup):
     assert messages(gw.url, "wrong-key").json()["type"] == "error"
     r = chat(gw.url, API_KEY, model="gpu-agent")
     assert r.status_code == 403
-    assert st.requests == [] and claude.requests() == []
+    assert st.requests == []
+    assert claude.requests() == []
     models = httpx.get(gw.url + "/v1/models", headers={"authorization": f"Bearer {SHARED_KEY}"}).json()
     assert {m["id"] for m in models["data"]} == {"api-agent", "gpu-agent"}
 
@@ -75,14 +81,16 @@ def test_max_tokens_default_clamp_and_reject(setup):
     assert claude.requests()[-1]["body"]["max_tokens"] == 256  # clamped to the cap
     gw2, _, _ = setup(api_agent={"over_cap": "reject"})
     r = chat(gw2.url, API_KEY, max_tokens=10_000)
-    assert r.status_code == 400 and "cap of 256" in r.json()["error"]["message"]
+    assert r.status_code == 400
+    assert "cap of 256" in r.json()["error"]["message"]
 
 
 def test_no_healthy_replica_goes_straight_to_claude(claude_emulator, gateway_factory):
     gw = gateway_factory(gateway_config(claude_emulator.base_url, replicas=[]), env=env_for(claude_emulator))
     t0 = time.perf_counter()
     r = chat(gw.url, GPU_KEY)
-    assert r.status_code == 200 and r.headers["x-agentdeploy-model"] == "claude-haiku-4-5"
+    assert r.status_code == 200
+    assert r.headers["x-agentdeploy-model"] == "claude-haiku-4-5"
     assert "vllm:no_healthy_replica" in r.headers["x-agentdeploy-fallback"]
     assert time.perf_counter() - t0 < 0.5
 
@@ -91,7 +99,8 @@ def test_server_error_falls_back_and_is_not_billed(setup):
     gw, st, claude = setup()
     st.fault(status=503)
     r = chat(gw.url, GPU_KEY)
-    assert r.status_code == 200 and r.json()["model"] == "claude-haiku-4-5"
+    assert r.status_code == 200
+    assert r.json()["model"] == "claude-haiku-4-5"
     assert r.headers["x-agentdeploy-fallback"] == "vllm:server_error"
     m = httpx.get(gw.url + "/metrics").text
     assert metric_value(m, "agentdeploy_gateway_fallbacks_total", agent="gpu-agent", reason="server_error") == 1
@@ -110,7 +119,8 @@ def test_a_failed_priced_attempt_is_not_billed_and_the_answer_is(setup):
     u1, u2 = r1.json()["usage"], r2.json()["usage"]
     expected = (u1["prompt_tokens"] + u2["input_tokens"]) * 1e-6 + (u1["completion_tokens"] + u2["output_tokens"]) * 5e-6
     m = httpx.get(gw.url + "/metrics").text
-    assert 'agentdeploy_gateway_cost_usd_total{' in m and expected > 0
+    assert 'agentdeploy_gateway_cost_usd_total{' in m
+    assert expected > 0
     assert metric_value(m, "agentdeploy_gateway_cost_usd_total", agent="api-agent", model="claude-haiku-4-5") == pytest.approx(expected)
     assert metric_value(m, "agentdeploy_gateway_cost_usd_total", agent="api-agent", model="claude-sonnet-4-6") == 0
 
@@ -119,7 +129,8 @@ def test_in_band_overload_before_the_first_token_is_retried_like_a_529(setup):
     gw, st, claude = setup()
     claude.faults({"sse_error": "overloaded_error"})
     r = messages(gw.url, API_KEY)
-    assert r.status_code == 200 and r.json()["content"][0]["text"]
+    assert r.status_code == 200
+    assert r.json()["content"][0]["text"]
     assert len(claude.requests()) == 2  # retried on the same upstream after a backoff, as a 529 is
     m = httpx.get(gw.url + "/metrics").text
     assert metric_value(m, "agentdeploy_gateway_upstream_errors_total", agent="api-agent", reason="overloaded") == 1
@@ -132,8 +143,10 @@ def test_in_band_error_after_the_first_token_ends_the_stream_explicitly(setup):
     claude.faults({"sse_error": "overloaded_error", "sse_error_after": 3, "token_delay_s": 0.05})
     r, text = stream_chat(gw.url, API_KEY)
     events = sse_events(text)
-    assert r.status_code == 200 and openai_text(events)  # bytes were already sent: no restart
-    assert "error" in events[-1][1] and "[DONE]" not in [d for _, d in events]
+    assert r.status_code == 200
+    assert openai_text(events)  # bytes were already sent: no restart
+    assert "error" in events[-1][1]
+    assert "[DONE]" not in [d for _, d in events]
     assert len(claude.requests()) == 1
 
 
@@ -141,7 +154,8 @@ def test_claude_refusal_reaches_each_client_as_its_own_stop_reason(setup):
     gw, st, claude = setup()
     claude.faults({"refusal": True, "times": 3})
     r = chat(gw.url, API_KEY)
-    assert r.status_code == 200 and r.json()["choices"][0]["finish_reason"] == "content_filter"
+    assert r.status_code == 200
+    assert r.json()["choices"][0]["finish_reason"] == "content_filter"
     r, text = stream_chat(gw.url, API_KEY)
     finishes = [d["choices"][0]["finish_reason"] for _, d in sse_events(text) if isinstance(d, dict) and d.get("choices")]
     assert "content_filter" in finishes
@@ -156,11 +170,13 @@ def test_slow_first_token_falls_back_within_the_ttft_limit(setup):
     t0 = time.perf_counter()
     r, text = stream_chat(gw.url, GPU_KEY)
     elapsed = time.perf_counter() - t0
-    assert r.status_code == 200 and r.headers["x-agentdeploy-model"] == "claude-haiku-4-5"
+    assert r.status_code == 200
+    assert r.headers["x-agentdeploy-model"] == "claude-haiku-4-5"
     assert r.headers["x-agentdeploy-fallback"] == "vllm:ttft_timeout"
     assert elapsed < 2.5  # 1 s TTFT limit + Claude, not the 3 s stall
     events = sse_events(text)
-    assert events[-1][1] == "[DONE]" and openai_text(events)
+    assert events[-1][1] == "[DONE]"
+    assert openai_text(events)
 
 
 def test_stall_before_first_token_and_malformed_first_chunk_fall_back(setup):
@@ -168,7 +184,8 @@ def test_stall_before_first_token_and_malformed_first_chunk_fall_back(setup):
     st.fault(malformed_after=1, tokens=1)
     r = chat(gw.url, GPU_KEY)
     # the malformed chunk arrived after one valid token: non-streaming clients still get a clean answer
-    assert r.status_code == 200 and r.json()["model"] == "claude-haiku-4-5"
+    assert r.status_code == 200
+    assert r.json()["model"] == "claude-haiku-4-5"
     assert r.headers["x-agentdeploy-fallback"] == "vllm:malformed_chunk"
 
 
@@ -190,7 +207,9 @@ def test_non_streaming_stall_mid_answer_is_retried_on_claude(setup):
     gw, st, claude = setup()
     st.fault(stall_after=2, stall_s=5)
     r = chat(gw.url, GPU_KEY)
-    assert r.status_code == 200 and r.json()["model"] == "claude-haiku-4-5" and r.headers["x-agentdeploy-fallback"] == "vllm:stall"
+    assert r.status_code == 200
+    assert r.json()["model"] == "claude-haiku-4-5"
+    assert r.headers["x-agentdeploy-fallback"] == "vllm:stall"
 
 
 def test_malformed_chunk_mid_stream_is_an_error_not_a_clean_end(setup):
@@ -198,7 +217,8 @@ def test_malformed_chunk_mid_stream_is_an_error_not_a_clean_end(setup):
     st.fault(malformed_after=3, token_delay_s=0.03)  # spaced out: the bad chunk comes after bytes went out
     r, text = stream_chat(gw.url, GPU_KEY)
     events = sse_events(text)
-    assert events[-1][1]["error"]["type"] == "upstream_error" and "malformed" in events[-1][1]["error"]["message"]
+    assert events[-1][1]["error"]["type"] == "upstream_error"
+    assert "malformed" in events[-1][1]["error"]["message"]
     assert "[DONE]" not in [d for _, d in events]
     # tok2 is written right before the bad chunk (usually one read): it still reaches the client
     assert openai_text(events) == "tok0 tok1 tok2 "
@@ -220,7 +240,8 @@ def test_claude_failing_mid_stream_ends_each_protocol_explicitly(setup, fault, r
     with httpx.stream("POST", gw.url + "/v1/messages", timeout=10, headers={"x-api-key": API_KEY},
                       json={"model": "x", "max_tokens": 20, "stream": True, "messages": [{"role": "user", "content": "hi"}]}) as resp:
         names = [name for name, _ in sse_events(resp.read().decode())]
-    assert names[-1] == "error" and "message_stop" not in names
+    assert names[-1] == "error"
+    assert "message_stop" not in names
     assert len(claude.requests()) == 2  # bytes had gone out: never restarted elsewhere
 
 
@@ -231,7 +252,9 @@ def test_cut_stream_ends_with_anthropic_error_event(setup):
                       headers={"x-api-key": GPU_KEY}, timeout=10) as r:
         text = "".join(r.iter_text())
     names = [n for n, _ in sse_events(text)]
-    assert names[0] == "message_start" and names[-1] == "error" and "message_stop" not in names
+    assert names[0] == "message_start"
+    assert names[-1] == "error"
+    assert "message_stop" not in names
 
 
 def test_missing_done_after_a_finished_answer_is_complete(setup):
@@ -248,7 +271,8 @@ def test_claude_429_retry_after_is_honoured_when_it_fits(setup):
     claude.faults({"status": 429, "retry_after": 0.3})
     t0 = time.perf_counter()
     r = chat(gw.url, API_KEY)
-    assert r.status_code == 200 and time.perf_counter() - t0 >= 0.3
+    assert r.status_code == 200
+    assert time.perf_counter() - t0 >= 0.3
     assert len(claude.requests()) == 2
 
 
@@ -257,7 +281,9 @@ def test_claude_429_longer_than_the_budget_is_returned_at_once(setup):
     claude.faults({"status": 429, "retry_after": 30})
     t0 = time.perf_counter()
     r = chat(gw.url, API_KEY)
-    assert r.status_code == 429 and r.headers["retry-after"] == "30" and time.perf_counter() - t0 < 1.0
+    assert r.status_code == 429
+    assert r.headers["retry-after"] == "30"
+    assert time.perf_counter() - t0 < 1.0
     assert len(claude.requests()) == 1
 
 
@@ -266,8 +292,9 @@ def test_529_backs_off_with_jitter_then_succeeds(setup):
     claude.faults({"status": 529, "times": 2})
     r = messages(gw.url, API_KEY)
     seen = claude.requests()
-    assert r.status_code == 200 and len(seen) == 3
-    gaps = [b["received_s"] - a["received_s"] for a, b in zip(seen, seen[1:])]
+    assert r.status_code == 200
+    assert len(seen) == 3
+    gaps = [b["received_s"] - a["received_s"] for a, b in zip(seen, seen[1:], strict=False)]
     # Full jitter over an exponential base: wait k is uniform in [0.5, 1] x 0.25 x 2^k seconds.
     assert 0.125 <= gaps[0] < 2.0 and 0.25 <= gaps[1] < 2.0, gaps  # lower bounds are the backoff; upper ones only catch a hang
 
@@ -285,15 +312,20 @@ def test_context_length_routes_to_a_larger_context_model(setup):
     gw, st, claude = setup()
     st.fault(status=400, message="This model's maximum context length is 512 tokens. However, you requested 900 tokens.", error_type="BadRequestError")
     r = chat(gw.url, GPU_KEY)
-    assert r.status_code == 200 and r.json()["model"] == "claude-haiku-4-5" and "context_length" in r.headers["x-agentdeploy-fallback"]
+    assert r.status_code == 200
+    assert r.json()["model"] == "claude-haiku-4-5"
+    assert "context_length" in r.headers["x-agentdeploy-fallback"]
 
 
 def test_content_filter_is_propagated_not_retried(setup):
     gw, st, claude = setup()
     st.fault(status=400, message="flagged by content filter", error_type="content_filter")
     r = chat(gw.url, GPU_KEY)
-    assert r.status_code == 400 and r.json()["error"]["type"] == "content_filter" and "flagged" in r.json()["error"]["message"]
-    assert claude.requests() == [] and len(st.requests) == 1
+    assert r.status_code == 400
+    assert r.json()["error"]["type"] == "content_filter"
+    assert "flagged" in r.json()["error"]["message"]
+    assert claude.requests() == []
+    assert len(st.requests) == 1
 
 
 def test_predicted_overload_spills_to_claude(setup):
@@ -301,7 +333,8 @@ def test_predicted_overload_spills_to_claude(setup):
     st.waiting = 10
     time.sleep(0.6)  # a few /metrics polls
     r = chat(gw.url, GPU_KEY)
-    assert r.json()["model"] == "claude-haiku-4-5" and r.headers["x-agentdeploy-fallback"] == "vllm:overload"
+    assert r.json()["model"] == "claude-haiku-4-5"
+    assert r.headers["x-agentdeploy-fallback"] == "vllm:overload"
     st.waiting = 0
     time.sleep(0.6)
     assert chat(gw.url, GPU_KEY).json()["model"] == "standin"
@@ -318,7 +351,8 @@ def test_a_queue_longer_than_the_first_token_budget_spills_to_claude(setup):
     st.waiting = 60
     time.sleep(0.5)
     r = chat(gw.url, GPU_KEY)
-    assert r.json()["model"] == "claude-haiku-4-5" and r.headers["x-agentdeploy-fallback"] == "vllm:overload"
+    assert r.json()["model"] == "claude-haiku-4-5"
+    assert r.headers["x-agentdeploy-fallback"] == "vllm:overload"
     assert len(st.requests) == 1  # never sent to the queued replica
     st.waiting = 0
     time.sleep(0.5)
@@ -332,7 +366,8 @@ def test_load_balances_by_load_across_replicas(claude_emulator, standin_factory,
     time.sleep(0.6)
     for _ in range(4):
         chat(gw.url, GPU_KEY)
-    assert len(b.requests) == 4 and len(a.requests) == 0
+    assert len(b.requests) == 4
+    assert len(a.requests) == 0
 
 
 def test_flapping_primary_that_never_fails_twice_in_a_row_is_cut_off(setup):
@@ -347,7 +382,8 @@ def test_flapping_primary_that_never_fails_twice_in_a_row_is_cut_off(setup):
     assert [r.json()["model"] for r in results[11:]] == ["claude-haiku-4-5"] * 9
     assert results[11].headers["x-agentdeploy-fallback"] == "vllm:no_healthy_replica"
     m = httpx.get(gw.url + "/metrics").text
-    assert "agentdeploy_gateway_circuit_state{" in m and metric_value(m, "agentdeploy_gateway_circuit_state", upstream="vllm") == 2
+    assert "agentdeploy_gateway_circuit_state{" in m
+    assert metric_value(m, "agentdeploy_gateway_circuit_state", upstream="vllm") == 2
 
 
 def test_dead_primary_is_cut_off_then_traffic_returns(setup):
@@ -407,7 +443,8 @@ def test_last_resort_upstream_is_tried_even_when_its_breaker_is_open(setup):
     codes = [chat(gw.url, API_KEY).status_code for _ in range(3)]
     assert codes == [502, 502, 502]
     r = chat(gw.url, API_KEY)  # breaker is open (threshold 2), but there is nothing after Claude
-    assert r.status_code == 200 and len(claude.requests()) == 4
+    assert r.status_code == 200
+    assert len(claude.requests()) == 4
     assert "no upstream could answer" not in r.text
 
 
@@ -417,7 +454,8 @@ def test_finished_answer_whose_stream_then_hangs_ends_cleanly(setup):
     t0 = time.perf_counter()
     r, text = stream_chat(gw.url, GPU_KEY)
     events = sse_events(text)
-    assert events[-1][1] == "[DONE]" and not any(isinstance(d, dict) and "error" in d for _, d in events)
+    assert events[-1][1] == "[DONE]"
+    assert not any(isinstance(d, dict) and "error" in d for _, d in events)
     assert time.perf_counter() - t0 < 2.5  # ended after the 1 s stall timeout, not the 3 s hang
 
 
@@ -428,11 +466,13 @@ def test_tool_call_from_claude_reaches_an_openai_client_as_tool_calls(setup):
     r, text = stream_chat(gw.url, API_KEY, tools=tools)
     chunks = [d for _, d in sse_events(text) if isinstance(d, dict)]
     calls = [c["choices"][0]["delta"]["tool_calls"][0] for c in chunks if c.get("choices") and c["choices"][0]["delta"].get("tool_calls")]
-    assert calls[0]["function"]["name"] == "lookup_order" and calls[0]["id"].startswith("toolu_")
+    assert calls[0]["function"]["name"] == "lookup_order"
+    assert calls[0]["id"].startswith("toolu_")
     assert "".join(c["function"]["arguments"] for c in calls) == '{"order_id":42}'
     assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
     sent = claude.requests()[-1]["body"]
-    assert sent["tools"][0]["name"] == "lookup_order" and sent["tools"][0]["input_schema"] == {"type": "object"}
+    assert sent["tools"][0]["name"] == "lookup_order"
+    assert sent["tools"][0]["input_schema"] == {"type": "object"}
 
 
 def test_alert_policy_admits_everything_and_logs_thresholds(claude_emulator, gateway_factory):
@@ -441,7 +481,8 @@ def test_alert_policy_admits_everything_and_logs_thresholds(claude_emulator, gat
     assert all(chat(gw.url, API_KEY).status_code == 200 for _ in range(5))
     time.sleep(0.3)
     log = gw.log_text()
-    assert '"event":"budget_threshold"' in log and '"threshold_pct":100' in log
+    assert '"event":"budget_threshold"' in log
+    assert '"threshold_pct":100' in log
     m = httpx.get(gw.url + "/metrics").text
     assert metric_value(m, "agentdeploy_gateway_budget_remaining_usd", agent="api-agent") < 0
 
@@ -458,15 +499,20 @@ def test_vllm_tool_call_reaches_an_anthropic_client_as_tool_use(setup):
     body = r.json()
     assert body["stop_reason"] == "tool_use"
     use = [b for b in body["content"] if b["type"] == "tool_use"]
-    assert len(use) == 1 and use[0]["name"] == "get_price" and use[0]["input"] == call["arguments"] and use[0]["id"]
+    assert len(use) == 1
+    assert use[0]["name"] == "get_price"
+    assert use[0]["input"] == call["arguments"]
+    assert use[0]["id"]
     assert st.requests[-1]["body"]["tools"][0]["function"]["name"] == "get_price"  # tools went across too
     with httpx.stream("POST", gw.url + "/v1/messages", timeout=10, headers={"x-api-key": GPU_KEY},
                       json={"model": "x", "max_tokens": 32, "stream": True, "tools": tools,
                             "messages": [{"role": "user", "content": "price of A-17?"}]}) as resp:
         events = sse_events(resp.read().decode())
     starts = [d["content_block"] for n, d in events if n == "content_block_start" and d["content_block"]["type"] == "tool_use"]
-    assert len(starts) == 1 and starts[0]["name"] == "get_price"
+    assert len(starts) == 1
+    assert starts[0]["name"] == "get_price"
     partial = "".join(d["delta"]["partial_json"] for n, d in events if n == "content_block_delta" and d["delta"]["type"] == "input_json_delta")
     assert json.loads(partial) == call["arguments"]
     stop = [d["delta"]["stop_reason"] for n, d in events if n == "message_delta"]
-    assert stop == ["tool_use"] and events[-1][0] == "message_stop"
+    assert stop == ["tool_use"]
+    assert events[-1][0] == "message_stop"

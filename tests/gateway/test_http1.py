@@ -99,9 +99,11 @@ def test_keep_alive_pipelining_and_chunked_request_bodies() -> None:
 
     out = run(scenario())
     first, second = out.split(b"HTTP/1.1 200 OK\r\n")[1:]
-    assert b"content-length: " in first and first.endswith(b"POST /echo a=1 len=5 auth=Bearer k1|hello")
+    assert b"content-length: " in first
+    assert first.endswith(b"POST /echo a=1 len=5 auth=Bearer k1|hello")
     assert b"connection: close" not in first  # kept alive: the second answer came on the same socket
-    assert b"x-seen: a, b\r\n" in second and second.endswith(b"POST /echo  len=5 auth=-|abcde")
+    assert b"x-seen: a, b\r\n" in second
+    assert second.endswith(b"POST /echo  len=5 auth=-|abcde")
 
 
 def test_errors_on_the_wire() -> None:
@@ -155,9 +157,11 @@ def test_streams_are_chunked_and_a_client_that_leaves_makes_writes_raise() -> No
             await server.close(1)
 
     r, lines, streams = run(scenario())
-    assert r.status_code == 200 and r.headers["transfer-encoding"] == "chunked"
+    assert r.status_code == 200
+    assert r.headers["transfer-encoding"] == "chunked"
     assert lines == ["data: 0", "data: 1", "data: 2", "data: [DONE]"]
-    assert len(streams.errors) == 1 and isinstance(streams.errors[0], ConnectionResetError)
+    assert len(streams.errors) == 1
+    assert isinstance(streams.errors[0], ConnectionResetError)
 
 
 def test_shutdown_stops_listening_answers_open_connections_and_lets_a_running_request_finish() -> None:
@@ -181,8 +185,10 @@ def test_shutdown_stops_listening_answers_open_connections_and_lets_a_running_re
         return first, second, body, after_close
 
     first, second, body, after_close = run(scenario())
-    assert first.startswith(b"HTTP/1.1 200 OK") and second.startswith(b"HTTP/1.1 200 OK")
-    assert body.startswith(b"HTTP/1.1 200 OK") and body.endswith(b"data: [DONE]\n\n\r\n0\r\n\r\n")
+    assert first.startswith(b"HTTP/1.1 200 OK")
+    assert second.startswith(b"HTTP/1.1 200 OK")
+    assert body.startswith(b"HTTP/1.1 200 OK")
+    assert body.endswith(b"data: [DONE]\n\n\r\n0\r\n\r\n")
     assert after_close == b""  # close() ends the kept-alive connection
 
 
@@ -201,8 +207,10 @@ def test_an_idle_kept_alive_connection_is_closed_after_the_keepalive_window() ->
             await server.close(1)
 
     answer, closed, waited = run(scenario())
-    assert answer.startswith(b"HTTP/1.1 200 OK") and b"connection: close" not in answer
-    assert closed == b"" and 0.2 < waited < 3
+    assert answer.startswith(b"HTTP/1.1 200 OK")
+    assert b"connection: close" not in answer
+    assert closed == b""
+    assert 0.2 < waited < 3
 
 
 def test_a_failing_handler_answers_500_before_a_stream_and_cuts_the_body_after() -> None:
@@ -224,7 +232,11 @@ def test_a_failing_handler_answers_500_before_a_stream_and_cuts_the_body_after()
             await server.close(1)
 
     out = run(scenario())
-    assert out["before"].startswith(b"HTTP/1.1 500 Internal Server Error\r\n") and out["before"].count(b"HTTP/1.1 200 OK") == 1
-    assert out["mid-stream"].startswith(b"HTTP/1.1 200 OK\r\n") and b"data: partial" in out["mid-stream"]
+    assert out["before"].startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
+    assert out["before"].count(b"HTTP/1.1 200 OK") == 1
+    assert out["mid-stream"].startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"data: partial" in out["mid-stream"]
     assert not out["mid-stream"].endswith(b"0\r\n\r\n")
-    assert out["close"].count(b"HTTP/1.1 ") == 1 and b"connection: close" in out["close"] and b"GET /echo" in out["close"]
+    assert out["close"].count(b"HTTP/1.1 ") == 1
+    assert b"connection: close" in out["close"]
+    assert b"GET /echo" in out["close"]

@@ -53,7 +53,8 @@ def test_chunked_body_split_at_every_byte_and_connection_reuse():
         ep = Endpoint(f"http://127.0.0.1:{port}/v1/chat/completions", {"authorization": "Bearer k"})
         for _ in range(2):
             resp = await pool.post(ep, b"{}", 1.0)
-            assert resp.status == 200 and resp.headers["content-type"] == "text/event-stream"
+            assert resp.status == 200
+            assert resp.headers["content-type"] == "text/event-stream"
             assert await _read_all(resp) == b"hello world!"
             resp.release()
         assert served["connections"] == 1  # kept alive and reused
@@ -68,7 +69,8 @@ def test_sized_error_body_and_headers():
         server, port, _ = await _server([SIZED])
         pool = Pool()
         resp = await pool.post(Endpoint(f"http://127.0.0.1:{port}/v1/messages", {}), b"{}", 1.0)
-        assert resp.status == 429 and resp.headers["retry-after"] == "3"
+        assert resp.status == 429
+        assert resp.headers["retry-after"] == "3"
         assert await resp.content.read() == b'{"e":"429"}'
         resp.release()
         pool.close()
@@ -87,7 +89,8 @@ def test_stale_keepalive_connection_is_replaced_and_cut_body_raises():
         resp.release()
         await asyncio.sleep(0.05)  # the server closed the idle connection meanwhile
         resp = await pool.post(ep, b"{}", 1.0)
-        assert await _read_all(resp) == b"hello world!" and served["connections"] == 2
+        assert await _read_all(resp) == b"hello world!"
+        assert served["connections"] == 2
         resp.release()
         cut = CHUNKED[: CHUNKED.index(b"world")]
         server2, port2, _ = await _server([cut], close_after=True)

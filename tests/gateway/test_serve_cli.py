@@ -19,7 +19,9 @@ def _serve(args, env=None):
 
 def test_missing_config_file_exits_2(tmp_path):
     r = _serve(["--config", str(tmp_path / "nope.yaml")])
-    assert r.returncode == 2 and "cannot read gateway config" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2
+    assert "cannot read gateway config" in r.stderr
+    assert "Traceback" not in r.stderr
 
 
 def test_invalid_config_names_the_field_and_exits_2(tmp_path):
@@ -28,11 +30,15 @@ def test_invalid_config_names_the_field_and_exits_2(tmp_path):
     path = tmp_path / "gw.yaml"
     path.write_text(yaml.safe_dump(cfg))
     r = _serve(["--config", str(path)])
-    assert r.returncode == 2 and "agents.api-agent.max_tokens_cap" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2
+    assert "agents.api-agent.max_tokens_cap" in r.stderr
+    assert "Traceback" not in r.stderr
 
 
 def test_missing_upstream_key_exits_4_naming_the_variable(tmp_path):
     path = tmp_path / "gw.yaml"
     path.write_text(yaml.safe_dump(gateway_config("http://127.0.0.1:1")))
     r = _serve(["--config", str(path)])
-    assert r.returncode == 4 and "TEST_ANTHROPIC_KEY" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 4
+    assert "TEST_ANTHROPIC_KEY" in r.stderr
+    assert "Traceback" not in r.stderr

@@ -15,7 +15,17 @@ import time
 import httpx
 import pytest
 
-from tests.gateway.helpers import GPU_KEY, chat, env_for, gateway_config, messages, metric_value, openai_text, sse_events, stream_chat
+from tests.gateway.helpers import (
+    GPU_KEY,
+    chat,
+    env_for,
+    gateway_config,
+    messages,
+    metric_value,
+    openai_text,
+    sse_events,
+    stream_chat,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.vllm]
 
@@ -58,13 +68,17 @@ def test_real_vllm_serves_both_protocols_and_reports_load(vllm_server, claude_em
     gw = gateway_factory(_config(claude_emulator, [vllm_server.base_url]), env=env_for(claude_emulator))
     r = chat(gw.url, GPU_KEY, max_tokens=8, ignore_eos=True)
     assert r.status_code == 200, r.text
-    assert r.json()["model"] == SERVED and r.json()["usage"]["completion_tokens"] == 8
+    assert r.json()["model"] == SERVED
+    assert r.json()["usage"]["completion_tokens"] == 8
     r, text = stream_chat(gw.url, GPU_KEY, max_tokens=8, ignore_eos=True, stream_options={"include_usage": True})
     events = sse_events(text)
-    assert r.headers["x-agentdeploy-model"] == SERVED and events[-1][1] == "[DONE]" and events[-2][1]["usage"]["completion_tokens"] == 8
+    assert r.headers["x-agentdeploy-model"] == SERVED
+    assert events[-1][1] == "[DONE]"
+    assert events[-2][1]["usage"]["completion_tokens"] == 8
     r = messages(gw.url, GPU_KEY, max_tokens=6, system=[{"type": "text", "text": "be brief", "cache_control": {"type": "ephemeral"}}])
     assert r.status_code == 200, r.text
-    assert r.json()["model"] == SERVED and r.json()["usage"]["output_tokens"] >= 1
+    assert r.json()["model"] == SERVED
+    assert r.json()["usage"]["output_tokens"] >= 1
     assert claude_emulator.requests() == []
     m = httpx.get(gw.url + "/metrics").text
     samples = [ln for ln in m.splitlines() if ln.startswith("agentdeploy_gateway_circuit_state{") and 'upstream="vllm"' in ln]
@@ -87,7 +101,7 @@ def test_frozen_replica_slow_first_token_falls_back_then_stall_mid_stream_errors
     # Wait for the breaker to let traffic back, then freeze it mid-stream. The client's view lags
     # vLLM's (a fast replica may finish all 400 tokens before the client has read 3), so a freeze
     # that landed after the end is no test: set the scene again, at most three times.
-    for attempt in range(3):
+    for _attempt in range(3):
         deadline = time.monotonic() + 20
         while chat(gw.url, GPU_KEY, max_tokens=2).json()["model"] != SERVED:
             assert time.monotonic() < deadline, "traffic never returned to the thawed replica"
@@ -97,7 +111,7 @@ def test_frozen_replica_slow_first_token_falls_back_then_stall_mid_stream_errors
         time.sleep(1.5)
         box: dict = {"lines": []}
 
-        def reader():
+        def reader(box: dict = box) -> None:
             body = {"model": "x", "stream": True, "max_tokens": 400, "ignore_eos": True, "messages": [{"role": "user", "content": "tell me"}]}
             with httpx.stream("POST", gw.url + "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {GPU_KEY}"}, timeout=30) as resp:
                 box["model"] = resp.headers.get("x-agentdeploy-model")
@@ -130,7 +144,7 @@ def test_killed_replica_mid_load_loses_no_request(vllm_factory, claude_emulator,
     # The kill must land while a stream is flowing through the gateway; _kill_mid_load only kills
     # once it has seen one there (vLLM frozen, so nothing more can arrive). If every stream
     # ended before that, the scene is set up again on a fresh server, never counted as a pass.
-    for attempt in range(3):
+    for _attempt in range(3):
         server = vllm_factory(SERVED, extra_args=("--max-num-seqs", "2"))
         gw = gateway_factory(_config(claude_emulator, [server.base_url]), env=env_for(claude_emulator))
         scene = _kill_mid_load(server, gw, frozen)
@@ -158,7 +172,8 @@ def test_killed_replica_mid_load_loses_no_request(vllm_factory, claude_emulator,
         assert "[DONE]" not in [d for _, d in events]
     for out in finished_out:  # ended before the kill: vLLM's whole answer
         events = sse_events("\n\n".join(out["lines"]))
-        assert out["model"] == SERVED and events[-1][1] == "[DONE]"
+        assert out["model"] == SERVED
+        assert events[-1][1] == "[DONE]"
 
 
 def _kill_mid_load(server, gw, frozen) -> tuple[list, list, list, list, list] | None:

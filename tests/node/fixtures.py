@@ -15,15 +15,16 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import boto3
 import pytest
 
 from agentdeploy.naming import DIM_AGENT, DIM_STACK, METRIC_NAMESPACE
-from agentdeploy.serving.emulators.imds import ImdsEmulator
+from tests.support.emulators import REPO_ROOT, emulator_argv
+from tests.support.emulators.imds import ImdsEmulator
 from tests.support.procs import LOOPBACK, ManagedProcess, free_port, start_process, wait_for_http
 
 REGION = "us-east-1"
@@ -73,9 +74,9 @@ def imds_factory(tmp_path: Path) -> Iterator:
 
     def start(instance_id: str = "i-00000000000000000", autoscaling_group: str | None = None) -> ImdsProcess:
         port = free_port()
-        argv = [sys.executable, "-m", "agentdeploy.serving.emulators.imds", "--host", LOOPBACK, "--port", str(port),
-                "--instance-id", instance_id, *(["--autoscaling-group", autoscaling_group] if autoscaling_group else [])]
-        process = start_process("imds-emulator", argv, tmp_path / f"imds-{port}.log")
+        argv = emulator_argv("imds", "--host", LOOPBACK, "--port", str(port), "--instance-id", instance_id,
+                             *(["--autoscaling-group", autoscaling_group] if autoscaling_group else []))
+        process = start_process("imds-emulator", argv, tmp_path / f"imds-{port}.log", cwd=REPO_ROOT)
         url = f"http://{LOOPBACK}:{port}"
         started.append(ImdsProcess(process, url))
         wait_for_http(f"{url}/_emulator/requests", timeout_s=20, process=process)
@@ -226,7 +227,7 @@ class NodeAgentProcess:
 
 def start_node_agent(args: list[str], log_dir: Path) -> NodeAgentProcess:
     port = free_port()
-    argv = [sys.executable, "-m", "agentdeploy.serving.node_agent",
+    argv = [sys.executable, "-m", "agentdeploy.serving.node",
             "--health-host", LOOPBACK, "--health-port", str(port), *args]
     process = start_process("node-agent", argv, log_dir / "node-agent.log")
     wait_for_http(f"http://{LOOPBACK}:{port}/healthz", timeout_s=30, process=process, ok=lambda s: s in (200, 503))

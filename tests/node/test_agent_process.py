@@ -9,19 +9,19 @@ import sys
 import aiohttp
 import pytest
 
-from agentdeploy.serving.emulators.imds import ImdsEmulator
 from agentdeploy.serving.node.agent import AgentSettings, NodeAgent, NodeState
+from agentdeploy.serving.node.cli import parse_args
 from agentdeploy.serving.node.cloud import Datum
 from agentdeploy.serving.node.drain import DrainTiming
 from agentdeploy.serving.node.health import start_health_server
 from agentdeploy.serving.node.imds import ImdsClient
 from agentdeploy.serving.node.vllm_client import VllmClient
-from agentdeploy.serving.node_agent import parse_args
+from tests.support.emulators.imds import ImdsEmulator
 from tests.support.procs import free_port
 
 
 def _run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "agentdeploy.serving.node_agent", *args],
+    return subprocess.run([sys.executable, "-m", "agentdeploy.serving.node", *args],
                           capture_output=True, text=True, timeout=60, env=env)
 
 
@@ -125,9 +125,9 @@ def test_healthz_follows_state() -> None:
 def test_missing_boto3_is_a_clear_exit_4(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     import importlib.util
 
-    from agentdeploy.serving import node_agent
+    from agentdeploy.serving.node import cli
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "boto3" else real(name, *a))
-    assert node_agent.main(["--stack", "s", "--agent", "a"]) == 4
+    assert cli.main(["--stack", "s", "--agent", "a"]) == 4
     assert "install agentdeploy[serving,cloud]" in capsys.readouterr().err

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -66,7 +66,7 @@ def test_exit_wait_never_passes_the_notice() -> None:
 def test_spot_notice_parsing() -> None:
     n = parse_spot_notice('{"action": "terminate", "time": "2026-11-23T19:02:00Z"}')
     assert n.action == "terminate"
-    assert n.time == datetime(2026, 11, 23, 19, 2, tzinfo=timezone.utc)
+    assert n.time == datetime(2026, 11, 23, 19, 2, tzinfo=UTC)
     assert n.to_dict() == {"kind": "spot", "action": "terminate", "time": "2026-11-23T19:02:00Z"}
     assert parse_rebalance('{"noticeTime": "2026-11-23T19:00:00Z"}').minute == 0
     for bad in ('{"action": "terminate"}', "[]", '{"action": "stop", "time": "soon"}'):
@@ -82,7 +82,8 @@ def test_only_a_terminated_target_state_is_a_scale_in(state: str | None) -> None
 
 def test_scale_in_notice_deadline_is_the_drain_budget() -> None:
     n = scale_in_notice("Terminated", START, 115)
-    assert n is not None and (n.kind, n.action) == ("scale-in", "terminate")
+    assert n is not None
+    assert (n.kind, n.action) == ("scale-in", "terminate")
     assert n.deadline_epoch == START + 115
     assert n.to_dict()["kind"] == "scale-in"
     # With the default timing the drain still waits for in-flight requests before SIGTERM.
@@ -104,7 +105,8 @@ def test_default_drain_budget_ends_inside_the_hooks_heartbeat_timeout() -> None:
     # Seen up to one poll after the hook started, done by the budget's end: before the timeout.
     assert 5 + budget <= heartbeat
     n = scale_in_notice("Terminated", START, budget)
-    assert n is not None and exit_wait_deadline(START + 20, n.deadline_epoch, T) < START + budget
+    assert n is not None
+    assert exit_wait_deadline(START + 20, n.deadline_epoch, T) < START + budget
 
 
 def test_heartbeat_allowance_matches_what_the_fleet_sets() -> None:

@@ -8,7 +8,7 @@ in-flight count, a stopper that fails.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -61,7 +61,7 @@ class Lifecycle:
 
 
 def _notice(seconds: float) -> SpotNotice:
-    at = datetime.fromtimestamp(datetime.now(timezone.utc).timestamp() + seconds, timezone.utc)
+    at = datetime.fromtimestamp(datetime.now(UTC).timestamp() + seconds, UTC)
     return SpotNotice("terminate", at)
 
 
@@ -82,8 +82,11 @@ def test_waits_through_unreadable_counts_and_retries_a_refused_lifecycle_call() 
     agent = _agent(vllm, Stopper(vllm), lifecycle)
     asyncio.run(agent.drain(_notice(120)))
     state = agent.state
-    assert state.stop_reason == "idle" and vllm.counts == [0]  # every reading was consumed first
-    assert lifecycle.calls == 3 and state.lifecycle_completed and not state.errors
+    assert state.stop_reason == "idle"
+    assert vllm.counts == [0]  # every reading was consumed first
+    assert lifecycle.calls == 3
+    assert state.lifecycle_completed
+    assert not state.errors
     assert state.phase == "drained"
 
 
@@ -155,8 +158,11 @@ def test_a_terminated_target_state_drains_as_a_scale_in_and_completes_the_hook()
 
     agent, imds = asyncio.run(scenario())
     state = agent.state
-    assert state.notice is not None and state.notice["kind"] == "scale-in"
-    assert state.stop_reason == "idle" and state.lifecycle_completed and not state.errors
+    assert state.notice is not None
+    assert state.notice["kind"] == "scale-in"
+    assert state.stop_reason == "idle"
+    assert state.lifecycle_completed
+    assert not state.errors
     assert [e["event"] for e in state.events][0] == "scale_in_notice"
     assert imds.target_reads == 1  # not read again once draining
 
@@ -169,7 +175,9 @@ def test_no_drain_off_a_group_or_while_in_service(target: str | None) -> None:
         return agent
 
     agent = asyncio.run(scenario())
-    assert agent.state.phase == "serving" and agent._drain_task is None and not agent.state.events
+    assert agent.state.phase == "serving"
+    assert agent._drain_task is None
+    assert not agent.state.events
 
 
 def test_a_spot_notice_wins_over_the_groups_termination() -> None:
@@ -182,7 +190,8 @@ def test_a_spot_notice_wins_over_the_groups_termination() -> None:
         return agent
 
     state = asyncio.run(scenario()).state
-    assert state.notice is not None and state.notice["kind"] == "spot"
+    assert state.notice is not None
+    assert state.notice["kind"] == "spot"
     assert [e["event"] for e in state.events][0] == "spot_notice"
 
 
@@ -200,4 +209,5 @@ def test_a_failing_target_state_read_never_hides_a_rebalance_and_never_drains() 
         return agent
 
     state = asyncio.run(scenario()).state
-    assert state.rebalance_notice_time == "2026-11-23T19:00:00Z" and state.phase == "serving"
+    assert state.rebalance_notice_time == "2026-11-23T19:00:00Z"
+    assert state.phase == "serving"

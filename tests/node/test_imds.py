@@ -9,8 +9,8 @@ import aiohttp
 import httpx
 import pytest
 
-from agentdeploy.serving.emulators.imds import ImdsEmulator
 from agentdeploy.serving.node.imds import ImdsClient
+from tests.support.emulators.imds import ImdsEmulator
 
 TTL = {"X-aws-ec2-metadata-token-ttl-seconds": "60"}
 
@@ -39,7 +39,8 @@ def test_spot_paths_are_404_until_a_notice_then_json(imds: ImdsEmulator) -> None
     r = httpx.post(f"{imds.url}/_emulator/spot-interruption", json={"action": "terminate", "in_seconds": 120})
     notice = r.json()
     action = httpx.get(f"{base}/spot/instance-action", headers=h)
-    assert action.status_code == 200 and json.loads(action.text) == notice
+    assert action.status_code == 200
+    assert json.loads(action.text) == notice
     assert httpx.get(f"{base}/spot/termination-time", headers=h).text == notice["time"]
     httpx.post(f"{imds.url}/_emulator/rebalance", json={})
     assert "noticeTime" in httpx.get(f"{base}/events/recommendations/rebalance", headers=h).json()

@@ -11,7 +11,14 @@ from __future__ import annotations
 import pytest
 
 from agentdeploy.serving.node.cloud import METRIC_SPOT_INTERRUPTION
-from tests.node.fixtures import HOOK, create_fleet, engine_paused, published_metric_names, registered_targets, wait_for_server_load
+from tests.node.fixtures import (
+    HOOK,
+    create_fleet,
+    engine_paused,
+    published_metric_names,
+    registered_targets,
+    wait_for_server_load,
+)
 from tests.node.test_spot_drain import AGENT, STACK, VLLM_ARGS, _agent_args
 from tests.node.traffic import start_traffic
 
@@ -48,7 +55,8 @@ def test_target_state_terminated_drains_in_flight_and_completes_the_hook(
         assert outcome.complete, outcome
 
     state = agent.wait_for(lambda s: s["phase"] == "drained", 60, "drained")
-    assert state["notice"]["kind"] == "scale-in" and state["notice"]["action"] == "terminate"
+    assert state["notice"]["kind"] == "scale-in"
+    assert state["notice"]["action"] == "terminate"
     assert state["stop_reason"] == "idle"  # SIGTERM only after the in-flight requests finished
     assert state["waited_for_in_flight"] > 0, "the drain never saw a request to wait for"
     assert state["lifecycle_completed"] and not state["errors"], state

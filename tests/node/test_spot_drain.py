@@ -15,7 +15,17 @@ import boto3
 import pytest
 
 from agentdeploy.naming import METRIC_DEMAND, METRIC_IN_FLIGHT, METRIC_NAMESPACE, METRIC_QUEUE_DEPTH
-from tests.node.fixtures import HOOK, REGION, ImdsProcess, agent_dims, create_fleet, engine_paused, published_metric_names, registered_targets, wait_for_server_load
+from tests.node.fixtures import (
+    HOOK,
+    REGION,
+    ImdsProcess,
+    agent_dims,
+    create_fleet,
+    engine_paused,
+    published_metric_names,
+    registered_targets,
+    wait_for_server_load,
+)
 from tests.node.traffic import direct_request, start_traffic
 
 pytestmark = [pytest.mark.integration, pytest.mark.vllm]

@@ -14,7 +14,7 @@ import time
 import httpx
 import pytest
 
-from agentdeploy.serving.config import hash_key
+from agentdeploy.serving.auth import hash_key
 from tests.node.fixtures import engine_paused, wait_for_server_load
 from tests.node.test_spot_drain import VLLM_ARGS, _agent_args
 from tests.node.traffic import ANSWER_TOKENS
@@ -135,12 +135,14 @@ def test_gateway_serves_through_a_spot_interruption(
         if isinstance(body, dict):
             assert body["usage"]["completion_tokens"] == ANSWER_TOKENS
         else:
-            assert f'"completion_tokens":{ANSWER_TOKENS}' in body.replace(" ", "") and "data: [DONE]" in body
+            assert f'"completion_tokens":{ANSWER_TOKENS}' in body.replace(" ", "")
+            assert "data: [DONE]" in body
 
     assert probes and all(status == 200 for status, _ in probes), probes  # never a failure seen
     # Sent after the notice: refused by the draining node, served elsewhere (Claude, the only other).
     assert {model for _, model in probes} == {FALLBACK}, probes
     after = _post(gw.url, 8)
-    assert after[0] == 200 and after[1] == FALLBACK  # no replica left: Claude answers
+    assert after[0] == 200
+    assert after[1] == FALLBACK  # no replica left: Claude answers
     assert claude_emulator.requests(), "the fallback was never called"
     assert server.wait_exit(30) is not None

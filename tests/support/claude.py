@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import threading
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
+from tests.support.emulators import REPO_ROOT, emulator_argv
 from tests.support.procs import LOOPBACK, ManagedProcess, free_port, start_process, wait_for_http
 
 DEFAULT_KEY = "sk-ant-test-emulator-key"
@@ -69,7 +70,7 @@ def start_claude_thread(api_key: str = DEFAULT_KEY) -> ClaudeEmulatorHandle:
     """Run the emulator on its own event loop in a daemon thread, on a free loopback port."""
     from aiohttp import web
 
-    from agentdeploy.serving.emulators.anthropic import ClaudeEmulator
+    from tests.support.emulators.anthropic import ClaudeEmulator
 
     emu = ClaudeEmulator({api_key})
     started = threading.Event()
@@ -103,10 +104,10 @@ def start_claude_thread(api_key: str = DEFAULT_KEY) -> ClaudeEmulatorHandle:
 
 def start_claude_subprocess(log_path, api_key: str = DEFAULT_KEY, port: int | None = None, extra: list[str] | None = None, cpu: int | None = None) -> tuple[ClaudeEmulatorHandle, ManagedProcess]:
     port = port or free_port()
-    argv = [sys.executable, "-m", "agentdeploy.serving.emulators.anthropic", "--host", LOOPBACK, "--port", str(port), "--api-key", api_key, *(extra or [])]
+    argv = emulator_argv("anthropic", "--host", LOOPBACK, "--port", str(port), "--api-key", api_key, *(extra or []))
     if cpu is not None:
         argv = ["taskset", "-c", str(cpu), *argv]
-    proc = start_process(f"claude-emulator:{port}", argv, log_path)
+    proc = start_process(f"claude-emulator:{port}", argv, log_path, cwd=REPO_ROOT)
     handle = ClaudeEmulatorHandle(f"http://{LOOPBACK}:{port}", api_key, lambda: proc.stop(grace_s=2))
     wait_for_http(handle.base_url + "/_emulator/requests", timeout_s=20, process=proc)
     return handle, proc

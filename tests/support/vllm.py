@@ -28,9 +28,9 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
 
 import pytest
 
@@ -194,7 +194,7 @@ class VllmServer:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return json.loads(resp.read())
 
-    def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> "VllmServer":
+    def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> VllmServer:
         """/health 200, then one real chat request: /health alone passes for models whose
         every request then fails (unsupported head size), so only an answer proves readiness."""
         deadline = time.monotonic() + timeout_s

@@ -27,7 +27,7 @@ Control API (tests only):
   GET    /_emulator/requests  what was asked (path + query; headers are never recorded)
   DELETE /_emulator/state     forget everything
 
-Run: python -m agentdeploy.serving.emulators.anthropic_admin --port 8766 --admin-key KEY
+Run from the repository root: python -m tests.support.emulators.anthropic_admin --port 8766 --admin-key KEY
 """
 
 from __future__ import annotations
@@ -37,10 +37,11 @@ import base64
 import json
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -86,16 +87,16 @@ _DATE_SUFFIX = re.compile(r"-\d{8}$")
 
 
 def _rfc3339(value: datetime) -> str:
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _parse_time(value: str) -> datetime:
     parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _snap(value: datetime, width: str) -> datetime:
-    value = value.astimezone(timezone.utc)
+    value = value.astimezone(UTC)
     if width == "1d":
         return value.replace(hour=0, minute=0, second=0, microsecond=0)
     if width == "1h":
@@ -130,7 +131,7 @@ class Record:
     web_search_requests: int = 0
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> "Record":
+    def from_json(cls, obj: dict[str, Any]) -> Record:
         data = dict(obj)
         data["at"] = _parse_time(data["at"])
         return cls(**data)
@@ -153,7 +154,7 @@ class AdminState:
     api_keys: list[dict[str, Any]] = field(default_factory=list)
     faults: list[dict[str, Any]] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
-    clock: Callable[[], datetime] = field(default=lambda: datetime.now(timezone.utc))
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     def take_fault(self, path: str) -> dict[str, Any] | None:
         for fault in self.faults:
@@ -236,7 +237,7 @@ def usage_results(records: list[Record], group_by: list[str]) -> list[dict[str, 
     results = []
     for key, members in sorted(groups.items(), key=lambda kv: [str(k) for k in kv[0]]):
         row: dict[str, Any] = {dim: None for dim in (*USAGE_GROUPS, "account_id", "service_account_id")}
-        row.update(dict(zip(group_by, key)))
+        row.update(dict(zip(group_by, key, strict=False)))
         row.update(
             {
                 "uncached_input_tokens": sum(m.uncached_input_tokens for m in members),

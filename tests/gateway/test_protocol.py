@@ -1,21 +1,21 @@
-"""OpenAI <-> Anthropic translation: requests, stream events, whole responses, usage."""
+"""serving/protocol/: OpenAI <-> Anthropic requests, stream events, whole responses, usage.
+
+Most cases go round trip (an upstream stream parsed, then written in the client's protocol), so
+parsers and writers are tested together here.
+"""
 
 import orjson
 import pytest
 
 from agentdeploy.serving.pricing import Usage
-from agentdeploy.serving.translate import (
-    AnthropicStreamParser,
-    AnthropicStreamWriter,
-    Collector,
-    MalformedChunk,
-    OpenAIStreamParser,
-    OpenAIStreamWriter,
+from agentdeploy.serving.protocol.parsers import AnthropicStreamParser, MalformedChunk, OpenAIStreamParser
+from agentdeploy.serving.protocol.requests import (
     TranslationError,
     anthropic_to_openai_request,
-    openai_to_anthropic_request,
     openai_passthrough_request,
+    openai_to_anthropic_request,
 )
+from agentdeploy.serving.protocol.writers import AnthropicStreamWriter, Collector, OpenAIStreamWriter
 from tests.gateway.helpers import sse_events
 
 
@@ -44,7 +44,9 @@ def test_openai_request_to_anthropic_moves_system_tools_and_tool_results():
     assert out["tool_choice"] == {"type": "any"}
     assert out["stop_sequences"] == ["END"]
     assert out["temperature"] == 1.0  # Anthropic's range is 0..1
-    assert out["max_tokens"] == 100 and out["stream"] is True and out["model"] == "claude-haiku-4-5"
+    assert out["max_tokens"] == 100
+    assert out["stream"] is True
+    assert out["model"] == "claude-haiku-4-5"
 
 
 def test_anthropic_request_to_openai_keeps_tool_round_trip_and_drops_cache_control():
@@ -65,14 +67,17 @@ def test_anthropic_request_to_openai_keeps_tool_round_trip_and_drops_cache_contr
     assert out["messages"][3] == {"role": "tool", "tool_call_id": "toolu_1", "content": "rain"}
     assert out["tools"][0]["function"]["parameters"] == {"type": "object"}
     assert out["tool_choice"] == {"type": "function", "function": {"name": "wx"}}
-    assert out["stop"] == ["##"] and out["stream_options"] == {"include_usage": True}
+    assert out["stop"] == ["##"]
+    assert out["stream_options"] == {"include_usage": True}
     assert b"cache_control" not in orjson.dumps(out)
 
 
 def test_openai_passthrough_strips_cache_control_and_forces_usage():
     body = {"model": "x", "max_completion_tokens": 9, "messages": [{"role": "user", "content": [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}]}]}
     out = openai_passthrough_request(body, "served", 9)
-    assert "max_completion_tokens" not in out and out["max_tokens"] == 9 and out["model"] == "served"
+    assert "max_completion_tokens" not in out
+    assert out["max_tokens"] == 9
+    assert out["model"] == "served"
     assert out["stream_options"] == {"include_usage": True}
     assert b"cache_control" not in orjson.dumps(out)
     assert "cache_control" in body["messages"][0]["content"][0]  # the client's body is untouched
@@ -108,7 +113,9 @@ def _events(parser, payloads):
 def test_anthropic_stream_to_openai_chunks_with_tool_call_and_usage():
     parser = AnthropicStreamParser()
     events = _events(parser, ANTHROPIC_STREAM)
-    assert parser.usage.cache_write_1h == 4100 and parser.usage.output_tokens == 7 and parser.usage.input_tokens == 11
+    assert parser.usage.cache_write_1h == 4100
+    assert parser.usage.output_tokens == 7
+    assert parser.usage.input_tokens == 11
     w = OpenAIStreamWriter("claude-haiku-4-5", include_usage=True)
     text = (w.head() + b"".join(w.event(e) for e in events) + w.end(parser.usage)).decode()
     chunks = [d for _, d in sse_events(text)]
@@ -140,7 +147,9 @@ def test_openai_stream_to_anthropic_events_in_api_order():
     assert names == ["message_start", "content_block_start", "ping", "content_block_delta", "content_block_delta", "content_block_stop", "message_delta", "message_stop"]
     delta = sse_events(text)[-2][1]
     assert delta["delta"]["stop_reason"] == "max_tokens"
-    assert delta["usage"]["input_tokens"] == 4 and delta["usage"]["cache_read_input_tokens"] == 16 and delta["usage"]["output_tokens"] == 2
+    assert delta["usage"]["input_tokens"] == 4
+    assert delta["usage"]["cache_read_input_tokens"] == 16
+    assert delta["usage"]["output_tokens"] == 2
 
 
 def test_collector_builds_both_response_shapes():
@@ -151,7 +160,8 @@ def test_collector_builds_both_response_shapes():
     oa = c.openai_body("claude-haiku-4-5", parser.usage)
     assert oa["choices"][0]["message"]["content"] == "Hi"
     assert oa["choices"][0]["message"]["tool_calls"][0]["function"] == {"name": "wx", "arguments": '{"city":"Oslo"}'}
-    assert oa["choices"][0]["finish_reason"] == "tool_calls" and oa["model"] == "claude-haiku-4-5"
+    assert oa["choices"][0]["finish_reason"] == "tool_calls"
+    assert oa["model"] == "claude-haiku-4-5"
     an = c.anthropic_body("claude-haiku-4-5", parser.usage)
     assert an["content"][1] == {"type": "tool_use", "id": "toolu_9", "name": "wx", "input": {"city": "Oslo"}}
     assert an["usage"]["cache_creation"]["ephemeral_1h_input_tokens"] == 4100

@@ -1,10 +1,12 @@
-"""Entry point of the node agent on each GPU instance:
+"""The node agent's command line, run on each GPU instance as
 
-    python -m agentdeploy.serving.node_agent --stack S --agent A [options]
+    python -m agentdeploy.serving.node --stack S --agent A [options]
 
 Every option also reads an environment variable, AGENTDEPLOY_<OPTION> (the systemd unit loads
-/etc/agentdeploy/node.env), so the unit's command line stays fixed. See serving/node/agent.py for what it does.
+/etc/agentdeploy/node.env), so the unit's command line stays fixed. See agent.py for what it does.
 Bad configuration exits 2 with a message naming the option; it never shows a traceback.
+The parts that need aiohttp or boto3 are imported only once the arguments are good, so a bad
+command line or a missing dependency is reported cleanly.
 """
 
 from __future__ import annotations
@@ -15,12 +17,16 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-from agentdeploy.naming import METRIC_NAMESPACE, NODE_HEALTH_PORT
+from agentdeploy.naming import METRIC_NAMESPACE, NODE_HEALTH_PORT, VLLM_PORT
 
-DEFAULT_VLLM_PORT = 8000
+if TYPE_CHECKING:
+    from agentdeploy.serving.node.cloud import AsgLifecycleCompleter, CloudWatchSink, ElbTargetDeregistrar
+    from agentdeploy.serving.node.imds import ImdsClient
+
 DEFAULT_LIFECYCLE_HOOK = "drain"
 
 log = logging.getLogger("agentdeploy.node_agent")
@@ -30,9 +36,9 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     def e(name: str, default: str | None = None) -> str | None:
         return env.get(name) or default
 
-    vllm_port = e("AGENTDEPLOY_VLLM_PORT", str(DEFAULT_VLLM_PORT))
+    vllm_port = e("AGENTDEPLOY_VLLM_PORT", str(VLLM_PORT))
     p = argparse.ArgumentParser(
-        prog="python -m agentdeploy.serving.node_agent",
+        prog="python -m agentdeploy.serving.node",
         description="Spot-notice and scale-in drain, health endpoint and demand metrics for a vLLM node.",
     )
     p.add_argument("--stack", default=e("AGENTDEPLOY_STACK"), help="stack name (env AGENTDEPLOY_STACK)")
@@ -133,7 +139,9 @@ async def run(args: argparse.Namespace, stop: asyncio.Event | None = None) -> No
     )
     async with aiohttp.ClientSession() as session:
         imds = ImdsClient(session, args.imds_url)
-        metrics = deregistrar = lifecycle = None
+        metrics: CloudWatchSink | None = None
+        deregistrar: ElbTargetDeregistrar | None = None
+        lifecycle: AsgLifecycleCompleter | None = None
         if not args.no_aws:
             metrics, deregistrar, lifecycle = await _aws_parts(args, imds)
         agent = NodeAgent(settings, imds=imds, vllm=VllmClient(session, args.vllm_url), stopper=stopper,
@@ -147,7 +155,9 @@ async def run(args: argparse.Namespace, stop: asyncio.Event | None = None) -> No
             await runner.cleanup()
 
 
-async def _aws_parts(args: argparse.Namespace, imds):  # type: ignore[no-untyped-def]
+async def _aws_parts(
+    args: argparse.Namespace, imds: ImdsClient,
+) -> tuple[CloudWatchSink, ElbTargetDeregistrar | None, AsgLifecycleCompleter | None]:
     """CloudWatch always; deregistration and the lifecycle hook when the group is known."""
     from agentdeploy.serving.node.cloud import (
         AsgLifecycleCompleter,
@@ -201,6 +211,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

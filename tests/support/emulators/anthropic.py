@@ -25,7 +25,7 @@ in-band `error` event such as "overloaded_error" after a 200, after N deltas, de
 API sends when it is overloaded mid-request), times (default 1, -1 = always), model (only
 requests for this model).
 
-Run: python -m agentdeploy.serving.emulators.anthropic --port 8765 [--api-key KEY]
+Run from the repository root: python -m tests.support.emulators.anthropic --port 8765 [--api-key KEY]
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ def compute_usage(state: EmulatorState, body: dict, model: str) -> dict:
     breakpoints = []  # (cumulative tokens, key, ttl)
     digest = hashlib.sha256(model.encode())
     cum = 0
-    for (unit, cc), n in zip(units, tokens):
+    for (unit, cc), n in zip(units, tokens, strict=True):
         digest.update(orjson.dumps(unit, option=orjson.OPT_SORT_KEYS))
         cum += n
         if cc is not None and cum >= minimum:

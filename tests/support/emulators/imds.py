@@ -20,7 +20,7 @@ Control (tests): methods `interrupt()`, `recommend_rebalance()`, `set_target_lif
   DELETE /_emulator/notices
   GET    /_emulator/requests           [[method, path, status], ...]
 
-Run: python -m agentdeploy.serving.emulators.imds --port 8769 --instance-id i-0123456789abcdef0
+Run from the repository root: python -m tests.support.emulators.imds --port 8769 --instance-id i-0123456789abcdef0
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import json
 import secrets
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 TOKEN_TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
@@ -44,7 +44,7 @@ TARGET_LIFECYCLE_STATES = ("InService", "Terminated", "Detached", "Standby", "Wa
 
 def imds_time(at: datetime) -> str:
     """IMDS's timestamp format: UTC, whole seconds, trailing Z."""
-    return at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -92,7 +92,7 @@ class ImdsEmulator:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def start(self) -> "ImdsEmulator":
+    def start(self) -> ImdsEmulator:
         self._thread = threading.Thread(target=self._server.serve_forever, name="imds-emulator", daemon=True)
         self._thread.start()
         return self
@@ -101,7 +101,7 @@ class ImdsEmulator:
         self._server.shutdown()
         self._server.server_close()
 
-    def __enter__(self) -> "ImdsEmulator":
+    def __enter__(self) -> ImdsEmulator:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -112,13 +112,13 @@ class ImdsEmulator:
         """Issue a spot interruption notice taking effect `in_seconds` from now."""
         if action not in SPOT_ACTIONS:
             raise ValueError(f"action must be one of {SPOT_ACTIONS}, not {action!r}")
-        notice = {"action": action, "time": imds_time(datetime.now(timezone.utc) + timedelta(seconds=in_seconds))}
+        notice = {"action": action, "time": imds_time(datetime.now(UTC) + timedelta(seconds=in_seconds))}
         with self._lock:
             self._spot_action = notice
         return notice
 
     def recommend_rebalance(self) -> dict[str, str]:
-        notice = {"noticeTime": imds_time(datetime.now(timezone.utc))}
+        notice = {"noticeTime": imds_time(datetime.now(UTC))}
         with self._lock:
             self._rebalance = notice
         return notice

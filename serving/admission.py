@@ -1,0 +1,175 @@
+"""Admission: which agent a request is for, how many tokens it may ask for, and whether the
+agent's budget can hold its worst case.
+
+All of it runs before any upstream is contacted. The budget is held by reservation: the
+request's worst-case cost over every upstream it may reach is reserved at admission and settled
+to what the answer actually cost once it is done, so concurrent requests cannot overshoot.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import orjson
+
+from agentdeploy.naming import SHARED_KEY
+from agentdeploy.serving.auth import presented_key
+from agentdeploy.serving.budget import BudgetStore, BudgetStoreUnavailable, to_micro, window_key
+from agentdeploy.serving.config import BudgetSpec
+from agentdeploy.serving.deliver import Ledger, RequestContext
+from agentdeploy.serving.http1 import Request, Response
+from agentdeploy.serving.pricing import worst_case_usd
+from agentdeploy.serving.protocol.events import ApiKind, JsonObject
+from agentdeploy.serving.replies import H_ERROR, Replies
+from agentdeploy.serving.runtime import Agent, Runtime, Step
+
+log = logging.getLogger("agentdeploy.gateway")
+
+
+class Refused(Exception):
+    """The request is answered here, with this error, and goes no further."""
+
+    def __init__(self, status: int, kind: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.kind, self.message, self.headers = status, kind, message, headers
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetHold:
+    """A reservation against an agent's budget, to settle when the answer is done."""
+
+    agent: Agent
+    budget: BudgetSpec
+    key: str
+    #: Micro-USD reserved (the request's worst case).
+    reserved: int
+
+
+@dataclass(slots=True)
+class Admitted:
+    ctx: RequestContext
+    #: The chain to walk: the agent's own, or its cheaper degrade chain once the budget is short.
+    chain: list[Step]
+    hold: BudgetHold | None
+
+
+def owner_of(rt: Runtime, request: Request) -> str | None:
+    """The agent the presented key belongs to, SHARED_KEY for a shared key, None if it matches nothing."""
+    return rt.keys.lookup(presented_key(request.headers))
+
+
+def _body(raw: bytes) -> JsonObject:
+    try:
+        body = orjson.loads(raw)
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise Refused(400, "invalid_request_error", "request body must be a JSON object")
+    return body
+
+
+def _agent(rt: Runtime, owner: str, body: JsonObject) -> Agent:
+    """A per-agent key selects its agent; a shared key selects the agent named in `model`."""
+    wanted = body.get("model")
+    if owner == SHARED_KEY:
+        agent = rt.agents.get(wanted) if isinstance(wanted, str) else None
+        if agent is None:
+            raise Refused(400, "invalid_request_error", f"model must name an agent; known agents: {', '.join(sorted(rt.agents))}")
+        return agent
+    if isinstance(wanted, str) and wanted in rt.agents and wanted != owner:
+        raise Refused(403, "permission_error", f"this key is not valid for agent {wanted!r}")
+    return rt.agents[owner]
+
+
+def _max_tokens(agent: Agent, body: JsonObject) -> int:
+    """The agent's default when none is asked for; above its cap, clamped or refused."""
+    spec = agent.spec
+    requested = body.get("max_completion_tokens") or body.get("max_tokens")
+    if requested is None:
+        return spec.max_tokens_default
+    if not isinstance(requested, int) or requested < 1:
+        raise Refused(400, "invalid_request_error", "max_tokens must be a positive integer")
+    if requested > spec.max_tokens_cap:
+        if spec.over_cap == "reject":
+            raise Refused(400, "invalid_request_error", f"max_tokens {requested} is above agent {agent.name!r}'s cap of {spec.max_tokens_cap}; send at most {spec.max_tokens_cap}")
+        return spec.max_tokens_cap
+    return requested
+
+
+class Admission:
+    def __init__(self, store: BudgetStore, ledger: Ledger, replies: Replies) -> None:
+        self.store = store
+        self.ledger = ledger
+        self.metrics = ledger.metrics
+        self.replies = replies
+        self._thresholds_seen: dict[str, int] = {}
+
+    async def admit(self, rt: Runtime, request: Request, protocol: ApiKind, owner: str, t_in: float) -> Admitted | Response:
+        """The request's context, chain and budget hold; or the error that answers it."""
+        try:
+            body = _body(await request.read())
+            agent = _agent(rt, owner, body)
+            if not isinstance(body.get("messages"), list) or not body["messages"]:
+                raise Refused(400, "invalid_request_error", "messages: a non-empty list is required")
+            max_tokens = _max_tokens(agent, body)
+            est_prompt = request.content_length // 4 + 1 if request.content_length else 1000
+            chain, hold, degraded = await self._reserve(rt, agent, protocol, est_prompt, max_tokens)
+        except Refused as no:
+            return self.replies.error(protocol, no.status, no.kind, no.message, no.headers)
+        ctx = RequestContext(request, protocol, body, agent, max_tokens, est_prompt, t_in, bool(body.get("stream")),
+                             ["budget:degraded"] if degraded else [])
+        return Admitted(ctx, chain, hold)
+
+    async def _reserve(self, rt: Runtime, agent: Agent, protocol: ApiKind, est_prompt: int,
+                       max_tokens: int) -> tuple[list[Step], BudgetHold | None, bool]:
+        """Reserve the worst case over every upstream this request may reach: (chain, hold, degraded)."""
+        budget = agent.spec.budget
+        if budget is None:
+            return agent.chain, None, False
+        chain, degraded = agent.chain, False
+        key = window_key(rt.config.budget_store.key_prefix, rt.config.stack, agent.name)
+        reserved = to_micro(worst_case_usd(est_prompt, max_tokens, agent.worst))
+        try:
+            ok = await self.store.reserve(key, reserved, agent.budget_limit_micro)
+            if not ok and budget.policy == "degrade" and agent.degrade_chain:
+                reserved = to_micro(worst_case_usd(est_prompt, max_tokens, agent.degrade_worst))
+                ok = await self.store.reserve(key, reserved, agent.budget_limit_micro)
+                chain, degraded = agent.degrade_chain, ok
+                if ok:
+                    self.metrics.budget_rejections.inc((agent.name, "degraded"))
+        except BudgetStoreUnavailable as exc:
+            # A budget that cannot be checked cannot hold: block and degrade fail closed; an
+            # alert-only budget never blocks, so it admits unmetered and says so.
+            self.ledger.log({"event": "budget_store_unavailable", "agent": agent.name, "policy": budget.policy, "error": str(exc)})
+            self.metrics.budget_rejections.inc((agent.name, "store_unavailable"))
+            if budget.policy != "alert":
+                self.metrics.requests.inc((agent.name, "", "", 503))
+                raise Refused(503, "overloaded_error" if protocol == "anthropic" else "budget_store_unavailable",
+                              f"agent {agent.name!r}'s budget cannot be checked (budget store unreachable); retry shortly",
+                              {H_ERROR: "budget_store_unavailable", "retry-after": "1"}) from None
+            return chain, None, degraded
+        if not ok:
+            self.metrics.budget_rejections.inc((agent.name, "blocked"))
+            self.metrics.requests.inc((agent.name, "", "", 429))
+            raise Refused(429, "budget_exceeded", f"agent {agent.name!r} has reached its budget of ${budget.monthly_usd:g} for this month",
+                          {H_ERROR: "budget_exceeded"})
+        return chain, BudgetHold(agent, budget, key, reserved), degraded
+
+    async def settle(self, hold: BudgetHold, actual: int) -> None:
+        """Turn the reservation into what the answer cost; log each budget threshold once crossed."""
+        try:
+            await self.store.settle(hold.key, hold.reserved, actual)
+            committed = await self.store.committed(hold.key)
+        except BudgetStoreUnavailable as exc:
+            # The reservation stays counted (over-, never under-counting); say what was lost.
+            self.ledger.log({"event": "budget_settle_failed", "agent": hold.agent.name, "reserved_usd": hold.reserved / 1e6,
+                             "actual_usd": actual / 1e6, "error": str(exc)})
+            return
+        budget = hold.budget
+        used_pct = 100.0 * committed / (budget.monthly_usd * 1e6)
+        crossed = [t for t in budget.thresholds_pct if used_pct >= t]
+        if crossed and max(crossed) > self._thresholds_seen.get(hold.key, 0):
+            self._thresholds_seen[hold.key] = max(crossed)
+            log.warning(orjson.dumps({"event": "budget_threshold", "agent": hold.agent.name, "threshold_pct": max(crossed),
+                                      "used_pct": round(used_pct, 1), "policy": budget.policy}).decode())

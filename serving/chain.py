@@ -1,0 +1,142 @@
+"""Walk an agent's chain: which upstream to try next, when to retry the same one, and what the
+client is told when none could answer.
+
+An entry is skipped at once when it has no healthy or only overloaded targets. 429/529 are
+retried on the same upstream only while the wait fits the latency budget and the retry cap;
+connection errors, 5xx, first-token timeouts, malformed or cut streams move on to the next
+entry; a context-length error moves on to an entry with a larger context; other client errors
+go back to the client. Nothing has reached the client before the first token, so all of this
+is invisible to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+import orjson
+
+from agentdeploy.serving import fallback as fb
+from agentdeploy.serving.cache_control import place_breakpoints
+from agentdeploy.serving.deliver import Ledger, RequestContext, deliver
+from agentdeploy.serving.http1 import Response, StreamResponse
+from agentdeploy.serving.httpclient import Pool
+from agentdeploy.serving.protocol.requests import TranslationError, upstream_request
+from agentdeploy.serving.replies import H_ERROR, H_MODEL, H_UPSTREAM, Replies, exhausted_error
+from agentdeploy.serving.runtime import Step
+
+perf = time.perf_counter
+
+
+@dataclass(slots=True)
+class _Walk:
+    """One request's way down its chain: its retry allowance and the payloads built so far."""
+
+    #: perf_counter() by which retry waits must be over (the agent's latency budget); None: none.
+    deadline: float | None
+    retry_spent: float = 0.0
+    #: (upstream kind, model) -> the request as that upstream is sent it, built once.
+    payloads: dict[tuple[str, str], bytes] = field(default_factory=dict)
+
+
+class ChainWalker:
+    def __init__(self, pool: Pool, ledger: Ledger, replies: Replies) -> None:
+        self.pool = pool
+        self.ledger = ledger
+        self.metrics = ledger.metrics
+        self.replies = replies
+
+    async def run(self, ctx: RequestContext, chain: list[Step]) -> Response | StreamResponse:
+        """Try each entry in order until one answers, or answer the client with the last failure."""
+        spec = ctx.agent.spec
+        walk = _Walk(ctx.t_in + spec.deadline_s if spec.deadline_s else None)
+        last: fb.Failed | None = None
+        need_context: int | None = None
+        for i, step in enumerate(chain):
+            if need_context is not None and (step.context_tokens or 0) <= need_context:
+                continue
+            result = await self._try(ctx, walk, step, last_resort=i == len(chain) - 1)
+            if not isinstance(result, fb.Failed):
+                return result
+            last = result
+            if result.reason == fb.CONTEXT_LENGTH:
+                need_context = step.context_tokens or 0
+            ctx.reasons.append(f"{step.upstream.name}:{result.reason}")
+            self.metrics.fallbacks.inc((ctx.agent.name, step.upstream.name, result.reason))
+        return self._exhausted(ctx, last)
+
+    async def _try(self, ctx: RequestContext, walk: _Walk, step: Step, last_resort: bool) -> Response | StreamResponse | fb.Failed:
+        """One chain entry, retried while that fits: the answer, or why to move on."""
+        up = step.upstream
+        spec = ctx.agent.spec
+        tries = 0
+        while True:
+            target, why = up.pick(last_resort, step.ttft_timeout)
+            if target is None:
+                return fb.Failed(why, message=f"{up.name}: {why}")
+            pkey = (up.kind, step.model)
+            payload = walk.payloads.get(pkey)
+            if payload is None:
+                try:
+                    payload = walk.payloads[pkey] = self._payload(ctx, step)
+                except TranslationError as err:
+                    target.breaker.release()
+                    return self.replies.error(ctx.protocol, 400, "invalid_request_error", str(err))
+            target.in_flight += 1
+            t0 = perf()
+            try:
+                res = await fb.open_attempt(self.pool, up, target, payload, step.ttft_timeout)
+            finally:
+                ctx.waited += perf() - t0
+            if isinstance(res, fb.Opened):
+                try:
+                    result = await deliver(self.ledger, ctx, step, target, res)
+                finally:
+                    target.in_flight -= 1
+                if isinstance(result, fb.Failed):
+                    # Only a non-streaming answer can fail here, before any byte was sent.
+                    target.breaker.failure()
+                    self.metrics.errors.inc((ctx.agent.name, up.name, result.reason))
+                return result
+            target.in_flight -= 1
+            self.metrics.errors.inc((ctx.agent.name, up.name, res.reason))
+            if res.reason in fb.HEALTH_FAILURES:
+                target.breaker.failure()
+            else:
+                target.breaker.release()
+            if res.reason in (fb.RATE_LIMITED, fb.OVERLOADED):
+                wait = fb.retry_wait(res, tries)
+                if not fb.fits(wait, tries, spec.max_retries_per_upstream, walk.retry_spent, spec.retry_max_total_s, walk.deadline, perf()):
+                    return res
+                await asyncio.sleep(wait)
+                walk.retry_spent += wait
+                ctx.waited += wait
+                tries += 1
+                continue
+            if res.reason in fb.TERMINAL:
+                return self._upstream_error(ctx, step, res)
+            return res
+
+    @staticmethod
+    def _payload(ctx: RequestContext, step: Step) -> bytes:
+        """The request in the upstream's protocol, with the planned cache breakpoints for Claude."""
+        up = step.upstream
+        req = upstream_request(ctx.protocol, up.kind, ctx.body, step.model, ctx.max_tokens)
+        cache = ctx.agent.spec.cache
+        if up.kind == "anthropic" and cache.enabled:
+            req = place_breakpoints(req, cache.breakpoints, cache.ttl, step.min_cacheable)
+        return orjson.dumps(req)
+
+    def _upstream_error(self, ctx: RequestContext, step: Step, res: fb.Failed) -> Response:
+        """A client error the upstream reported (bad request, content filter): passed on."""
+        self.metrics.requests.inc((ctx.agent.name, step.upstream.name, step.model, res.status or 400))
+        kind = "content_filter" if res.reason == fb.CONTENT_FILTER else "invalid_request_error"
+        headers = {H_UPSTREAM: step.upstream.name, H_MODEL: step.model, H_ERROR: res.reason}
+        return self.replies.error(ctx.protocol, res.status or 400, kind, res.message or res.reason, headers)
+
+    def _exhausted(self, ctx: RequestContext, last: fb.Failed | None) -> Response:
+        status, kind, msg, headers = exhausted_error(ctx.protocol, last, ctx.reasons)
+        self.metrics.requests.inc((ctx.agent.name, "", "", status))
+        self.ledger.log({"agent": ctx.agent.name, "status": status, "fallback": ctx.reasons})
+        return self.replies.error(ctx.protocol, status, kind, msg, headers)
