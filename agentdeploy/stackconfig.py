@@ -17,6 +17,10 @@ import yaml
 from agentdeploy.errors import InvalidInput
 from agentdeploy.naming import CONFIG_DECISION_FILE
 
+#: Stack config key naming the reviewed plan file to apply (`deploy plan FILE --write PATH`);
+#: unset: `<decision file stem>.plan.json` beside the decision file, when it exists.
+CONFIG_PLAN_FILE = "agentdeploy:planFile"
+
 
 @dataclass(frozen=True)
 class StackConfig:
@@ -34,6 +38,20 @@ class StackConfig:
                 f"{self.config_file}: stack {self.name!r} does not name its decision file",
                 hint=f"add `{CONFIG_DECISION_FILE}: path/to/decisions.yaml` under `config:`",
             )
+        return self._project_path(value)
+
+    @property
+    def plan_file(self) -> Path | None:
+        """The plan file the stack config names; None: the default beside the decision file."""
+        value = self.config.get(CONFIG_PLAN_FILE)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value:
+            raise InvalidInput(f"{self.config_file}: `{CONFIG_PLAN_FILE}` must be a path",
+                               hint=f"e.g. `{CONFIG_PLAN_FILE}: decisions/shop.plan.json`")
+        return self._project_path(value)
+
+    def _project_path(self, value: str) -> Path:
         path = Path(value)
         return path if path.is_absolute() else self.project_root / path
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC
 from pathlib import Path
 
 import click
@@ -49,7 +50,7 @@ def refresh_spot(region: str | None, profile: str | None, as_json: bool) -> None
     The file is $AGENTDEPLOY_HOME/catalog.d/spot-<region>.yaml (home defaults to ~/.agentdeploy);
     the planner merges it automatically. Exit codes: 4 no credentials or access denied, 1 AWS failed.
     """
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from agentdeploy.errors import OperationFailed
     from agentdeploy.ops.aws import AwsSession
@@ -60,7 +61,7 @@ def refresh_spot(region: str | None, profile: str | None, as_json: bool) -> None
     # This region's figures only: another region's spot file would make "was $X/h" compare apples
     # with oranges.
     cat = load_catalog(region=session.region)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     quotes = summarise(fetch_history(session.client("ec2"), sorted(cat.gpu_instances), now))
     document, warnings = override_document(quotes, cat.gpu_instances, session.region, now.date())
     if not document["gpu_instances"]:

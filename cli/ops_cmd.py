@@ -6,10 +6,14 @@ boto3, httpx and matplotlib are imported inside the commands, never when this mo
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 _aws_options = [
     click.option("--region", help="AWS region (default: AWS_REGION / the profile's region / the plan's region)."),
@@ -17,7 +21,7 @@ _aws_options = [
 ]
 
 
-def aws_options(fn):
+def aws_options(fn: F) -> F:
     for option in reversed(_aws_options):
         fn = option(fn)
     return fn
@@ -39,7 +43,7 @@ def reap(stack: str, idle_minutes: int | None, dry_run: bool, treat_missing_as_i
     touched, never one with demand in the window, one up for less than the window, one whose
     MinSize keeps a warm floor, or a running one with no demand data (unless
     --treat-missing-as-idle). Safe from cron.
-    Exit codes: 0 done, 2 unknown stack, 4 credentials/permission, 1 AWS failed, 5 some fleets failed.
+    Exit codes: 0 done, 2 unknown stack or stale plan file, 4 credentials/permission, 1 AWS failed, 5 some fleets failed.
     """
     from agentdeploy.ops.commands import run_reap
 
@@ -50,7 +54,7 @@ def reap(stack: str, idle_minutes: int | None, dry_run: bool, treat_missing_as_i
                "treat_missing_as_idle": treat_missing_as_idle, "fleets": [asdict(r) for r in reports]}
         click.echo(json.dumps(doc, indent=2))
         return
-    from agentdeploy.ops.render import print_reap
+    from agentdeploy.ops.tables import print_reap
 
     print_reap(reports, stack, used_region, dry_run)
 
@@ -70,7 +74,8 @@ def reap(stack: str, idle_minutes: int | None, dry_run: bool, treat_missing_as_i
 @click.option("--workspace-id", help="Only count Claude usage of this workspace.")
 @click.option("--gpu-source", type=click.Choice(["ec2", "cost-explorer"]), default="ec2", show_default=True,
               help="GPU spend from EC2 instance hours x catalog price, or from Cost Explorer by the agent tag.")
-@click.option("--plan", "plan_json", type=click.Path(path_type=Path), help="Use this plan JSON (`deploy plan --json`) instead of the stack's decision file.")
+@click.option("--plan", "plan_json", type=click.Path(path_type=Path),
+              help="Use this plan file or plan JSON (`deploy plan FILE --write` / `--json`) as it is, instead of the stack's.")
 @aws_options
 def cost(stack: str, since: str | None, until: str | None, as_json: bool, chart: Path | None, drift_pct: float, horizon: str,
          claude_source: str, admin_url: str | None, key_template: str, workspace_id: str | None, gpu_source: str,
@@ -80,7 +85,7 @@ def cost(stack: str, since: str | None, until: str | None, as_json: bool, chart:
     Claude: the Admin API's usage report by API key (one key per agent, named STACK/AGENT), priced
     with the catalog and checked against the billed cost report; the gateway's SpendUSD metric for
     agents without a key. GPU: instance hours x catalog price (spot or on-demand).
-    Exit codes: 0 reported, 2 unknown stack or bad option, 4 missing credentials, 1 an API failed.
+    Exit codes: 0 reported, 2 unknown stack, stale plan file or bad option, 4 missing credentials, 1 an API failed.
     """
     from agentdeploy.ops.commands import run_cost
 
@@ -94,7 +99,7 @@ def cost(stack: str, since: str | None, until: str | None, as_json: bool, chart:
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
         return
-    from agentdeploy.ops.render import print_cost
+    from agentdeploy.ops.tables import print_cost
 
     print_cost(report)
     if chart is not None:
@@ -105,12 +110,13 @@ def cost(stack: str, since: str | None, until: str | None, as_json: bool, chart:
 @click.option("--stack", required=True, help="Stack to inspect.")
 @click.option("--gateway-url", envvar="AGENTDEPLOY_GATEWAY_URL", help="Gateway base URL; its /readyz is checked.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
-@click.option("--plan", "plan_json", type=click.Path(path_type=Path), help="Use this plan JSON instead of the stack's decision file.")
+@click.option("--plan", "plan_json", type=click.Path(path_type=Path),
+              help="Use this plan file or plan JSON (`deploy plan FILE --write` / `--json`) as it is, instead of the stack's.")
 @aws_options
 def status(stack: str, gateway_url: str | None, as_json: bool, plan_json: Path | None, region: str | None, profile: str | None) -> None:
     """Per agent: route, fleet desired/healthy and spot vs on-demand, budget used, alarms in ALARM.
 
-    Exit codes: 0 reported (see `healthy` in the output), 2 unknown stack, 4 credentials, 1 AWS failed.
+    Exit codes: 0 reported (see `healthy` in the output), 2 unknown stack or stale plan file, 4 credentials, 1 AWS failed.
     """
     from agentdeploy.ops.commands import run_status
 
@@ -118,6 +124,6 @@ def status(stack: str, gateway_url: str | None, as_json: bool, plan_json: Path |
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return
-    from agentdeploy.ops.render import print_status
+    from agentdeploy.ops.tables import print_status
 
     print_status(result)

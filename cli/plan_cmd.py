@@ -15,8 +15,16 @@ import click
 @click.option("--chart", type=click.Path(path_type=Path), help="Write a PNG/SVG of monthly cost against volume per agent.")
 @click.option("--catalog", "catalog_files", multiple=True, type=click.Path(path_type=Path), help="Catalog override file (repeatable).")
 @click.option("--scale", type=float, default=1.0, show_default=True, help="What-if: multiply every volume by this factor.")
-def plan(decision_file: Path, as_json: bool, markdown: bool, chart: Path | None, catalog_files: tuple[Path, ...], scale: float) -> None:
+@click.option("--write", "write_to", is_flag=False, flag_value="", default=None,
+              metavar="[PATH]", help="Write the plan file `deploy up`, reap, status and cost apply (default: "
+                                     "<decision file stem>.plan.json beside it). Put it after DECISION_FILE.")
+def plan(decision_file: Path, as_json: bool, markdown: bool, chart: Path | None, catalog_files: tuple[Path, ...], scale: float,
+         write_to: str | None) -> None:
     """Decide each agent's route, model and settings; show cost at launch and at 12 months, and why.
+
+    With --write, also write the plan file: the plan plus the hashes of the decision file and
+    catalog it came from. The Pulumi program and the ops commands apply it as reviewed, and
+    refuse it once either input changes.
 
     Exit codes: 0 planned, 2 invalid decision file or catalog, 3 infeasible (the message names the
     corner to relax for each agent).
@@ -29,6 +37,12 @@ def plan(decision_file: Path, as_json: bool, markdown: bool, chart: Path | None,
     spec = load_decision_file(decision_file)
     catalog = spec_catalog(spec, catalog_files)
     result = build_plan(spec, catalog, scale=scale)
+    written = None
+    if write_to is not None:
+        from agentdeploy.planner.planfile import default_plan_path, write_plan_file
+
+        written = Path(write_to) if write_to else default_plan_path(decision_file)
+        write_plan_file(written, result, decision_file, catalog, catalog_files)
     if chart is not None:
         from agentdeploy.planner.chart import write_chart
 
@@ -45,6 +59,9 @@ def plan(decision_file: Path, as_json: bool, markdown: bool, chart: Path | None,
         print_table(result)
         if chart is not None:
             click.echo(f"chart written to {chart}")
+    if written is not None:
+        # On stderr with --json/--markdown, so stdout stays the one document asked for.
+        click.echo(f"plan file written to {written}", err=as_json or markdown)
 
 
 @click.command("schema")

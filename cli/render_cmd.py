@@ -1,6 +1,7 @@
 """`deploy render`: the plan's artefacts as files, for review, GitOps diffs and local serving.
 
-Writes the gateway config (what `deploy serve` reads), the plan itself, each API agent's client
+Writes the gateway config (what `deploy serve` reads), the plan file (the plan with the hashes of
+its decision file and catalog, as `deploy plan --write` writes it), each API agent's client
 config, and each self-hosted agent's vLLM command line and node user data. Secrets appear only
 as references (env var names, hashes of client keys), never as values.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -51,10 +53,12 @@ def render(decision_file: Path, out_dir: Path, catalog_files: tuple[Path, ...], 
     """
     from agentdeploy.errors import InvalidInput
     from agentdeploy.planner import build_plan, load_decision_file, spec_catalog
-    from agentdeploy.serving.config import BudgetStoreSpec, SecretRef, build_gateway_config, client_key_hashes_from_env, dump_yaml
-    from agentdeploy.serving.launcher import shell_command, vllm_serve_argv
+    from agentdeploy.planner.planfile import plan_file_for
+    from agentdeploy.serving.config import BudgetStoreSpec, SecretRef, dump_yaml
     from agentdeploy.templates.agent_config import agent_config_document
+    from agentdeploy.templates.gateway_config import build_gateway_config, client_key_hashes_from_env
     from agentdeploy.templates.gpu_node import GpuNodeSpec, render_user_data
+    from agentdeploy.templates.vllm_args import shell_command, vllm_serve_argv
 
     spec = load_decision_file(decision_file)
     catalog = spec_catalog(spec, catalog_files)
@@ -63,7 +67,7 @@ def render(decision_file: Path, out_dir: Path, catalog_files: tuple[Path, ...], 
     unknown = sorted(set(vllm) - {a.name for a in plan.agents if a.route == "gpu"})
     if unknown:
         raise InvalidInput(f"--vllm-replica names agents that are not self-hosted in the plan: {', '.join(unknown)}")
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     if anthropic_base_url:
         kwargs["anthropic_base_url"] = anthropic_base_url.rstrip("/")
     if redis_url:
@@ -74,7 +78,8 @@ def render(decision_file: Path, out_dir: Path, catalog_files: tuple[Path, ...], 
     )
     files: dict[str, str] = {
         "gateway.yaml": dump_yaml(config),
-        "plan.json": json.dumps(plan.to_json_dict(), indent=2) + "\n",
+        "plan.json": json.dumps(plan_file_for(plan, out_dir / "plan.json", decision_file, catalog,
+                                              catalog_files).document(), indent=2) + "\n",
     }
     for agent in plan.agents:
         if agent.route in ("api", "batch"):

@@ -25,10 +25,16 @@ def _console(as_json: bool):
     return None if as_json else Console(stderr=True)
 
 
-def _prepare(stack: str, *, need_aws: bool = True):
+def _prepare(stack: str, *, need_aws: bool = True, applies_plan: bool = False):
+    """The stack's target, its prerequisites checked; for preview/up also its plan file, so a
+    stale one is refused (exit 2) before the Pulumi engine starts (the program refuses it too)."""
     from agentdeploy.stacks.automation import check_prerequisites, resolve_target
 
     target = resolve_target(stack)
+    if applies_plan:
+        from agentdeploy.planner.planfile import check_plan_file
+
+        check_plan_file(target.decision_file, target.plan_file)
     check_prerequisites(target, need_aws=need_aws)
     return target
 
@@ -67,7 +73,7 @@ def _confirm(question: str, yes: bool, as_json: bool) -> None:
 @_json
 def preview(stack: str, as_json: bool) -> None:
     """Show what `deploy up` would change in a stack."""
-    target = _prepare(stack)
+    target = _prepare(stack, applies_plan=True)
     result = _run(target, "preview", as_json, f"preview {stack}")
     if as_json:
         _emit(result.to_dict())
@@ -81,7 +87,7 @@ def preview(stack: str, as_json: bool) -> None:
 @_json
 def up(stack: str, yes: bool, as_json: bool) -> None:
     """Provision a stack as its plan says (previews and asks first unless --yes)."""
-    target = _prepare(stack)
+    target = _prepare(stack, applies_plan=True)
     if not yes:
         if as_json or not sys.stdin.isatty():
             _confirm("", yes, as_json)

@@ -200,6 +200,16 @@ def _write_arg(path: Path, decision_file: Path) -> str:
     return "" if path == default_plan_path(decision_file) else f" {path}"
 
 
+def check_plan_file(decision_file: Path, plan_file: Path | None = None) -> None:
+    """Refuse a stale or missing plan file before anything else runs (`deploy preview/up`
+    check here, so the error is exit 2 before the Pulumi engine starts); no plan file is fine."""
+    path = plan_file or default_plan_path(decision_file)
+    if path.is_file():
+        check_fresh(read_plan_file(path), path, decision_file)
+    elif plan_file is not None:
+        raise _missing(plan_file, decision_file)
+
+
 def reviewed_plan(decision_file: Path, plan_file: Path | None = None) -> tuple[Plan, Catalog]:
     """The plan to apply for `decision_file`, and the catalog it is priced with.
 
@@ -213,8 +223,12 @@ def reviewed_plan(decision_file: Path, plan_file: Path | None = None) -> tuple[P
         catalog = check_fresh(planned, path, decision_file)
         return planned.plan, catalog
     if plan_file is not None:
-        raise InvalidInput(f"plan file {plan_file} does not exist",
-                           hint=f"write it with `deploy plan {decision_file} --write {plan_file}`")
+        raise _missing(plan_file, decision_file)
     spec = load_decision_file(decision_file)
     catalog = spec_catalog(spec)
     return build_plan(spec, catalog), catalog
+
+
+def _missing(plan_file: Path, decision_file: Path) -> InvalidInput:
+    return InvalidInput(f"plan file {plan_file} does not exist",
+                        hint=f"write it with `deploy plan {decision_file} --write {plan_file}`")

@@ -1,43 +1,34 @@
 """The gateway's rendered config: the only thing `deploy serve` reads.
 
-`build_gateway_config(plan, catalog)` maps each AgentPlan onto an ordered upstream chain,
-limits, cache and budget settings, with per-model prices from the catalog; `deploy render`
-writes it with `dump_yaml`, `deploy serve` reads it with `load_config`. Secrets appear only
-by reference (an env var name or a file path); client keys only as SHA-256 hashes.
+This module is the runtime schema and its loader, nothing more: `deploy render` (and the
+Pulumi program) build a `GatewayConfig` from the plan (render stage: templates/gateway_config.py)
+and write it with `dump_yaml`; `deploy serve` reads it with `load_config`. Secrets appear only
+by reference (an env var name or a file path); client keys only as SHA-256 hashes
+(`agentdeploy.serving.auth.hash_key`).
 
-Decisions the plan leaves open, made here:
-- Anthropic upstream: base URL `https://api.anthropic.com`, key from env `ANTHROPIC_API_KEY`.
 - vLLM replicas: a static list in `replicas` and/or a `replicas_file` (one URL a line) the
   gateway re-reads when it changes, so autoscaling never needs a restart; a config reload
-  (SIGHUP) re-reads everything else. Key (if any) from env `VLLM_API_KEY`.
-- Client keys: `deploy render` reads them from env `AGENTDEPLOY_KEY_<AGENT>` (agent name upper
-  case, `-` -> `_`) or a key file, and writes only `sha256:<hex>` hashes.
-- Latency: a self-hosted attempt gets `ceiling - fallback's p95 TTFT` (at least 0.25 s) to
-  produce its first token, so the Claude fallback can still answer within the ceiling; the
-  last entry of a chain gets the generous `first_byte_timeout_s` (a late answer beats none).
+  (SIGHUP) re-reads everything else.
+- The last entry of a chain gets the generous `first_byte_timeout_s` (a late answer beats none).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from agentdeploy.errors import InvalidInput, MissingDependency
+from agentdeploy.tokens import TokenPrices
 
-if TYPE_CHECKING:
-    from agentdeploy.planner.catalog import Catalog
-    from agentdeploy.planner.plan import AgentPlan, Plan
-
+#: The Anthropic upstream's default base URL.
 ANTHROPIC_URL = "https://api.anthropic.com"
-ANTHROPIC_KEY_ENV = "ANTHROPIC_API_KEY"
-VLLM_KEY_ENV = "VLLM_API_KEY"
-VLLM_PORT = 8000
-ANTHROPIC_UPSTREAM = "anthropic"
+#: Where a cache_control breakpoint may go, in prefix order.
+Breakpoint = Literal["tools", "system", "conversation"]
+BREAKPOINTS: tuple[Breakpoint, ...] = get_args(Breakpoint)
 
 
 class _M(BaseModel):
@@ -51,7 +42,7 @@ class SecretRef(_M):
     file: str | None = None
 
     @model_validator(mode="after")
-    def _one(self) -> "SecretRef":
+    def _one(self) -> SecretRef:
         if not self.env and not self.file:
             raise ValueError("a secret reference needs `env` (variable name) or `file` (path)")
         return self
@@ -81,33 +72,30 @@ class UpstreamSpec(_M):
     replicas_file: str | None = None
     api_key: SecretRef | None = None
     anthropic_version: str = "2023-06-01"
-    connect_timeout_s: float = Field(2.0, gt=0)
+    connect_timeout_s: float = Field(default=2.0, gt=0)
     #: Longest silence between stream chunks before the stream counts as stalled.
-    stall_timeout_s: float = Field(15.0, gt=0)
+    stall_timeout_s: float = Field(default=15.0, gt=0)
     #: How often replicas' /metrics are read (queue depth, health); 0 turns polling off.
-    metrics_poll_s: float = Field(1.0, ge=0)
+    metrics_poll_s: float = Field(default=1.0, ge=0)
     #: Requests (running + waiting) one replica takes before the latency budget is at risk.
-    max_load_per_replica: int | None = Field(None, gt=0)
+    max_load_per_replica: int | None = Field(default=None, gt=0)
     #: Port of the node agent's /healthz on each replica's host (8081 on agentdeploy GPU nodes).
     #: When set, a replica whose node says 503 (spot notice: draining) gets no new requests,
     #: even while its vLLM still answers the requests it already has.
-    node_health_port: int | None = Field(None, gt=0, lt=65536)
+    node_health_port: int | None = Field(default=None, gt=0, lt=65536)
 
     @model_validator(mode="after")
-    def _urls(self) -> "UpstreamSpec":
+    def _urls(self) -> UpstreamSpec:
         if self.kind == "anthropic" and not self.base_url:
             self.base_url = ANTHROPIC_URL
         return self
 
 
-class ModelSpec(_M):
-    """Prices in USD per token, and the limits the gateway checks."""
+class ModelSpec(TokenPrices):
+    """Prices in USD per token (the five token kinds), and the limits the gateway checks."""
 
-    input: float = 0.0
-    output: float = 0.0
-    cache_write_5m: float = 0.0
-    cache_write_1h: float = 0.0
-    cache_read: float = 0.0
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     context_tokens: int | None = None
     min_cacheable_tokens: int = 0
 
@@ -116,13 +104,13 @@ class ChainEntry(_M):
     upstream: str
     model: str
     #: Time allowed for the first token of this entry before moving on; None = first_byte_timeout_s.
-    ttft_timeout_s: float | None = Field(None, gt=0)
+    ttft_timeout_s: float | None = Field(default=None, gt=0)
 
 
 class CacheSpec(_M):
     enabled: bool = False
     ttl: Literal["5m", "1h"] | None = None
-    breakpoints: list[Literal["tools", "system", "conversation"]] = Field(default_factory=list)
+    breakpoints: list[Breakpoint] = Field(default_factory=list)
 
 
 class BudgetSpec(_M):
@@ -142,19 +130,19 @@ class AgentSpec(_M):
     cache: CacheSpec = Field(default_factory=CacheSpec)
     budget: BudgetSpec | None = None
     #: Latency budget for retries and fallbacks (the plan's ceiling); None = no ceiling.
-    deadline_s: float | None = Field(None, gt=0)
+    deadline_s: float | None = Field(default=None, gt=0)
     #: Cap on time spent waiting to retry (Retry-After, backoff) over one request.
-    retry_max_total_s: float = Field(10.0, ge=0)
-    max_retries_per_upstream: int = Field(2, ge=0)
+    retry_max_total_s: float = Field(default=10.0, ge=0)
+    max_retries_per_upstream: int = Field(default=2, ge=0)
 
 
 class BreakerSpec(_M):
-    failure_threshold: int = Field(3, gt=0)
-    open_s: float = Field(2.0, gt=0)
-    max_open_s: float = Field(60.0, gt=0)
+    failure_threshold: int = Field(default=3, gt=0)
+    open_s: float = Field(default=2.0, gt=0)
+    max_open_s: float = Field(default=60.0, gt=0)
     #: Also open when at least this share of the last `window` outcomes failed (flapping).
-    failure_rate: float = Field(0.5, gt=0, le=1)
-    window: int = Field(10, ge=2)
+    failure_rate: float = Field(default=0.5, gt=0, le=1)
+    window: int = Field(default=10, ge=2)
 
 
 class BudgetStoreSpec(_M):
@@ -165,7 +153,7 @@ class BudgetStoreSpec(_M):
 
 class ListenSpec(_M):
     host: str = "0.0.0.0"
-    port: int = Field(8080, gt=0, lt=65536)
+    port: int = Field(default=8080, gt=0, lt=65536)
 
 
 class GatewayConfig(_M):
@@ -179,15 +167,15 @@ class GatewayConfig(_M):
     shared_key_hashes: list[str] = Field(default_factory=list)
     budget_store: BudgetStoreSpec = Field(default_factory=BudgetStoreSpec)
     breaker: BreakerSpec = Field(default_factory=BreakerSpec)
-    first_byte_timeout_s: float = Field(60.0, gt=0)
-    drain_timeout_s: float = Field(30.0, ge=0)
+    first_byte_timeout_s: float = Field(default=60.0, gt=0)
+    drain_timeout_s: float = Field(default=30.0, ge=0)
     log_requests: bool = True
     #: Publish per-agent SpendUSD and wake-up Demand to CloudWatch every this many seconds
     #: (0 = off; the provisioned stack turns it on, the task role may PutMetricData).
-    cloudwatch_interval_s: float = Field(0.0, ge=0)
+    cloudwatch_interval_s: float = Field(default=0.0, ge=0)
 
     @model_validator(mode="after")
-    def _refs(self) -> "GatewayConfig":
+    def _refs(self) -> GatewayConfig:
         problems = []
         for name, agent in self.agents.items():
             entries = list(agent.chain) + (list(agent.budget.degrade_chain) if agent.budget else [])
@@ -202,141 +190,6 @@ class GatewayConfig(_M):
         if problems:
             raise ValueError("; ".join(problems))
         return self
-
-
-def hash_key(value: str) -> str:
-    """The form client keys are stored in: SHA-256 of the key (keys are random, high entropy)."""
-    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()
-
-
-def key_env_name(agent: str) -> str:
-    return "AGENTDEPLOY_KEY_" + agent.upper().replace("-", "_")
-
-
-def client_key_hashes_from_env(agents: list[str], environ: dict[str, str] | None = None) -> dict[str, list[str]]:
-    """Per-agent key hashes from AGENTDEPLOY_KEY_<AGENT> (comma-separated values allowed)."""
-    env = os.environ if environ is None else environ
-    out: dict[str, list[str]] = {}
-    for agent in agents:
-        raw = env.get(key_env_name(agent), "")
-        out[agent] = [hash_key(k.strip()) for k in raw.split(",") if k.strip()]
-    return out
-
-
-# --------------------------------------------------------------------------- from the plan
-
-
-def _claude_model(catalog: "Catalog", model_id: str) -> ModelSpec:
-    m = catalog.claude(model_id)
-    return ModelSpec(
-        input=m.usd_per_token("input"),
-        output=m.usd_per_token("output"),
-        cache_write_5m=m.usd_per_token("cache_write_5m"),
-        cache_write_1h=m.usd_per_token("cache_write_1h"),
-        cache_read=m.usd_per_token("cache_read"),
-        context_tokens=m.context_tokens,
-        min_cacheable_tokens=m.min_cacheable_tokens,
-    )
-
-
-def _self_hosted_ttft(agent: "AgentPlan", catalog: "Catalog") -> float:
-    ceiling = agent.latency.ceiling_s
-    if ceiling is None:
-        return 30.0
-    fallback_p95 = catalog.claude(agent.fallback_model).ttft_p95_s if agent.fallback_model else 0.0
-    if agent.latency.measure == "full_response":
-        return max(0.25, min(ceiling / 2, ceiling - fallback_p95))
-    return max(0.25, ceiling - fallback_p95)
-
-
-def build_gateway_config(
-    plan: "Plan",
-    catalog: "Catalog",
-    *,
-    anthropic_base_url: str = ANTHROPIC_URL,
-    anthropic_key: SecretRef | None = None,
-    vllm_replicas: dict[str, list[str]] | None = None,
-    replicas_dir: str | None = None,
-    node_health_port: int | None = None,
-    vllm_key: SecretRef | None = None,
-    client_key_hashes: dict[str, list[str]] | None = None,
-    budget_store: BudgetStoreSpec | None = None,
-    listen: ListenSpec | None = None,
-) -> GatewayConfig:
-    """Map the plan onto the gateway config (pure: no environment, no I/O)."""
-    upstreams: dict[str, UpstreamSpec] = {}
-    models: dict[str, ModelSpec] = {}
-    agents: dict[str, AgentSpec] = {}
-    hashes = client_key_hashes or {}
-
-    def claude_entry(model_id: str, ttft: float | None = None) -> ChainEntry:
-        if ANTHROPIC_UPSTREAM not in upstreams:
-            upstreams[ANTHROPIC_UPSTREAM] = UpstreamSpec(
-                kind="anthropic", base_url=anthropic_base_url, api_key=anthropic_key or SecretRef(env=ANTHROPIC_KEY_ENV)
-            )
-        models.setdefault(model_id, _claude_model(catalog, model_id))
-        return ChainEntry(upstream=ANTHROPIC_UPSTREAM, model=model_id, ttft_timeout_s=ttft)
-
-    for agent in plan.agents:
-        if agent.route == "gpu":
-            if agent.fleet is None:
-                raise InvalidInput(f"plan agent {agent.name!r} has route gpu but no fleet")
-            fleet = agent.fleet
-            name = f"vllm-{agent.name}"
-            upstreams[name] = UpstreamSpec(
-                kind="openai",
-                replicas=list((vllm_replicas or {}).get(agent.name, [])),
-                replicas_file=f"{replicas_dir}/{agent.name}.replicas" if replicas_dir else None,
-                api_key=vllm_key or SecretRef(env=VLLM_KEY_ENV),
-                connect_timeout_s=1.0,
-                stall_timeout_s=5.0,
-                max_load_per_replica=fleet.max_concurrency_per_replica,
-                node_health_port=node_health_port,
-            )
-            models.setdefault(fleet.served_model_name, ModelSpec(context_tokens=fleet.max_model_len))
-            chain = [ChainEntry(upstream=name, model=fleet.served_model_name, ttft_timeout_s=_self_hosted_ttft(agent, catalog))]
-            if agent.fallback_model:
-                chain.append(claude_entry(agent.fallback_model))
-        else:
-            chain = [claude_entry(agent.model)]
-        budget = None
-        if agent.budget.monthly_usd > 0:
-            degrade = [claude_entry(agent.degrade_model)] if agent.degrade_model else []
-            policy = agent.budget.policy if (agent.budget.policy != "degrade" or degrade) else "block"
-            monthly = agent.budget.monthly_usd
-            if agent.route == "gpu":
-                # The gateway meters token spend; a fleet's GPU hours are billed by AWS and watched
-                # by the stack's AWS Budget. Its share here is the Claude fallback's.
-                items = agent.cost.items["launch"]
-                monthly = round(max(1.0, monthly * (items.fallback_api / items.total if items.total else 0.0)), 2)
-            budget = BudgetSpec(
-                monthly_usd=monthly,
-                thresholds_pct=list(agent.budget.thresholds_pct),
-                policy=policy,
-                degrade_chain=degrade,
-            )
-        cache = CacheSpec(
-            enabled=agent.cache.enabled and bool(agent.cache.breakpoints),
-            ttl=agent.cache.ttl,
-            breakpoints=[b for b in agent.cache.breakpoints if b in ("tools", "system", "conversation")],
-        )
-        agents[agent.name] = AgentSpec(
-            key_hashes=list(hashes.get(agent.name, [])),
-            chain=chain,
-            max_tokens_default=agent.max_tokens,
-            max_tokens_cap=agent.max_tokens,
-            cache=cache,
-            budget=budget,
-            deadline_s=agent.latency.ceiling_s,
-        )
-    return GatewayConfig(
-        stack=plan.stack,
-        listen=listen or ListenSpec(),
-        upstreams=upstreams,
-        models=models,
-        agents=agents,
-        budget_store=budget_store or BudgetStoreSpec(),
-    )
 
 
 # --------------------------------------------------------------------------- files

@@ -19,9 +19,10 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Literal
 
 import yaml
 
@@ -35,11 +36,13 @@ INSTALL_PULUMI = ("install the Pulumi CLI (https://www.pulumi.com/docs/iac/downl
 
 
 @dataclass(frozen=True)
-class Target:
+class StackTarget:
     stack: str
     project_root: Path
     config_file: Path
     decision_file: Path
+    #: The plan file the stack config names (None: the default beside the decision file).
+    plan_file: Path | None
     backend_url: str
     secrets_provider: str
 
@@ -49,7 +52,7 @@ def default_backend(environ: Mapping[str, str]) -> str:
     return f"file://{home / 'state'}"
 
 
-def resolve_target(stack: str, environ: Mapping[str, str] | None = None, project_root: Path | None = None) -> Target:
+def resolve_target(stack: str, environ: Mapping[str, str] | None = None, project_root: Path | None = None) -> StackTarget:
     env = os.environ if environ is None else environ
     cfg = load_stack_config(stack, project_root)
     decision = cfg.decision_file
@@ -59,8 +62,9 @@ def resolve_target(stack: str, environ: Mapping[str, str] | None = None, project
             hint="fix `agentdeploy:decisionFile` in the stack config (paths are relative to the project root)",
         )
     raw = yaml.safe_load(cfg.config_file.read_text()) or {}
-    return Target(
+    return StackTarget(
         stack=stack, project_root=cfg.project_root, config_file=cfg.config_file, decision_file=decision,
+        plan_file=cfg.plan_file,
         backend_url=env.get("PULUMI_BACKEND_URL") or default_backend(env),
         secrets_provider=str(raw.get("secretsprovider") or DEFAULT_SECRETS_PROVIDER),
     )
@@ -74,7 +78,7 @@ def _aws_credentials_present() -> bool:
     return boto3.Session().get_credentials() is not None
 
 
-def check_prerequisites(target: Target, environ: Mapping[str, str] | None = None, *, need_aws: bool = True,
+def check_prerequisites(target: StackTarget, environ: Mapping[str, str] | None = None, *, need_aws: bool = True,
                         which: Callable[[str], str | None] = shutil.which,
                         aws_credentials: Callable[[], bool] = _aws_credentials_present) -> None:
     env = os.environ if environ is None else environ
@@ -98,13 +102,13 @@ def check_prerequisites(target: Target, environ: Mapping[str, str] | None = None
         )
 
 
-def _workspace_env(target: Target) -> dict[str, str]:
+def _workspace_env(target: StackTarget) -> dict[str, str]:
     if target.backend_url.startswith("file://"):
         Path(target.backend_url[len("file://"):]).expanduser().mkdir(parents=True, exist_ok=True)
     return {"PULUMI_BACKEND_URL": target.backend_url, "PULUMI_SKIP_UPDATE_CHECK": "true"}
 
 
-def open_stack(target: Target, create: bool) -> Any:
+def open_stack(target: StackTarget, create: bool) -> Any:
     """Select the stack (creating it for preview/up). The workspace is the project root, so
     the engine runs Pulumi.yaml's `main: stacks/` program, exactly as plain `pulumi up`."""
     from pulumi import automation as auto
@@ -141,7 +145,7 @@ class OperationResult:
                 "changes": self.changes, "outputs": self.outputs, "duration_s": round(self.duration_s, 1)}
 
 
-def run_operation(target: Target, operation: Operation, progress: Any, *, on_output: Callable[[str], None] | None = None) -> OperationResult:
+def run_operation(target: StackTarget, operation: Operation, progress: Any, *, on_output: Callable[[str], None] | None = None) -> OperationResult:
     """Run one operation; failures become DeployErrors whose exit code says what happened."""
     from pulumi import automation as auto
 
@@ -178,10 +182,10 @@ def _ops(summary: Mapping[Any, int] | None) -> dict[str, int]:
 
 
 def _tail(text: str, lines: int = 12) -> list[str]:
-    return [l for l in text.strip().splitlines() if l.strip()][-lines:]
+    return [line for line in text.strip().splitlines() if line.strip()][-lines:]
 
 
-def _failure(target: Target, operation: str, progress: Any, err: Exception) -> Exception:
+def _failure(target: StackTarget, operation: str, progress: Any, err: Exception) -> Exception:
     details = progress.errors[-8:] or _tail(str(err))
     if operation in ("up", "destroy") and progress.applied:
         return PartialChange(
@@ -196,7 +200,7 @@ def _failure(target: Target, operation: str, progress: Any, err: Exception) -> E
                            details=details)
 
 
-def read_outputs(target: Target) -> dict[str, Any]:
+def read_outputs(target: StackTarget) -> dict[str, Any]:
     stack = open_stack(target, create=False)
     from pulumi import automation as auto
 

@@ -12,8 +12,9 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, cast
 
 from agentdeploy.naming import MANAGED_BY_VALUE, ROLE_GPU_FLEET, TAG_AGENT, TAG_MANAGED_BY, TAG_ROLE, TAG_STACK
 
@@ -62,7 +63,7 @@ def resource_tags(r: Resource) -> dict[str, str] | None:
     """A resource's tags; ASG tags come as a list of {key, value, propagateAtLaunch}."""
     tags = r.inputs.get("tags")
     if r.typ == "aws:autoscaling/group:Group" and isinstance(tags, list):
-        return {t.get("key"): t.get("value") for t in tags if isinstance(t, Mapping)}
+        return cast(dict[str, str], {t.get("key"): t.get("value") for t in tags if isinstance(t, Mapping)})
     return dict(tags) if isinstance(tags, Mapping) else None
 
 

@@ -3,10 +3,16 @@ they stay importable without it. `policies/__main__.py` calls `build_pack()`."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from agentdeploy.stacks.policy import (
-    Resource, Violation, check_asg_within, check_iam_scoped, check_no_secret_values, check_tags,
+    Resource,
+    Violation,
+    check_asg_within,
+    check_iam_scoped,
+    check_no_secret_values,
+    check_tags,
 )
 
 DEFAULT_MAX_REPLICAS = 16

@@ -1,6 +1,10 @@
 """The Pulumi program: a Plan in, resources out. It maps plan fields to resources and never
 re-decides anything (the planner did).
 
+The plan is the reviewed plan file when there is one (`agentdeploy:planFile`, else
+`<decision file stem>.plan.json` beside the decision file), refused when its decision file or
+catalog changed since it was written; without one, the decision file is planned here.
+
 `main()` is what `stacks/__main__.py` runs under `pulumi up` (ours or a pipeline's); tests
 call `build_stack()` directly under Pulumi's mock runtime with a Plan they construct.
 """
@@ -15,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 import pulumi
 
 from agentdeploy.errors import InvalidInput
-from agentdeploy.naming import CONFIG_ANTHROPIC_KEY
+from agentdeploy.naming import ANTHROPIC_KEY_ENV, CONFIG_ANTHROPIC_KEY, vllm_key_env
 from agentdeploy.planner.catalog import Catalog
 from agentdeploy.planner.plan import Plan
-from agentdeploy.stacks.settings import DEFAULT_GATEWAY_IMAGE, NAMESPACE, StackSettings, parse_settings
+from agentdeploy.stacks.settings import DEFAULT_GATEWAY_IMAGE, NAMESPACE, ProvisionSettings, parse_settings
 
 if TYPE_CHECKING:
     from agentdeploy.stacks.components.secrets import SecretInputs
@@ -28,14 +32,13 @@ CONFIG_CLIENT_KEYS = f"{NAMESPACE}:gatewayClientKeys"
 CONFIG_HF_TOKEN = f"{NAMESPACE}:huggingFaceToken"
 
 
-def load_plan(decision_file: Path, stack: str) -> tuple[Plan, Catalog]:
-    """Decision file -> plan, exactly as `deploy plan` computes it; the Pulumi stack's name is
-    the plan's stack, so tags, metric dimensions and the gateway agree with `--stack`."""
-    from agentdeploy.planner import build_plan, load_decision_file, spec_catalog
+def load_plan(decision_file: Path, stack: str, plan_file: Path | None = None) -> tuple[Plan, Catalog]:
+    """The reviewed plan file's plan (checked fresh), else the decision file planned exactly as
+    `deploy plan` plans it; the Pulumi stack's name is the plan's stack, so tags, metric
+    dimensions and the gateway agree with `--stack`."""
+    from agentdeploy.planner.planfile import reviewed_plan
 
-    spec = load_decision_file(decision_file)
-    catalog = spec_catalog(spec)
-    plan = build_plan(spec, catalog)
+    plan, catalog = reviewed_plan(decision_file, plan_file)
     return plan.model_copy(update={"stack": stack}), catalog
 
 
@@ -47,14 +50,14 @@ class StackResult:
     components: dict[str, pulumi.Resource] = field(default_factory=dict)
 
 
-def build_stack(plan: Plan, catalog: Catalog, settings: StackSettings, secrets: "SecretInputs") -> StackResult:
+def build_stack(plan: Plan, catalog: Catalog, settings: ProvisionSettings, secrets: SecretInputs) -> StackResult:
     from agentdeploy.stacks.components.alerts import Alerts
     from agentdeploy.stacks.components.api_agent import ApiAgent
-    from agentdeploy.stacks.components.gateway import Gateway
+    from agentdeploy.stacks.components.gateway import GatewayService
     from agentdeploy.stacks.components.gpu_fleet import FleetLoadBalancer, GpuFleet, listener_ports
     from agentdeploy.stacks.components.network import Network
     from agentdeploy.stacks.components.secrets import StackSecrets
-    from agentdeploy.templates.gateway import ANTHROPIC_KEY_ENV, gateway_config_yaml, parse_client_keys, vllm_key_env
+    from agentdeploy.templates.gateway import gateway_config_yaml, parse_client_keys
 
     stack = plan.stack
     result = StackResult()
@@ -62,8 +65,8 @@ def build_stack(plan: Plan, catalog: Catalog, settings: StackSettings, secrets: 
     network = Network("network", stack, settings)
     stored = StackSecrets("secrets", stack, secrets, [a.name for a in gpu_agents])
     alerts = Alerts("alerts", plan, activate_cost_allocation_tag=settings.activate_cost_allocation_tag)
-    gateway = Gateway("gateway", stack, plan.region, settings, vpc_id=network.vpc_id,
-                      public_subnet_ids=network.public_subnet_ids, private_subnet_ids=network.private_subnet_ids)
+    gateway = GatewayService("gateway", stack, plan.region, settings, vpc_id=network.vpc_id,
+                             public_subnet_ids=network.public_subnet_ids, private_subnet_ids=network.private_subnet_ids)
     result.components.update(network=network, secrets=stored, alerts=alerts, gateway=gateway)
 
     endpoints: dict[str, pulumi.Output] = {}
@@ -73,7 +76,8 @@ def build_stack(plan: Plan, catalog: Catalog, settings: StackSettings, secrets: 
             result.components[f"agent-{agent.name}"] = api
             endpoints[agent.name] = pulumi.Output.from_input(f"ssm:{api.parameter_name}")
 
-    fleet_urls: dict[str, pulumi.Output] = {}
+    fleet_urls: dict[str, pulumi.Output[str]] = {}
+    fleets: dict[str, GpuFleet] = {}
     if gpu_agents:
         ports = listener_ports([a.name for a in gpu_agents])
         balancer = FleetLoadBalancer("fleets", stack, network.vpc_id, network.private_subnet_ids,
@@ -87,7 +91,7 @@ def build_stack(plan: Plan, catalog: Catalog, settings: StackSettings, secrets: 
                 root_volume_gb=settings.gpu_root_volume_gb, vllm_requirement=settings.vllm_requirement,
                 node_requirement=settings.node_requirement,
             )
-            result.components[f"fleet-{agent.name}"] = fleet
+            result.components[f"fleet-{agent.name}"] = fleets[agent.name] = fleet
             fleet_urls[agent.name] = fleet.endpoint
             endpoints[agent.name] = pulumi.Output.concat(gateway.url, "/agents/", agent.name)
 
@@ -100,7 +104,7 @@ def build_stack(plan: Plan, catalog: Catalog, settings: StackSettings, secrets: 
     names = list(fleet_urls)
     client_keys = secrets.gateway_client_keys if secrets.gateway_client_keys is not None else pulumi.Output.from_input("")
     config_yaml = pulumi.Output.all(client_keys, *fleet_urls.values()).apply(
-        lambda v: gateway_config_yaml(plan, catalog, dict(zip(names, v[1:])), parse_client_keys(v[0])))
+        lambda v: gateway_config_yaml(plan, catalog, dict(zip(names, v[1:], strict=True)), parse_client_keys(v[0])))
     config_yaml = pulumi.Output.unsecret(config_yaml)
     gateway.deploy_service(config_yaml, secret_env)
 
@@ -108,14 +112,13 @@ def build_stack(plan: Plan, catalog: Catalog, settings: StackSettings, secrets: 
         "gatewayUrl": gateway.url,
         "agentEndpoints": pulumi.Output.all(**endpoints) if endpoints else {},
         "alertTopicArn": alerts.topic_arn,
-        "fleets": pulumi.Output.all(**{a.name: result.components[f"fleet-{a.name}"].asg_name for a in gpu_agents})
-        if gpu_agents else {},
+        "fleets": pulumi.Output.all(**{name: fleet.asg_name for name, fleet in fleets.items()}) if fleets else {},
         "routes": {a.name: a.route for a in plan.agents},
     }
     return result
 
 
-def _gpu_ami(settings: StackSettings) -> pulumi.Input[str]:
+def _gpu_ami(settings: ProvisionSettings) -> pulumi.Input[str]:
     if settings.gpu_ami_id:
         return settings.gpu_ami_id
     import pulumi_aws as aws
@@ -129,10 +132,10 @@ def _gpu_ami(settings: StackSettings) -> pulumi.Input[str]:
 
 # --- reading the stack config --------------------------------------------------------------
 
-def read_settings(config: pulumi.Config) -> StackSettings:
+def read_settings(config: pulumi.Config) -> ProvisionSettings:
     """Every non-secret agentdeploy:* key, JSON-decoded where it is a list."""
     values: dict[str, Any] = {}
-    for name, info in StackSettings.model_fields.items():
+    for name, info in ProvisionSettings.model_fields.items():
         key = info.alias or name
         raw = config.get(key)
         if raw is None:
@@ -148,7 +151,7 @@ def read_settings(config: pulumi.Config) -> StackSettings:
     return parse_settings(values, where=f"stack {pulumi.get_stack()}")
 
 
-def read_secrets(config: pulumi.Config) -> "SecretInputs":
+def read_secrets(config: pulumi.Config) -> SecretInputs:
     from agentdeploy.stacks.components.secrets import SecretInputs
 
     key = CONFIG_ANTHROPIC_KEY.split(":", 1)[1]
@@ -191,18 +194,23 @@ GATEWAY_IMAGE_UNSET = (
 )
 
 
-def _main() -> None:
+def _project_path(value: str) -> Path:
+    """A stack config path: relative to the project root (the folder with Pulumi.yaml)."""
     from agentdeploy.stackconfig import find_project_root
 
+    path = Path(value)
+    return path if path.is_absolute() else find_project_root() / path
+
+
+def _main() -> None:
     config = pulumi.Config(NAMESPACE)
     settings = read_settings(config)
     if settings.gateway_image == DEFAULT_GATEWAY_IMAGE:
         # The deploy itself would succeed and the gateway's tasks then never start: say so now.
         pulumi.log.warn(GATEWAY_IMAGE_UNSET)
-    decision = Path(settings.decision_file)
-    if not decision.is_absolute():
-        decision = find_project_root() / decision
-    plan, catalog = load_plan(decision, pulumi.get_stack())
+    decision = _project_path(settings.decision_file)
+    plan_file = _project_path(settings.plan_file) if settings.plan_file else None
+    plan, catalog = load_plan(decision, pulumi.get_stack(), plan_file)
     check_region(plan)
     result = build_stack(plan, catalog, settings, read_secrets(config))
     for key, value in result.outputs.items():

@@ -37,9 +37,16 @@ class EngineProgress:
     _progress: Any = None
     _task: Any = None
 
-    def __enter__(self) -> "EngineProgress":
+    def __enter__(self) -> EngineProgress:
         if self.console is not None:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                SpinnerColumn,
+                TextColumn,
+                TimeElapsedColumn,
+            )
 
             self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                                       MofNCompleteColumn(), TimeElapsedColumn(), console=self.console, transient=False)

@@ -12,7 +12,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from agentdeploy import __version__
 from agentdeploy.errors import InvalidInput
-from agentdeploy.naming import CONFIG_DECISION_FILE
 from agentdeploy.templates.gpu_node import DEFAULT_NODE_REQUIREMENT, DEFAULT_VLLM_REQUIREMENT
 
 NAMESPACE = "agentdeploy"
@@ -21,14 +20,20 @@ DEFAULT_GPU_AMI_NAME = "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.
 #: Image built from the repository's Dockerfile; push it to your registry and set gatewayImage.
 DEFAULT_GATEWAY_IMAGE = f"agentdeploy-gateway:{__version__}"
 
-#: Config keys that hold secrets (set with `pulumi config set --secret`); never in StackSettings.
+#: Config keys that hold secrets (set with `pulumi config set --secret`); never in ProvisionSettings.
 SECRET_KEYS = ("anthropicApiKey", "gatewayClientKeys", "huggingFaceToken")
 
 
-class StackSettings(BaseModel):
+class ProvisionSettings(BaseModel):
+    """What the Pulumi program provisions beyond the plan: network, images, sizes, access."""
+
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
-    decision_file: str = Field(alias=CONFIG_DECISION_FILE.split(":", 1)[1])
+    # Aliases are literals for type checkers; tests check they match naming's config keys.
+    decision_file: str = Field(alias="decisionFile")
+    #: The reviewed plan file to apply (default: <decision file stem>.plan.json beside it, when
+    #: that exists). Relative paths are relative to the project root, like decisionFile.
+    plan_file: str | None = Field(default=None, alias="planFile")
     #: Use an existing VPC: its id and subnet ids (private for GPU nodes and the gateway's
     #: tasks, public for the gateway's load balancer). Unset: a minimal VPC is created.
     vpc_id: str | None = Field(None, alias="vpcId")
@@ -55,7 +60,7 @@ class StackSettings(BaseModel):
     activate_cost_allocation_tag: bool = Field(False, alias="activateCostAllocationTag")
 
     @model_validator(mode="after")
-    def _existing_vpc_needs_subnets(self) -> "StackSettings":
+    def _existing_vpc_needs_subnets(self) -> ProvisionSettings:
         if self.vpc_id and (len(self.private_subnet_ids) < 2 or len(self.public_subnet_ids) < 2):
             raise ValueError(
                 "vpcId is set: also set privateSubnetIds and publicSubnetIds (two or more each, in different AZs)"
@@ -63,11 +68,11 @@ class StackSettings(BaseModel):
         return self
 
 
-def parse_settings(values: dict[str, Any], where: str = "stack config") -> StackSettings:
+def parse_settings(values: dict[str, Any], where: str = "stack config") -> ProvisionSettings:
     """Settings from `agentdeploy:*` config values (prefix already stripped; secrets excluded)."""
     plain = {k: v for k, v in values.items() if k not in SECRET_KEYS}
     try:
-        return StackSettings.model_validate(plain)
+        return ProvisionSettings.model_validate(plain)
     except ValidationError as err:
         details = []
         for e in err.errors():

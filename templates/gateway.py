@@ -1,10 +1,10 @@
 """The gateway's rendered config as the Pulumi program ships it to the gateway service.
 
 The gateway only reads its rendered config (design: one direction). The document is
-`agentdeploy.serving.config.build_gateway_config(plan, catalog)`; provisioning adds only what
-it alone knows: where each GPU fleet answers (its listener on the fleets' internal load
-balancer), the env var each fleet's own vLLM key is injected under, and the hashes of the
-client keys. Secret values never appear here.
+`agentdeploy.templates.gateway_config.build_gateway_config(plan, catalog)` with what only
+provisioning knows passed in: where each GPU fleet answers (its listener on the fleets'
+internal load balancer), the env var each fleet's own vLLM key is injected under, the hashes
+of the client keys, and that the gateway publishes its metrics. Secret values never appear here.
 """
 
 from __future__ import annotations
@@ -13,23 +13,20 @@ import json
 from typing import Any
 
 from agentdeploy.errors import InvalidInput
+from agentdeploy.naming import SHARED_KEY, vllm_key_env
 from agentdeploy.planner.catalog import Catalog
 from agentdeploy.planner.plan import Plan
+from agentdeploy.serving.auth import hash_key
+from agentdeploy.serving.config import SecretRef, dump_yaml
+from agentdeploy.templates.gateway_config import build_gateway_config
 
 GATEWAY_PORT = 8080
-ANTHROPIC_KEY_ENV = "ANTHROPIC_API_KEY"
 #: The container gets the rendered config in this variable and writes it to CONFIG_PATH.
 CONFIG_ENV = "AGENTDEPLOY_GATEWAY_CONFIG"
 CONFIG_PATH = "/tmp/agentdeploy/gateway.yaml"
-#: Client keys shared by every agent, in the `gatewayClientKeys` config mapping.
-SHARED = "*"
+#: The provisioned gateway publishes SpendUSD (spend alarms, `deploy cost`) and wake-up Demand
+#: (the fleet's wake-from-zero alarm) every minute; its task role may PutMetricData.
 CLOUDWATCH_INTERVAL_S = 60.0
-
-
-def vllm_key_env(agent: str) -> str:
-    """Env var the gateway finds this agent's vLLM key in, e.g. VLLM_API_KEY_TICKET_ROUTER:
-    one key per fleet, so a node can only ever read its own."""
-    return "VLLM_API_KEY_" + "".join(c if c.isalnum() else "_" for c in agent.upper())
 
 
 def parse_client_keys(raw: str | None) -> dict[str, list[str]]:
@@ -42,9 +39,9 @@ def parse_client_keys(raw: str | None) -> dict[str, list[str]]:
     except json.JSONDecodeError:
         data = raw.strip()
     if isinstance(data, str):
-        return {SHARED: [data]}
+        return {SHARED_KEY: [data]}
     if isinstance(data, list) and all(isinstance(k, str) for k in data):
-        return {SHARED: list(data)}
+        return {SHARED_KEY: list(data)}
     if isinstance(data, dict):
         out: dict[str, list[str]] = {}
         for agent, keys in data.items():
@@ -59,23 +56,17 @@ def parse_client_keys(raw: str | None) -> dict[str, list[str]]:
 def gateway_config_yaml(plan: Plan, catalog: Catalog, fleet_urls: dict[str, str],
                         client_keys: dict[str, list[str]] | None = None) -> str:
     """The rendered gateway config (pure). `fleet_urls`: GPU agent -> its fleet's base URL."""
-    from agentdeploy.serving.config import build_gateway_config, dump_yaml, hash_key, parse_config
-
     keys = client_keys or {}
-    unknown = sorted(set(keys) - {a.name for a in plan.agents} - {SHARED})
+    unknown = sorted(set(keys) - {a.name for a in plan.agents} - {SHARED_KEY})
     if unknown:
         raise InvalidInput(f"agentdeploy:gatewayClientKeys names agents not in the plan: {', '.join(unknown)}")
     config = build_gateway_config(
         plan, catalog,
         vllm_replicas={agent: [url] for agent, url in fleet_urls.items()},
-        client_key_hashes={a: [hash_key(k) for k in ks] for a, ks in keys.items() if a != SHARED},
+        # One key per fleet, so a node can only ever read its own.
+        vllm_keys={agent: SecretRef(env=vllm_key_env(agent)) for agent in fleet_urls},
+        client_key_hashes={a: [hash_key(k) for k in ks] for a, ks in keys.items() if a != SHARED_KEY},
+        shared_key_hashes=[hash_key(k) for k in keys.get(SHARED_KEY, [])],
+        cloudwatch_interval_s=CLOUDWATCH_INTERVAL_S,
     )
-    doc = config.model_dump(mode="json", exclude_none=True)
-    for agent in fleet_urls:
-        upstream = doc["agents"][agent]["chain"][0]["upstream"]
-        doc["upstreams"][upstream]["api_key"] = {"env": vllm_key_env(agent)}
-    doc["shared_key_hashes"] = [hash_key(k) for k in keys.get(SHARED, [])]
-    # The provisioned gateway publishes SpendUSD (spend alarms, `deploy cost`) and wake-up Demand
-    # (the fleet's wake-from-zero alarm) every minute; its task role may PutMetricData.
-    doc["cloudwatch_interval_s"] = CLOUDWATCH_INTERVAL_S
-    return dump_yaml(parse_config(doc, "rendered gateway config"))
+    return dump_yaml(config)

@@ -1,7 +1,7 @@
 """GPU node user data: cloud-init that installs vLLM and the node agent and starts both.
 
 Pure: a FleetPlan plus secret *ARNs* in, a cloud-config document out. The vLLM command line
-comes from the launcher (one source of truth for flags); the API key reaches vLLM through
+comes from `vllm_args` (one source of truth for flags); the API key reaches vLLM through
 its `VLLM_API_KEY` environment variable, loaded from a root-only file that the node fills at
 boot through its instance role, so no secret value is ever part of the user data.
 """
@@ -9,16 +9,16 @@ boot through its instance role, so no secret value is ever part of the user data
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from agentdeploy import __version__
-from agentdeploy.naming import METRIC_NAMESPACE, NODE_HEALTH_PORT
+from agentdeploy.naming import METRIC_NAMESPACE, NODE_HEALTH_PORT, VLLM_PORT
 from agentdeploy.planner.plan import FleetPlan
 from agentdeploy.templates.render import render
+from agentdeploy.templates.vllm_args import vllm_serve_argv
 
-VLLM_PORT = 8000
 VENV = "/opt/agentdeploy/venv"
-#: Environment variable vLLM reads its API key from (the gateway sends it as a bearer token).
-VLLM_KEY_ENV = "VLLM_API_KEY"
+#: Hugging Face token env var (gated model weights), fetched at boot like the vLLM key.
 HF_TOKEN_ENV = "HF_TOKEN"
 DEFAULT_VLLM_REQUIREMENT = "vllm==0.32.0"
 DEFAULT_NODE_REQUIREMENT = f"agentdeploy[serving]=={__version__}"
@@ -41,18 +41,16 @@ class GpuNodeSpec:
 
 
 def vllm_argv(fleet: FleetPlan) -> list[str]:
-    """The `vllm serve` command line, from the serving launcher (one source of truth for
-    flags), run from the node's virtualenv (systemd has no PATH to it)."""
-    from agentdeploy.serving.launcher import vllm_serve_argv
-
+    """The `vllm serve` command line, from `vllm_args` (one source of truth for flags), run
+    from the node's virtualenv (systemd has no PATH to it)."""
     return [str(a) for a in vllm_serve_argv(fleet, host="0.0.0.0", port=VLLM_PORT, executable=f"{VENV}/bin/vllm")]
 
 
 def node_agent_argv() -> list[str]:
-    return [f"{VENV}/bin/python", "-m", "agentdeploy.serving.node_agent"]
+    return [f"{VENV}/bin/python", "-m", "agentdeploy.serving.node"]
 
 
-def node_context(spec: GpuNodeSpec) -> dict:
+def node_context(spec: GpuNodeSpec) -> dict[str, Any]:
     fleet = spec.fleet
     return {
         "stack": spec.stack,
@@ -74,7 +72,7 @@ def node_context(spec: GpuNodeSpec) -> dict:
     }
 
 
-def node_files(spec: GpuNodeSpec) -> list[dict]:
+def node_files(spec: GpuNodeSpec) -> list[dict[str, str]]:
     """Every file the node gets, rendered: (path, mode, content). Scripts are checked on their own in tests."""
     ctx = node_context(spec)
     table = [

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import jinja2
 import yaml

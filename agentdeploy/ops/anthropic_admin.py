@@ -14,7 +14,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -71,11 +71,11 @@ class AdminRetry:
 
 
 def _time(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(timezone.utc)
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
 
 
 def _rfc3339(value: datetime) -> str:
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def cents_to_usd(amount: str) -> Decimal:
@@ -114,7 +114,7 @@ class AdminClient:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> "AdminClient":
+    def __enter__(self) -> AdminClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -128,7 +128,7 @@ class AdminClient:
         policy = self._retry
         for attempt in range(policy.attempts):
             try:
-                resp = self._http.get(path, params=params)
+                resp = self._http.get(path, params=tuple(params))
             except httpx.TransportError as err:
                 if attempt + 1 < policy.attempts:
                     policy.sleep(policy.rand() * min(policy.cap_s, policy.base_s * 2**attempt))

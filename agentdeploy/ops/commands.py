@@ -5,7 +5,7 @@ Kept out of the click module so the CLI stays glue and these run (and are tested
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +22,20 @@ def parse_when(value: str | None, name: str, default: datetime) -> datetime:
         return default
     try:
         if len(value) == 10:
-            return datetime.combine(date.fromisoformat(value), time(0), tzinfo=timezone.utc)
+            return datetime.combine(date.fromisoformat(value), time(0), tzinfo=UTC)
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise InvalidInput(f"{name} {value!r} is not a date", hint=f"use YYYY-MM-DD, e.g. {name} 2026-11-01") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _stack_idle_minutes(stack: str) -> tuple[dict[str, int] | None, bool]:
-    """Per-agent idle windows from the stack's plan, and whether the stack config exists here."""
+    """Per-agent idle windows from the stack's plan, and whether the stack config exists here.
+
+    A decision file that does not plan leaves reap on its default window (it is safe from cron);
+    a stale plan file does not: it says the stack is about to change, so a person should look.
+    """
+    from agentdeploy.planner.planfile import StalePlan
     from agentdeploy.stackconfig import load_stack_config
 
     try:
@@ -41,6 +46,8 @@ def _stack_idle_minutes(stack: str) -> tuple[dict[str, int] | None, bool]:
         from agentdeploy.ops.stackplan import stack_plan
 
         plan, _ = stack_plan(stack)
+    except StalePlan:
+        raise
     except DeployError:
         return None, True
     return {a.name: a.fleet.idle_minutes for a in plan.agents if a.fleet is not None}, True
@@ -100,7 +107,7 @@ def run_cost(
     from agentdeploy.ops.cost_sources import collect_report
     from agentdeploy.ops.stackplan import stack_plan
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     end = parse_when(until, "--until", now)
     start = parse_when(since, "--since", end.replace(day=1, hour=0, minute=0, second=0, microsecond=0))
     if start >= end:

@@ -23,7 +23,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -117,7 +117,7 @@ def _ended_at(instance: dict[str, Any]) -> datetime | None:
     match = _TRANSITION_TIME.search(instance.get("StateTransitionReason", "") or "")
     if not match:
         return None
-    return datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc)
+    return datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
 
 
 def instance_hours(instances: Iterable[dict[str, Any]], since: datetime, until: datetime) -> tuple[list[InstanceUsage], list[str]]:
@@ -128,6 +128,7 @@ def instance_hours(instances: Iterable[dict[str, Any]], since: datetime, until: 
         tags = {t["Key"]: t["Value"] for t in inst.get("Tags", [])}
         state = inst.get("State", {}).get("Name", "")
         start = inst["LaunchTime"]
+        end: datetime | None
         if state in _RUNNING_STATES:
             end = until
         else:

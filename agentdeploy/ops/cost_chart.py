@@ -31,7 +31,7 @@ def write_cost_chart(report: Any, path: Path, days_per_month: float) -> Path:
         xs = [i + (n - 1) * width for i in range(len(names))]
         bars = ax.bar(xs, values, width, label=label)
         if label == "actual":
-            for bar, agent in zip(bars, report.agents):
+            for bar, agent in zip(bars, report.agents, strict=True):
                 if agent.flags:
                     bar.set_edgecolor("red")
                     bar.set_linewidth(2)

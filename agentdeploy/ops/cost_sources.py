@@ -6,10 +6,10 @@ Thin edges over the pure functions in cost.py; each returns plain figures plus w
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from agentdeploy.naming import METRIC_SPEND_USD, ROLE_GPU_FLEET, TAG_ROLE, TAG_STACK
+from agentdeploy.naming import METRIC_SPEND_USD, ROLE_GPU_FLEET, TAG_ROLE, TAG_STACK, tag_filters
 from agentdeploy.ops.anthropic_admin import AdminClient
 from agentdeploy.ops.aws import AwsClient
 from agentdeploy.ops.cost import (
@@ -28,7 +28,7 @@ from agentdeploy.planner.plan import Plan
 
 def day_ceiling(value: datetime) -> datetime:
     """The reports' daily buckets end at midnight UTC: ask up to the next one so today counts."""
-    day = value.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    day = value.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     return day if day == value else day + timedelta(days=1)
 
 
@@ -93,10 +93,7 @@ def gpu_from_ec2(ec2: AwsClient, catalog: Catalog, stack: str, since: datetime, 
     reservations = ec2.paginate(
         "describe_instances",
         "Reservations",
-        Filters=[
-            {"Name": f"tag:{TAG_STACK}", "Values": [stack]},
-            {"Name": f"tag:{TAG_ROLE}", "Values": [ROLE_GPU_FLEET]},
-        ],
+        Filters=tag_filters(stack, ROLE_GPU_FLEET),
     )
     instances = [i for r in reservations for i in r.get("Instances", [])]
     usages, warnings = instance_hours(instances, since, until)
@@ -158,7 +155,7 @@ def gpu_from_cost_explorer(ce: AwsClient, stack: str, since: datetime, until: da
     """
     from agentdeploy.naming import TAG_AGENT
 
-    start = since.astimezone(timezone.utc).date()
+    start = since.astimezone(UTC).date()
     end = day_ceiling(until).date()
     params = {
         "TimePeriod": {"Start": start.isoformat(), "End": end.isoformat()},

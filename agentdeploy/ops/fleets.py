@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from agentdeploy.naming import ROLE_GPU_FLEET, TAG_AGENT, TAG_ROLE, TAG_STACK
+from agentdeploy.naming import ROLE_GPU_FLEET, TAG_AGENT, TAG_ROLE, TAG_STACK, tag_filters
 from agentdeploy.ops.aws import AwsClient
 
 
@@ -74,10 +74,7 @@ def list_fleets(autoscaling: AwsClient, stack: str) -> list[Fleet]:
     groups = autoscaling.paginate(
         "describe_auto_scaling_groups",
         "AutoScalingGroups",
-        Filters=[
-            {"Name": f"tag:{TAG_STACK}", "Values": [stack]},
-            {"Name": f"tag:{TAG_ROLE}", "Values": [ROLE_GPU_FLEET]},
-        ],
+        Filters=tag_filters(stack, ROLE_GPU_FLEET),
     )
     fleets = [_fleet(g) for g in groups]
     return sorted((f for f in fleets if belongs_to(f.tags, stack)), key=lambda f: f.name)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from agentdeploy.errors import DeployError, MissingDependency, OperationFailed, PartialChange
@@ -38,11 +38,11 @@ Action = Literal["scale-to-zero", "keep"]
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
-class Verdict:
+class ReapVerdict:
     action: Action
     reason: str
 
@@ -79,33 +79,33 @@ def decide(
     now: datetime,
     window: timedelta,
     treat_missing_as_idle: bool = False,
-) -> Verdict:
+) -> ReapVerdict:
     """Whether to scale `fleet` to zero, and why (pure: everything it needs is passed in)."""
     minutes = int(window.total_seconds() // 60)
     if fleet.desired == 0:
-        return Verdict("keep", "already at zero")
+        return ReapVerdict("keep", "already at zero")
     if fleet.min_size > 0:
-        return Verdict("keep", f"the plan keeps {fleet.min_size} replica(s) warm (MinSize {fleet.min_size})")
+        return ReapVerdict("keep", f"the plan keeps {fleet.min_size} replica(s) warm (MinSize {fleet.min_size})")
     if fleet.agent is None:
-        return Verdict("keep", "no agentdeploy:agent tag, so its demand metric cannot be read")
+        return ReapVerdict("keep", "no agentdeploy:agent tag, so its demand metric cannot be read")
     if demand.value is not None and demand.value > 0:
-        return Verdict("keep", f"traffic in the last {minutes} min (peak demand {demand.value:g})")
+        return ReapVerdict("keep", f"traffic in the last {minutes} min (peak demand {demand.value:g})")
     age = now - since
     if age < window:
-        return Verdict(
+        return ReapVerdict(
             "keep", f"up for {int(age.total_seconds() // 60)} min only, less than the {minutes} min idle window"
         )
     if demand.datapoints == 0:
         if not treat_missing_as_idle:
-            return Verdict(
+            return ReapVerdict(
                 "keep",
                 f"no demand data for {minutes} min while {_running(fleet)}: check the node agent's metrics "
                 "publishing (or pass --treat-missing-as-idle)",
             )
-        return Verdict(
+        return ReapVerdict(
             "scale-to-zero", f"no demand datapoints in the last {minutes} min, treated as idle as asked"
         )
-    return Verdict("scale-to-zero", f"demand 0 over the last {minutes} min ({demand.datapoints} datapoints)")
+    return ReapVerdict("scale-to-zero", f"demand 0 over the last {minutes} min ({demand.datapoints} datapoints)")
 
 
 def reap(
@@ -154,13 +154,13 @@ def reap(
                 idle_minutes=minutes,
                 peak_demand=demand.value,
                 datapoints=demand.datapoints,
-                up_since=since.astimezone(timezone.utc).isoformat(),
+                up_since=since.astimezone(UTC).isoformat(),
             )
         )
     if dry_run:
         return reports
     errors: list[DeployError] = []
-    for report, fleet in zip(reports, fleets):
+    for report, fleet in zip(reports, fleets, strict=True):
         if report.action != "scale-to-zero":
             continue
         try:

@@ -8,7 +8,7 @@ price) against the plan's monthly budget, and the gateway's health is its own /r
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from agentdeploy.naming import DIM_AGENT, DIM_STACK, TAG_AGENT, TAG_STACK
@@ -141,7 +141,7 @@ def collect_status(
     gateway_url: str | None,
     now: datetime | None = None,
 ) -> StackStatus:
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     fleets = list_fleets(autoscaling, stack)
     instances = describe_instances(ec2, [i.instance_id for f in fleets for i in f.instances])

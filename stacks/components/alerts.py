@@ -3,8 +3,10 @@ tagged spend (and, opted in, the activation of that cost-allocation tag), and pe
 CloudWatch alarms on the spend the gateway publishes.
 
 AWS only sees the stack's own infrastructure (GPU fleets, gateway); Claude spend is billed
-by Anthropic, so the per-agent alarms read the gateway's SpendUSD metric instead. Both fire
-at the plan's thresholds.
+by Anthropic, so the per-agent alarms read the gateway's SpendUSD metric instead. Each watches
+its own share of the budgets as the plan split them (`BudgetPlan.aws_usd` and `gateway_usd`,
+the latter paced per day in `BudgetPlan.pace`); both fire at the plan's thresholds. Nothing is
+worked out here: the gateway's config enforces the same shares.
 """
 
 from __future__ import annotations
@@ -21,11 +23,16 @@ from agentdeploy.stacks.common import ROLE_ALERTS, ROLE_BUDGET, tags
 
 #: AWS Budgets allows at most five notifications per budget: four actual thresholds + one forecast.
 MAX_ACTUAL_NOTIFICATIONS = 4
-DAYS_PER_MONTH = 30.4
+#: The AWS Budget's smallest limit. A stack of API agents plans no AWS spend (its agents' budgets
+#: are all Claude tokens, metered by the gateway), yet still runs its gateway on AWS; a budget of
+#: $0 would make its percentage thresholds meaningless (every cent is over 50% of nothing), and
+#: whether AWS Budgets accepts a zero limit at all is not documented. So the limit is floored.
+MIN_AWS_BUDGET_USD = 1.0
 
 
 def stack_budget_usd(plan: Plan) -> float:
-    return round(sum(a.budget.monthly_usd for a in plan.agents), 2)
+    """What AWS bills for the stack's agents: their fleets' GPU-hour shares, as planned."""
+    return round(max(MIN_AWS_BUDGET_USD, sum(a.budget.aws_usd for a in plan.agents)), 2)
 
 
 def stack_thresholds(plan: Plan) -> list[int]:
@@ -57,13 +64,10 @@ class SpendAlarm:
 
 
 def spend_alarms(plan: Plan) -> list[SpendAlarm]:
-    """Pace alarms per agent and threshold (pure). The gateway publishes spend as it accrues;
-    CloudWatch cannot sum a calendar month, so each threshold is a daily pace instead."""
-    out = []
-    for a in plan.agents:
-        for pct in a.budget.thresholds_pct:
-            out.append(SpendAlarm(a.name, pct, round(a.budget.monthly_usd * pct / 100 / DAYS_PER_MONTH, 4)))
-    return out
+    """Pace alarms per agent and threshold (pure), copied from the plan. The gateway publishes
+    the spend it meters as it accrues; CloudWatch cannot sum a calendar month, so each threshold
+    is a daily pace of the gateway's share of the budget instead."""
+    return [SpendAlarm(a.name, p.pct, p.daily_usd) for a in plan.agents for p in a.budget.pace]
 
 
 class Alerts(pulumi.ComponentResource):
@@ -91,7 +95,7 @@ class Alerts(pulumi.ComponentResource):
             aws.sns.TopicSubscription(f"{name}-email-{i}", topic=topic.arn, protocol="email", endpoint=email, opts=child)
         self.topic_arn = topic.arn
 
-        notifications = [
+        notifications: list[aws.budgets.BudgetNotificationArgsDict] = [
             {"comparison_operator": "GREATER_THAN", "notification_type": "ACTUAL", "threshold": pct,
              "threshold_type": "PERCENTAGE", "subscriber_sns_topic_arns": [topic.arn]}
             for pct in stack_thresholds(plan)

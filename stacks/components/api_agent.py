@@ -14,8 +14,8 @@ import pulumi_aws as aws
 
 from agentdeploy.naming import ROLE_API_AGENT, SSM_PREFIX
 from agentdeploy.planner.plan import AgentPlan
-from agentdeploy.templates.agent_config import agent_config_document
 from agentdeploy.stacks.common import tags
+from agentdeploy.templates.agent_config import agent_config_document
 
 
 def parameter_name(stack: str, agent: str) -> str:

@@ -16,9 +16,13 @@ import pulumi_aws as aws
 
 from agentdeploy.naming import METRIC_NAMESPACE, ROLE_GATEWAY
 from agentdeploy.stacks.common import (
-    assume_role_policy, policy_json, put_metrics_statement, read_secrets_statement, tags,
+    assume_role_policy,
+    policy_json,
+    put_metrics_statement,
+    read_secrets_statement,
+    tags,
 )
-from agentdeploy.stacks.settings import StackSettings
+from agentdeploy.stacks.settings import ProvisionSettings
 from agentdeploy.templates.gateway import CONFIG_ENV, CONFIG_PATH, GATEWAY_PORT
 
 CONTAINER = "gateway"
@@ -50,15 +54,17 @@ def container_definitions(image: str, region: str, log_group: str, config_yaml: 
     }], sort_keys=True)
 
 
-class Gateway(pulumi.ComponentResource):
+class GatewayService(pulumi.ComponentResource):
     url: pulumi.Output[str]
     security_group_id: pulumi.Output[str]
 
-    def __init__(self, name: str, stack: str, region: str, settings: StackSettings, *, vpc_id: pulumi.Input[str],
+    def __init__(self, name: str, stack: str, region: str, settings: ProvisionSettings, *, vpc_id: pulumi.Input[str],
                  public_subnet_ids: pulumi.Input[list[str]], private_subnet_ids: pulumi.Input[list[str]],
                  opts: pulumi.ResourceOptions | None = None):
         """Creates the network edge now (the fleets need the gateway's security group);
         `deploy_service` adds the task once the config and secrets are known."""
+        # The type token keeps the class's old name: it is part of every child's URN, and a new
+        # one would make Pulumi replace the running gateway.
         super().__init__("agentdeploy:gateway:Gateway", name, None, opts)
         self._name, self._stack, self._region, self._settings = name, stack, region, settings
         self._private_subnet_ids = private_subnet_ids
@@ -90,7 +96,8 @@ class Gateway(pulumi.ComponentResource):
             health_check={"enabled": True, "path": HEALTH_PATH, "port": str(GATEWAY_PORT), "protocol": "HTTP",
                           "matcher": "200", "interval": 15, "timeout": 5, "healthy_threshold": 2, "unhealthy_threshold": 3},
             tags=self._t(f"{base}-tg"), opts=child)
-        forward = [{"type": "forward", "target_group_arn": self.target_group.arn}]
+        forward: list[aws.lb.ListenerDefaultActionArgsDict] = [
+            {"type": "forward", "target_group_arn": self.target_group.arn}]
         if https:
             aws.lb.Listener(f"{name}-https", load_balancer_arn=self.alb.arn, port=443, protocol="HTTPS",
                             certificate_arn=settings.certificate_arn, ssl_policy="ELBSecurityPolicy-TLS13-1-2-2021-06",
@@ -128,7 +135,7 @@ class Gateway(pulumi.ComponentResource):
         cluster = aws.ecs.Cluster(f"{name}-cluster", name=base, tags=self._t(base), opts=child)
         env_names = list(secret_env)
         definitions = pulumi.Output.all(log_group.name, config_yaml, arns).apply(
-            lambda v: container_definitions(s.gateway_image, self._region, v[0], v[1], stack, dict(zip(env_names, v[2]))))
+            lambda v: container_definitions(s.gateway_image, self._region, v[0], v[1], stack, dict(zip(env_names, v[2], strict=True))))
         task = aws.ecs.TaskDefinition(
             f"{name}-task", family=base, cpu=str(s.gateway_cpu), memory=str(s.gateway_memory_mb),
             network_mode="awsvpc", requires_compatibilities=["FARGATE"], execution_role_arn=execution_role.arn,

@@ -19,13 +19,24 @@ import pulumi
 import pulumi_aws as aws
 
 from agentdeploy.naming import (
-    DIM_AGENT, DIM_STACK, METRIC_DEMAND, METRIC_NAMESPACE, NODE_HEALTH_PORT, ROLE_GPU_FLEET,
+    DIM_AGENT,
+    DIM_STACK,
+    METRIC_DEMAND,
+    METRIC_NAMESPACE,
+    NODE_HEALTH_PORT,
+    ROLE_GPU_FLEET,
+    VLLM_KEY_ENV,
+    VLLM_PORT,
 )
 from agentdeploy.planner.plan import AgentPlan, FleetPlan
 from agentdeploy.stacks.common import (
-    assume_role_policy, policy_json, put_metrics_statement, read_secrets_statement, tags,
+    assume_role_policy,
+    policy_json,
+    put_metrics_statement,
+    read_secrets_statement,
+    tags,
 )
-from agentdeploy.templates.gpu_node import HF_TOKEN_ENV, VLLM_KEY_ENV, VLLM_PORT, GpuNodeSpec, render_user_data
+from agentdeploy.templates.gpu_node import HF_TOKEN_ENV, GpuNodeSpec, render_user_data
 
 LISTENER_PORT_BASE = 20000
 #: The terminating lifecycle hook the node agent completes after draining.
@@ -56,7 +67,7 @@ def health_check_grace_s(cold_start_s: float) -> int:
     return max(300, math.ceil(cold_start_s * 1.5))
 
 
-def mixed_instances_policy(fleet: FleetPlan, launch_template_id: pulumi.Input[str]) -> dict:
+def mixed_instances_policy(fleet: FleetPlan, launch_template_id: pulumi.Input[str]) -> aws.autoscaling.GroupMixedInstancesPolicyArgsDict:
     """The ASG's mixed-instances policy, every number straight from the plan."""
     types = [fleet.instance_type] + [t for t in fleet.instance_types if t != fleet.instance_type]
     return {
@@ -169,7 +180,7 @@ class GpuFleet(pulumi.ComponentResource):
         names = list(refs)
         user_data = pulumi.Output.all(self.target_group.arn, *refs.values()).apply(
             lambda v: base64.b64encode(render_user_data(GpuNodeSpec(
-                stack=stack, agent=agent.name, region=region, fleet=fleet, secret_refs=dict(zip(names, v[1:])),
+                stack=stack, agent=agent.name, region=region, fleet=fleet, secret_refs=dict(zip(names, v[1:], strict=True)),
                 vllm_requirement=vllm_requirement, node_requirement=node_requirement,
                 target_group_arn=v[0], asg_name=base, lifecycle_hook=DRAIN_HOOK,
             )).encode()).decode()
@@ -196,17 +207,21 @@ class GpuFleet(pulumi.ComponentResource):
 
         # --- the group -----------------------------------------------------------------------
         grace = health_check_grace_s(fleet.cold_start_s)
-        group_tags = {**t(f"{base}-node")}
+        group_tags: list[aws.autoscaling.GroupTagArgsDict] = [
+            {"key": k, "value": v, "propagate_at_launch": True} for k, v in t(f"{base}-node").items()]
+        drain_hook: aws.autoscaling.GroupInitialLifecycleHookArgsDict = {
+            "name": DRAIN_HOOK, "lifecycle_transition": "autoscaling:EC2_INSTANCE_TERMINATING",
+            "heartbeat_timeout": fleet.shutdown_timeout_s + 30, "default_result": "CONTINUE"}
         self.asg = aws.autoscaling.Group(
             f"{name}-asg", name=base, min_size=fleet.min_replicas, max_size=fleet.max_replicas,
             vpc_zone_identifiers=private_subnet_ids, target_group_arns=[self.target_group.arn],
             health_check_type="ELB", health_check_grace_period=grace, default_instance_warmup=grace,
             capacity_rebalance=True, wait_for_capacity_timeout="0",
             mixed_instances_policy=mixed_instances_policy(fleet, self.launch_template.id),
-            enabled_metrics=["GroupDesiredCapacity", "GroupInServiceInstances"], metrics_granularity="1Minute",
-            initial_lifecycle_hooks=[{"name": DRAIN_HOOK, "lifecycle_transition": "autoscaling:EC2_INSTANCE_TERMINATING",
-                                      "heartbeat_timeout": fleet.shutdown_timeout_s + 30, "default_result": "CONTINUE"}],
-            tags=[{"key": k, "value": v, "propagate_at_launch": True} for k, v in group_tags.items()],
+            enabled_metrics=[aws.autoscaling.Metric.GROUP_DESIRED_CAPACITY, aws.autoscaling.Metric.GROUP_IN_SERVICE_INSTANCES],
+            metrics_granularity="1Minute",
+            initial_lifecycle_hooks=[drain_hook],
+            tags=group_tags,
             # desired capacity belongs to the autoscaler and the reaper, not to `deploy up`
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["desiredCapacity"]),
         )
@@ -223,7 +238,8 @@ class GpuFleet(pulumi.ComponentResource):
     def _scaling(self, name: str, stack: str, agent: str, fleet: FleetPlan, t, base: str) -> None:
         child = pulumi.ResourceOptions(parent=self)
         dims = demand_dimensions(stack, agent)
-        demand = {"metric_name": METRIC_DEMAND, "namespace": METRIC_NAMESPACE, "dimensions": dims}
+        demand: aws.cloudwatch.MetricAlarmMetricQueryMetricArgsDict = {
+            "metric_name": METRIC_DEMAND, "namespace": METRIC_NAMESPACE, "dimensions": dims, "stat": "Maximum", "period": 60}
 
         # Target tracking on each replica's demand (requests waiting + running, which every
         # node agent publishes under {Stack, Agent}: the Average is the per-replica load). An
@@ -252,7 +268,7 @@ class GpuFleet(pulumi.ComponentResource):
             comparison_operator="GreaterThanOrEqualToThreshold", threshold=1, evaluation_periods=1,
             treat_missing_data="notBreaching",
             metric_queries=[
-                {"id": "demand", "metric": {**demand, "stat": "Maximum", "period": 60}, "return_data": False},
+                {"id": "demand", "metric": demand, "return_data": False},
                 {"id": "desired", "metric": {"metric_name": "GroupDesiredCapacity", "namespace": "AWS/AutoScaling",
                                              "dimensions": {"AutoScalingGroupName": base}, "stat": "Maximum", "period": 60},
                  "return_data": False},

@@ -14,7 +14,7 @@ import pulumi
 import pulumi_aws as aws
 
 from agentdeploy.stacks.common import ROLE_NETWORK, tags
-from agentdeploy.stacks.settings import StackSettings
+from agentdeploy.stacks.settings import ProvisionSettings
 
 
 def subnet_cidrs(vpc_cidr: str, count: int) -> tuple[list[str], list[str]]:
@@ -30,7 +30,7 @@ class Network(pulumi.ComponentResource):
     private_subnet_ids: pulumi.Output[list[str]]
     public_subnet_ids: pulumi.Output[list[str]]
 
-    def __init__(self, name: str, stack: str, settings: StackSettings, opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, name: str, stack: str, settings: ProvisionSettings, opts: pulumi.ResourceOptions | None = None):
         super().__init__("agentdeploy:network:Network", name, None, opts)
         if settings.vpc_id:
             self.vpc_id = pulumi.Output.from_input(settings.vpc_id)
@@ -42,7 +42,7 @@ class Network(pulumi.ComponentResource):
             {"vpc_id": self.vpc_id, "private_subnet_ids": self.private_subnet_ids, "public_subnet_ids": self.public_subnet_ids}
         )
 
-    def _create(self, name: str, stack: str, settings: StackSettings) -> None:
+    def _create(self, name: str, stack: str, settings: ProvisionSettings) -> None:
         child = pulumi.ResourceOptions(parent=self)
         t = lambda n: tags(stack, f"agentdeploy-{stack}-{n}", role=ROLE_NETWORK)  # noqa: E731
         zones = aws.get_availability_zones(state="available", opts=pulumi.InvokeOptions(parent=self)).names

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from agentdeploy.serving.emulators.anthropic_admin import AdminEmulator
+from tests.support.emulators.anthropic_admin import AdminEmulator
 from tests.support.moto import free_port
 
 ADMIN_KEY = "sk-ant-admin01-CANARY-7f3a9c-never-print-me"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import httpx
@@ -12,8 +12,6 @@ from agentdeploy.errors import InvalidInput, MissingDependency, OperationFailed
 from agentdeploy.ops.anthropic_admin import AdminClient, AdminRetry, cents_to_usd
 
 from .admin_server import ADMIN_KEY, AdminServer
-
-UTC = timezone.utc
 
 
 def _client(server: AdminServer, sleeps: list[float] | None = None, key: str | None = None) -> AdminClient:

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -26,34 +25,7 @@ from agentdeploy.planner import build_plan, load_catalog, load_decision_file
 
 from . import cloud
 from .admin_server import ADMIN_KEY, AdminServer
-
-ROOT = Path(__file__).resolve().parents[2]
-DEPLOY = shutil.which("deploy") or "deploy"
-
-
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A project with two stacks: `shop` (three Claude agents) and `router` (GPU agents)."""
-    root = tmp_path / "project"
-    (root / "stacks").mkdir(parents=True)
-    (root / "Pulumi.yaml").write_text("name: agentdeploy\nruntime: python\nstackConfigDir: stacks\n")
-    for stack, example in (("shop", "service-business.yaml"), ("router", "high-volume-router.yaml")):
-        shutil.copy(ROOT / "examples" / example, root / f"{stack}.yaml")
-        (root / "stacks" / f"Pulumi.{stack}.yaml").write_text(f"config:\n  agentdeploy:decisionFile: {stack}.yaml\n")
-    monkeypatch.setenv("AGENTDEPLOY_PROJECT", str(root))
-    monkeypatch.setenv("AGENTDEPLOY_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("ANTHROPIC_ADMIN_KEY", raising=False)
-    return root
-
-
-def deploy(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([DEPLOY, *args], capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})})
-
-
-def assert_clean_error(proc: subprocess.CompletedProcess, code: int, text: str) -> None:
-    assert proc.returncode == code, proc.stdout + proc.stderr
-    assert text in proc.stderr
-    assert "Traceback" not in proc.stderr + proc.stdout
+from .deploy_cli import DEPLOY, assert_clean_error, deploy
 
 
 def test_reap_uses_the_plan_window_and_keeps_a_young_fleet(aws, project: Path) -> None:
@@ -113,7 +85,7 @@ def test_reap_treat_missing_as_idle_flag(aws, project: Path, monkeypatch: pytest
     """The flag travels from the command line to the decision (the clock moved past the window)."""
     from agentdeploy.ops import commands, reaper
 
-    later = datetime.now(timezone.utc) + timedelta(hours=2)
+    later = datetime.now(UTC) + timedelta(hours=2)
     monkeypatch.setattr(commands, "reap", lambda *a, **kw: reaper.reap(*a, **{**kw, "clock": lambda: later}))
     cloud.fleet("router-tr", "router", "ticket-router", desired=1)
     kept = CliRunner().invoke(cli, ["reap", "--stack", "router", "--json"])
@@ -137,7 +109,7 @@ def test_refresh_spot_access_denied(aws, project: Path, tmp_path: Path) -> None:
 
 
 def _admin_world(admin_api: AdminServer) -> None:
-    day = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     httpx.post(f"{admin_api.url}/_emulator/api_keys", json=[{"id": "k-intake", "name": "shop/intake"}]).raise_for_status()
     httpx.post(f"{admin_api.url}/_emulator/usage", json=[
         {"at": day.isoformat(), "api_key_id": "k-intake", "model": "claude-haiku-4-5-20251001",
@@ -177,8 +149,8 @@ def test_cost_errors(aws, project: Path) -> None:
 
 
 def test_cost_from_gateway_metric_only(aws, project: Path) -> None:
-    cloud.put_metric("SpendUSD", "shop", "intake", 1.25, datetime.now(timezone.utc) - timedelta(minutes=5))
-    proc = deploy("cost", "--stack", "shop", "--json", "--since", (datetime.now(timezone.utc) - timedelta(days=1)).date().isoformat())
+    cloud.put_metric("SpendUSD", "shop", "intake", 1.25, datetime.now(UTC) - timedelta(minutes=5))
+    proc = deploy("cost", "--stack", "shop", "--json", "--since", (datetime.now(UTC) - timedelta(days=1)).date().isoformat())
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     intake = next(a for a in doc["agents"] if a["agent"] == "intake")

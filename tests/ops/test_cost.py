@@ -7,7 +7,7 @@ on-demand, $0.32/h spot.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from types import SimpleNamespace
@@ -37,7 +37,6 @@ from . import cloud
 from .admin_server import AdminServer
 
 ROOT = Path(__file__).resolve().parents[2]
-UTC = timezone.utc
 
 
 @pytest.fixture

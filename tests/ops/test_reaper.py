@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -16,7 +16,7 @@ from agentdeploy.ops.reaper import decide, reap
 from . import cloud
 
 WINDOW = timedelta(minutes=15)
-T0 = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 
 def _fleet(desired: int = 1, min_size: int = 0, agent: str | None = "router", in_service: int = 0) -> Fleet:
@@ -78,7 +78,7 @@ def _quiet(stack: str, agent: str, now: datetime) -> None:
 @pytest.fixture
 def world(aws):
     """Fleets of two stacks plus untagged look-alikes; `now` is 30 minutes after they came up."""
-    now = datetime.now(timezone.utc) + timedelta(minutes=30)
+    now = datetime.now(UTC) + timedelta(minutes=30)
     cloud.fleet("prod-router", "prod", "router", desired=2)
     cloud.fleet("prod-intake", "prod", "intake", desired=1)
     cloud.fleet("prod-silent", "prod", "silent", desired=1)
@@ -146,7 +146,7 @@ def test_treat_missing_as_idle_scales_the_silent_fleet_too(world: datetime) -> N
 
 def test_young_fleet_without_datapoints_is_kept(aws) -> None:
     cloud.fleet("prod-new", "prod", "router", desired=1)
-    now = datetime.now(timezone.utc) + timedelta(minutes=5)
+    now = datetime.now(UTC) + timedelta(minutes=5)
     # Even with missing data taken for idle: a fleet this young may simply not be publishing yet.
     (report,) = reap(*_clients(), stack="prod", idle_minutes=15, dry_run=False, clock=lambda: now,
                      treat_missing_as_idle=True)
@@ -156,7 +156,7 @@ def test_young_fleet_without_datapoints_is_kept(aws) -> None:
 
 def test_traffic_before_the_window_does_not_keep_a_fleet(aws) -> None:
     cloud.fleet("prod-router", "prod", "router", desired=1)
-    now = datetime.now(timezone.utc) + timedelta(minutes=60)
+    now = datetime.now(UTC) + timedelta(minutes=60)
     cloud.put_metric(METRIC_DEMAND, "prod", "router", 7, now - timedelta(minutes=40))
     _quiet("prod", "router", now)
     (report,) = reap(*_clients(), stack="prod", idle_minutes=15, dry_run=False, clock=lambda: now)
@@ -208,7 +208,7 @@ class _Ec2Lagging(AwsClient):
 def test_instance_ec2_cannot_describe_counts_as_just_launched(aws) -> None:
     cloud.fleet("prod-router", "prod", "router", desired=1)
     asg, ec2, cw = _clients()
-    now = datetime.now(timezone.utc) + timedelta(hours=2)
+    now = datetime.now(UTC) + timedelta(hours=2)
     _quiet("prod", "router", now)
     (report,) = reap(asg, _Ec2Lagging(ec2.raw), cw, stack="prod", idle_minutes=15, dry_run=False, clock=lambda: now)
     assert report.action == "keep" and "up for 0 min only" in report.reason
@@ -233,7 +233,7 @@ def test_a_fleet_scaled_out_while_reaping_is_kept(aws) -> None:
     """Demand arrived meanwhile: the group scaled out."""
     cloud.fleet("prod-router", "prod", "router", desired=1)
     asg, ec2, cw = _clients()
-    now = datetime.now(timezone.utc) + timedelta(hours=2)
+    now = datetime.now(UTC) + timedelta(hours=2)
     _quiet("prod", "router", now)
     scale_out = _ChangedMeanwhile(asg, lambda raw: raw.set_desired_capacity(AutoScalingGroupName="prod-router", DesiredCapacity=3))
     (report,) = reap(scale_out, ec2, cw, stack="prod", idle_minutes=15, dry_run=False, clock=lambda: now)
@@ -244,7 +244,7 @@ def test_a_fleet_scaled_out_while_reaping_is_kept(aws) -> None:
 def test_a_floor_raised_while_reaping_is_kept(aws) -> None:
     cloud.fleet("prod-router", "prod", "router", desired=1)
     asg, ec2, cw = _clients()
-    now = datetime.now(timezone.utc) + timedelta(hours=2)
+    now = datetime.now(UTC) + timedelta(hours=2)
     _quiet("prod", "router", now)
     # A `deploy up` of a new plan gave the group a warm floor meanwhile.
     warm = _ChangedMeanwhile(asg, lambda raw: raw.update_auto_scaling_group(AutoScalingGroupName="prod-router", MinSize=1))
@@ -256,7 +256,7 @@ def test_a_floor_raised_while_reaping_is_kept(aws) -> None:
 def test_every_write_denied_is_exit_4(aws, monkeypatch: pytest.MonkeyPatch) -> None:
     """moto enforcing IAM: the identity may read everything but not UpdateAutoScalingGroup."""
     cloud.fleet("prod-router", "prod", "router", desired=2)
-    now = datetime.now(timezone.utc) + timedelta(hours=1)
+    now = datetime.now(UTC) + timedelta(hours=1)
     _quiet("prod", "router", now)
     with cloud.identity_denied(aws.url, "autoscaling:UpdateAutoScalingGroup") as env:
         for name, value in env.items():

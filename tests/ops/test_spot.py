@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -10,8 +10,8 @@ import yaml
 from click.testing import CliRunner
 
 from agentdeploy.cli.main import cli
-from agentdeploy.planner import build_plan, load_catalog, load_decision_file
 from agentdeploy.ops.spot import SpotQuote, override_document, summarise, write_override
+from agentdeploy.planner import build_plan, load_catalog, load_decision_file
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,7 +21,7 @@ def _row(itype: str, zone: str, price: str, hour: int) -> dict:
         "InstanceType": itype,
         "AvailabilityZone": zone,
         "SpotPrice": price,
-        "Timestamp": datetime(2026, 11, 23, hour, tzinfo=timezone.utc),
+        "Timestamp": datetime(2026, 11, 23, hour, tzinfo=UTC),
     }
 
 
@@ -67,7 +67,7 @@ def test_refresh_round_trips_into_the_planner(aws, tmp_path: Path, monkeypatch: 
     written = yaml.safe_load(path.read_text())["gpu_instances"]
     # moto's synthetic spot price is 0.00001 in every zone.
     assert written["g6.xlarge"]["spot_usd_per_hour"] == pytest.approx(0.00001)
-    assert written["g6.xlarge"]["as_of"] == datetime.now(timezone.utc).date().isoformat()
+    assert written["g6.xlarge"]["as_of"] == datetime.now(UTC).date().isoformat()
 
     cat = load_catalog()
     assert str(path) in cat.applied_overrides

@@ -6,7 +6,7 @@ same function the command uses, with the shapes AWS returns.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from agentdeploy.ops.fleets import Fleet, FleetInstance
 from agentdeploy.ops.status import fleet_status
@@ -14,7 +14,7 @@ from agentdeploy.ops.status import fleet_status
 
 def _fleet(*instances: FleetInstance, desired: int) -> Fleet:
     return Fleet(name="prod-router", agent="router", min_size=0, max_size=6, desired=desired,
-                 created=datetime(2026, 11, 1, tzinfo=timezone.utc), instances=instances, tags={})
+                 created=datetime(2026, 11, 1, tzinfo=UTC), instances=instances, tags={})
 
 
 def test_spot_and_on_demand_are_told_apart_and_only_healthy_in_service_counts():

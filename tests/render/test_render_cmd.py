@@ -8,7 +8,8 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from agentdeploy.cli.main import cli
-from agentdeploy.serving.config import hash_key, load_config
+from agentdeploy.serving.auth import hash_key
+from agentdeploy.serving.config import load_config
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 CANARY = "sk-canary-7f3a9c1e-never-written"
@@ -57,7 +58,7 @@ def test_render_rejects_replica_for_an_api_agent(tmp_path):
 
 def test_gpu_agent_gateway_budget_meters_the_claude_fallback_share():
     from agentdeploy.planner import build_plan, load_catalog, load_decision_file
-    from agentdeploy.serving.config import build_gateway_config
+    from agentdeploy.templates.gateway_config import build_gateway_config
 
     plan = build_plan(load_decision_file(EXAMPLES / "high-volume-router.yaml"))
     config = build_gateway_config(plan, load_catalog(include_home=False))

@@ -7,8 +7,8 @@ from __future__ import annotations
 import base64
 
 import pytest
-
-from pulumi.runtime.rpc import _special_secret_sig as SECRET_SIG_VALUE, _special_sig_key as SECRET_SIG
+from pulumi.runtime.rpc import _special_secret_sig as SECRET_SIG_VALUE
+from pulumi.runtime.rpc import _special_sig_key as SECRET_SIG
 
 from tests.stacks.harness import mixed_decision_file, run_main, strings_in
 

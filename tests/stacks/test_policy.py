@@ -9,7 +9,12 @@ import pytest
 
 from agentdeploy.naming import stack_tags
 from agentdeploy.stacks.policy import (
-    Resource, check_all, check_asg_within, check_iam_scoped, check_no_secret_values, check_tags,
+    Resource,
+    check_all,
+    check_asg_within,
+    check_iam_scoped,
+    check_no_secret_values,
+    check_tags,
 )
 
 TAGS = {**stack_tags("dev"), "Name": "x"}

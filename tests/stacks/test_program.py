@@ -9,7 +9,14 @@ import pytest
 import yaml
 
 from agentdeploy.naming import (
-    DIM_AGENT, DIM_STACK, METRIC_DEMAND, METRIC_NAMESPACE, METRIC_SPEND_USD, ROLE_GPU_FLEET, TAG_AGENT, TAG_ROLE,
+    DIM_AGENT,
+    DIM_STACK,
+    METRIC_DEMAND,
+    METRIC_NAMESPACE,
+    METRIC_SPEND_USD,
+    ROLE_GPU_FLEET,
+    TAG_AGENT,
+    TAG_ROLE,
     TAG_STACK,
 )
 from agentdeploy.planner import build_plan, load_decision_file
@@ -89,8 +96,8 @@ def test_on_demand_base_and_percentage_above_it_reach_the_asg(tmp_path, monkeypa
     planned = {}
     load_plan = program.load_plan
 
-    def with_on_demand_share(path, stack):
-        plan, catalog = load_plan(path, stack)
+    def with_on_demand_share(path, stack, plan_file=None):
+        plan, catalog = load_plan(path, stack, plan_file)
         agent = plan.agents[0]
         fleet = agent.fleet.model_copy(update={"on_demand_percentage_above_base": 25})
         planned["fleet"] = fleet
@@ -259,7 +266,8 @@ def test_api_and_batch_agents_publish_their_config(run, plan):
 
 def test_budget_and_spend_alarms_follow_the_plan(run, plan):
     budget = run.mocks.one("aws:budgets/budget:Budget")
-    assert float(budget.inputs["limitAmount"]) == pytest.approx(sum(a.budget.monthly_usd for a in plan.agents))
+    # AWS bills the fleets' GPU hours: the AWS Budget is their share of the budgets, as planned.
+    assert float(budget.inputs["limitAmount"]) == pytest.approx(sum(a.budget.aws_usd for a in plan.agents))
     assert budget.inputs["costFilters"] == [{"name": "TagKeyValue", "values": ["user:agentdeploy:stack$test"]}]
     actual = sorted(n["threshold"] for n in budget.inputs["notifications"] if n["notificationType"] == "ACTUAL")
     assert actual == sorted({p for a in plan.agents for p in a.budget.thresholds_pct})
@@ -272,6 +280,23 @@ def test_budget_and_spend_alarms_follow_the_plan(run, plan):
     intake = next(a for a in plan.agents if a.name == "intake")
     at_100 = next(r for r in spend if r.inputs["dimensions"][DIM_AGENT] == "intake" and "100pct" in r.inputs["name"])
     assert at_100.inputs["threshold"] == pytest.approx(intake.budget.monthly_usd / 30.4, rel=1e-3)
+
+
+def test_spend_alarms_pace_the_share_the_gateway_meters(run, plan):
+    """A GPU agent's SpendUSD is its Claude fallback's spend only: its alarms pace the plan's
+    gateway share of the budget, not the whole budget (whose GPU hours AWS bills)."""
+    from agentdeploy.planner import load_catalog
+
+    days = load_catalog(include_home=False).assumptions.days_per_month
+    spend = [r for r in run.mocks.of_type(ALARM) if r.inputs.get("metricName") == METRIC_SPEND_USD]
+    gpu = _fleet(plan)
+    assert gpu.budget.gateway_usd < gpu.budget.monthly_usd  # the fixture's fleet has a GPU share
+    for pct in gpu.budget.thresholds_pct:
+        alarm = next(r for r in spend if r.inputs["dimensions"][DIM_AGENT] == gpu.name and f"-{pct}pct" in r.inputs["name"])
+        assert alarm.inputs["threshold"] == pytest.approx(gpu.budget.gateway_usd * pct / 100 / days, abs=1e-4)
+        assert alarm.inputs["threshold"] < gpu.budget.monthly_usd * pct / 100 / days
+    budget = run.mocks.one("aws:budgets/budget:Budget")
+    assert float(budget.inputs["limitAmount"]) == pytest.approx(gpu.budget.aws_usd)  # the only AWS-billed share
 
 
 def test_cost_allocation_tag_is_activated_only_when_opted_in(run, decision):
@@ -321,3 +346,12 @@ def test_existing_vpc_is_used_as_is(decision):
     assert not run.mocks.of_type("aws:ec2/vpc:Vpc") and not run.mocks.of_type("aws:ec2/natGateway:NatGateway")
     assert run.mocks.one(ASG).inputs["vpcZoneIdentifiers"] == ["subnet-a", "subnet-b"]
     assert run.mocks.one("aws:lb/loadBalancer:LoadBalancer", "gateway").inputs["subnets"] == ["subnet-c", "subnet-d"]
+
+
+def test_an_api_only_stack_keeps_a_positive_aws_budget(tmp_path):
+    """API agents plan no AWS spend; the stack still gets a budget, at the floor AWS can take."""
+    from agentdeploy.stacks.components.alerts import MIN_AWS_BUDGET_USD
+
+    run = run_main(_config(EXAMPLES / "service-business.yaml"), secret_keys=["agentdeploy:anthropicApiKey"])
+    budget = run.mocks.one("aws:budgets/budget:Budget")
+    assert float(budget.inputs["limitAmount"]) == MIN_AWS_BUDGET_USD > 0

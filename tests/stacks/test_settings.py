@@ -95,3 +95,12 @@ def test_an_unset_gateway_image_is_warned_about_and_a_set_one_is_not(monkeypatch
     assert GATEWAY_IMAGE_UNSET not in warned
     task = run.mocks.one("aws:ecs/taskDefinition:TaskDefinition")
     assert "123456789012.dkr.ecr" in str(task.inputs)
+
+
+def test_setting_aliases_are_the_config_keys_named_in_one_place():
+    from agentdeploy.naming import CONFIG_DECISION_FILE
+    from agentdeploy.stackconfig import CONFIG_PLAN_FILE
+    from agentdeploy.stacks.settings import NAMESPACE, ProvisionSettings
+
+    aliases = {f"{NAMESPACE}:{info.alias}" for info in ProvisionSettings.model_fields.values()}
+    assert {CONFIG_DECISION_FILE, CONFIG_PLAN_FILE} <= aliases

@@ -47,7 +47,7 @@ def deploy(env, *args, timeout=60):
 def calls(env) -> list[dict]:
     """Recorded invocations, argv without the global --non-interactive (checked separately)."""
     log = Path(env["FAKE_PULUMI_DIR"]) / "log.jsonl"
-    out = [json.loads(l) for l in log.read_text().splitlines()] if log.exists() else []
+    out = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     for c in out:
         c["raw"] = c["argv"]
         c["argv"] = [a for a in c["argv"] if a != "--non-interactive"]
@@ -221,3 +221,21 @@ def test_unknown_stack(env):
     assert result.returncode == 2
     assert "stack 'staging' does not exist" in result.stderr and "dev, prod" in result.stderr
     no_traceback(result)
+
+
+def test_preview_and_up_refuse_a_stale_plan_file_before_pulumi_runs(env, tmp_path):
+    project = tmp_path / "project"
+    (project / "stacks").mkdir(parents=True)
+    (project / "Pulumi.yaml").write_text("name: agentdeploy\nruntime: python\nstackConfigDir: stacks\n")
+    decision = project / "shop.yaml"
+    decision.write_text((ROOT / "examples" / "service-business.yaml").read_text())
+    (project / "stacks" / "Pulumi.shop.yaml").write_text("config:\n  agentdeploy:decisionFile: shop.yaml\n")
+    env = {**env, "AGENTDEPLOY_PROJECT": str(project)}
+    assert deploy(env, "plan", str(decision), "--write").returncode == 0
+    decision.write_text(decision.read_text() + "\n# edited after review\n")
+    for command in (["preview"], ["up", "--yes"]):
+        result = deploy(env, *command, "--stack", "shop")
+        assert result.returncode == 2, result.stderr
+        assert f"error: decision file {decision} changed since the plan was written" in result.stderr
+        no_traceback(result)
+    assert calls(env) == []  # refused before the engine started

@@ -99,7 +99,7 @@ def test_units_pass_systemd_analyze(tmp_path, fleet):
     result = subprocess.run(["systemd-analyze", "verify", "--man=no", f"--root={root}", *names],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert not [l for l in result.stderr.splitlines() if any(n in l for n in names)], result.stderr
+    assert not [line for line in result.stderr.splitlines() if any(n in line for n in names)], result.stderr
 
 
 @needs("systemd-analyze")
@@ -116,7 +116,7 @@ def test_vllm_starts_with_the_launchers_arguments(fleet):
     from agentdeploy.templates.gpu_node import vllm_argv
 
     unit = _files(fleet)["/etc/systemd/system/vllm.service"]
-    exec_line = next(l for l in unit.splitlines() if l.startswith("ExecStart="))
+    exec_line = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
     argv = shlex.split(exec_line.split("=", 1)[1])
     expected = vllm_argv(fleet)
     assert argv[0] == f"/opt/agentdeploy/venv/bin/{Path(expected[0]).name}"
@@ -127,14 +127,14 @@ def test_vllm_starts_with_the_launchers_arguments(fleet):
 
 def test_node_agent_health_port_and_identity(fleet):
     files = _files(fleet)
-    env = dict(l.split("=", 1) for l in files["/etc/agentdeploy/node.env"].splitlines() if l and not l.startswith("#"))
+    env = dict(line.split("=", 1) for line in files["/etc/agentdeploy/node.env"].splitlines() if line and not line.startswith("#"))
     assert env["AGENTDEPLOY_STACK"] == "dev" and env["AGENTDEPLOY_AGENT"] == "router"
     assert env["AGENTDEPLOY_HEALTH_PORT"] == "8081" and env["AGENTDEPLOY_VLLM_PORT"] == "8000"
     unit = files["/etc/systemd/system/agentdeploy-node-agent.service"]
-    assert "-m agentdeploy.serving.node_agent" in unit
+    assert "-m agentdeploy.serving.node" in unit
 
 
 def test_secrets_listed_by_arn_only(fleet):
     listing = _files(fleet)["/etc/agentdeploy/secrets.list"]
-    entries = dict(l.split("=", 1) for l in listing.splitlines() if l and not l.startswith("#"))
+    entries = dict(line.split("=", 1) for line in listing.splitlines() if line and not line.startswith("#"))
     assert entries == {"VLLM_API_KEY": ARN, "HF_TOKEN": HF_ARN}

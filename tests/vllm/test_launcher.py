@@ -1,4 +1,4 @@
-"""The vLLM launcher: the plan's fleet settings, turned into `vllm serve` arguments.
+"""The vLLM arguments (templates/vllm_args.py): the plan's fleet settings, turned into `vllm serve` arguments.
 
 The decisive check parses our argv with vLLM's OWN `serve` parser (in the vLLM venv) and
 compares each parsed value with what the plan intended; a misspelt flag is shown to be
@@ -15,8 +15,9 @@ import subprocess
 import pytest
 
 from agentdeploy.errors import InvalidInput
+from agentdeploy.naming import VLLM_KEY_ENV
 from agentdeploy.planner.plan import FleetPlan
-from agentdeploy.serving import launcher
+from agentdeploy.templates import vllm_args as launcher
 from tests.support.vllm import REPO_ROOT, require_vllm_python
 
 EXAMPLES = REPO_ROOT / "examples"
@@ -82,7 +83,7 @@ def test_max_num_seqs_is_the_plans_concurrency_per_replica() -> None:
 
 def test_api_key_value_never_in_argv_and_named_as_env(monkeypatch: pytest.MonkeyPatch) -> None:
     canary = "sk-canary-3f9a1c-do-not-leak"
-    monkeypatch.setenv(launcher.API_KEY_ENV, canary)
+    monkeypatch.setenv(VLLM_KEY_ENV, canary)
     fleet = _fleet()
     rendered = [
         *launcher.vllm_serve_argv(fleet),
@@ -91,7 +92,7 @@ def test_api_key_value_never_in_argv_and_named_as_env(monkeypatch: pytest.Monkey
     ]
     assert not any(canary in part for part in rendered)
     assert "--api-key" not in launcher.vllm_serve_argv(fleet)
-    assert launcher.API_KEY_ENV == "VLLM_API_KEY"  # the variable vLLM itself reads
+    assert VLLM_KEY_ENV == "VLLM_API_KEY"  # the variable vLLM itself reads
     assert set(launcher.required_environment()) == {"VLLM_API_KEY"}
 
 

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import re
 import shlex
-from typing import Sequence
+from collections.abc import Sequence
 
 from agentdeploy.errors import InvalidInput
+from agentdeploy.naming import VLLM_KEY_ENV, VLLM_PORT
 from agentdeploy.planner.plan import FleetPlan
 
-VLLM_PORT = 8000
-#: The environment variable vLLM takes its API key from (vllm.envs.VLLM_API_KEY).
-API_KEY_ENV = "VLLM_API_KEY"
 #: EC2 gives a spot instance two minutes' notice; draining must finish inside it.
 SPOT_NOTICE_S = 120
 #: What the node agent needs before SIGTERM (deregistration, load balancer propagation) and
@@ -111,4 +109,4 @@ def systemd_environment(fleet: FleetPlan, *, host: str = "0.0.0.0", port: int = 
 
 def required_environment() -> dict[str, str]:
     """Variables the vLLM process needs at run time, by name only (values are secrets)."""
-    return {API_KEY_ENV: "API key clients must send as `Authorization: Bearer ...`"}
+    return {VLLM_KEY_ENV: "API key clients must send as `Authorization: Bearer ...`"}
