@@ -35,6 +35,9 @@ DIM_AGENT = "Agent"
 
 #: Pulumi stack config key naming the stack's decision file (relative to the project root).
 CONFIG_DECISION_FILE = "agentdeploy:decisionFile"
+#: Pulumi stack config key naming the reviewed plan file to apply (`deploy plan FILE --write PATH`);
+#: unset: `<decision file stem>.plan.json` beside the decision file, when it exists.
+CONFIG_PLAN_FILE = "agentdeploy:planFile"
 #: Pulumi secret config key holding the Anthropic API key (set with `pulumi config set --secret`).
 CONFIG_ANTHROPIC_KEY = "agentdeploy:anthropicApiKey"
 

@@ -15,11 +15,7 @@ from typing import Any
 import yaml
 
 from agentdeploy.errors import InvalidInput
-from agentdeploy.naming import CONFIG_DECISION_FILE
-
-#: Stack config key naming the reviewed plan file to apply (`deploy plan FILE --write PATH`);
-#: unset: `<decision file stem>.plan.json` beside the decision file, when it exists.
-CONFIG_PLAN_FILE = "agentdeploy:planFile"
+from agentdeploy.naming import CONFIG_DECISION_FILE, CONFIG_PLAN_FILE
 
 
 @dataclass(frozen=True)

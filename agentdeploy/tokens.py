@@ -39,6 +39,6 @@ class TokenPrices(BaseModel):
     def free(self) -> bool:
         return not any(self.of(kind) for kind in TOKEN_KINDS)
 
-    def prices_only(self) -> "TokenPrices":
+    def prices_only(self) -> TokenPrices:
         """Just the five prices, from a subclass that carries more (a model's limits)."""
         return TokenPrices(**{kind: self.of(kind) for kind in TOKEN_KINDS})

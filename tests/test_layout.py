@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -98,10 +99,21 @@ def test_the_gateway_image_copies_no_tests() -> None:
 
 @pytest.mark.timeout(300)
 def test_the_wheel_ships_no_emulator_and_every_package(tmp_path: Path) -> None:
-    """Build the wheel as `pip install .` (and so the Dockerfile) would, and look inside."""
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
+    """Build the wheel as `pip install .` (and so the Dockerfile) would, from a copy of what git
+    tracks (a build/ folder left in the checkout could carry deleted modules), and look inside."""
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    src = tmp_path / "src"
+    for name in tracked.decode().split("\0"):
+        if name and not name.startswith(("tests/", "bench/")) and (ROOT / name).exists():
+            target = src / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if (ROOT / name).is_symlink():
+                target.symlink_to(os.readlink(ROOT / name))
+            else:
+                shutil.copy2(ROOT / name, target)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"), str(src)],
                    check=True, capture_output=True, timeout=280)
-    wheel = next(tmp_path.glob("agentdeploy-*.whl"))
+    wheel = next((tmp_path / "dist").glob("agentdeploy-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert not [n for n in names if "emulator" in n or n.startswith("tests/")], "test servers shipped"
     for module in ("agentdeploy/serving/app.py", "agentdeploy/serving/node/__main__.py",

@@ -98,8 +98,7 @@ def test_an_unset_gateway_image_is_warned_about_and_a_set_one_is_not(monkeypatch
 
 
 def test_setting_aliases_are_the_config_keys_named_in_one_place():
-    from agentdeploy.naming import CONFIG_DECISION_FILE
-    from agentdeploy.stackconfig import CONFIG_PLAN_FILE
+    from agentdeploy.naming import CONFIG_DECISION_FILE, CONFIG_PLAN_FILE
     from agentdeploy.stacks.settings import NAMESPACE, ProvisionSettings
 
     aliases = {f"{NAMESPACE}:{info.alias}" for info in ProvisionSettings.model_fields.values()}

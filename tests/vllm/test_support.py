@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import procs, redis as redis_support, vllm as vllm_support
+from tests.support import procs
+from tests.support import redis as redis_support
+from tests.support import vllm as vllm_support
 
 
 def test_missing_vllm_fails_with_setup_hint_unless_skip_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
