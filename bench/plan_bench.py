@@ -1,14 +1,16 @@
-"""Time `deploy --help` and `deploy plan` (1,000 agents) as whole processes.
+"""Time `deploy --help` and `deploy plan` (1,000 and 10,000 agents) as whole processes.
 
 Side by side in one run: the bare interpreter start (`python -c pass`) is the floor every
-command pays; the ratios show what agentdeploy adds on top.
+command pays; the ratios show what agentdeploy adds on top. Each `deploy plan` also reports its
+peak resident memory (the child's ru_maxrss).
 
-    python bench/plan_bench.py [--agents 1000] [--runs 5]
+    python bench/plan_bench.py [--agents 1000 10000] [--runs 5]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import shutil
 import statistics
@@ -27,7 +29,7 @@ def decision_file(n: int, seed: int = 7) -> dict:
     rng = random.Random(seed)
     agents = {}
     for i in range(n):
-        latency = rng.choice([{"p95_s": 3, "audience": "interactive"}, {"p95_s": 20, "audience": "interactive"}, {"p95_s": 90, "audience": "backend"}, {"audience": "batch"}])
+        latency = rng.choice([{"p95_s": 5, "audience": "interactive"}, {"p95_s": 20, "audience": "interactive"}, {"p95_s": 90, "audience": "backend"}, {"audience": "batch"}])
         agents[f"agent-{i}"] = {
             "latency": latency,
             "quality": {"wrong_answer_cost": rng.choice(["low", "medium", "high"]), "task": rng.choice(TASKS)},
@@ -37,32 +39,39 @@ def decision_file(n: int, seed: int = 7) -> dict:
     return {"version": 1, "stack": {"name": "bench"}, "agents": agents}
 
 
-def timed(cmd: list[str], runs: int) -> tuple[float, int]:
-    samples, rc = [], 0
+def timed(cmd: list[str], runs: int) -> tuple[float, int, float, float]:
+    """Median wall seconds, the last exit code, the largest peak RSS (MB) and the median CPU
+    seconds (user + system: what the command costs on a machine others share) over the runs."""
+    samples, rc, peak, cpu = [], 0, 0.0, []
     for _ in range(runs):
         start = time.perf_counter()
-        proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
         samples.append(time.perf_counter() - start)
-        rc = proc.returncode
-    return statistics.median(samples), rc
+        rc = os.waitstatus_to_exitcode(status)
+        proc.returncode = rc
+        peak = max(peak, usage.ru_maxrss / 1024)
+        cpu.append(usage.ru_utime + usage.ru_stime)
+    return statistics.median(samples), rc, peak, statistics.median(cpu)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--agents", type=int, default=1000)
+    parser.add_argument("--agents", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     deploy = shutil.which("deploy") or sys.exit("`deploy` is not on PATH: pip install -e . first")
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "bench.yaml"
-        path.write_text(yaml.safe_dump(decision_file(args.agents)))
-        base, _ = timed([sys.executable, "-c", "pass"], args.runs)
-        helps, _ = timed([deploy, "--help"], args.runs)
-        plan, rc = timed([deploy, "plan", str(path), "--json"], args.runs)
-    print(f"python -c pass           : {base * 1000:8.1f} ms (median of {args.runs})")
-    print(f"deploy --help            : {helps * 1000:8.1f} ms  ({helps / base:.1f}x interpreter start)")
-    print(f"deploy plan ({args.agents} agents): {plan * 1000:8.1f} ms  ({plan / base:.1f}x interpreter start; exit {rc}); "
-          f"{(plan - base) / args.agents * 1000:.2f} ms per agent")
+        base, _, _, base_cpu = timed([sys.executable, "-c", "pass"], args.runs)
+        helps, _, _, help_cpu = timed([deploy, "--help"], args.runs)
+        print(f"python -c pass           : {base * 1000:8.1f} ms wall, {base_cpu * 1000:8.1f} ms CPU (median of {args.runs})")
+        print(f"deploy --help            : {helps * 1000:8.1f} ms wall, {help_cpu * 1000:8.1f} ms CPU ({help_cpu / base_cpu:.1f}x interpreter start)")
+        for n in args.agents:
+            path = Path(tmp) / f"bench-{n}.yaml"
+            path.write_text(yaml.safe_dump(decision_file(n)))
+            plan, rc, rss, cpu = timed([deploy, "plan", str(path), "--json"], args.runs)
+            print(f"deploy plan ({n} agents): {plan * 1000:8.1f} ms wall, {cpu * 1000:8.1f} ms CPU (exit {rc}); "
+                  f"{(cpu - base_cpu) / n * 1000:.2f} ms CPU per agent; peak RSS {rss:,.0f} MB")
 
 
 if __name__ == "__main__":

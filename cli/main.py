@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 
 import click
 
@@ -21,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "catalog": ("catalog_cmd", "catalog", "Show the catalog of prices and speeds; refresh spot prices."),
     "render": ("render_cmd", "render", "Render the gateway config and per-agent artefacts from the plan."),
     "serve": ("serve_cmd", "serve", "Run the serving gateway from a rendered config."),
+    "keygen": ("keygen_cmd", "keygen", "Print new client keys for the gateway (256 random bits each)."),
+    "check": ("stack_cmd", "check", "Check a stack against AWS's limits, offline (no credentials)."),
     "preview": ("stack_cmd", "preview", "Show what `deploy up` would change in a stack."),
     "up": ("stack_cmd", "up", "Provision a stack as its plan says."),
     "down": ("stack_cmd", "down", "Remove everything a stack provisioned."),
@@ -53,16 +56,50 @@ class LazyGroup(click.Group):
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context):
-        """Turn a DeployError into its message and exit code: a user mistake never shows a traceback."""
-        from agentdeploy.errors import DeployError
+        """Turn a DeployError into its message and exit code: a user mistake never shows a traceback.
+
+        With --json, stdout is one strict JSON document on every path: the result, a DeployError,
+        a usage error (bad option value), or an internal error.
+        """
+        from agentdeploy.errors import EXIT_FAILED, DeployError
 
         try:
             return super().invoke(ctx)
         except DeployError as err:
             if _wants_json(ctx):
-                click.echo(json.dumps(err.to_dict(), indent=2))
+                click.echo(strict_json(err.to_dict()))
             click.echo(err.render(), err=True)
             ctx.exit(err.exit_code)
+        except click.ClickException as err:  # usage errors: click prints them on stderr with exit 2
+            if _wants_json(ctx):
+                click.echo(strict_json(_error_dict("UsageError", err.exit_code, err.format_message())))
+            raise
+        except (click.exceptions.Exit, click.exceptions.Abort, KeyboardInterrupt):
+            raise
+        except Exception as err:  # a bug: one clear line, the traceback only when asked for
+            if os.environ.get("AGENTDEPLOY_DEBUG"):
+                raise
+            message = f"internal error: {type(err).__name__}: {str(err)[:300]}"
+            hint = "this is a bug in agentdeploy; AGENTDEPLOY_DEBUG=1 shows the traceback to report"
+            if _wants_json(ctx):
+                click.echo(strict_json(_error_dict("InternalError", EXIT_FAILED, message, hint)))
+            click.echo(f"error: {message}\nhint: {hint}", err=True)
+            ctx.exit(EXIT_FAILED)
+
+
+def strict_json(document: object) -> str:
+    """JSON that every parser reads: a NaN or infinity is a bug to surface, never `Infinity` on stdout."""
+    try:
+        return json.dumps(document, indent=2, allow_nan=False)
+    except ValueError as err:
+        from agentdeploy.errors import OperationFailed
+
+        raise OperationFailed(f"internal error: the output holds a number JSON cannot carry ({err})",
+                              hint="this is a bug in agentdeploy; please report it with the input") from None
+
+
+def _error_dict(kind: str, exit_code: int, message: str, hint: str | None = None) -> dict[str, object]:
+    return {"error": kind, "exit_code": exit_code, "message": message, "hint": hint, "details": []}
 
 
 def _wants_json(ctx: click.Context) -> bool:

@@ -48,7 +48,9 @@ def plan(decision_file: Path, as_json: bool, markdown: bool, chart: Path | None,
 
         write_chart(result, spec, catalog, chart)
     if as_json:
-        click.echo(json.dumps(result.to_json_dict(), indent=2))
+        from agentdeploy.cli.main import strict_json
+
+        click.echo(strict_json(result.to_json_dict()))
     elif markdown:
         from agentdeploy.planner.report import to_markdown
 

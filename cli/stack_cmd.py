@@ -36,7 +36,63 @@ def _prepare(stack: str, *, need_aws: bool = True, applies_plan: bool = False):
 
         check_plan_file(target.decision_file, target.plan_file)
     check_prerequisites(target, need_aws=need_aws)
+    if applies_plan:
+        _preflight(target)
     return target
+
+
+def _preflight(target) -> None:
+    """AWS's limits over every resource the program would register, before Pulumi runs; the
+    program's warnings (plain HTTP on the internet) are printed every time."""
+    from agentdeploy.stacks.dryrun import preflight
+
+    for warning in preflight(target.config_file, target.stack).warnings:
+        click.echo(f"warning: {warning}", err=True)
+    _check_capacity(target)
+
+
+def _check_capacity(target) -> None:
+    """GPU quota and zone offerings for the plan's fleets (AWS read-only calls); a quota too
+    small for one node stops here (exit 4) with the request to make."""
+    from agentdeploy.errors import MissingDependency
+    from agentdeploy.stacks.capacity import check_capacity
+    from agentdeploy.stacks.program import load_plan
+
+    plan, _ = load_plan(target.decision_file, target.stack, target.plan_file)
+    if not any(a.fleet for a in plan.agents):
+        return
+    findings = check_capacity(plan)
+    for f in findings:
+        if f.level == "warning":
+            click.echo(f"warning: {f.message}", err=True)
+    errors = [f.message for f in findings if f.level == "error"]
+    if errors:
+        raise MissingDependency(f"stack {target.stack}: the account cannot launch its GPU fleets", details=errors,
+                                hint="request the quota (new accounts start at 0 vCPUs; approval can take a day), "
+                                     "then run the preview again")
+
+
+@click.command("check")
+@_stack
+@_json
+def check(stack: str, as_json: bool) -> None:
+    """Check a stack offline: the program under Pulumi's mock runtime against AWS's limits.
+
+    Needs no AWS credentials, no Pulumi CLI and no secrets passphrase (what a pull request's
+    job may run); `deploy preview` and `up` run the same check first."""
+    from agentdeploy.planner.planfile import check_plan_file
+    from agentdeploy.stacks.automation import resolve_target
+    from agentdeploy.stacks.dryrun import preflight
+
+    target = resolve_target(stack)
+    check_plan_file(target.decision_file, target.plan_file)
+    result = preflight(target.config_file, stack)
+    if as_json:
+        _emit({"stack": stack, "resources": result.resources, "violations": [], "warnings": result.warnings})
+        return
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(f"stack {stack}: {result.resources} resources within AWS's limits")
 
 
 def _run(target, operation: str, as_json: bool, title: str):

@@ -8,9 +8,10 @@ travel as one frozen value instead of a dozen positional parameters.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from agentdeploy.planner.catalog import Catalog
+from agentdeploy.planner.fleet import Replica
 from agentdeploy.planner.plan import Route
 from agentdeploy.planner.quality import quality_floor
 from agentdeploy.planner.spec import AgentDecision, Audience, Measure, Spec
@@ -29,6 +30,12 @@ def effective_route(agent: AgentDecision, catalog: Catalog) -> Route | None:
     if o.model in catalog.open_models or o.instance_type:
         return "gpu"
     return None
+
+
+def ops_overhead(spec: Spec, catalog: Catalog) -> float:
+    """Engineering time per fleet-month: the stack's figure, or the catalog's sourced default."""
+    own = spec.stack.ops_overhead_usd_per_fleet_month
+    return catalog.assumptions.ops_overhead_usd_per_fleet_month if own is None else own
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,9 @@ class AgentContext:
     floor: int
     #: The route the overrides decide, None where the planner chooses.
     route_pin: Route | None
+    #: What each (open model, instance) replica does with this agent's requests, worked out once
+    #: (fleet.Replica; keyed by the catalog entries' ids, which live as long as the catalog).
+    replicas: dict[tuple[int, int], Replica] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, name: str, agent: AgentDecision, spec: Spec, catalog: Catalog, scale: float) -> AgentContext:
@@ -83,7 +93,11 @@ class AgentContext:
 
     @property
     def ops_overhead(self) -> float:
-        return self.spec.stack.ops_overhead_usd_per_fleet_month
+        return ops_overhead(self.spec, self.catalog)
+
+    @property
+    def ops_overhead_is_default(self) -> bool:
+        return self.spec.stack.ops_overhead_usd_per_fleet_month is None
 
     @property
     def idle_minutes(self) -> int:

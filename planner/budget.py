@@ -12,8 +12,9 @@ import math
 
 from agentdeploy.planner.agent_context import AgentContext
 from agentdeploy.planner.options import ApiOption, Choice, GpuOption
-from agentdeploy.planner.plan import BudgetPlan, BudgetPolicy, CostItems, PaceAlarm
+from agentdeploy.planner.plan import AgentPlan, BudgetPlan, BudgetPolicy, CostItems, PaceAlarm
 from agentdeploy.planner.quality import judge
+from agentdeploy.planner.spec import StackSettings
 
 
 def degrade_model(ctx: AgentContext, api_ref: ApiOption) -> str | None:
@@ -74,3 +75,21 @@ def gateway_policy(policy: BudgetPolicy, degrade_to: str | None) -> BudgetPolicy
 def pace(gateway_usd: float, thresholds_pct: list[int], days_per_month: float) -> list[PaceAlarm]:
     """One daily-spend alarm per threshold: the day's spend that reaches pct% of the budget in a month."""
     return [PaceAlarm(pct=pct, daily_usd=round(gateway_usd * pct / 100 / days_per_month, 4)) for pct in thresholds_pct]
+
+
+def with_infrastructure(plan: AgentPlan, share_usd: float, stack: StackSettings, days_per_month: float) -> BudgetPlan:
+    """The agent's budget once its share of the stack's fixed cost is known.
+
+    The share is AWS-billed (NAT, load balancers, tasks, alarms): it goes to `aws_usd`, so the
+    stack's AWS Budget covers what AWS bills and nothing the gateway meters. A derived budget
+    grows by the share x headroom; a budget the user set is split, not grown.
+    """
+    b, launch = plan.budget, plan.cost.items["launch"]
+    claude = launch.total - launch.gpu_spot - launch.gpu_on_demand - launch.ops_overhead
+    aws = launch.gpu_spot + launch.gpu_on_demand + share_usd
+    monthly = b.monthly_usd if b.user_set else float(max(1.0, math.ceil((launch.total + share_usd) * stack.budget_headroom)))
+    metered = claude + aws
+    gateway = round(max(1.0, monthly * claude / metered), 2) if metered else round(monthly, 2)
+    aws_usd = round(monthly * aws / metered, 2) if metered else 0.0
+    return b.model_copy(update={"monthly_usd": round(monthly, 2), "gateway_usd": gateway, "aws_usd": aws_usd,
+                                "pace": pace(gateway, b.thresholds_pct, days_per_month)})

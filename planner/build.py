@@ -3,7 +3,7 @@
 For each agent: the quality floor rules out models; the latency ceiling rules out the rest that
 are too slow; among what is left the Batch API wins when the agent tolerates hours, a self-hosted
 fleet wins only when an open model meets floor and ceiling *and* costs less than the API at the
-12-month volume; otherwise the cheapest qualifying Claude model on the realtime API. When nothing
+year's ramp (month by month from launch to the 12-month volume); otherwise the cheapest qualifying Claude model on the realtime API. When nothing
 qualifies the planner names the corner to relax and by how much.
 
 This module is the route choice. What it reads about an agent is worked out once in
@@ -21,14 +21,26 @@ from pathlib import Path
 from agentdeploy.errors import Infeasible, InvalidInput
 from agentdeploy.planner import explain, relax
 from agentdeploy.planner.agent_context import AgentContext
+from agentdeploy.planner.budget import with_infrastructure
 from agentdeploy.planner.catalog import Catalog, load_catalog
 from agentdeploy.planner.context import claude_misfit, open_misfit
 from agentdeploy.planner.curves import baseline
 from agentdeploy.planner.fleet import fits
+from agentdeploy.planner.infra import infrastructure, shares
 from agentdeploy.planner.latency import BATCH_LIMIT_S, BATCH_P95_S
-from agentdeploy.planner.options import ApiOption, Choice, GpuOption, best_api_option, build_gpu_option, cache_choices
+from agentdeploy.planner.options import (
+    ApiOption,
+    Choice,
+    GpuOption,
+    api_with_months,
+    best_api_option,
+    build_gpu_option,
+    cache_choices,
+    with_months,
+)
 from agentdeploy.planner.plan import AgentPlan, CatalogRef, MonthlyUSD, Plan, Totals
 from agentdeploy.planner.quality import Verdict, judge
+from agentdeploy.planner.ramp import best_switch
 from agentdeploy.planner.record import Alternatives, agent_plan
 from agentdeploy.planner.spec import AgentDecision, Spec
 
@@ -64,11 +76,17 @@ def build_plan(spec: Spec, catalog: Catalog | None = None, *, scale: float = 1.0
             details=problems,
             hint="relax the corner named for each agent in the decision file, then plan again",
         )
+    infra = infrastructure(spec, plans, catalog)
+    share = shares(infra, plans)
+    plans = [with_share(p, share[p.name], spec, catalog) for p in plans]
+    agents = MonthlyUSD(
+        launch=round(sum(p.cost.monthly_usd.launch for p in plans), 2),
+        month_12=round(sum(p.cost.monthly_usd.month_12 for p in plans), 2),
+    )
     totals = Totals(
-        monthly_usd=MonthlyUSD(
-            launch=round(sum(p.cost.monthly_usd.launch for p in plans), 2),
-            month_12=round(sum(p.cost.monthly_usd.month_12 for p in plans), 2),
-        )
+        monthly_usd=MonthlyUSD(launch=round(agents.launch + infra.monthly_usd, 2), month_12=round(agents.month_12 + infra.monthly_usd, 2)),
+        agents_usd=agents,
+        infrastructure_usd=infra.monthly_usd,
     )
     return Plan(
         stack=spec.stack.name,
@@ -77,9 +95,17 @@ def build_plan(spec: Spec, catalog: Catalog | None = None, *, scale: float = 1.0
         volume_scale=scale,
         agents=plans,
         totals=totals,
-        baseline=baseline(spec, catalog, totals, scale),
+        baseline=baseline(spec, catalog, totals, scale, infra.items["spend_alarms"]),
         catalog=CatalogRef(version=catalog.version, as_of=str(catalog.as_of), overrides=list(catalog.applied_overrides)),
+        infrastructure=infra,
     )
+
+
+def with_share(plan: AgentPlan, share_usd: float, spec: Spec, catalog: Catalog) -> AgentPlan:
+    """The agent's plan with its budget carrying its share of the stack's fixed cost."""
+    budget = with_infrastructure(plan, share_usd, spec.stack, catalog.assumptions.days_per_month)
+    why = [explain.budget_line_with_share(spec.stack.budget_headroom, budget, share_usd) if w.startswith("budget $") else w for w in plan.why]
+    return plan.model_copy(update={"budget": budget, "why": why})
 
 
 def check_scale(scale: float) -> None:
@@ -173,11 +199,11 @@ class Candidates:
 
     @property
     def chosen_api(self) -> ApiOption | None:
-        return min(self.fast_api, key=lambda o: o.month_12.total, default=None)
+        return min(self.fast_api, key=lambda o: o.year_usd, default=None)
 
     @property
     def best_gpu(self) -> GpuOption | None:
-        return min(self.gpu, key=lambda o: o.month_12.total, default=None)
+        return min(self.gpu, key=lambda o: o.year_usd, default=None)
 
 
 def _candidates(ctx: AgentContext, shortlist: Shortlist, batch_ok: bool, why: list[str]) -> Candidates:
@@ -185,23 +211,29 @@ def _candidates(ctx: AgentContext, shortlist: Shortlist, batch_ok: bool, why: li
     models = shortlist.models
 
     def api_option(m: str, *, batch: bool) -> ApiOption:
-        return best_api_option(agent, m, catalog.claude_models[m], catalog, ctx.launch_v, ctx.m12_v, batch=batch)
+        return best_api_option(agent, m, catalog.claude_models[m], catalog, ctx.launch_v, ctx.m12_v, batch=batch, months=False)
 
+    def priced(o: ApiOption) -> ApiOption:
+        return api_with_months(agent, o, catalog, ctx.launch_v, ctx.m12_v)
+
+    # the months between launch and 12 are priced only for the options that can be chosen
     api_options = [api_option(m, batch=False) for m in models]
-    fast_api = [o for o in api_options if measure == "none" or o.estimate.measured(measure) <= (ceiling or math.inf)]
+    fast_api = [priced(o) for o in api_options if measure == "none" or o.estimate.measured(measure) <= (ceiling or math.inf)]
+    api_options = [next((f for f in fast_api if f.model_id == o.model_id), o) for o in api_options]
     batch_options: list[ApiOption] = []
     if batch_ok and ctx.route_pin in (None, "batch"):
         if not cache_choices(agent, batch=True):
             why.append(explain.batch_ruled_out_by_cache_pin())
         else:
-            batch_options = [api_option(m, batch=True) for m in models]
+            batch_options = [priced(api_option(m, batch=True)) for m in models]
             if ceiling is not None and ceiling < BATCH_LIMIT_S:
                 why.append(explain.batch_may_overrun(ceiling))
 
-    chosen_api = min(fast_api, key=lambda o: o.month_12.total, default=None)
+    chosen_api = min(fast_api, key=lambda o: o.year_usd, default=None)
     # A fleet's Claude fallback must meet the floor; when none meets the ceiling too, the fastest
     # one still catches errors and spot losses (slower, but an answer), and the plan says so.
     fallback = chosen_api or min(api_options, key=lambda o: o.estimate.measured(measure) if measure != "none" else 0, default=None)
+    fallback = priced(fallback) if fallback is not None else None
     gpu, misses, open_too_small = _gpu_options(ctx, fallback)
     excluded = shortlist.too_small + open_too_small
     if excluded:
@@ -243,7 +275,31 @@ def _gpu_options(ctx: AgentContext, fallback: ApiOption | None) -> tuple[list[Gp
                 misses.append(option)
                 continue
             options.append(option)
-    return options, misses, too_small
+    return _cheapest_over_the_year(ctx, options), misses, too_small
+
+
+def _cheapest_over_the_year(ctx: AgentContext, options: list[GpuOption]) -> list[GpuOption]:
+    """Price month by month only the fleets that can still be the cheapest over the year.
+
+    A fleet month costs at least its ops overhead and one replica through the active hours, so
+    launch + month 12 + ten such months bounds its year from below; a fleet whose bound is over
+    the cheapest year found so far cannot win and is left out (the result's minimum is exact).
+    """
+    days, hours = ctx.catalog.assumptions.days_per_month, ctx.agent.volume.resolved_active_hours
+
+    def floor(o: GpuOption) -> float:
+        month = ctx.ops_overhead + hours * days * min(o.instance.spot_usd_per_hour, o.instance.on_demand_usd_per_hour)
+        return o.launch.total + o.month_12.total + 10 * month
+
+    priced: list[GpuOption] = []
+    best = math.inf
+    for option in sorted(options, key=floor):
+        if floor(option) >= best:
+            break
+        full = with_months(ctx, option)
+        priced.append(full)
+        best = min(best, full.year_usd)
+    return priced
 
 
 # --- the route ---------------------------------------------------------------------------------
@@ -255,7 +311,7 @@ def _choose(ctx: AgentContext, found: Candidates, why: list[str]) -> Choice | No
     if ctx.route_pin == "gpu":
         return found.best_gpu
     if found.batch:
-        batch = min(found.batch, key=lambda o: o.month_12.total)
+        batch = min(found.batch, key=lambda o: o.year_usd)
         why.append(explain.batch_chosen(ctx, batch))
         return batch
     api, best_gpu = found.chosen_api, found.best_gpu
@@ -264,7 +320,8 @@ def _choose(ctx: AgentContext, found: Candidates, why: list[str]) -> Choice | No
     if api is None:
         why.append(explain.only_gpu_fast_enough(best_gpu))
         return best_gpu
-    if best_gpu.month_12.total < api.month_12.total:
+    switch = best_switch(api, best_gpu)
+    if best_gpu.year_usd < api.year_usd and (switch is None or best_gpu.year_usd <= switch.year_usd):
         why.append(explain.gpu_cheaper(best_gpu, api))
         return best_gpu
     why.append(explain.api_cheaper(best_gpu, api))

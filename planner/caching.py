@@ -1,11 +1,22 @@
 """Prompt caching: which breakpoints and TTL pay, from the traffic's own timing.
 
-A cached prefix is read at 0.1x input but written at 1.25x (5 min) or 2x (1 h). It pays only
-when the next request sharing the prefix arrives within the TTL: later turns of a conversation
-usually do (their gap is known), separate conversations do with a probability set by the
-arrival rate (every request refreshes the entry). A read is only ever of a prefix an earlier
-request wrote within the TTL. The planner prices every option with the token bill below and
-keeps the cheapest, so enabling caching can never raise the projection.
+A cached prefix is read at 0.1x input but written at 1.25x (5 min) or 2x (1 h). Hits are
+counted per conversation, not per request: conversations arrive at random (Poisson) over the
+active hours, the turns of one conversation follow a turn gap apart, and every request refreshes
+the entries it uses. Each breakpoint has its own lifetime:
+
+- the static prefix (system + tools) is shared: it is live at a request when *any* request used
+  it within the TTL. Another conversation's requests cover a window of TTL + the sum over its
+  gaps of min(gap, TTL) after it starts; with conversations arriving at rate lambda, a first
+  turn finds the entry with probability 1 - exp(-lambda x covered), where at the start of an
+  active day only the part of the day elapsed so far counts (each active day starts cold);
+- the conversation breakpoint is the conversation's own: a turn reads its predecessor's entry
+  only when the gap was within the TTL.
+
+Turn gaps vary: lognormal with the profile's mean and coefficient of variation (a human
+answering is right-skewed; `profile.turn_gap_cv`, default in the catalog). The closed form is
+held against a Monte-Carlo replay of arrivals in tests/planner/cachemc.py. The planner prices
+every option with the token bill below and keeps the cheapest.
 """
 
 from __future__ import annotations
@@ -56,61 +67,122 @@ class TokenBill:
     output: float = 0.0
     #: Share of requests whose static prefix came from cache.
     static_hit_rate: float = 0.0
+    #: Share of later turns that read the previous turn's conversation breakpoint.
+    conversation_hit_rate: float = 0.0
 
 
-def first_hit_probability(ttl_s: float, rps: float) -> float:
-    """P(another request refreshed the prefix within the TTL), Poisson arrivals."""
-    return 1.0 - math.exp(-rps * ttl_s)
+@dataclass(frozen=True)
+class Hits:
+    """Chances that a request finds a breakpoint's entry live."""
+
+    #: Static prefix at a conversation's first turn: written by another conversation.
+    first: float
+    #: The previous turn's entries are still live (the gap was within the TTL).
+    own: float
+
+    @property
+    def later(self) -> float:
+        """Static prefix at a later turn: own previous request or another conversation's."""
+        return 1.0 - (1.0 - self.own) * (1.0 - self.first)
 
 
-def conversation_bill(
-    profile: Profile,
-    model: ClaudeModel,
-    option: CacheOption,
-    traffic: Traffic,
-    *,
-    turn_gap_s: float,
-    batch_hit_rate: float | None = None,
-) -> TokenBill:
-    """Bill one conversation's tokens under a caching option.
+def _phi(x: float) -> float:
+    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
 
-    `batch_hit_rate` replaces the arrival-based estimate for the Batch API, where requests of a
-    batch run close together but parallel requests before the first response all write.
+
+def gap_within(ttl_s: float, mean_s: float, cv: float) -> float:
+    """P(gap <= TTL) for a lognormal gap of this mean and coefficient of variation (cv 0: exact)."""
+    if cv <= 0:
+        return 1.0 if mean_s <= ttl_s else 0.0
+    s2 = math.log1p(cv * cv)
+    mu = math.log(mean_s) - s2 / 2
+    return _phi((math.log(ttl_s) - mu) / math.sqrt(s2))
+
+
+def mean_min_gap(ttl_s: float, mean_s: float, cv: float) -> float:
+    """E[min(gap, TTL)]: how long one gap keeps the entry live, on average."""
+    if cv <= 0:
+        return min(mean_s, ttl_s)
+    s2 = math.log1p(cv * cv)
+    s = math.sqrt(s2)
+    mu = math.log(mean_s) - s2 / 2
+    z = (math.log(ttl_s) - mu) / s
+    return mean_s * _phi(z - s) + ttl_s * (1.0 - _phi(z))
+
+
+def first_turn_hit(rate_per_s: float, covered_s: float, day_s: float) -> float:
+    """P(a conversation's first turn finds the static prefix live), averaged over the active day.
+
+    At t seconds into an active day the conversations that can have kept the entry live started
+    within min(t, covered) before it, so P(hit at t) = 1 - exp(-rate x min(t, covered));
+    averaged over t uniform in the day. A round-the-clock day never starts cold.
+    """
+    if rate_per_s <= 0 or covered_s <= 0:
+        return 0.0
+    if day_s >= 86400.0:
+        return 1.0 - math.exp(-rate_per_s * covered_s)
+    w = min(covered_s, day_s)
+    e = math.exp(-rate_per_s * w)
+    miss = ((1.0 - e) / rate_per_s + (day_s - w) * e) / day_s
+    return 1.0 - miss
+
+
+def arrival_hits(profile: Profile, traffic: Traffic, ttl_s: float, gap_mean_s: float, gap_cv: float) -> Hits:
+    """The per-conversation hit model for realtime requests (see the module docstring)."""
+    own = gap_within(ttl_s, gap_mean_s, gap_cv) if profile.turns > 1 else 0.0
+    covered = ttl_s + (profile.turns - 1) * mean_min_gap(ttl_s, gap_mean_s, gap_cv)
+    active_s = traffic.active_seconds_per_month
+    rate = traffic.conversations_per_month / active_s if active_s else 0.0
+    return Hits(first=first_turn_hit(rate, covered, traffic.active_hours_per_day * 3600.0), own=own)
+
+
+def batch_hit_rate(conversations_per_day: float, turns: int, parallel_writes: float) -> float:
+    """Share of a day's batch requests that find the static prefix written.
+
+    One batch a day holds the day's requests; an entry exists only once a response has begun,
+    so the first `parallel_writes` requests the Batch API runs together all write; the rest read.
+    Batches a day apart start cold (the 1 h TTL is long gone).
+    """
+    n = conversations_per_day * turns
+    if n <= parallel_writes:
+        return 0.0
+    return 1.0 - parallel_writes / n
+
+
+def conversation_bill(profile: Profile, model: ClaudeModel, option: CacheOption, hits: Hits, *, batch: bool = False) -> TokenBill:
+    """Bill one conversation's tokens under a caching option and hit chances.
+
+    On the Batch API the conversation breakpoint is never offered and every turn's static hit
+    chance is `hits.first` (requests of one conversation are not timed together).
     """
     # S: static prefix; In, Out: new input and output per turn; T: turns
     S, In, Out, T = profile.static_prefix_tokens, profile.input_tokens_per_turn, profile.output_tokens_per_turn, profile.turns
     minimum = model.min_cacheable_tokens
     static_cacheable = option.enabled and S >= minimum and S > 0
-    ttl_s = TTL_SECONDS[option.ttl] if option.ttl else 0.0
-    if batch_hit_rate is not None:
-        h_first = batch_hit_rate
-        gap_ok = False
-    else:
-        h_first = first_hit_probability(ttl_s, traffic.avg_rps) if static_cacheable else 0.0
-        gap_ok = turn_gap_s <= ttl_s
+    own = 0.0 if batch else hits.own
     uncached = write = read = 0.0
-    hits = 0.0
+    static_hits = conv_hits = 0.0
     # A read needs an entry: only a turn whose own breakpoint was cacheable (at or over the
     # model's minimum) wrote its prefix; turns under the minimum write nothing to read back.
     prev_written = False
     for k in range(1, T + 1):
         history = (k - 1) * (In + Out) if profile.resend_history else 0
-        lead = 0  # static tokens not covered by their own breakpoint travel with the conversation part
-        if static_cacheable:
-            p_hit = 1.0 if (k > 1 and gap_ok) else h_first
-            read += p_hit * S
-            write += (1 - p_hit) * S
-            hits += p_hit
-        else:
-            lead = S
+        lead = 0 if static_cacheable else S  # static tokens not covered by their own breakpoint
         dynamic = lead + history + In
-        conv_cacheable = (
-            option.conversation and batch_hit_rate is None and T > 1 and (S + history + In) >= minimum
-        )
-        if conv_cacheable and prev_written and gap_ok and profile.resend_history:
+        conv_cacheable = option.conversation and not batch and T > 1 and (S + history + In) >= minimum
+        reads_own = conv_cacheable and prev_written and profile.resend_history and k > 1
+        p_own = own if reads_own else 0.0
+        # the static prefix: live when the previous turn was within the TTL, or another conversation's
+        if static_cacheable:
+            p_static = hits.first if (k == 1 or batch) else 1.0 - (1.0 - own) * (1.0 - hits.first)
+            read += p_static * S
+            write += (1 - p_static) * S
+            static_hits += p_static
+        if reads_own:
             # the previous turn's breakpoint covered everything up to its own input
-            read += dynamic - Out - In
-            write += Out + In
+            read += p_own * (dynamic - Out - In)
+            write += p_own * (Out + In) + (1 - p_own) * dynamic
+            conv_hits += p_own
         elif conv_cacheable:
             write += dynamic
         else:
@@ -121,5 +193,6 @@ def conversation_bill(
         cache_write=write,
         cache_read=read,
         output=float(Out * T),
-        static_hit_rate=hits / T if static_cacheable else 0.0,
+        static_hit_rate=static_hits / T if static_cacheable else 0.0,
+        conversation_hit_rate=conv_hits / (T - 1) if option.conversation and T > 1 and not batch else 0.0,
     )

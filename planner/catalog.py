@@ -13,22 +13,45 @@ import difflib
 import os
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from agentdeploy.errors import InvalidInput
+from agentdeploy.planner.figures import out_of_window
 from agentdeploy.planner.problems import clean_loc, describe
-from agentdeploy.planner.yamlsource import YamlSource, YamlSyntaxError, load_yaml_source, safe_load
+from agentdeploy.planner.textcheck import control_characters, dotted
+from agentdeploy.planner.yamlsource import YamlSource, YamlSyntaxError, load_yaml_source, read_yaml_file
 from agentdeploy.tokens import TOKEN_KINDS, TokenKind, TokenPrices
 
 BUILTIN = Path(__file__).parent / "data" / "catalog.yaml"
 TASKS = ("routing", "classification", "extraction", "qa", "reasoning", "generation")
 
 
-class Sourced(BaseModel):
+class _Figures(BaseModel):
+    """Catalog entries: every number within the window of `figures.py` (no subnormal, no 1e308)."""
+
+    @field_validator("*")
+    @classmethod
+    def _in_window(cls, v: Any) -> Any:
+        problem = out_of_window(v)
+        if problem:
+            raise ValueError(problem)
+        return v
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_figures(cls, v: Any, info: ValidationInfo) -> Any:
+        """Lax validation reads `true` as 1: no price, speed or limit is a yes/no."""
+        field = cls.model_fields.get(info.field_name or "")
+        if isinstance(v, bool) and field is not None and field.annotation is not bool:
+            raise ValueError("true/false is not valid here")
+        return v
+
+
+class Sourced(_Figures):
     """An entry whose figures carry a source and an as-of date."""
 
     # .inf / .nan are valid YAML, and no price, speed or limit means anything with them
@@ -55,6 +78,8 @@ class ClaudeModel(Sourced):
     max_output_tokens: int = Field(gt=0)
     ttft_p50_s: float = Field(gt=0)
     ttft_p95_s: float = Field(gt=0)
+    #: What each 1,000 prompt tokens add to the time to first token (prefill on Anthropic's side).
+    ttft_s_per_1k_input_tokens: float = Field(0.0, ge=0)
     output_tokens_per_s: float = Field(gt=0)
     quality_tier: int = Field(ge=1, le=5)
     #: Whether the planner may choose it; newer or unverified models can be enabled by override.
@@ -86,7 +111,7 @@ class OpenModel(Sourced):
     memory_gb: float = Field(gt=0)
     context_tokens: int = Field(gt=0)
     #: Quality tier per task kind it is fit for; tasks absent here are not served by it.
-    task_tiers: dict[str, int]
+    task_tiers: dict[str, Annotated[int, Field(ge=1, le=5)]]
 
     @model_validator(mode="after")
     def _tasks_known(self) -> OpenModel:
@@ -96,7 +121,7 @@ class OpenModel(Sourced):
         return self
 
 
-class InstancePerf(BaseModel):
+class InstancePerf(_Figures):
     """How one model size class runs on one instance type (vLLM, single replica)."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
@@ -106,6 +131,9 @@ class InstancePerf(BaseModel):
     #: Concurrency where throughput saturates and tail latency starts rising.
     knee_concurrency: int = Field(gt=0)
     ttft_p95_s_at_knee: float = Field(gt=0)
+    #: Prompt tokens a replica prefills per second; None: estimated from the GPU's FLOPs
+    #: (see `GpuInstance.bf16_tflops` and `Assumptions.prefill_mfu`).
+    prefill_tok_s: float | None = Field(None, gt=0)
     #: Where the figures come from; "EST ..." marks an estimate and says how it was made.
     source: str = Field(min_length=3)
     #: When the source was published, or when the estimate was made.
@@ -120,6 +148,8 @@ class GpuInstance(Sourced):
     spot_usd_per_hour: float = Field(gt=0)
     #: Seconds from launch to serving: boot, image, weights, engine start (EST).
     cold_start_s: float = Field(gt=0)
+    #: Dense BF16 tensor TFLOPS of one GPU (datasheet), for the FLOPs-based prefill estimate.
+    bf16_tflops: float = Field(gt=0)
     perf: dict[str, InstancePerf] = Field(default_factory=dict)
     #: Alternative instance types of the same GPU class for mixed-instances overrides.
     alternatives: list[str] = Field(default_factory=list)
@@ -128,15 +158,48 @@ class GpuInstance(Sourced):
 class Assumptions(Sourced):
     """Planner constants that are estimates rather than published figures."""
 
-    max_tokens_margin: float = 1.25
-    spot_interruption_fallback_share: float = 0.01
-    cold_start_fallback_share: float = 0.02
-    batch_cache_hit_rate: float = 0.8
-    default_turn_gap_s: float = 30.0
-    days_per_month: float = 30.4
+    #: max_tokens = p99 output x this margin: below 1 it truncates the p99 answer (0 plans max_tokens 0).
+    max_tokens_margin: float = Field(1.25, ge=1, le=10)
+    #: Spot interruptions per instance per month (AWS Spot Instance Advisor frequency band).
+    spot_interruptions_per_month: float = Field(0.1, ge=0, le=720)
+    #: Requests the Batch API runs together before any response has begun (all of them write).
+    batch_parallel_writes: float = Field(10.0, ge=0, le=100_000)
+    default_turn_gap_s: float = Field(30.0, ge=0.1, le=30 * 86400)
+    #: Coefficient of variation of the turn gap (lognormal) where the profile gives none.
+    default_turn_gap_cv: float = Field(1.0, ge=0, le=10)
+    #: Engineering time to run one self-hosted fleet, USD per fleet-month.
+    ops_overhead_usd_per_fleet_month: float = Field(500.0, ge=0)
+    #: Share of a GPU's peak FLOPs a prefill reaches (model FLOPs utilisation).
+    prefill_mfu: float = Field(0.4, gt=0, le=1)
+    #: Gigabytes of weights a booting replica pulls through the NAT: bytes per parameter.
+    weight_bytes_per_param: float = Field(2.0, ge=0.1, le=8)
+    days_per_month: float = Field(30.4, ge=28, le=31)
     #: GPU replicas run at most this share of their knee concurrency at peak.
-    gpu_target_utilisation: float = 0.7
-    idle_minutes_default: int = 15
+    gpu_target_utilisation: float = Field(0.7, ge=0.05, le=1)
+    idle_minutes_default: int = Field(15, ge=1, le=7 * 24 * 60)
+
+
+class Infrastructure(Sourced):
+    """What the stack itself costs a month, whatever the traffic (us-east-1 list prices)."""
+
+    hours_per_month: float = Field(730.0, ge=672, le=744)
+    nat_gateway_usd_per_hour: float = Field(ge=0)
+    nat_usd_per_gb: float = Field(ge=0)
+    alb_usd_per_hour: float = Field(ge=0)
+    #: One load-balancer capacity unit an hour: a small stack's steady use.
+    alb_lcu_usd_per_hour: float = Field(ge=0)
+    fargate_vcpu_usd_per_hour: float = Field(ge=0)
+    fargate_gb_usd_per_hour: float = Field(ge=0)
+    #: The gateway's tasks: vCPU and GB each, and how many run.
+    gateway_task_vcpu: float = Field(gt=0)
+    gateway_task_gb: float = Field(gt=0)
+    gateway_tasks: int = Field(ge=1)
+    #: The shared budget store the gateway replicas count spend in (one small cache node).
+    budget_store_usd_per_hour: float = Field(ge=0)
+    cloudwatch_alarm_usd_per_month: float = Field(ge=0)
+    cloudwatch_logs_usd_per_gb: float = Field(ge=0)
+    #: Gateway logs a month (GB): request lines and metrics.
+    gateway_logs_gb_per_month: float = Field(ge=0)
 
 
 class Catalog(BaseModel):
@@ -148,6 +211,7 @@ class Catalog(BaseModel):
     open_models: dict[str, OpenModel]
     gpu_instances: dict[str, GpuInstance]
     assumptions: Assumptions
+    infrastructure: Infrastructure
     #: Where each override came from, in the order applied.
     applied_overrides: list[str] = Field(default_factory=list)
 
@@ -187,20 +251,36 @@ def catalog_home_overrides(region: str | None = None) -> list[Path]:
     return [f for f in files if not f.name.startswith("spot-") or f.name == f"spot-{region}.yaml"]
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def _read_yaml(path: Path) -> tuple[dict[str, Any], YamlSource]:
+    """A catalog file's mapping and its node tree (for lines), read with the decision file's YAML rules."""
     try:
-        data = safe_load(path.read_text())
+        source = read_yaml_file(path)
     except OSError as err:
         raise InvalidInput(f"{path}: cannot read catalog file ({err.strerror})") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise InvalidInput(f"{where}: catalog file is not valid YAML ({getattr(err, 'problem', err)})") from None
+    except YamlSyntaxError as err:
+        where = f"{path}:{err.line}" if err.line else str(path)
+        field = f"{err.field}: " if err.field else ""
+        raise InvalidInput(f"{where}: {field}catalog file is not valid YAML ({err.problem})") from None
+    data = source.data
     if data is None:
-        return {}
+        return {}, source
     if not isinstance(data, dict):
         raise InvalidInput(f"{path}:1: a catalog file must be a mapping at the top level", hint="see planner/data/catalog.yaml for its shape")
-    return data
+    return data, source
+
+
+@lru_cache(maxsize=4)
+def _builtin(stamp: tuple[int, int]) -> tuple[dict[str, Any], YamlSource]:
+    """The built-in catalog, parsed once per version of the file (merges copy, never mutate it)."""
+    return _read_yaml(BUILTIN)
+
+
+def _control_characters(layer: _Layer) -> list[str]:
+    """Override values with control characters: a model id or repo lands in rendered node files."""
+    return [
+        f"{layer.where(loc)}: {dotted(layer.prefix + loc)}: {problem}; control characters cannot reach a rendered file"
+        for loc, problem in control_characters(layer.data)
+    ]
 
 
 @dataclass(frozen=True)
@@ -256,7 +336,7 @@ def _invalid(err: ValidationError, layers: list[_Layer], applied: list[str]) -> 
         if e["type"] == "missing" and len(loc) == 3 and isinstance(builtin.get(group), dict) and loc[1] not in builtin[group]:
             guess = difflib.get_close_matches(str(loc[1]), list(builtin[group]), n=1)
             line = (
-                f"{layer.where(loc[:2])}: {'.'.join(map(str, layer.prefix + loc[:2]))}: not in the built-in catalog, so it is read "
+                f"{layer.where(loc[:2])}: {dotted(layer.prefix + loc[:2])}: not in the built-in catalog, so it is read "
                 f"as a new entry, which needs every field; did you mean {guess[0]!r}?"
             ) if guess else None
             if line and line not in guesses:
@@ -265,7 +345,9 @@ def _invalid(err: ValidationError, layers: list[_Layer], applied: list[str]) -> 
     return InvalidInput(
         f"catalog is invalid after applying overrides ({origin})",
         details=guesses + details,
-        hint="an override entry needs the same fields as the built-in one, plus `source` and `as_of`",
+        hint="an override entry needs the same fields as the built-in one, plus `source` and `as_of`"
+        if any(e["type"] == "missing" for e in err.errors())
+        else "each line says the field's allowed range; planner/data/catalog.yaml has the built-in figures and their sources",
     )
 
 
@@ -282,14 +364,16 @@ def load_catalog(
     `inline_source` is the decision file the `catalog:` section came from, so its errors name
     that file's lines (callers without it still get the field and the origin's name).
     """
-    data = _read_yaml(BUILTIN)
-    layers = [_Layer(BUILTIN, data)]
+    stat = BUILTIN.stat()
+    data, builtin_source = _builtin((stat.st_mtime_ns, stat.st_size))
+    data = dict(data)  # the cached document is shared: only this copy's top level is written
+    layers = [_Layer(BUILTIN, data, (), builtin_source)]
     applied: list[str] = []
     paths = (catalog_home_overrides(region) if include_home else []) + list(override_files or [])
     for path in paths:
-        doc = _read_yaml(Path(path))
+        doc, doc_source = _read_yaml(Path(path))
         data = deep_merge(data, doc)
-        layers.append(_Layer(Path(path), doc))
+        layers.append(_Layer(Path(path), doc, (), doc_source))
         applied.append(str(path))
     if inline_overrides:
         data = deep_merge(data, inline_overrides)
@@ -297,6 +381,9 @@ def load_catalog(
         layers.append(_Layer(inline_path, inline_overrides, ("catalog",), inline_source))
         applied.append(f"{inline_source.path} (catalog:)" if inline_source else inline_origin)
     data["applied_overrides"] = applied
+    text_problems = [line for layer in layers[1:] for line in _control_characters(layer)]
+    if text_problems:
+        raise InvalidInput(f"catalog overrides hold control characters ({', '.join(applied)})", details=text_problems[:40])
     try:
         return Catalog.model_validate(data)
     except ValidationError as err:

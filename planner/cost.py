@@ -22,12 +22,14 @@ def price_bill(bill: TokenBill, model: ClaudeModel, option: CacheOption, *, batc
     output = bill.output * model.usd_per_token("output") * conversations
     gross = uncached + write + read + output
     discount = -gross * model.batch_discount if batch else 0.0
-    return CostItems(
+    # built without re-validation: every figure is a float computed here (the planner's hot path)
+    return CostItems.model_construct(
         uncached_input=round(uncached, 6),
         cache_write=round(write, 6),
         cache_read=round(read, 6),
         output=round(output, 6),
         batch_discount=round(discount, 6),
+        gpu_spot=0.0, gpu_on_demand=0.0, fallback_api=0.0, ops_overhead=0.0,
         total=round(gross + discount, 6),
     )
 
@@ -44,7 +46,8 @@ def gpu_items(
     od = on_demand_hours * on_demand_rate
     spot = spot_hours * spot_rate
     total = od + spot + fallback_api_usd + ops_overhead_usd
-    return CostItems(
+    return CostItems.model_construct(
+        uncached_input=0.0, cache_write=0.0, cache_read=0.0, output=0.0, batch_discount=0.0,
         gpu_on_demand=round(od, 6),
         gpu_spot=round(spot, 6),
         fallback_api=round(fallback_api_usd, 6),

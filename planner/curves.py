@@ -7,12 +7,13 @@ plan is compared with is priced here too.
 
 from __future__ import annotations
 
-from agentdeploy.planner.agent_context import AgentContext, volumes
+from agentdeploy.planner.agent_context import AgentContext, ops_overhead, volumes
 from agentdeploy.planner.breakeven import Curve, break_even
 from agentdeploy.planner.caching import OPTIONS, CacheOption
 from agentdeploy.planner.catalog import Catalog
-from agentdeploy.planner.options import ApiOption, GpuOption, api_cost_at, best_api_option, gpu_cost_at
+from agentdeploy.planner.options import ApiOption, GpuOption, api_cost_at, best_api_option, gpu_cost_at, gpu_month
 from agentdeploy.planner.plan import AgentPlan, Baseline, MonthlyUSD, Totals
+from agentdeploy.planner.quality import judge
 from agentdeploy.planner.spec import AgentDecision, Spec
 
 
@@ -21,12 +22,19 @@ def break_even_volume(ctx: AgentContext, gpu: GpuOption | None, api_ref: ApiOpti
     if gpu is None or api_ref.route != "api":
         return None
     agent, catalog = ctx.agent, ctx.catalog
+    seen: dict[float, float] = {}
 
     def api_curve(v: float) -> float:
-        return api_cost_at(agent, api_ref.model, api_ref.cache, catalog, v, batch=False)[0].total
+        if v not in seen:
+            seen[v] = api_cost_at(agent, api_ref.model, api_ref.cache, catalog, v, batch=False)[0].total
+        return seen[v]
+
+    same = gpu.fallback.model_id == api_ref.model_id and gpu.fallback.cache == api_ref.cache
 
     def gpu_curve(v: float) -> float:
-        return gpu_cost_at(agent, gpu.instance, gpu.open_model, api_ref, catalog, v, ctx.ops_overhead, ctx.idle_minutes)[0].total
+        # the fleet's fallback is the API reference itself: its bill at v is the API curve's
+        fallback_usd = api_curve(v) if same else None
+        return gpu_month(ctx, gpu.open_model, gpu.instance, gpu.fallback, v, fallback_usd)[0].total
 
     value = break_even(api_curve, gpu_curve)
     return None if value is None else round(value, 1)
@@ -60,24 +68,41 @@ def curves_for(agent: AgentDecision, spec: Spec, catalog: Catalog, plan: AgentPl
     fallback = best_api_option(agent, api_model_id, cm, catalog, plan.volume["launch"], plan.volume["month_12"], batch=False)
 
     def gpu_curve(v: float) -> float:
-        return gpu_cost_at(agent, inst, om, fallback, catalog, v, spec.stack.ops_overhead_usd_per_fleet_month, catalog.assumptions.idle_minutes_default)[0].total
+        return gpu_cost_at(agent, inst, om, fallback, catalog, v, ops_overhead(spec, catalog), catalog.assumptions.idle_minutes_default)[0].total
 
     return api_curve, gpu_curve
 
 
-def baseline(spec: Spec, catalog: Catalog, totals: Totals, scale: float) -> Baseline:
-    """Every agent on one mid tier, realtime, no caching, no batch."""
+def baseline_model(agent: AgentDecision, catalog: Catalog, mid_id: str) -> str:
+    """The mid tier where it meets the agent's floor; else the lowest selectable tier that does."""
+    if judge(mid_id, catalog.claude_models[mid_id], agent.quality).passes:
+        return mid_id
+    passing = sorted(
+        (cm.quality_tier, cm.output_usd_per_mtok, m) for m, cm in catalog.claude_models.items()
+        if cm.selectable and judge(m, cm, agent.quality).passes
+    )
+    return passing[0][2] if passing else mid_id
+
+
+def baseline(spec: Spec, catalog: Catalog, totals: Totals, scale: float, infrastructure_usd: float = 0.0) -> Baseline:
+    """Every agent on one mid tier (a higher one where its floor needs it), realtime, no caching,
+    no batch, clients calling Claude directly: only the spend alarms as fixed cost."""
     selectable = sorted((cm.quality_tier, m) for m, cm in catalog.claude_models.items() if cm.selectable)
     mid_id = selectable[len(selectable) // 2][1]
-    mid = catalog.claude_models[mid_id]
-    launch = m12 = 0.0
-    for agent in spec.agents.values():
+    launch = m12 = infrastructure_usd
+    models: dict[str, str] = {}
+    for name, agent in spec.agents.items():
+        model_id = baseline_model(agent, catalog, mid_id)
+        if model_id != mid_id:
+            models[name] = model_id
+        model = catalog.claude_models[model_id]
         lv, mv = volumes(agent, scale)
-        launch += api_cost_at(agent, mid, OPTIONS[0], catalog, lv, batch=False)[0].total
-        m12 += api_cost_at(agent, mid, OPTIONS[0], catalog, mv, batch=False)[0].total
+        launch += api_cost_at(agent, model, OPTIONS[0], catalog, lv, batch=False)[0].total
+        m12 += api_cost_at(agent, model, OPTIONS[0], catalog, mv, batch=False)[0].total
     saving = MonthlyUSD(launch=round(launch - totals.monthly_usd.launch, 2), month_12=round(m12 - totals.monthly_usd.month_12, 2))
     pct = MonthlyUSD(
         launch=round(100 * saving.launch / launch, 1) if launch else 0.0,
         month_12=round(100 * saving.month_12 / m12, 1) if m12 else 0.0,
     )
-    return Baseline(model=mid_id, monthly_usd=MonthlyUSD(launch=round(launch, 2), month_12=round(m12, 2)), saving_usd=saving, saving_pct=pct)
+    return Baseline(model=mid_id, models=models, monthly_usd=MonthlyUSD(launch=round(launch, 2), month_12=round(m12, 2)),
+                    saving_usd=saving, saving_pct=pct, infrastructure_usd=infrastructure_usd)

@@ -79,11 +79,29 @@ def only_gpu_fast_enough(choice: GpuOption) -> str:
 
 
 def gpu_cheaper(gpu: GpuOption, api: ApiOption) -> str:
-    return f"route gpu: {gpu.open_id} on {gpu.instance_type} costs ${gpu.month_12.total:,.0f}/month at 12-month volume vs ${api.month_12.total:,.0f} on {api.model_id}"
+    return (
+        f"route gpu: {gpu.open_id} on {gpu.instance_type} costs ${gpu.year_usd:,.0f} over the year's ramp vs ${api.year_usd:,.0f} "
+        f"on {api.model_id} (${gpu.month_12.total:,.0f} vs ${api.month_12.total:,.0f} a month at 12-month volume)"
+    )
 
 
 def api_cheaper(gpu: GpuOption, api: ApiOption) -> str:
-    return f"route api: self-hosting {gpu.open_id} on {gpu.instance_type} would cost ${gpu.month_12.total:,.0f}/month at 12-month volume vs ${api.month_12.total:,.0f} on the API"
+    return (
+        f"route api: self-hosting {gpu.open_id} on {gpu.instance_type} would cost ${gpu.year_usd:,.0f} over the year's ramp "
+        f"vs ${api.year_usd:,.0f} on the API (${gpu.month_12.total:,.0f} vs ${api.month_12.total:,.0f} a month at 12-month volume)"
+    )
+
+
+def switch_line(api: ApiOption, gpu: GpuOption, month: int, conversations: float, saved_usd: float) -> str:
+    return (
+        f"stay on {api.model_id} until about {conversations:,.0f} conversations a month (month {month} of the ramp), "
+        f"then move to a fleet ({gpu.open_id} on {gpu.instance_type}): the move saves ${saved_usd:,.0f} in the first year"
+    )
+
+
+def ops_line(ctx: AgentContext, gpu: GpuOption) -> str:
+    source = "the catalog's default, ~4 engineer-hours a month" if ctx.ops_overhead_is_default else "set in stack.ops_overhead_usd_per_fleet_month"
+    return f"ops overhead ${gpu.month_12.ops_overhead:,.0f} per fleet-month counted on the GPU side ({source})"
 
 
 # --- the plan's settings -----------------------------------------------------------------------
@@ -111,18 +129,22 @@ def cache_words(option: ApiOption) -> str:
 def cache_reason(agent: AgentDecision, choice: ApiOption) -> str:
     S = agent.profile.static_prefix_tokens
     minimum = choice.model.min_cacheable_tokens
+    bill = choice.launch_bill or choice.bill
     if choice.cache.enabled and choice.bill.cache_write == 0 and choice.bill.cache_read == 0:
         return f"prompt caching pinned to {choice.cache.ttl}, but no prefix reaches {choice.model_id}'s {minimum}-token minimum: nothing is cached"
     if choice.cache.enabled:
         where = " and the conversation so far" if choice.cache.conversation else ""
+        conv = f", conversation breakpoint {bill.conversation_hit_rate:.0%} of later turns" if choice.cache.conversation else ""
         return (
-            f"prompt caching on: {S}-token static prefix{where} with {choice.cache.ttl} TTL, expected static hit rate "
-            f"{choice.bill.static_hit_rate:.0%} (reads 0.1x, writes {_write_multiplier(choice)}x)"
+            f"prompt caching on: {S}-token static prefix{where} with {choice.cache.ttl} TTL; launch month's expected hit rate: "
+            f"static prefix {bill.static_hit_rate:.0%} of requests{conv} (reads 0.1x, writes {_write_multiplier(choice)}x)"
         )
     if S < minimum:
         return f"prompt caching off: the {S}-token static prefix is under {choice.model_id}'s {minimum}-token minimum"
     if agent.overrides.cache == "off":
         return "prompt caching off: pinned off in overrides"
+    if choice.route == "batch":
+        return "prompt caching off: the daily batch is too small for reads to pay back the writes of the requests that run before any entry exists"
     return "prompt caching off: requests sharing the prefix arrive too far apart for writes to pay back"
 
 
@@ -158,3 +180,12 @@ def budget_line(ctx: AgentContext, budget: BudgetPlan) -> str:
     source = "set by you" if budget.user_set else f"launch projection x {ctx.spec.stack.budget_headroom} headroom"
     alerts = ", ".join(f"{t}%" for t in budget.thresholds_pct)
     return f"budget ${budget.monthly_usd:,.0f}/month ({source}), alerts at {alerts}, policy {budget.policy}"
+
+
+def budget_line_with_share(headroom: float, budget: BudgetPlan, share_usd: float) -> str:
+    source = "set by you" if budget.user_set else f"launch projection and ${share_usd:,.2f} share of the stack's fixed cost x {headroom} headroom"
+    alerts = ", ".join(f"{t}%" for t in budget.thresholds_pct)
+    return (
+        f"budget ${budget.monthly_usd:,.0f}/month ({source}): ${budget.gateway_usd:,.2f} Claude spend (policy {budget.gateway_policy}), "
+        f"${budget.aws_usd:,.2f} AWS-billed; alerts at {alerts}, policy {budget.policy}"
+    )

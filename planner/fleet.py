@@ -1,10 +1,15 @@
 """Self-hosted fleet sizing and its monthly cost at a given volume.
 
-Concurrency follows Little's law (arrival rate x request duration); each replica is run at a
-share of its knee concurrency so the p95 holds. GPU hours follow the day's shape: replicas for
-the average active hour all active hours, extra replicas for the busy part, and an idle tail
-before scale-to-zero. Latency-critical interactive agents keep their first replica on-demand
-(a spot loss then costs capacity, not the whole fleet); everything above runs on spot.
+Concurrency follows Little's law (arrival rate x request duration, the prompt's prefill
+included); each replica is run at a share of its knee concurrency so the p95 holds, and no
+replica is given more requests a second than its compute can prefill and decode. GPU hours follow
+the day's shape: replicas for the average active hour all active hours, extra replicas for the
+busy part, an idle tail before scale-to-zero, and the boot time of every daily scale-up (billed
+from launch, before the replica serves). Latency-critical interactive agents keep their first
+replica on-demand (a spot loss then costs capacity, not the whole fleet); everything above runs
+on spot. What the fleet cannot serve goes to the Claude fallback: the first cold start of each
+active day, the busy hour's traffic above the base while extra replicas boot, and a spot-lost
+replica's share until its replacement serves.
 """
 
 from __future__ import annotations
@@ -14,7 +19,13 @@ from dataclasses import dataclass
 
 from agentdeploy.planner.catalog import Assumptions, GpuInstance, InstancePerf, OpenModel
 from agentdeploy.planner.cost import gpu_items
-from agentdeploy.planner.latency import Estimate, gpu_estimate, per_stream_speed
+from agentdeploy.planner.latency import (
+    Estimate,
+    gpu_estimate,
+    largest_prompt_tokens,
+    mean_prompt_tokens,
+    per_stream_speed,
+)
 from agentdeploy.planner.plan import CostItems
 from agentdeploy.planner.spec import AgentDecision
 from agentdeploy.planner.traffic import Traffic
@@ -46,24 +57,60 @@ def on_demand_base(agent: AgentDecision) -> int:
     return 1 if lat.resolved_audience == "interactive" and (lat.p95_s or 1e9) <= ON_DEMAND_FLOOR_CEILING_S else 0
 
 
-def shape_fleet(
-    agent: AgentDecision, perf: InstancePerf, traffic: Traffic, assumptions: Assumptions, idle_minutes: int
-) -> FleetShape:
+def prefill_rate(perf: InstancePerf, instance: GpuInstance, model: OpenModel, assumptions: Assumptions) -> float:
+    """Prompt tokens a second one replica prefills: the catalog's figure, or GPUs x dense BF16
+    FLOPs x MFU / (2 FLOPs a parameter a token)."""
+    if perf.prefill_tok_s is not None:
+        return perf.prefill_tok_s
+    return instance.gpu_count * instance.bf16_tflops * 1e12 * assumptions.prefill_mfu / (2 * model.params_b * 1e9)
+
+
+@dataclass(frozen=True)
+class Replica:
+    """What one replica does with this agent's requests, whatever the volume."""
+
+    #: Concurrent requests it is run at, at most.
+    capacity: int
+    #: Seconds one request occupies a slot (first token with the mean prompt's prefill, then decode).
+    duration_s: float
+    #: Seconds of the replica's compute one request takes (prefill + its share of the decode).
+    compute_s: float
+
+
+def replica_for(agent: AgentDecision, perf: InstancePerf, assumptions: Assumptions, prefill_tok_s: float) -> Replica:
     capacity = max(1, math.floor(perf.knee_concurrency * assumptions.gpu_target_utilisation))
-    estimate = gpu_estimate(perf, agent.profile, capacity)
-    duration = estimate.ttft_p95_s + agent.profile.output_tokens_per_turn / max(1e-9, per_stream_speed(perf, capacity))
-    avg_conc = traffic.avg_rps * duration
-    peak_conc = traffic.peak_rps * duration
-    base = max(1, math.ceil(avg_conc / capacity))
-    peak = max(base, math.ceil(peak_conc / capacity))
+    profile = agent.profile
+    estimate = gpu_estimate(perf, profile, capacity, prefill_tok_s)
+    prefill_s = mean_prompt_tokens(profile) / prefill_tok_s
+    speed = max(1e-9, per_stream_speed(perf, capacity))
+    # the p95 first token already holds the largest prompt's prefill: use the mean prompt here
+    duration = estimate.ttft_p95_s - largest_prompt_tokens(profile) / prefill_tok_s + prefill_s + profile.output_tokens_per_turn / speed
+    # a replica's compute: each request takes its prefill plus its share of the decode at capacity
+    compute_s = prefill_s + profile.output_tokens_per_turn / (speed * capacity)
+    return Replica(capacity, duration, compute_s)
+
+
+def shape_fleet(
+    agent: AgentDecision, perf: InstancePerf, traffic: Traffic, assumptions: Assumptions, idle_minutes: int,
+    prefill_tok_s: float, cold_start_s: float, replica: Replica | None = None,
+) -> FleetShape:
+    r = replica or replica_for(agent, perf, assumptions, prefill_tok_s)
+    capacity, duration, compute_s = r.capacity, r.duration_s, r.compute_s
+    profile = agent.profile
+    avg_conc, peak_conc = traffic.avg_rps * duration, traffic.peak_rps * duration
+    base = max(1, math.ceil(avg_conc / capacity), math.ceil(traffic.avg_rps * compute_s))
+    peak = max(base, math.ceil(peak_conc / capacity), math.ceil(traffic.peak_rps * compute_s))
     # At the planned concurrency per replica (not the cap), latency is what users see on average load.
-    planned = gpu_estimate(perf, agent.profile, min(capacity, max(1.0, peak_conc / peak)))
+    planned = gpu_estimate(perf, profile, min(capacity, max(1.0, peak_conc / peak)), prefill_tok_s)
     hours = traffic.active_hours_per_day
     tail = 0.0 if hours >= 24 else idle_minutes / 60.0
-    per_day = base * (hours + tail) + (peak - base) * hours * PEAK_SHARE_OF_DAY
+    boot = cold_start_s / 3600.0
+    # every replica started in a day bills its boot: the base ones after each night's scale-to-zero
+    boots_per_day = (base if hours < 24 else 0) + (peak - base)
+    per_day = base * (hours + tail) + (peak - base) * hours * PEAK_SHARE_OF_DAY + boots_per_day * boot
     replica_hours = per_day * traffic.days_per_month
     od_base = min(on_demand_base(agent), base)
-    od_hours = od_base * (hours + tail) * traffic.days_per_month
+    od_hours = od_base * (hours + tail + (boot if hours < 24 else 0.0)) * traffic.days_per_month
     return FleetShape(
         capacity_per_replica=capacity,
         average_replicas=round(max(1.0, avg_conc / capacity), 3),
@@ -76,11 +123,23 @@ def shape_fleet(
     )
 
 
-def fallback_share(agent: AgentDecision, shape: FleetShape, assumptions: Assumptions, hours_per_day: float) -> float:
-    """Share of requests the gateway sends to Claude: cold starts after scale-to-zero, spot losses."""
-    cold = assumptions.cold_start_fallback_share if hours_per_day < 24 else assumptions.cold_start_fallback_share / 2
-    spot_fraction = shape.spot_hours / shape.replica_hours_per_month if shape.replica_hours_per_month else 0.0
-    return cold + assumptions.spot_interruption_fallback_share * spot_fraction
+def fallback_share(shape: FleetShape, traffic: Traffic, assumptions: Assumptions, cold_start_s: float) -> float:
+    """Share of requests the gateway sends to Claude, from the cold-start and interruption model.
+
+    - each active day (under 24 h) starts at zero replicas: requests of the first cold start;
+    - the busy hour's requests above the base replicas' share while the extra replicas boot;
+    - a spot interruption takes one replica's share of the traffic until its replacement serves.
+    """
+    hours = traffic.active_hours_per_day
+    day_s = hours * 3600.0
+    cold = min(1.0, cold_start_s / day_s) if hours < 24 else 0.0
+    spill = 0.0
+    if shape.peak_replicas > shape.base_replicas:
+        busy_s = day_s * PEAK_SHARE_OF_DAY
+        spill = (1 - shape.base_replicas / shape.peak_replicas) * min(cold_start_s, busy_s) / day_s * traffic.peak_factor
+    interruptions = shape.spot_hours * assumptions.spot_interruptions_per_month / 730.0
+    lost = interruptions * cold_start_s / 3600.0 / shape.replica_hours_per_month if shape.replica_hours_per_month else 0.0
+    return min(1.0, cold + spill + lost)
 
 
 def fleet_cost(
@@ -90,9 +149,9 @@ def fleet_cost(
     assumptions: Assumptions,
     fallback_api_monthly_usd: float,
     ops_overhead_usd: float,
-    hours_per_day: float,
+    traffic: Traffic,
 ) -> CostItems:
-    share = fallback_share(agent, shape, assumptions, hours_per_day)
+    share = fallback_share(shape, traffic, assumptions, instance.cold_start_s)
     return gpu_items(
         on_demand_hours=shape.on_demand_hours,
         spot_hours=shape.spot_hours,

@@ -1,9 +1,11 @@
 """Latency estimates: p95 time to first token and to the full answer.
 
-API models: the catalog's p95 TTFT plus the p95 output at the model's decode speed. GPU
-replicas: from the instance's measured (or estimated) throughput curve at the concurrency the
-plan will run each replica at, so a fleet sized too thin shows up as a latency miss, not a
-surprise in production.
+API models: the catalog's p95 TTFT plus the prefill of the prompt (the catalog's seconds per
+1,000 input tokens), then the p95 output at the model's decode speed. GPU replicas: the queueing
+part of the first token from the instance's throughput curve at the concurrency the plan runs
+each replica at, plus the prompt's prefill at the replica's prefill rate, so a long prompt or a
+fleet sized too thin shows up as a latency miss, not a surprise in production. The p95 prompt is
+the conversation's largest (the last turn: static prefix, the history it re-sends, its input).
 """
 
 from __future__ import annotations
@@ -35,8 +37,20 @@ def p95_output_tokens(profile: Profile) -> float:
     return mean + 0.8 * (p99 - mean)
 
 
+def largest_prompt_tokens(profile: Profile) -> int:
+    """The last turn's prompt: static prefix, re-sent history, new input."""
+    history = (profile.turns - 1) * (profile.input_tokens_per_turn + profile.output_tokens_per_turn) if profile.resend_history else 0
+    return profile.static_prefix_tokens + history + profile.input_tokens_per_turn
+
+
+def mean_prompt_tokens(profile: Profile) -> float:
+    """The average turn's prompt, for the compute a replica spends per request."""
+    history = (profile.turns - 1) / 2 * (profile.input_tokens_per_turn + profile.output_tokens_per_turn) if profile.resend_history else 0.0
+    return profile.static_prefix_tokens + history + profile.input_tokens_per_turn
+
+
 def api_estimate(model: ClaudeModel, profile: Profile) -> Estimate:
-    ttft = model.ttft_p95_s
+    ttft = model.ttft_p95_s + largest_prompt_tokens(profile) / 1000 * model.ttft_s_per_1k_input_tokens
     return Estimate(round(ttft, 3), round(ttft + p95_output_tokens(profile) / model.output_tokens_per_s, 3))
 
 
@@ -50,9 +64,10 @@ def per_stream_speed(perf: InstancePerf, concurrency: float) -> float:
     return aggregate / c
 
 
-def gpu_estimate(perf: InstancePerf, profile: Profile, concurrency: float) -> Estimate:
+def gpu_estimate(perf: InstancePerf, profile: Profile, concurrency: float, prefill_tok_s: float) -> Estimate:
     c = max(1.0, concurrency)
-    ttft = perf.ttft_p95_s_at_knee * max(0.3, min(1.0, c / perf.knee_concurrency)) + GPU_NETWORK_S
+    queue = perf.ttft_p95_s_at_knee * max(0.3, min(1.0, c / perf.knee_concurrency))
+    ttft = queue + largest_prompt_tokens(profile) / prefill_tok_s + GPU_NETWORK_S
     speed = per_stream_speed(perf, c)
     return Estimate(round(ttft, 3), round(ttft + p95_output_tokens(profile) / speed, 3))
 

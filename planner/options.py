@@ -7,14 +7,23 @@ cost monotone in volume, caching never raises cost) testable one option at a tim
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from agentdeploy.planner.agent_context import AgentContext
-from agentdeploy.planner.caching import OPTIONS, CacheOption, TokenBill, conversation_bill
+from agentdeploy.planner.caching import (
+    OPTIONS,
+    TTL_SECONDS,
+    CacheOption,
+    Hits,
+    TokenBill,
+    arrival_hits,
+    batch_hit_rate,
+    conversation_bill,
+)
 from agentdeploy.planner.catalog import Catalog, ClaudeModel, GpuInstance, OpenModel
 from agentdeploy.planner.cost import price_bill
-from agentdeploy.planner.fleet import FleetShape, fleet_cost, shape_fleet
+from agentdeploy.planner.fleet import FleetShape, Replica, fleet_cost, prefill_rate, replica_for, shape_fleet
 from agentdeploy.planner.latency import Estimate, api_estimate, batch_estimate
 from agentdeploy.planner.plan import CostItems
 from agentdeploy.planner.spec import AgentDecision
@@ -31,6 +40,14 @@ class ApiOption:
     estimate: Estimate
     launch: CostItems
     month_12: CostItems
+    #: The month-by-month cost over the ramp (month 1 = launch, month 12).
+    months: tuple[float, ...] = ()
+    #: The launch month's token bill (the why-lines report its hit rates).
+    launch_bill: TokenBill | None = None
+
+    @property
+    def year_usd(self) -> float:
+        return sum(self.months)
 
 
 @dataclass(frozen=True)
@@ -45,6 +62,11 @@ class GpuOption:
     fallback: ApiOption
     launch: CostItems
     month_12: CostItems
+    months: tuple[float, ...] = ()
+
+    @property
+    def year_usd(self) -> float:
+        return sum(self.months)
 
 
 #: What the planner picks for an agent: a Claude model on the API, or a self-hosted fleet.
@@ -55,17 +77,36 @@ def turn_gap(agent: AgentDecision, catalog: Catalog) -> float:
     return agent.profile.turn_gap_s or catalog.assumptions.default_turn_gap_s
 
 
+def turn_gap_cv(agent: AgentDecision, catalog: Catalog) -> float:
+    cv = agent.profile.turn_gap_cv
+    return catalog.assumptions.default_turn_gap_cv if cv is None else cv
+
+
+def hits_at(agent: AgentDecision, cache: CacheOption, catalog: Catalog, conversations: float, *, batch: bool) -> Hits:
+    """The chances a request finds its breakpoints live, at this volume."""
+    a = catalog.assumptions
+    if batch:
+        return Hits(first=batch_hit_rate(conversations / a.days_per_month, agent.profile.turns, a.batch_parallel_writes), own=0.0)
+    if cache.ttl is None:
+        return Hits(0.0, 0.0)
+    traffic = traffic_for(agent, conversations, a.days_per_month)
+    return arrival_hits(agent.profile, traffic, TTL_SECONDS[cache.ttl], turn_gap(agent, catalog), turn_gap_cv(agent, catalog))
+
+
 def api_cost_at(agent: AgentDecision, model: ClaudeModel, cache: CacheOption, catalog: Catalog, conversations: float, *, batch: bool) -> tuple[CostItems, TokenBill]:
-    traffic = traffic_for(agent, conversations, catalog.assumptions.days_per_month)
-    bill = conversation_bill(
-        agent.profile,
-        model,
-        cache,
-        traffic,
-        turn_gap_s=turn_gap(agent, catalog),
-        batch_hit_rate=catalog.assumptions.batch_cache_hit_rate if batch else None,
-    )
+    hits = hits_at(agent, cache, catalog, conversations, batch=batch)
+    bill = conversation_bill(agent.profile, model, cache, hits, batch=batch)
     return price_bill(bill, model, cache, batch=batch, conversations=conversations), bill
+
+
+def ramp_volumes(agent: AgentDecision, launch: float, m12: float) -> list[float]:
+    """Conversations a month for months 1..12 under the decision file's ramp."""
+    ramp = agent.volume.ramp
+    if ramp == "step":
+        return [launch] + [m12] * 11
+    if ramp == "geometric":
+        return [launch * (m12 / launch) ** (i / 11) for i in range(12)]
+    return [launch + (m12 - launch) * i / 11 for i in range(12)]
 
 
 def cache_choices(agent: AgentDecision, batch: bool) -> list[CacheOption]:
@@ -81,14 +122,15 @@ def cache_choices(agent: AgentDecision, batch: bool) -> list[CacheOption]:
 
 
 def best_api_option(
-    agent: AgentDecision, model_id: str, model: ClaudeModel, catalog: Catalog, launch_volume: float, m12_volume: float, *, batch: bool
+    agent: AgentDecision, model_id: str, model: ClaudeModel, catalog: Catalog, launch_volume: float, m12_volume: float, *, batch: bool,
+    months: bool = True,
 ) -> ApiOption:
     """The caching setting with the lowest 12-month cost that raises neither month's cost above 'off'."""
     off_launch, _ = api_cost_at(agent, model, OPTIONS[0], catalog, launch_volume, batch=batch)
     off_m12, _ = api_cost_at(agent, model, OPTIONS[0], catalog, m12_volume, batch=batch)
-    best: tuple[float, CacheOption, CostItems, CostItems, TokenBill] | None = None
+    best: tuple[float, CacheOption, CostItems, CostItems, TokenBill, TokenBill] | None = None
     for option in cache_choices(agent, batch):
-        launch, _ = api_cost_at(agent, model, option, catalog, launch_volume, batch=batch)
+        launch, launch_bill = api_cost_at(agent, model, option, catalog, launch_volume, batch=batch)
         m12, bill = api_cost_at(agent, model, option, catalog, m12_volume, batch=batch)
         forced = agent.overrides.cache in ("5m", "1h")
         if not forced and option.enabled and (launch.total > off_launch.total or m12.total > off_m12.total):
@@ -96,13 +138,27 @@ def best_api_option(
         if not forced and option.enabled and bill.cache_write == 0 and bill.cache_read == 0:
             continue  # below the model's minimum: nothing would be cached
         if best is None or m12.total < best[0] - 1e-9:
-            best = (m12.total, option, launch, m12, bill)
+            best = (m12.total, option, launch, m12, bill, launch_bill)
     if best is None:
         # build.py never asks for a route whose caching the pin rules out (see cache_choices)
         raise ValueError(f"no caching option for cache={agent.overrides.cache!r} on the {'batch' if batch else 'api'} route")
-    _, option, launch, m12, bill = best
+    _, option, launch, m12, bill, launch_bill = best
     estimate = batch_estimate() if batch else api_estimate(model, agent.profile)
-    return ApiOption("batch" if batch else "api", model_id, model, option, bill, estimate, launch, m12)
+    found = ApiOption("batch" if batch else "api", model_id, model, option, bill, estimate, launch, m12, (), launch_bill)
+    return api_with_months(agent, found, catalog, launch_volume, m12_volume) if months else found
+
+
+def api_with_months(agent: AgentDecision, option: ApiOption, catalog: Catalog, launch_volume: float, m12_volume: float) -> ApiOption:
+    """The option priced month by month over the ramp."""
+    if len(option.months) == 12:
+        return option
+    batch = option.route == "batch"
+    months = tuple(
+        option.launch.total if i == 0 else option.month_12.total if i == 11
+        else api_cost_at(agent, option.model, option.cache, catalog, v, batch=batch)[0].total
+        for i, v in enumerate(ramp_volumes(agent, launch_volume, m12_volume))
+    )
+    return replace(option, months=months)
 
 
 def gpu_cost_at(
@@ -114,25 +170,50 @@ def gpu_cost_at(
     conversations: float,
     ops_overhead: float,
     idle_minutes: int,
+    fallback_usd: float | None = None,
+    replica: Replica | None = None,
 ) -> tuple[CostItems, FleetShape]:
+    """The fleet's month at `conversations`; `fallback_usd` is the Claude fallback's whole bill at
+    that volume where the caller has it already (the fallback option's own months)."""
     traffic = traffic_for(agent, conversations, catalog.assumptions.days_per_month)
     perf = instance.perf[open_model.size_class]
-    shape = shape_fleet(agent, perf, traffic, catalog.assumptions, idle_minutes)
-    fallback_api, _ = api_cost_at(agent, fallback.model, fallback.cache, catalog, conversations, batch=False)
-    items = fleet_cost(
-        agent, instance, shape, catalog.assumptions, fallback_api.total, ops_overhead, traffic.active_hours_per_day
-    )
+    prefill = prefill_rate(perf, instance, open_model, catalog.assumptions)
+    shape = shape_fleet(agent, perf, traffic, catalog.assumptions, idle_minutes, prefill, instance.cold_start_s, replica)
+    if fallback_usd is None:
+        fallback_usd = api_cost_at(agent, fallback.model, fallback.cache, catalog, conversations, batch=False)[0].total
+    items = fleet_cost(agent, instance, shape, catalog.assumptions, fallback_usd, ops_overhead, traffic)
     return items, shape
 
 
 def build_gpu_option(ctx: AgentContext, open_id: str, instance_type: str, fallback: ApiOption) -> GpuOption:
-    """Open model `open_id` on `instance_type`, priced at the agent's launch and 12-month volumes."""
+    """Open model `open_id` on `instance_type`, priced at the agent's launch and 12-month volumes
+    (the months between come with `with_months`, once the option meets the ceiling)."""
     open_model, instance = ctx.catalog.open_models[open_id], ctx.catalog.gpu_instances[instance_type]
-
-    def at(volume: float) -> tuple[CostItems, FleetShape]:
-        return gpu_cost_at(ctx.agent, instance, open_model, fallback, ctx.catalog, volume, ctx.ops_overhead, ctx.idle_minutes)
-
-    (launch, shape_l), (m12, shape_m) = at(ctx.launch_v), at(ctx.m12_v)
+    (launch, shape_l) = gpu_month(ctx, open_model, instance, fallback, ctx.launch_v, fallback.launch.total)
+    (m12, shape_m) = gpu_month(ctx, open_model, instance, fallback, ctx.m12_v, fallback.month_12.total)
     # the worse of the two months' latency is the one the ceiling must hold for
     estimate = max(shape_l.estimate, shape_m.estimate, key=lambda e: e.total_p95_s)
     return GpuOption(open_id, open_model, instance_type, instance, shape_l, shape_m, estimate, fallback, launch, m12)
+
+
+def with_months(ctx: AgentContext, option: GpuOption) -> GpuOption:
+    """The option priced month by month over the ramp (the fallback's months are its Claude bill)."""
+    volumes = ramp_volumes(ctx.agent, ctx.launch_v, ctx.m12_v)
+    fb = option.fallback.months if len(option.fallback.months) == 12 else (None,) * 12
+    months = tuple(
+        option.launch.total if i == 0 else option.month_12.total if i == 11
+        else gpu_month(ctx, option.open_model, option.instance, option.fallback, v, fb[i])[0].total
+        for i, v in enumerate(volumes)
+    )
+    return replace(option, months=months)
+
+
+def gpu_month(ctx: AgentContext, open_model: OpenModel, instance: GpuInstance, fallback: ApiOption, volume: float,
+            fallback_usd: float | None) -> tuple[CostItems, FleetShape]:
+    """`gpu_cost_at` for this agent, with its replica's volume-free figures worked out once."""
+    key = (id(open_model), id(instance))
+    replica = ctx.replicas.get(key)
+    if replica is None:
+        perf = instance.perf[open_model.size_class]
+        replica = ctx.replicas[key] = replica_for(ctx.agent, perf, ctx.catalog.assumptions, prefill_rate(perf, instance, open_model, ctx.catalog.assumptions))
+    return gpu_cost_at(ctx.agent, instance, open_model, fallback, ctx.catalog, volume, ctx.ops_overhead, ctx.idle_minutes, fallback_usd, replica)

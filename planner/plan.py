@@ -32,8 +32,12 @@ class CacheDecision(_Model):
     breakpoints: list[str] = Field(default_factory=list)
     #: Static prefix tokens the breakpoints cover (system + tools + knowledge).
     prefix_tokens: int = 0
-    #: Expected share of requests whose static prefix is read from cache.
+    #: Expected share of requests whose static prefix is read from cache, in the launch month.
     expected_hit_rate: float = 0.0
+    #: Launch month: share of first turns finding the static prefix another conversation wrote,
+    #: and share of later turns reading the previous turn's conversation breakpoint.
+    first_turn_hit_rate: float = 0.0
+    conversation_hit_rate: float = 0.0
     #: The model's minimum cacheable prompt length, for the gateway's own check.
     min_cacheable_tokens: int = 0
 
@@ -65,7 +69,7 @@ class CostItems(_Model):
     gpu_on_demand: float = 0.0
     #: Claude spend for traffic the gateway sends to the fallback (cold start, spot loss).
     fallback_api: float = 0.0
-    #: Engineering time to run a self-hosted fleet (stack setting, default 0).
+    #: Engineering time to run a self-hosted fleet (stack setting, default in the catalog).
     ops_overhead: float = 0.0
     total: float = 0.0
 
@@ -83,6 +87,22 @@ class CostEstimate(_Model):
     api_monthly_usd: MonthlyUSD | None = None
     #: The GPU-fleet cost of the same agent where an open model qualifies.
     gpu_monthly_usd: MonthlyUSD | None = None
+    #: Month 1 (launch) to month 12 on the decision file's ramp, and their sum: what the route
+    #: was chosen on.
+    months_usd: list[float] = Field(default_factory=list)
+    year_usd: float = 0.0
+
+
+class SwitchPlan(_Model):
+    """Start on the API, move to a fleet once the volume makes it pay."""
+
+    #: The month of the ramp (2-12) from which the fleet is cheaper to run.
+    month: int
+    #: About where the move pays: the break-even volume.
+    conversations_per_month: float
+    #: The fleet to move to ("open-model@instance-type").
+    to: str
+    year_usd_saved: float
 
 
 class FleetPlan(_Model):
@@ -176,19 +196,48 @@ class AgentPlan(_Model):
     #: The cheapest qualifying self-hosted option ("open-model@instance-type"), chosen or not:
     #: what the break-even volume and the GPU cost curve refer to.
     gpu_candidate: str | None = None
+    #: When self-hosting pays only later in the year: when to move (None: stay on this route).
+    switch: SwitchPlan | None = None
     budget: BudgetPlan
     volume: dict[str, float]
     why: list[str]
 
 
 class Totals(_Model):
+    #: Agents plus the stack's fixed infrastructure.
     monthly_usd: MonthlyUSD
+    agents_usd: MonthlyUSD | None = None
+    infrastructure_usd: float = 0.0
+
+
+class GatewayDecision(_Model):
+    """Whether the stack runs the gateway, and what it costs whatever the traffic."""
+
+    deploy: bool
+    #: The gateway's own fixed cost (its tasks, public load balancer, budget store, logs): what
+    #: deploying it adds to the stack's fixed cost.
+    fixed_usd_per_month: float
+    why: list[str]
+
+
+class StackInfrastructure(_Model):
+    """The stack's fixed monthly cost by item (USD), whatever the traffic."""
+
+    items: dict[str, float]
+    monthly_usd: float
+    gateway: GatewayDecision
+    source: str
 
 
 class Baseline(_Model):
-    """The naive setup the plan is compared with: one mid tier for all, no caching, no batch."""
+    """The naive setup the plan is compared with: one mid tier for all (a higher tier where an
+    agent's floor needs it), realtime, no caching, no batch, clients calling Claude directly."""
 
     model: str
+    #: The model per agent where it differs from `model` (the agent's quality floor).
+    models: dict[str, str] = Field(default_factory=dict)
+    #: Fixed infrastructure the naive setup still pays (spend alarms), included in monthly_usd.
+    infrastructure_usd: float = 0.0
     monthly_usd: MonthlyUSD
     saving_usd: MonthlyUSD
     saving_pct: MonthlyUSD
@@ -209,6 +258,7 @@ class Plan(_Model):
     totals: Totals
     baseline: Baseline
     catalog: CatalogRef
+    infrastructure: StackInfrastructure | None = None
 
     def agent(self, name: str) -> AgentPlan:
         for a in self.agents:

@@ -17,6 +17,8 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
+from agentdeploy.planner.textcheck import clip, dotted
+
 #: loc (as pydantic reports it, union tags removed) -> "file:line" or "file"
 Where = Callable[[tuple[Any, ...]], str]
 
@@ -30,7 +32,7 @@ def describe(error: ErrorDetails, root: type[BaseModel], where: Where, shown_pre
     """One line for one pydantic error; `shown_prefix` is where `root` sits in the user's file."""
     loc = clean_loc(tuple(error["loc"]))
     place = where(loc)
-    field = ".".join(str(p) for p in shown_prefix + loc) or "(top level)"
+    field = dotted(shown_prefix + loc)
     kind = error["type"]
     if kind == "extra_forbidden":
         allowed = fields_at(root, loc[:-1])
@@ -41,7 +43,7 @@ def describe(error: ErrorDetails, root: type[BaseModel], where: Where, shown_pre
         return f"{place}: {field}: required field is missing"
     message = error["msg"].removeprefix("Value error, ")
     got = error.get("input")
-    shown = f" (got {got!r})" if got is not None and not isinstance(got, (dict, list)) else ""
+    shown = f" (got {clip(got)})" if got is not None and not isinstance(got, (dict, list)) else ""
     if kind == "finite_number":
         bounds = bounds_text(field_info_at(root, loc))
         shown += f"; valid: a finite number{' ' + bounds if bounds else ''}"

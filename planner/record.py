@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from agentdeploy.planner import explain
 from agentdeploy.planner.agent_context import AgentContext
 from agentdeploy.planner.budget import budget_plan, degrade_model
-from agentdeploy.planner.catalog import Assumptions
+from agentdeploy.planner.catalog import Assumptions, Catalog
 from agentdeploy.planner.context import GPU_MAX_TOKENS, context_need, max_tokens_for
 from agentdeploy.planner.curves import break_even_volume
 from agentdeploy.planner.fleet import on_demand_base
 from agentdeploy.planner.latency import self_hosted_ttft
-from agentdeploy.planner.options import ApiOption, Choice, GpuOption
+from agentdeploy.planner.options import ApiOption, Choice, GpuOption, hits_at, ramp_volumes
 from agentdeploy.planner.plan import (
     AgentPlan,
     CacheDecision,
@@ -27,8 +27,10 @@ from agentdeploy.planner.plan import (
     LatencyEstimate,
     MonthlyUSD,
     QualityDecision,
+    SwitchPlan,
 )
 from agentdeploy.planner.quality import Verdict
+from agentdeploy.planner.ramp import best_switch
 from agentdeploy.planner.spec import AgentDecision
 
 
@@ -56,6 +58,7 @@ def agent_plan(ctx: AgentContext, choice: Choice, alternatives: Alternatives, wh
         why.append(explain.fleet_cache(agent, api_ref))
         fleet = fleet_plan(agent, choice, assumptions)
         why.append(explain.fleet_line(fleet, api_ref))
+        why.append(explain.ops_line(ctx, choice))
         gpu_monthly = _monthly(choice)
     else:
         api_ref = choice
@@ -81,6 +84,14 @@ def agent_plan(ctx: AgentContext, choice: Choice, alternatives: Alternatives, wh
     why.append(explain.budget_line(ctx, budget))
 
     gpu_for_curves = choice if isinstance(choice, GpuOption) else best_gpu
+    break_even = break_even_volume(ctx, gpu_for_curves, api_ref)
+    switch = None
+    if isinstance(choice, ApiOption) and choice.route == "api" and best_gpu is not None and (found := best_switch(choice, best_gpu)):
+        at = break_even or ramp_volumes(agent, ctx.launch_v, ctx.m12_v)[found.month - 1]
+        switch = SwitchPlan(month=found.month, conversations_per_month=round(at, 1), to=f"{best_gpu.open_id}@{best_gpu.instance_type}",
+                            year_usd_saved=round(found.saved_usd, 2))
+        why.append(explain.switch_line(choice, best_gpu, found.month, at, found.saved_usd))
+        why.append(explain.ops_line(ctx, best_gpu))
     return AgentPlan(
         name=ctx.name,
         description=agent.description,
@@ -91,7 +102,7 @@ def agent_plan(ctx: AgentContext, choice: Choice, alternatives: Alternatives, wh
         degrade_model=degrade,
         streaming=streaming,
         max_tokens=max_tokens,
-        cache=cache_decision(agent, api_ref),
+        cache=cache_decision(agent, api_ref, ctx.catalog, ctx.launch_v),
         batch=route == "batch",
         latency=LatencyEstimate(
             ceiling_s=ctx.ceiling,
@@ -99,7 +110,7 @@ def agent_plan(ctx: AgentContext, choice: Choice, alternatives: Alternatives, wh
             p95_estimate_s=estimate.measured(ctx.measure) if ctx.measure != "none" else estimate.total_p95_s,
             ttft_p95_s=estimate.ttft_p95_s,
             total_p95_s=estimate.total_p95_s,
-            self_hosted_ttft_s=self_hosted_ttft(ctx.ceiling, ctx.measure, api_ref.model.ttft_p95_s) if route == "gpu" else None,
+            self_hosted_ttft_s=self_hosted_ttft(ctx.ceiling, ctx.measure, api_ref.estimate.ttft_p95_s) if route == "gpu" else None,
         ),
         quality=QualityDecision(
             task=agent.quality.task,
@@ -114,10 +125,13 @@ def agent_plan(ctx: AgentContext, choice: Choice, alternatives: Alternatives, wh
             items={"launch": choice.launch, "month_12": choice.month_12},
             api_monthly_usd=_monthly(api_ref),
             gpu_monthly_usd=gpu_monthly,
+            months_usd=[round(m, 2) for m in choice.months],
+            year_usd=round(choice.year_usd, 2),
         ),
-        break_even_conversations_per_month=break_even_volume(ctx, gpu_for_curves, api_ref),
+        break_even_conversations_per_month=break_even,
         fleet=fleet,
         gpu_candidate=f"{gpu_for_curves.open_id}@{gpu_for_curves.instance_type}" if gpu_for_curves else None,
+        switch=switch,
         budget=budget,
         volume={"launch": ctx.launch_v, "month_12": ctx.m12_v},
         why=why,
@@ -128,14 +142,17 @@ def _monthly(option: Choice) -> MonthlyUSD:
     return MonthlyUSD(launch=round(option.launch.total, 2), month_12=round(option.month_12.total, 2))
 
 
-def cache_decision(agent: AgentDecision, option: ApiOption) -> CacheDecision:
+def cache_decision(agent: AgentDecision, option: ApiOption, ctx_catalog: Catalog, launch_v: float) -> CacheDecision:
     """The Claude model's cache settings (on route gpu, the fallback's: vLLM caches by itself)."""
+    bill = option.launch_bill or option.bill
     return CacheDecision(
         enabled=option.cache.enabled,
         ttl=option.cache.ttl,
         breakpoints=option.cache.breakpoints,
         prefix_tokens=agent.profile.static_prefix_tokens,
-        expected_hit_rate=round(option.bill.static_hit_rate, 4),
+        expected_hit_rate=round(bill.static_hit_rate, 4),
+        first_turn_hit_rate=round(hits_at(agent, option.cache, ctx_catalog, launch_v, batch=option.route == "batch").first, 4) if option.cache.enabled else 0.0,
+        conversation_hit_rate=round(bill.conversation_hit_rate, 4),
         min_cacheable_tokens=option.model.min_cacheable_tokens,
     )
 

@@ -54,14 +54,24 @@ def rows(plan: Plan) -> list[list[str]]:
     ]
 
 
+def usd(x: float) -> str:
+    """Money as people write it: "-$520.72", never "$-520.72"."""
+    return f"-${-x:,.2f}" if x < 0 else f"${x:,.2f}"
+
+
 def summary_lines(plan: Plan) -> list[str]:
     t, b = plan.totals.monthly_usd, plan.baseline
+    infra = plan.infrastructure
+    fixed = f" (of which {usd(infra.monthly_usd)} fixed infrastructure)" if infra else ""
+    floors = f" ({', '.join(f'{k} on {m}' for k, m in b.models.items())}: their quality floors)" if b.models else ""
     lines = [
-        f"Total: ${t.launch:,.2f}/month at launch, ${t.month_12:,.2f}/month at 12-month volume.",
-        f"Naive baseline (every agent on {b.model}, no caching, no batch): ${b.monthly_usd.launch:,.2f} at launch, "
-        f"${b.monthly_usd.month_12:,.2f} at 12 months — this plan saves ${b.saving_usd.launch:,.2f} ({b.saving_pct.launch:.0f}%) "
-        f"and ${b.saving_usd.month_12:,.2f} ({b.saving_pct.month_12:.0f}%).",
+        f"Total: {usd(t.launch)}/month at launch, {usd(t.month_12)}/month at 12-month volume{fixed}.",
+        f"Naive baseline (every agent on {b.model}{floors}, no caching, no batch): {usd(b.monthly_usd.launch)} at launch, "
+        f"{usd(b.monthly_usd.month_12)} at 12 months — this plan saves {usd(b.saving_usd.launch)} ({b.saving_pct.launch:.0f}%) "
+        f"and {usd(b.saving_usd.month_12)} ({b.saving_pct.month_12:.0f}%).",
     ]
+    if infra:
+        lines += infra.gateway.why
     if plan.volume_scale != 1.0:
         lines.append(f"What-if: volumes scaled by {plan.volume_scale:g}x.")
     lines.append(f"Catalog {plan.catalog.version} (as of {plan.catalog.as_of})" + (f", overrides: {', '.join(plan.catalog.overrides)}" if plan.catalog.overrides else ""))

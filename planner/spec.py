@@ -11,12 +11,24 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from agentdeploy.errors import InvalidInput
 from agentdeploy.planner.catalog import TASKS
+from agentdeploy.planner.figures import out_of_window
+from agentdeploy.planner.frontdoor import read_decision_source, refuse, text_problems
+from agentdeploy.planner.frontdoor import where as file_line
 from agentdeploy.planner.problems import describe
-from agentdeploy.planner.yamlsource import YamlSource, YamlSyntaxError, load_yaml_source
+from agentdeploy.planner.textcheck import clip
+from agentdeploy.planner.yamlsource import YamlSource
 
 Task = Literal["routing", "classification", "extraction", "qa", "reasoning", "generation"]
 WrongCost = Literal["low", "medium", "high", "critical"]
@@ -25,8 +37,17 @@ Policy = Literal["block", "degrade", "alert"]
 #: What a latency ceiling bounds: the first token (a person reading), the whole answer (a
 #: program waiting), or nothing (batch: nobody waits).
 Measure = Literal["first_token", "full_response", "none"]
+#: Matched with `fullmatch` (a `$` alone also matches before a final newline); the `^...$` form
+#: is kept for the JSON Schema's `pattern`.
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+#: An AWS region name: area prefix, then one to three words, then a number (us-east-1,
+#: us-gov-west-1, us-isob-east-1, ap-southeast-7, cn-north-1, eusc-de-east-1). A pattern rather
+#: than a list, so a region AWS opens next year works; it lands in node env files and file names.
+REGION_RE = re.compile(r"(us|eu|ap|sa|ca|me|af|il|mx|cn|eusc)(-[a-z]+){1,3}-[1-9][0-9]?")
+#: RFC 5321 caps an address at 254 characters; each address is an SNS subscription resource.
+MAX_EMAIL_LENGTH = 254
+MAX_ALERT_EMAILS = 100
 
 # Upper bounds keep the planner's arithmetic finite (no overflow in fleet sizing or costs) while
 # staying far above any real agent: 10 billion conversations a month is ~3,800 a second.
@@ -39,7 +60,18 @@ MAX_WEIGHT = 1e9
 
 class _Strict(BaseModel):
     # .inf and .nan are valid YAML floats; no field of the decision file means anything with them.
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    # strict: YAML already types every value, so `turns: "4"` or `version: true` is a mistake to
+    # report, not a string or a bool to convert.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
+
+    @field_validator("*")
+    @classmethod
+    def _in_window(cls, v: Any, info: ValidationInfo) -> Any:
+        """No subnormal or astronomically large number, whatever the field's own bounds."""
+        problem = None if info.field_name == "catalog" else out_of_window(v)  # the catalog checks its own, by field
+        if problem:
+            raise ValueError(problem)
+        return v
 
 
 class Latency(_Strict):
@@ -137,6 +169,10 @@ class Volume(_Strict):
     hourly_shape: list[float] | None = Field(
         None, description="24 relative weights (UTC hours); when given, sets active hours and peak factor."
     )
+    ramp: Literal["linear", "geometric", "step"] = Field(
+        "linear",
+        description="How volume grows from launch (month 1) to month 12: linear, geometric (same % a month) or step (month 12's volume from month 2).",
+    )
 
     @field_validator("hourly_shape")
     @classmethod
@@ -174,6 +210,9 @@ class Profile(_Strict):
     static_prefix_tokens: int = Field(0, ge=0, le=MAX_TOKENS_FIELD, description="System prompt + tool definitions + fixed knowledge, identical on every call.")
     output_tokens_p99: int | None = Field(None, ge=1, le=MAX_TOKENS_FIELD, description="p99 output per turn; sets max_tokens. Default 2x the mean.")
     turn_gap_s: float | None = Field(None, gt=0, le=MAX_SECONDS, description="Seconds between turns of one conversation.")
+    turn_gap_cv: float | None = Field(
+        None, ge=0, le=10, description="Spread of the turn gap: its coefficient of variation (0 = exact; default in the catalog)."
+    )
     resend_history: bool = Field(True, description="Each turn re-sends the conversation so far (chat APIs are stateless).")
 
     @property
@@ -195,6 +234,12 @@ class Overrides(_Strict):
     cache: Literal["auto", "off", "5m", "1h"] = "auto"
     instance_type: str | None = None
 
+    @field_validator("cache", mode="before")
+    @classmethod
+    def _unquoted_off(cls, v: Any) -> Any:
+        """YAML 1.1 reads an unquoted `off` as false: take it as the word the README shows."""
+        return "off" if v is False else v
+
 
 class AgentDecision(_Strict):
     description: str = ""
@@ -214,22 +259,35 @@ class StackSettings(_Strict):
     budget_headroom: float = Field(1.25, ge=1, le=10)
     budget_thresholds_pct: list[int] = Field(default_factory=lambda: [50, 80, 100])
     budget_policy: Policy = "alert"
-    #: Engineering time to run one self-hosted fleet, USD/month, added to the GPU side of the comparison.
-    ops_overhead_usd_per_fleet_month: float = Field(0.0, ge=0, le=MAX_USD)
+    #: Engineering time to run one self-hosted fleet, USD/month, added to the GPU side of the
+    #: comparison. None: the catalog's sourced default (assumptions.ops_overhead_usd_per_fleet_month).
+    ops_overhead_usd_per_fleet_month: float | None = Field(None, ge=0, le=MAX_USD)
+    #: Run the gateway (true), go without it (false: only for stacks with no GPU agent), or let
+    #: the planner decide from its fixed cost and what it would enforce (omitted).
+    gateway: bool | None = None
 
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not NAME_RE.match(v):
+        if not NAME_RE.fullmatch(v):
             raise ValueError("stack name: lower-case letters, digits and '-', starting with a letter, at most 40")
         return v
 
     @field_validator("alert_emails")
     @classmethod
     def _emails(cls, v: list[str]) -> list[str]:
-        bad = [e for e in v if not EMAIL_RE.match(e)]
+        if len(v) > MAX_ALERT_EMAILS:
+            raise ValueError(f"{len(v):,} addresses; at most {MAX_ALERT_EMAILS} (use a mailing list)")
+        bad = [e for e in v if len(e) > MAX_EMAIL_LENGTH or not EMAIL_RE.fullmatch(e)]
         if bad:
-            raise ValueError(f"not an email address: {', '.join(bad)}")
+            raise ValueError(f"not an email address: {', '.join(clip(e, 60) for e in bad[:3])}")
+        return v
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, v: str) -> str:
+        if not REGION_RE.fullmatch(v):
+            raise ValueError("not an AWS region name (for example us-east-1, eu-west-2 or ap-southeast-2)")
         return v
 
     @field_validator("budget_thresholds_pct")
@@ -244,17 +302,25 @@ class Spec(_Strict):
     version: Literal[1] = 1
     stack: StackSettings
     catalog: dict[str, Any] | None = Field(None, description="Catalog overrides (same shape as the catalog).")
-    agents: dict[str, AgentDecision] = Field(min_length=1)
+    agents: dict[str, AgentDecision] = Field(min_length=1, json_schema_extra={"propertyNames": {"pattern": NAME_RE.pattern}})
 
     _source: YamlSource | None = PrivateAttr(default=None)
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _not_bool(cls, v: Any) -> Any:
+        if type(v) is not int:  # `true == 1.0 == 1` in Python, so the literal alone would take them
+            raise ValueError("the file format version is the number 1")
+        return v
 
     @field_validator("agents")
     @classmethod
     def _agent_names(cls, v: dict[str, AgentDecision]) -> dict[str, AgentDecision]:
-        bad = [n for n in v if not NAME_RE.match(n)]
+        bad = [n for n in v if not NAME_RE.fullmatch(n)]
         if bad:
             raise ValueError(
-                f"agent names must be lower-case letters, digits and '-', starting with a letter (got {', '.join(bad)})"
+                "agent names must be lower-case letters, digits and '-', starting with a letter, at most 40"
+                f" (got {', '.join(clip(n, 60) for n in bad[:3])})"
             )
         return v
 
@@ -271,7 +337,7 @@ class Spec(_Strict):
         """`file:line` for a location in the decision file (for errors found after validation)."""
         if self._source is None:
             return "<decision file>"
-        return _where(self._source, tuple(loc))
+        return file_line(self._source, tuple(loc))
 
 
 # --- loading and error reporting -------------------------------------------------------------
@@ -280,39 +346,16 @@ class Spec(_Strict):
 def load_decision_file(path: str | Path, text: str | None = None) -> Spec:
     """Read and validate a decision file; every user mistake becomes one `InvalidInput`."""
     path = Path(path)
-    if text is None:
-        if not path.is_file():
-            raise InvalidInput(f"{path}: no such decision file", hint="pass the path of a YAML decision file")
-        try:
-            text = path.read_text()
-        except (OSError, UnicodeDecodeError) as err:
-            raise InvalidInput(f"{path}: cannot read decision file ({err})") from None
-    try:
-        source = load_yaml_source(path, text)
-    except YamlSyntaxError as err:
-        where = f"{err.path}:{err.line}" if err.line else str(err.path)
-        raise InvalidInput(f"{where}: not valid YAML: {err.problem}", hint="check indentation and quoting on that line") from None
-    if not isinstance(source.data, dict):
-        raise InvalidInput(
-            f"{path}:1: a decision file is a mapping with `stack:` and `agents:` at the top level",
-            hint="see examples/service-business.yaml",
-        )
+    source = read_decision_source(path, text)
+    details = text_problems(source)
     try:
         spec = Spec.model_validate(source.data)
     except ValidationError as err:
-        details = [describe(e, Spec, lambda loc: _where(source, loc)) for e in err.errors()]
-        raise InvalidInput(
-            f"{path}: {len(details)} problem{'s' if len(details) > 1 else ''} in the decision file",
-            details=details,
-            hint="`deploy schema` prints the JSON Schema of the decision file",
-        ) from None
+        details += [describe(e, Spec, lambda loc: file_line(source, loc)) for e in err.errors()]
+    if details:
+        raise refuse(path, details) from None
     spec._source = source
     return spec
-
-
-def _where(source: YamlSource, loc: tuple[Any, ...]) -> str:
-    line = source.line_of(loc)
-    return f"{source.path}:{line}" if line else str(source.path)
 
 
 def decision_file_schema() -> dict[str, Any]:

@@ -1,31 +1,53 @@
-"""YAML loading that remembers where every key came from.
+"""YAML loading that remembers where every key came from, with YAML 1.2 meanings.
 
-Validation errors must name the file and line, so the decision file is composed into a node
-tree first; a pydantic error location (agents -> intake -> latency -> p95_s) is then walked
-through that tree to the line the user has to change.
+Validation errors must name the file and line, so a file is composed into a node tree first; a
+pydantic error location (agents -> intake -> latency -> p95_s) is then walked through that tree
+to the line the user has to change.
+
+The parser is ruamel.yaml in YAML 1.2 mode rather than PyYAML (YAML 1.1): under 1.1 `yes`, `off`
+and `on` are booleans and `1:30` is the sexagesimal 90, so `turns: yes` planned one turn and
+`cache: off` became `False`. Duplicate keys, which both parsers would otherwise resolve as "last
+wins", are refused naming both lines. The node tree is checked before anything is built from it:
+nesting depth, the size an alias expands to (billion laughs) and integer length (Python refuses
+to convert integers over 4,300 digits) are bounded, so every malformed file ends in
+`YamlSyntaxError` with a line.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from ruamel.yaml.reader import ReaderError
+
+#: Deeper than any decision file or catalog (they nest five levels); the parser recurses per level.
+MAX_DEPTH = 50
+#: Nodes a document may expand to, aliases counted as copies of what they point at.
+MAX_NODES = 2_000_000
+#: Digits in an integer: every number field is bounded far below 10**30.
+MAX_INT_DIGITS = 30
+
+_INT_TAG = "tag:yaml.org,2002:int"
+_MERGE_KEY = "<<"
 
 
 @dataclass(frozen=True)
 class YamlSource:
     path: Path
     data: Any
-    root: yaml.Node | None
+    root: Node | None
 
     def line_of(self, loc: tuple[Any, ...]) -> int | None:
         """1-based line of the deepest node of `loc` present in the file."""
         node = self.root
         line = node.start_mark.line + 1 if node is not None else None
         for part in loc:
-            if isinstance(node, yaml.MappingNode):
+            if isinstance(node, MappingNode):
                 for key, value in node.value:
                     if key.value == str(part):
                         node = value
@@ -33,7 +55,7 @@ class YamlSource:
                         break
                 else:
                     return line
-            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            elif isinstance(node, SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
                 node = node.value[part]
                 line = node.start_mark.line + 1
             else:
@@ -42,42 +64,114 @@ class YamlSource:
 
 
 class YamlSyntaxError(Exception):
-    def __init__(self, path: Path, line: int | None, problem: str):
+    def __init__(self, path: Path, line: int | None, problem: str, field: str | None = None):
         super().__init__(problem)
-        self.path, self.line, self.problem = path, line, problem
+        self.path, self.line, self.problem, self.field = path, line, problem, field
+
+
+def decode(path: Path, raw: bytes) -> str:
+    """The file's text; invalid UTF-8 is reported with the line it is on, not a byte offset."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        column = err.start - raw.rfind(b"\n", 0, err.start)
+        bad = raw[err.start : err.start + 1]
+        raise YamlSyntaxError(path, line, f"not UTF-8 text: byte {bad!r} at column {column} (save the file as UTF-8)") from None
+
+
+def read_yaml_file(path: Path) -> YamlSource:
+    """Read, decode and parse one YAML file (OSError is left to the caller: it has its own words)."""
+    return load_yaml_source(path, decode(path, path.read_bytes()))
 
 
 def load_yaml_source(path: Path, text: str | None = None) -> YamlSource:
-    text = path.read_text() if text is None else text
+    text = decode(path, path.read_bytes()) if text is None else text
     try:
-        root, data = _parse(text)
-    except yaml.MarkedYAMLError as err:
+        root, data = _parse(path, text)
+    except YamlSyntaxError:
+        raise
+    except MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line = mark.line + 1 if mark else None
-        raise YamlSyntaxError(path, line, f"{err.problem or err.context}") from None
-    except yaml.reader.ReaderError as err:
+        problem = str(err.problem or err.context or "not valid YAML").strip()
+        raise YamlSyntaxError(path, line, problem) from None
+    except ReaderError as err:
         # a character YAML does not allow (control bytes, NUL): its offset gives the line
         line = text.count("\n", 0, err.position) + 1
-        raise YamlSyntaxError(path, line, f"character {err.character!r} is not allowed in YAML ({err.reason})") from None
-    except yaml.YAMLError as err:
-        raise YamlSyntaxError(path, None, str(err)) from None
+        char = chr(err.character) if isinstance(err.character, int) else str(err.character)
+        raise YamlSyntaxError(path, line, f"character U+{ord(char[:1] or '?'):04X} is not allowed in YAML; remove it") from None
+    except (YAMLError, RecursionError, ValueError) as err:
+        raise YamlSyntaxError(path, None, f"not valid YAML ({type(err).__name__}: {str(err)[:200]})") from None
     return YamlSource(path=path, data=data, root=root)
 
 
-#: libyaml's parser when PyYAML was built with it: ~5x faster on a 1,000-agent file.
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+def _yaml() -> YAML:
+    yaml = YAML(typ="safe", pure=True)  # pure: the C extension is YAML 1.1
+    yaml.max_depth = MAX_DEPTH
+    return yaml
 
 
-def _parse(text: str) -> tuple[yaml.Node | None, Any]:
+def _parse(path: Path, text: str) -> tuple[Node | None, Any]:
     """The node tree (for line numbers) and the data built from it: one parse, not two."""
-    loader = _LOADER(text)
-    try:
-        root = loader.get_single_node()
-        return root, (loader.construct_document(root) if root is not None else None)
-    finally:
-        loader.dispose()
+    yaml = _yaml()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a reused anchor name is legal YAML; the warning is noise on stderr
+        root: Node | None = yaml.compose(text)
+        if root is None:
+            return None, None
+        _check_tree(path, root)
+        return root, yaml.constructor.construct_document(root)
 
 
-def safe_load(text: str) -> Any:
-    """yaml.safe_load, with libyaml where available."""
-    return yaml.load(text, Loader=_LOADER)
+def _check_tree(path: Path, root: Node) -> None:
+    """Duplicate keys, integer length, and the size aliases expand to, each with a line."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(node: Node, loc: tuple[str, ...]) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_nodes:
+            raise YamlSyntaxError(path, node.start_mark.line + 1, "an alias refers to the collection that contains it", _dotted(loc))
+        open_nodes.add(key)
+        total = 1
+        if isinstance(node, MappingNode):
+            _no_duplicates(path, node, loc)
+            for k, v in node.value:
+                part = (str(k.value)[:60],) if isinstance(k, ScalarNode) else ("?",)
+                total += size(k, loc) + size(v, loc + part)
+        elif isinstance(node, SequenceNode):
+            for i, item in enumerate(node.value):
+                total += size(item, loc + (str(i),))
+        elif isinstance(node, ScalarNode) and str(node.tag) == _INT_TAG and len(node.value) > MAX_INT_DIGITS:
+            raise YamlSyntaxError(path, node.start_mark.line + 1, f"an integer of {len(node.value):,} digits; no field takes more than {MAX_INT_DIGITS}",
+                                  _dotted(loc))
+        if total > MAX_NODES:
+            raise YamlSyntaxError(path, node.start_mark.line + 1, f"the document expands to more than {MAX_NODES:,} values (aliases of aliases?)",
+                                  _dotted(loc))
+        open_nodes.discard(key)
+        sizes[key] = total
+        return total
+
+    size(root, ())
+
+
+def _dotted(loc: tuple[str, ...]) -> str:
+    return ".".join(loc) or "(top level)"
+
+
+def _no_duplicates(path: Path, node: MappingNode, loc: tuple[str, ...]) -> None:
+    seen: dict[str, int] = {}
+    for key, _ in node.value:
+        if not isinstance(key, ScalarNode) or key.value == _MERGE_KEY:
+            continue
+        line = key.start_mark.line + 1
+        name = str(key.value)
+        if name in seen:
+            shown = name if len(name) <= 60 else name[:60] + "..."
+            raise YamlSyntaxError(path, line, f"duplicate key {shown!r}: first at line {seen[name]}, again at line {line}; keep one",
+                                  _dotted(loc + (shown,)))
+        seen[name] = line
+

@@ -9,30 +9,40 @@ to what the answer actually cost once it is done, so concurrent requests cannot 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import orjson
 
 from agentdeploy.naming import SHARED_KEY
-from agentdeploy.serving.auth import presented_key
+from agentdeploy.serving.auth import OPERATOR, presented_key
 from agentdeploy.serving.budget import BudgetStore, BudgetStoreUnavailable, to_micro, window_key
 from agentdeploy.serving.config import BudgetSpec
 from agentdeploy.serving.deliver import Ledger, RequestContext
 from agentdeploy.serving.http1 import Request, Response
 from agentdeploy.serving.pricing import worst_case_usd
 from agentdeploy.serving.protocol.events import ApiKind, JsonObject
+from agentdeploy.serving.protocol.shapes import Priced, RequestShapeError, check_request
 from agentdeploy.serving.replies import H_ERROR, Replies
 from agentdeploy.serving.runtime import Agent, Runtime, Step
 
 log = logging.getLogger("agentdeploy.gateway")
 
 
+#: Worst-case input tokens of one image block. Claude bills an image (width x height) / 750
+#: tokens after scaling it down to its model's limit: about 1,600 at a 1568 px long edge
+#: (docs.claude.com/en/docs/vision, as of 2026-12), about 4,800 for models that read up to
+#: 2576 px. The larger figure, so no Claude model can bill more than is reserved.
+IMAGE_TOKENS_WORST = 4800
+
+
 class Refused(Exception):
     """The request is answered here, with this error, and goes no further."""
 
-    def __init__(self, status: int, kind: str, message: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, status: int, kind: str, message: str, headers: dict[str, str] | None = None,
+                 param: str | None = None) -> None:
         super().__init__(message)
-        self.status, self.kind, self.message, self.headers = status, kind, message, headers
+        self.status, self.kind, self.message, self.headers, self.param = status, kind, message, headers, param
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,9 +64,16 @@ class Admitted:
     hold: BudgetHold | None
 
 
-def owner_of(rt: Runtime, request: Request) -> str | None:
-    """The agent the presented key belongs to, SHARED_KEY for a shared key, None if it matches nothing."""
-    return rt.keys.lookup(presented_key(request.headers))
+def owner_of(rt: Runtime, headers: Mapping[str, str]) -> str | None:
+    """The agent the presented key belongs to, SHARED_KEY for a shared key, None if it matches
+    nothing (an operator key included: it calls no agent)."""
+    owner = rt.keys.lookup(presented_key(headers))
+    return None if owner == OPERATOR else owner
+
+
+def is_operator(rt: Runtime, request: Request) -> bool:
+    """Whether the request presents an operator key (it may read /metrics)."""
+    return rt.keys.lookup(presented_key(request.headers)) == OPERATOR
 
 
 def _body(raw: bytes) -> JsonObject:
@@ -80,6 +97,42 @@ def _agent(rt: Runtime, owner: str, body: JsonObject) -> Agent:
     if isinstance(wanted, str) and wanted in rt.agents and wanted != owner:
         raise Refused(403, "permission_error", f"this key is not valid for agent {wanted!r}")
     return rt.agents[owner]
+
+
+def _shape(protocol: ApiKind, body: JsonObject) -> Priced:
+    try:
+        return check_request(protocol, body)
+    except RequestShapeError as err:
+        raise Refused(400, "invalid_request_error", str(err), param=err.path or None) from None
+
+
+def _not_batch(agent: Agent) -> None:
+    """A batch-route agent's budget is sized at batch prices: a realtime request would bill it
+    at full price, so it is refused, naming where its requests go (serving/batch/)."""
+    if agent.spec.batch is not None:
+        raise Refused(400, "invalid_request_error",
+                      f"agent {agent.name!r} runs on the Message Batches API (batch prices): submit its requests to "
+                      "POST /v1/messages/batches (Anthropic shape) or POST /v1/files + POST /v1/batches (OpenAI shape), "
+                      "or with `deploy batch submit FILE.jsonl --agent " + agent.name + "`",
+                      {H_ERROR: "batch_only"})
+
+
+def _unpriceable(agent: Agent, priced: Priced) -> None:
+    """A budget that must hold cannot admit what it cannot price before the answer: a PDF's
+    pages and a server tool's per-use fee have no worst case in the request's bytes."""
+    budget = agent.spec.budget
+    if budget is None or budget.policy == "alert" or not (priced.documents or priced.server_tools):
+        return
+    what = "document blocks" if priced.documents else "server tools (billed per use)"
+    raise Refused(400, "invalid_request_error",
+                  f"agent {agent.name!r} has a {budget.policy!r} budget and {what} cannot be priced before the answer; "
+                  f"send the content as text or images, or give the agent an alert-only budget")
+
+
+def estimate_prompt(body_bytes: int, priced: Priced) -> int:
+    """Prompt tokens to reserve for: about 4 bytes a token of the body, plus each image's
+    worst case (an image URL is a few bytes and bills thousands of tokens)."""
+    return (body_bytes // 4 + 1 if body_bytes else 1000) + priced.images * IMAGE_TOKENS_WORST
 
 
 def _max_tokens(agent: Agent, body: JsonObject) -> int:
@@ -107,16 +160,20 @@ class Admission:
 
     async def admit(self, rt: Runtime, request: Request, protocol: ApiKind, owner: str, t_in: float) -> Admitted | Response:
         """The request's context, chain and budget hold; or the error that answers it."""
+        name = owner
         try:
             body = _body(await request.read())
+            priced = _shape(protocol, body)
             agent = _agent(rt, owner, body)
-            if not isinstance(body.get("messages"), list) or not body["messages"]:
-                raise Refused(400, "invalid_request_error", "messages: a non-empty list is required")
+            name = agent.name
+            _not_batch(agent)
             max_tokens = _max_tokens(agent, body)
-            est_prompt = request.content_length // 4 + 1 if request.content_length else 1000
+            _unpriceable(agent, priced)
+            est_prompt = estimate_prompt(request.content_length, priced)
             chain, hold, degraded = await self._reserve(rt, agent, protocol, est_prompt, max_tokens)
         except Refused as no:
-            return self.replies.error(protocol, no.status, no.kind, no.message, no.headers)
+            self.ledger.refused(name, protocol, no.status, no.message, t_in)
+            return self.replies.error(protocol, no.status, no.kind, no.message, no.headers, no.param)
         ctx = RequestContext(request, protocol, body, agent, max_tokens, est_prompt, t_in, bool(body.get("stream")),
                              ["budget:degraded"] if degraded else [])
         return Admitted(ctx, chain, hold)
@@ -144,14 +201,12 @@ class Admission:
             self.ledger.log({"event": "budget_store_unavailable", "agent": agent.name, "policy": budget.policy, "error": str(exc)})
             self.metrics.budget_rejections.inc((agent.name, "store_unavailable"))
             if budget.policy != "alert":
-                self.metrics.requests.inc((agent.name, "", "", 503))
                 raise Refused(503, "overloaded_error" if protocol == "anthropic" else "budget_store_unavailable",
                               f"agent {agent.name!r}'s budget cannot be checked (budget store unreachable); retry shortly",
                               {H_ERROR: "budget_store_unavailable", "retry-after": "1"}) from None
             return chain, None, degraded
         if not ok:
             self.metrics.budget_rejections.inc((agent.name, "blocked"))
-            self.metrics.requests.inc((agent.name, "", "", 429))
             raise Refused(429, "budget_exceeded", f"agent {agent.name!r} has reached its budget of ${budget.monthly_usd:g} for this month",
                           {H_ERROR: "budget_exceeded"})
         return chain, BudgetHold(agent, budget, key, reserved), degraded

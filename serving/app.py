@@ -1,12 +1,14 @@
 """The serving gateway: its routes and its lifecycle.
 
-Request path (per request, no pydantic, no per-request allocation beyond the bodies):
-authenticate -> pick agent -> max_tokens default/cap -> budget reservation (admission.py) ->
+Request path: authenticate (from the headers, before the body is read: the server's gate) ->
+check the body's shape (protocol/shapes.py; a wrong type is a 400 and nothing goes upstream) ->
+pick agent -> max_tokens default/cap -> budget reservation (admission.py) ->
 walk the agent's chain (chain.py: skip entries with no healthy or an overloaded target at once;
 retry 429/529 on the same upstream only while the wait fits the latency budget and the retry
 cap; move on for connection errors, 5xx, TTFT timeouts, malformed or cut streams; return 4xx
 client errors) -> stream or collect the answer in the client's protocol (deliver.py) -> settle
-the budget to actual usage -> metrics and one log line.
+the budget to what every attempt billed (in a `finally`) -> metrics and one log line, for
+every request, refusals and failures of the gateway itself included.
 
 Lifecycle: SIGTERM stops accepting, /readyz turns 503, in-flight requests drain for up to
 `drain_timeout_s`; SIGHUP reloads the config file (and replica files) without dropping
@@ -29,7 +31,8 @@ import orjson
 
 from agentdeploy.errors import DeployError
 from agentdeploy.naming import SHARED_KEY
-from agentdeploy.serving.admission import Admission, owner_of
+from agentdeploy.serving.admission import Admission, BudgetHold, is_operator, owner_of
+from agentdeploy.serving.batch.room import BATCH_PATHS, BatchRoom
 from agentdeploy.serving.budget import (
     BudgetStore,
     BudgetStoreUnavailable,
@@ -40,8 +43,8 @@ from agentdeploy.serving.budget import (
 )
 from agentdeploy.serving.chain import ChainWalker
 from agentdeploy.serving.config import GatewayConfig, load_config
-from agentdeploy.serving.deliver import Ledger
-from agentdeploy.serving.http1 import Request, Response, Server, StreamResponse
+from agentdeploy.serving.deliver import Ledger, RequestContext
+from agentdeploy.serving.http1 import Handler, Headers, Limits, Request, Response, Server, StreamResponse
 from agentdeploy.serving.httpclient import Pool
 from agentdeploy.serving.metrics import GatewayMetrics
 from agentdeploy.serving.protocol.events import ApiKind
@@ -53,8 +56,15 @@ from agentdeploy.serving.upstreams import poll_forever
 log = logging.getLogger("agentdeploy.gateway")
 perf = time.perf_counter
 
-#: The largest request body the gateway reads (long prompts with history fit well inside).
+#: The largest request body the gateway reads: the Messages API's own request limit (32 MB,
+#: docs.claude.com "Request size limits", as of 2026-12), so nothing Claude takes is refused.
 MAX_BODY_BYTES = 32 * 1024 * 1024
+#: The client API endpoints and their protocol (the gate checks their key before the body).
+API_PATHS: dict[str, ApiKind] = {"/v1/chat/completions": "openai", "/v1/messages": "anthropic", **BATCH_PATHS}
+
+
+def _log_unhandled(request: Request) -> None:
+    log.exception("unhandled error on %s %s", request.method, request.path)
 
 
 class Gateway:
@@ -69,11 +79,13 @@ class Gateway:
         self.runtime = self._build(config, None)
         self.session: aiohttp.ClientSession | None = None  # health/metrics polling
         self.pool = Pool()  # the request path's upstream connections
+        self.pool.on_resend = self._resent
         self.store = self._store(config)
         self.replies = Replies(self.redactor)
         self.ledger = Ledger(self.metrics, self.redactor, config.log_requests)
         self.admission = Admission(self.store, self.ledger, self.replies)
         self.chain = ChainWalker(self.pool, self.ledger, self.replies)
+        self.batches = BatchRoom(self)  # /v1/messages/batches, /v1/files, /v1/batches
         self.draining = False
         self.in_flight = 0
         self._pollers: list[asyncio.Task[None]] = []
@@ -98,16 +110,47 @@ class Gateway:
                 return RedisBudgetStore(url)
         return MemoryBudgetStore()
 
-    def build_server(self) -> Server:
-        routes = {
+    def client_routes(self) -> dict[tuple[str, str], Handler]:
+        """The client port: the APIs, health for the load balancer, /metrics for operator keys."""
+        return {
             ("POST", "/v1/chat/completions"): self.chat_completions,
             ("POST", "/v1/messages"): self.messages,
             ("GET", "/v1/models"): self.models,
+            ("GET", "/metrics"): self.metrics_for_operator,
+            ("GET", "/healthz"): self.healthz,
+            ("GET", "/readyz"): self.readyz,
+        }
+
+    def operator_routes(self) -> dict[tuple[str, str], Handler]:
+        """The operator listener (config `operator.listen`, loopback by default): no key asked."""
+        return {
             ("GET", "/metrics"): self.metrics_endpoint,
             ("GET", "/healthz"): self.healthz,
             ("GET", "/readyz"): self.readyz,
         }
-        return Server(routes, MAX_BODY_BYTES, on_exception=lambda r: log.exception("unhandled error on %s %s", r.method, r.path))
+
+    def build_server(self) -> Server:
+        limits = Limits(max_body=MAX_BODY_BYTES, **self.runtime.config.http.model_dump())
+        return Server(self.batches.routes(self.client_routes()), limits, on_exception=_log_unhandled, gate=self.gate)
+
+    def build_operator_server(self) -> Server | None:
+        if self.runtime.config.operator.listen is None:
+            return None
+        return Server(self.operator_routes(), Limits(max_body=0, max_connections=64), on_exception=_log_unhandled)
+
+    def gate(self, method: str, path: str, headers: Headers) -> Response | None:
+        """Before a byte of the body is read: a request to the APIs without a valid key is
+        answered 401 at once (an anonymous client cannot make the gateway buffer 32 MiB)."""
+        protocol = API_PATHS.get(path)
+        if protocol is None:
+            # Only the APIs take a body: nobody makes the gateway buffer one on /healthz.
+            if headers.get("content-length", "0") not in ("", "0") or "transfer-encoding" in headers:
+                return Response(413, text="this endpoint takes no request body")
+            return None
+        if method != "POST" or owner_of(self.runtime, headers) is not None:
+            return None
+        self.ledger.refused("", protocol, 401, "invalid or missing API key", perf())
+        return self.replies.error(protocol, 401, "authentication_error", "invalid or missing API key")
 
     async def start(self) -> None:
         """Background parts: the health/metrics poll session, pollers, CloudWatch publisher."""
@@ -121,6 +164,11 @@ class Gateway:
 
             publisher = CloudWatchPublisher(self.metrics, self.runtime.config.stack, self._self_hosted_upstreams)
             self._cloudwatch = asyncio.ensure_future(publisher.run_forever(interval))
+
+    def _resent(self, target: str, why: str) -> None:
+        """A request went upstream twice (a reused connection died unanswered): say so."""
+        self.metrics.resends.inc((target,))
+        self.ledger.log({"event": "upstream_resend", "target": target, "error": why})
 
     def _self_hosted_upstreams(self) -> dict[str, str]:
         """GPU agent -> the self-hosted (OpenAI-kind) upstream at the head of its chain."""
@@ -185,7 +233,16 @@ class Gateway:
             return Response(503, text="draining")
         return Response(text="ready")
 
+    async def metrics_for_operator(self, request: Request) -> Response:
+        if not is_operator(self.runtime, request):
+            return Response(401, text="an operator key is required for /metrics", headers={"www-authenticate": "Bearer"})
+        return await self.metrics_endpoint(request)
+
     async def metrics_endpoint(self, request: Request) -> Response:
+        if self._background:
+            # Budget settlements of finished requests land first: the page then shows every
+            # request that has ended, settled (a scraper, or a test, reads a settled state).
+            await asyncio.wait(list(self._background), timeout=1.0)
         m = self.metrics
         for up in self.runtime.upstreams.values():
             for t in up.targets:
@@ -209,8 +266,9 @@ class Gateway:
 
     async def models(self, request: Request) -> Response:
         rt = self.runtime
-        owner = owner_of(rt, request)
+        owner = owner_of(rt, request.headers)
         if owner is None:
+            self.ledger.refused("", "openai", 401, "invalid or missing API key", perf())
             return self.replies.error("openai", 401, "authentication_error", "invalid or missing API key")
         names = list(rt.agents) if owner == SHARED_KEY else [owner]
         data = [{"id": n, "object": "model", "created": 0, "owned_by": "agentdeploy"} for n in names]
@@ -224,25 +282,39 @@ class Gateway:
         return await self.handle(request, "anthropic")
 
     async def handle(self, request: Request, protocol: ApiKind) -> Response | StreamResponse:
+        """One client request, written down (log line and metrics) on every way out; its budget
+        reservation is settled whatever happens after it was made."""
         t_in = perf()
         rt = self.runtime
-        owner = owner_of(rt, request)
+        owner = owner_of(rt, request.headers)
         if owner is None:
+            self.ledger.refused("", protocol, 401, "invalid or missing API key", t_in)
             return self.replies.error(protocol, 401, "authentication_error", "invalid or missing API key")
         if self.draining:
+            self.ledger.refused(owner, protocol, 503, "draining", t_in)
             return self.replies.error(protocol, 503, "overloaded_error" if protocol == "anthropic" else "service_unavailable",
                                       "gateway is shutting down", {"retry-after": "1"})
-        admitted = await self.admission.admit(rt, request, protocol, owner, t_in)
-        if isinstance(admitted, Response):
-            return admitted
-        ctx, hold = admitted.ctx, admitted.hold
+        hold: BudgetHold | None = None
+        ctx: RequestContext | None = None
         self.in_flight += 1
         try:
+            admitted = await self.admission.admit(rt, request, protocol, owner, t_in)
+            if isinstance(admitted, Response):
+                return admitted
+            ctx, hold = admitted.ctx, admitted.hold
             return await self.chain.run(ctx, admitted.chain)
+        except Exception as exc:
+            agent = ctx.agent.name if ctx is not None else owner
+            log.exception("unhandled error on %s for agent %s", request.path, agent)
+            self.ledger.refused(agent, protocol, 500, f"internal error: {type(exc).__name__}", t_in)
+            if request.responding:
+                raise  # mid-stream: the server cuts the body (never a clean end)
+            return self.replies.error(protocol, 500, "api_error", "internal error in the gateway")
         finally:
             self.in_flight -= 1
             if hold is not None:
-                self._spawn(self.admission.settle(hold, to_micro(ctx.cost) if ctx.cost else 0))
+                cost = ctx.cost if ctx is not None else 0.0
+                self._spawn(self.admission.settle(hold, to_micro(cost) if cost else 0))
 
 
 # ---------------------------------------------------------------------- running it
@@ -254,12 +326,16 @@ CLEANUP_GRACE_S = 0.25
 async def run(config: GatewayConfig, config_path: str | Path | None, host: str, port: int, ready: asyncio.Event | None = None) -> None:
     gateway = Gateway(config, config_path)
     server = gateway.build_server()
+    operator = gateway.build_operator_server()
     await gateway.start()
     # Everything built so far lives as long as the process: keep the GC from rescanning it
     # on every collection (fewer and shorter pauses in the request path's tail latency).
     gc.collect()
     gc.freeze()
     await server.start(host, port)
+    if operator is not None and config.operator.listen is not None:
+        await operator.start(config.operator.listen.host, config.operator.listen.port)
+        log.info(orjson.dumps({"event": "operator_listening", "host": config.operator.listen.host, "port": config.operator.listen.port}).decode())
     log.info(orjson.dumps({"event": "listening", "host": host, "port": port, "agents": sorted(config.agents)}).decode())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -280,5 +356,8 @@ async def run(config: GatewayConfig, config_path: str | Path | None, host: str, 
     # The drain above was the wait for in-flight requests; the close only grants a short grace
     # before cancelling what is left, so shutdown takes drain_timeout_s, not twice that.
     await server.close(CLEANUP_GRACE_S)
+    if operator is not None:
+        await operator.stop_accepting()
+        await operator.close(0)
     await gateway.stop()
     log.info(orjson.dumps({"event": "stopped", "unfinished": unfinished}).decode())

@@ -16,6 +16,8 @@ from agentdeploy.naming import SHARED_KEY
 from agentdeploy.serving.config import GatewayConfig
 
 _PREFIX = "sha256:"
+#: What `KeyIndex.lookup` returns for an operator key (it reads /metrics; it calls no agent).
+OPERATOR = "\x00operator"
 
 
 def hash_key(value: str) -> str:
@@ -29,6 +31,7 @@ class KeyIndex:
         for agent, spec in config.agents.items():
             self.entries += [(bytes.fromhex(h[len(_PREFIX):]), agent) for h in spec.key_hashes]
         self.entries += [(bytes.fromhex(h[len(_PREFIX):]), SHARED_KEY) for h in config.shared_key_hashes]
+        self.entries += [(bytes.fromhex(h[len(_PREFIX):]), OPERATOR) for h in config.operator.key_hashes]
 
     def lookup(self, key: str | None) -> str | None:
         """The agent the key belongs to, SHARED_KEY for a shared key (it may address any agent by

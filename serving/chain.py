@@ -19,12 +19,13 @@ import orjson
 
 from agentdeploy.serving import fallback as fb
 from agentdeploy.serving.cache_control import place_breakpoints
-from agentdeploy.serving.deliver import Ledger, RequestContext, deliver
+from agentdeploy.serving.deliver import Ledger, RequestContext, billed, deliver
 from agentdeploy.serving.http1 import Response, StreamResponse
 from agentdeploy.serving.httpclient import Pool
 from agentdeploy.serving.protocol.requests import TranslationError, upstream_request
 from agentdeploy.serving.replies import H_ERROR, H_MODEL, H_UPSTREAM, Replies, exhausted_error
 from agentdeploy.serving.runtime import Step
+from agentdeploy.serving.upstreams import Target
 
 perf = time.perf_counter
 
@@ -75,36 +76,33 @@ class ChainWalker:
             target, why = up.pick(last_resort, step.ttft_timeout)
             if target is None:
                 return fb.Failed(why, message=f"{up.name}: {why}")
-            pkey = (up.kind, step.model)
-            payload = walk.payloads.get(pkey)
-            if payload is None:
-                try:
-                    payload = walk.payloads[pkey] = self._payload(ctx, step)
-                except TranslationError as err:
-                    target.breaker.release()
-                    return self.replies.error(ctx.protocol, 400, "invalid_request_error", str(err))
-            target.in_flight += 1
-            t0 = perf()
+            settled = False  # the breaker was told how the attempt went
             try:
-                res = await fb.open_attempt(self.pool, up, target, payload, step.ttft_timeout)
-            finally:
-                ctx.waited += perf() - t0
-            if isinstance(res, fb.Opened):
-                try:
-                    result = await deliver(self.ledger, ctx, step, target, res)
-                finally:
-                    target.in_flight -= 1
-                if isinstance(result, fb.Failed):
-                    # Only a non-streaming answer can fail here, before any byte was sent.
+                pkey = (up.kind, step.model)
+                payload = walk.payloads.get(pkey)
+                if payload is None:
+                    try:
+                        payload = walk.payloads[pkey] = self._payload(ctx, step)
+                    except TranslationError as err:
+                        self.ledger.refused(ctx.agent.name, ctx.protocol, 400, f"translation: {err}", ctx.t_in)
+                        return self.replies.error(ctx.protocol, 400, "invalid_request_error", str(err))
+                res = await self._attempt(ctx, step, target, payload)
+                if isinstance(res, fb.Opened):
+                    settled = True  # deliver reports to the breaker itself
+                    return await self._deliver(ctx, step, target, res)
+                if res.billed is not None:
+                    self.ledger.charge(ctx, step, billed(res.billed, ctx.est_prompt, ctx.max_tokens))
+                self.metrics.errors.inc((ctx.agent.name, up.name, res.reason))
+                if res.reason in fb.HEALTH_FAILURES:
                     target.breaker.failure()
-                    self.metrics.errors.inc((ctx.agent.name, up.name, result.reason))
-                return result
-            target.in_flight -= 1
-            self.metrics.errors.inc((ctx.agent.name, up.name, res.reason))
-            if res.reason in fb.HEALTH_FAILURES:
-                target.breaker.failure()
-            else:
-                target.breaker.release()
+                else:
+                    target.breaker.release()
+                settled = True
+            finally:
+                if not settled:
+                    # Whatever went wrong (a bug included), a claimed half-open trial slot must
+                    # not stay claimed: that would wedge the target out of rotation for good.
+                    target.breaker.release()
             if res.reason in (fb.RATE_LIMITED, fb.OVERLOADED):
                 wait = fb.retry_wait(res, tries)
                 if not fb.fits(wait, tries, spec.max_retries_per_upstream, walk.retry_spent, spec.retry_max_total_s, walk.deadline, perf()):
@@ -117,6 +115,37 @@ class ChainWalker:
             if res.reason in fb.TERMINAL:
                 return self._upstream_error(ctx, step, res)
             return res
+
+    async def _attempt(self, ctx: RequestContext, step: Step, target: Target, payload: bytes) -> fb.Opened | fb.Failed:
+        target.in_flight += 1
+        t0 = perf()
+        try:
+            res = await fb.open_attempt(self.pool, step.upstream, target, payload, step.ttft_timeout)
+        except BaseException:
+            target.in_flight -= 1
+            raise
+        finally:
+            ctx.waited += perf() - t0
+        if not isinstance(res, fb.Opened):
+            target.in_flight -= 1
+        return res
+
+    async def _deliver(self, ctx: RequestContext, step: Step, target: Target, opened: fb.Opened) -> Response | StreamResponse | fb.Failed:
+        """Carry an opened answer; the upstream response is closed on every way out (a no-op
+        after a clean end, which already pooled its connection)."""
+        try:
+            result = await deliver(self.ledger, ctx, step, target, opened)
+        except BaseException:
+            target.breaker.release()
+            raise
+        finally:
+            target.in_flight -= 1
+            opened.resp.close()
+        if isinstance(result, fb.Failed):
+            # Only a non-streaming answer can fail here, before any byte was sent.
+            target.breaker.failure()
+            self.metrics.errors.inc((ctx.agent.name, step.upstream.name, result.reason))
+        return result
 
     @staticmethod
     def _payload(ctx: RequestContext, step: Step) -> bytes:
@@ -131,6 +160,8 @@ class ChainWalker:
     def _upstream_error(self, ctx: RequestContext, step: Step, res: fb.Failed) -> Response:
         """A client error the upstream reported (bad request, content filter): passed on."""
         self.metrics.requests.inc((ctx.agent.name, step.upstream.name, step.model, res.status or 400))
+        self.ledger.log({"agent": ctx.agent.name, "upstream": step.upstream.name, "model": step.model, "status": res.status or 400,
+                         "error": res.reason, "fallback": ctx.reasons})
         kind = "content_filter" if res.reason == fb.CONTENT_FILTER else "invalid_request_error"
         headers = {H_UPSTREAM: step.upstream.name, H_MODEL: step.model, H_ERROR: res.reason}
         return self.replies.error(ctx.protocol, res.status or 400, kind, res.message or res.reason, headers)

@@ -121,6 +121,15 @@ class BudgetSpec(_M):
     degrade_chain: list[ChainEntry] = Field(default_factory=list)
 
 
+class BatchSpec(_M):
+    """A batch-route agent: it runs on the Message Batches API, at batch prices (serving/batch/)."""
+
+    #: The share the Batch API takes off every token price (the catalog's batch_discount).
+    discount: float = Field(default=0.5, ge=0, le=1)
+    #: Realtime requests (/v1/messages, /v1/chat/completions) for this agent: refused, naming the batch endpoints.
+    realtime: Literal["reject"] = "reject"
+
+
 class AgentSpec(_M):
     key_hashes: list[str] = Field(default_factory=list)
     chain: list[ChainEntry] = Field(min_length=1)
@@ -134,6 +143,8 @@ class AgentSpec(_M):
     #: Cap on time spent waiting to retry (Retry-After, backoff) over one request.
     retry_max_total_s: float = Field(default=10.0, ge=0)
     max_retries_per_upstream: int = Field(default=2, ge=0)
+    #: Set for a batch-route agent (the plan's `batch`): its requests go through the Message Batches API.
+    batch: BatchSpec | None = None
 
 
 class BreakerSpec(_M):
@@ -152,8 +163,32 @@ class BudgetStoreSpec(_M):
 
 
 class ListenSpec(_M):
-    host: str = "0.0.0.0"
+    #: Loopback unless told otherwise: the container image and the stack pass --host 0.0.0.0.
+    host: str = "127.0.0.1"
     port: int = Field(default=8080, gt=0, lt=65536)
+
+
+class HttpLimitsSpec(_M):
+    """What one client may cost the HTTP front before its key is even checked (http1.Limits)."""
+
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    body_timeout_s: float = Field(default=60.0, gt=0)
+    max_url: int = Field(default=8192, ge=256)
+    max_headers: int = Field(default=100, ge=8)
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_connections: int = Field(default=4096, ge=1)
+    max_buffered_body_bytes: int = Field(default=256 * 1024 * 1024, ge=32 * 1024 * 1024)
+    send_timeout_s: float = Field(default=60.0, gt=0)
+    keepalive_s: float = Field(default=75.0, gt=0)
+
+
+class OperatorSpec(_M):
+    """Who may read /metrics (per-agent spend, budgets, upstream URLs): holders of an operator
+    key on the client port, and anyone who can reach `listen`, a separate listener that is
+    loopback unless told otherwise. Without either, /metrics is not served to anyone."""
+
+    key_hashes: list[str] = Field(default_factory=list)
+    listen: ListenSpec | None = None
 
 
 class GatewayConfig(_M):
@@ -166,6 +201,8 @@ class GatewayConfig(_M):
     #: Keys allowed to call any agent by naming it in `model` (hashes only).
     shared_key_hashes: list[str] = Field(default_factory=list)
     budget_store: BudgetStoreSpec = Field(default_factory=BudgetStoreSpec)
+    operator: OperatorSpec = Field(default_factory=OperatorSpec)
+    http: HttpLimitsSpec = Field(default_factory=HttpLimitsSpec)
     breaker: BreakerSpec = Field(default_factory=BreakerSpec)
     first_byte_timeout_s: float = Field(default=60.0, gt=0)
     drain_timeout_s: float = Field(default=30.0, ge=0)
@@ -187,9 +224,24 @@ class GatewayConfig(_M):
                     problems.append(f"agents.{name}.key_hashes: {h[:12]!r}... is not a sha256:<64 hex> hash")
             if agent.budget and agent.budget.policy == "degrade" and not agent.budget.degrade_chain:
                 problems.append(f"agents.{name}.budget: policy degrade needs a degrade_chain")
+        for h in self.operator.key_hashes:
+            if not h.startswith("sha256:") or len(h) != 71:
+                problems.append(f"operator.key_hashes: {h[:12]!r}... is not a sha256:<64 hex> hash")
+        if self.operator.listen is not None and self.operator.listen.port == self.listen.port:
+            problems.append(f"operator.listen.port: {self.operator.listen.port} is the client port; give the operator listener its own")
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+
+def memory_budget_warning(config: GatewayConfig) -> str | None:
+    """What `deploy serve` says at start when budgets meant to hold live only in this process."""
+    holding = sorted(n for n, a in config.agents.items() if a.budget and a.budget.policy in ("block", "degrade"))
+    if config.budget_store.backend != "memory" or not holding:
+        return None
+    return (f"budget store is in memory: the block/degrade budgets of {', '.join(holding)} start from zero on every "
+            "restart and each gateway replica counts its own; set budget_store: {backend: redis, redis_url: {env: REDIS_URL}} "
+            "to make them hold")
 
 
 # --------------------------------------------------------------------------- files

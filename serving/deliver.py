@@ -81,6 +81,19 @@ class Ledger:
         record["ts"] = round(time.time(), 3)
         request_log(self.redactor.bytes(orjson.dumps(record)))
 
+    def charge(self, ctx: RequestContext, step: Step, usage: Usage) -> float:
+        """Add what one upstream attempt billed to the request's cost (the budget settles to the
+        sum over attempts) and to the token and cost metrics; returns that attempt's cost."""
+        cost = cost_usd(usage, step.prices)
+        ctx.cost += cost
+        a, model = ctx.agent.name, step.model
+        for kind, n in usage.as_dict().items():
+            if n:
+                self.metrics.tokens.inc((a, model, kind), n)
+        if cost:
+            self.metrics.cost.inc((a, model), cost)
+        return cost
+
     def account(self, ctx: RequestContext, step: Step, usage: Usage, cost: float, status: int, ttft: float,
                 total: float, overhead: float, stream_error: str = "") -> None:
         m = self.metrics
@@ -89,11 +102,6 @@ class Ledger:
         m.ttft.observe((a, u), ttft)
         m.latency.observe((a, u), total)
         m.overhead.observe((a,), max(0.0, overhead))
-        for kind, n in usage.as_dict().items():
-            if n:
-                m.tokens.inc((a, model, kind), n)
-        if cost:
-            m.cost.inc((a, model), cost)
         if self.log_requests:
             self.log({
                 "agent": a, "upstream": u, "model": model, "status": status, "ttft_ms": round(ttft * 1000, 2),
@@ -101,12 +109,24 @@ class Ledger:
                 "tokens": usage.as_dict(), "cost_usd": round(cost, 8), **({"stream_error": stream_error} if stream_error else {}),
             })
 
+    def refused(self, agent: str, protocol: ApiKind, status: int, reason: str, t_in: float) -> None:
+        """A request answered by the gateway itself (4xx/5xx before or instead of an upstream)."""
+        self.metrics.requests.inc((agent, "", "", status))
+        self.log({"agent": agent, "protocol": protocol, "status": status, "error": reason,
+                  "total_ms": round((perf() - t_in) * 1000, 2)})
 
-def usage_or_estimate(reported: Usage, chars: int, est_prompt: int) -> Usage:
-    if reported.reported:
-        return reported
-    # The upstream never reported usage (cut stream): estimate, so spend is not under-counted.
-    return Usage(input_tokens=est_prompt, output_tokens=(chars + 3) // 4)
+
+def billed(usage: Usage, est_prompt: int, max_tokens: int) -> Usage:
+    """What an attempt is charged. With the upstream's closing usage: that. Without it (client
+    gone, upstream cut, stall, error) the upstream may have generated more than reached the
+    gateway, and it bills what it generated: so the input as reported at the start (or the
+    estimate) and every output token the request allowed, never less than was reported."""
+    if usage.final:
+        return usage
+    if not usage.reported:
+        return Usage(input_tokens=est_prompt, output_tokens=max_tokens)
+    return Usage(usage.input_tokens, max(usage.output_tokens, max_tokens), usage.cache_write_5m, usage.cache_write_1h,
+                 usage.cache_read, reported=True)
 
 
 async def deliver(ledger: Ledger, ctx: RequestContext, step: Step, target: Target,
@@ -130,14 +150,13 @@ async def _collect(ledger: Ledger, ctx: RequestContext, step: Step, target: Targ
             collector.event(ev)
 
     res = await fb.pump(opened, step.upstream.stall_timeout, collect)
+    usage = billed(opened.parser.usage, ctx.est_prompt, ctx.max_tokens)
+    cost = ledger.charge(ctx, step, usage)
     if res.reason:
         ctx.waited += res.waited
-        opened.resp.close()
         return fb.Failed(res.reason, error_type=res.error_type, message=res.message)
     opened.resp.release()
     target.breaker.success()
-    usage = usage_or_estimate(opened.parser.usage, res.chars, ctx.est_prompt)
-    cost = ctx.cost = cost_usd(usage, step.prices)
     if ctx.protocol == "openai":
         payload = collector.openai_body(step.model, usage)
     else:
@@ -166,12 +185,14 @@ async def _stream(ledger: Ledger, ctx: RequestContext, step: Step, target: Targe
     headers["content-type"] = "text/event-stream; charset=utf-8"
     headers["cache-control"] = "no-cache"
     resp = StreamResponse(headers=headers)
+    ttft = perf() - ctx.t_in
     try:
         await resp.prepare(ctx.request)
         head = writer.head(parser.usage)
     except (ConnectionError, OSError):
-        opened.resp.close()
         target.breaker.release()
+        usage = billed(parser.usage, ctx.est_prompt, ctx.max_tokens)
+        ledger.account(ctx, step, usage, ledger.charge(ctx, step, usage), 499, ttft, perf() - ctx.t_in, overhead)
         return resp
     # Same protocol both sides (OpenAI client, OpenAI-compatible upstream): forward the
     # upstream's chunks byte for byte once parsed and checked, instead of re-encoding them.
@@ -199,22 +220,18 @@ async def _stream(ledger: Ledger, ctx: RequestContext, step: Step, target: Targe
             except (ConnectionError, OSError) as exc:
                 raise fb.ClientGone() from exc
 
-    ttft = perf() - ctx.t_in
     try:
         res = await fb.pump(opened, up.stall_timeout, send)
     except fb.ClientGone:
-        opened.resp.close()
         target.breaker.release()
-        usage = usage_or_estimate(parser.usage, 0, ctx.est_prompt)
-        ctx.cost = cost_usd(usage, step.prices)
-        ledger.account(ctx, step, usage, ctx.cost, 499, ttft, perf() - ctx.t_in, overhead)
+        usage = billed(parser.usage, ctx.est_prompt, ctx.max_tokens)
+        ledger.account(ctx, step, usage, ledger.charge(ctx, step, usage), 499, ttft, perf() - ctx.t_in, overhead)
         return resp
-    usage = usage_or_estimate(parser.usage, res.chars, ctx.est_prompt)
-    cost = ctx.cost = cost_usd(usage, step.prices)
+    usage = billed(parser.usage, ctx.est_prompt, ctx.max_tokens)
+    cost = ledger.charge(ctx, step, usage)
     try:
         if res.reason:
             # Bytes already went out: end with an explicit in-band error, never a clean end.
-            opened.resp.close()
             target.breaker.failure()
             ledger.metrics.stream_errors.inc((ctx.agent.name, up.name, res.reason))
             ledger.metrics.errors.inc((ctx.agent.name, up.name, res.reason))

@@ -20,6 +20,7 @@ from email.utils import parsedate_to_datetime
 import aiohttp
 
 from agentdeploy.serving.httpclient import Pool, UpstreamConnectError, UpstreamResponse
+from agentdeploy.serving.pricing import Usage
 from agentdeploy.serving.protocol.events import ApiKind, Event
 from agentdeploy.serving.protocol.parsers import (
     ByteSource,
@@ -66,6 +67,8 @@ class Failed:
     retry_after: float | None = None
     error_type: str = ""
     message: str = ""
+    #: Usage so far when the upstream had answered 200 before failing (it bills that attempt).
+    billed: Usage | None = None
 
 
 @dataclass(slots=True)
@@ -141,52 +144,72 @@ def fits(wait: float, tries: int, max_tries: int, retry_spent: float, retry_cap:
 
 
 async def open_attempt(pool: Pool, up: Upstream, target: Target, payload: bytes, ttft_timeout: float) -> Opened | Failed:
-    resp: UpstreamResponse | None = None
+    """Send and read up to the first token. The response is closed on every way out but an
+    Opened; a 200 that fails before its first token was still billed by the upstream, so the
+    Failed carries the usage seen so far (`billed`)."""
+    attempt = _Attempt(parser_for(up.kind))
+    result: Opened | Failed | None = None
     try:
-        async with asyncio.timeout(ttft_timeout):
-            resp = await pool.post(target.ep, payload, up.connect_timeout)
-            if resp.status != 200:
-                raw = await resp.content.read(65536)
-                failure = classify_status(resp.status, up.kind, raw)
-                failure.retry_after = _retry_after(resp.headers)
-                resp.release()
-                return failure
-            reader = SSEReader(resp.content)
-            parser = parser_for(up.kind)
-            pending: list[Event] = []
-            payloads: list[bytes] = []
-            while True:
-                batch = await reader.read_batch()
-                if batch is None:
-                    resp.close()
-                    return Failed(TRUNCATED, message="stream ended before the first token")
-                committed = False
-                payloads += batch
-                for data in batch:
-                    for ev in parser.feed(data):
-                        if ev[0] == "error":
-                            resp.close()
-                            # Before the first token an in-band overload is a 529 in all but status.
-                            return Failed(IN_BAND.get(ev[1], STREAM_ERROR), error_type=ev[1], message=ev[2])
-                        pending.append(ev)
-                        if ev[0] in COMMIT_EVENTS:
-                            committed = True
-                if committed:
-                    return Opened(resp, reader, parser, pending, payloads)
+        result = await _first_token(pool, up, target, payload, ttft_timeout, attempt)
     except TimeoutError:
-        if resp is not None:
-            resp.close()
-        return Failed(TTFT, message=f"no first token within {ttft_timeout:.3g}s")
+        result = Failed(TTFT, message=f"no first token within {ttft_timeout:.3g}s")
     except MalformedChunk as exc:
-        if resp is not None:
-            resp.close()
-        return Failed(MALFORMED, message=str(exc))
+        result = Failed(MALFORMED, message=str(exc))
     except UpstreamConnectError as exc:
-        return Failed(CONNECT, message=str(exc))
+        result = Failed(CONNECT, message=str(exc))
     except (aiohttp.ClientError, OSError) as exc:
-        if resp is not None:
+        result = Failed(DISCONNECT, message=f"{type(exc).__name__}")
+    finally:
+        resp = attempt.resp
+        if resp is not None and not isinstance(result, Opened):
             resp.close()
-        return Failed(DISCONNECT, message=f"{type(exc).__name__}")
+            # A 200 cut, stalled or garbled before its first token may have been generating:
+            # bill it. An in-band error event (error_type set) is the API refusing the request.
+            if resp.status == 200 and isinstance(result, Failed) and not result.error_type:
+                result.billed = attempt.parser.usage
+    return result
+
+
+class _Attempt:
+    """What one attempt has opened so far (so open_attempt can close it on any way out)."""
+
+    __slots__ = ("parser", "resp")
+
+    def __init__(self, parser: StreamParser) -> None:
+        self.parser = parser
+        self.resp: UpstreamResponse | None = None
+
+
+async def _first_token(pool: Pool, up: Upstream, target: Target, payload: bytes, ttft_timeout: float,
+                       attempt: _Attempt) -> Opened | Failed:
+    parser = attempt.parser
+    async with asyncio.timeout(ttft_timeout):
+        resp = attempt.resp = await pool.post(target.ep, payload, up.connect_timeout)
+        if resp.status != 200:
+            raw = await resp.content.read(65536)
+            failure = classify_status(resp.status, up.kind, raw)
+            failure.retry_after = _retry_after(resp.headers)
+            resp.release()
+            return failure
+        reader = SSEReader(resp.content)
+        pending: list[Event] = []
+        payloads: list[bytes] = []
+        while True:
+            batch = await reader.read_batch()
+            if batch is None:
+                return Failed(TRUNCATED, message="stream ended before the first token")
+            committed = False
+            payloads += batch
+            for data in batch:
+                for ev in parser.feed(data):
+                    if ev[0] == "error":
+                        # Before the first token an in-band overload is a 529 in all but status.
+                        return Failed(IN_BAND.get(ev[1], STREAM_ERROR), error_type=ev[1], message=ev[2])
+                    pending.append(ev)
+                    if ev[0] in COMMIT_EVENTS:
+                        committed = True
+            if committed:
+                return Opened(resp, reader, parser, pending, payloads)
 
 
 class ClientGone(Exception):

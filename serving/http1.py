@@ -1,16 +1,20 @@
 """A lean HTTP/1.1 server for the gateway, on asyncio protocols and httptools (llhttp).
 
-Why not aiohttp's server: at 16 concurrent streams its per-request objects (request, router
-match, response and payload writer) and its per-chunk write path were most of what the
-gateway added on top of the upstream's own time (bench/RESULTS.md). This server does only
+Why not aiohttp's server: at 16 concurrent streams its per-request objects were most of what
+the gateway added on top of the upstream's own time (bench/RESULTS.md). This server does only
 what the gateway's endpoints need, with headers built as bytes once per response:
 
-- keep-alive, one request at a time per connection (a pipelined request waits its turn);
-- request bodies by Content-Length or chunked, capped (413 past the cap), `Expect:
-  100-continue` answered;
-- responses whole (Content-Length) or streamed (chunked), with write flow control;
-- a client that went away makes the next write raise ConnectionResetError, the handler
-  itself is not cancelled (the gateway settles budgets and metrics after a cut stream);
+- keep-alive, one request at a time per connection; pipelined requests are answered in order,
+  each one before a `Connection: close` request included, nothing after it;
+- request bodies by Content-Length or chunked, capped: a body declared over the cap gets 413
+  at once (never `100 Continue`), one that grows past it 413 when it does;
+- limits nobody without a key can push past (`Limits`): a deadline for the headers and one for
+  the body, caps on the URL, the header count and the header bytes, a cap on connections, and
+  a `gate` that may refuse a request from its headers alone (the gateway checks the key there,
+  before a byte of the body is read);
+- responses whole (Content-Length) or streamed (chunked), with write flow control; a client
+  that went away makes the next write raise ConnectionResetError (the handler is not
+  cancelled: the gateway settles budgets and metrics after a cut stream);
 - shutdown: stop listening, keep answering open connections while running handlers finish,
   then close everything.
 
@@ -21,107 +25,49 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from http import HTTPStatus
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
 from typing import Any, cast
 
 import httptools
 
-_REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
+from agentdeploy.serving.httpmsg import Handler, Headers, Request, Response, StreamResponse
+
+__all__ = ["Handler", "Headers", "Limits", "Request", "Response", "Server", "StreamResponse"]
+
+#: Decides from the method, path and headers alone whether to refuse a request before its body.
+Gate = Callable[[str, str, Headers], "Response | None"]
 
 
-class Headers(dict[str, str]):
-    """Request headers by lower-case name (a repeated header's values joined with ", ")."""
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one client may cost the server before a handler runs (defaults as nginx's and
+    uvicorn's, in spirit: a few KiB of headers, seconds to send them)."""
 
-    def get(self, name: str, default: str | None = None) -> str | None:  # type: ignore[override]
-        return dict.get(self, name.lower(), default)
-
-    def __getitem__(self, name: str) -> str:
-        return dict.__getitem__(self, name.lower())
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and dict.__contains__(self, name.lower())
-
-
-class Request:
-    __slots__ = ("method", "path", "query", "headers", "body", "_conn")
-
-    def __init__(self, method: str, path: str, query: str, headers: Headers, body: bytes, conn: _Connection) -> None:
-        self.method = method
-        self.path = path
-        self.query = query
-        self.headers = headers
-        self.body = body
-        self._conn = conn
-
-    @property
-    def content_length(self) -> int:
-        """The body's size as read (whether it came with Content-Length or chunked)."""
-        return len(self.body)
-
-    async def read(self) -> bytes:
-        return self.body
+    max_body: int = 32 * 1024 * 1024
+    #: From a request's first byte to the end of its headers.
+    header_timeout_s: float = 10.0
+    #: From the end of the headers to the end of the body (32 MiB at ~1 MB/s fits).
+    body_timeout_s: float = 60.0
+    max_url: int = 8192
+    max_headers: int = 100
+    max_header_bytes: int = 64 * 1024
+    max_connections: int = 4096
+    #: Request bodies held in memory by all connections together (read, queued or being
+    #: answered): past it a body is refused 503, so many large bodies cannot exhaust memory.
+    max_buffered_body_bytes: int = 256 * 1024 * 1024
+    #: A response write the client does not take within this long ends the connection.
+    send_timeout_s: float = 60.0
+    #: An idle kept-alive connection is closed after this long.
+    keepalive_s: float = 75.0
 
 
-def _head(status: int, headers: dict[str, str] | None, extra: bytes) -> bytes:
-    lines = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Unknown"))]
-    if headers:
-        for name, value in headers.items():
-            lines.append(f"{name}: {value}\r\n".encode("latin-1"))
-    lines.append(extra)
-    return b"".join(lines)
+class _Refuse(Exception):
+    """Raised in a parser callback: answer `status` and close."""
 
-
-class Response:
-    """A whole response: sent with its Content-Length after the handler returns."""
-
-    __slots__ = ("status", "body", "headers")
-
-    def __init__(self, status: int = 200, body: bytes | None = None, text: str | None = None,
-                 content_type: str = "text/plain", charset: str | None = None, headers: dict[str, str] | None = None) -> None:
-        self.status = status
-        if text is not None:
-            body = text.encode()
-            charset = charset or "utf-8"
-        self.body = body or b""
-        self.headers = dict(headers) if headers else {}
-        self.headers.setdefault("content-type", f"{content_type}; charset={charset}" if charset else content_type)
-
-    def encode(self, keep_alive: bool) -> bytes:
-        extra = b"content-length: %d\r\n%s\r\n" % (len(self.body), b"" if keep_alive else b"connection: close\r\n")
-        return _head(self.status, self.headers, extra) + self.body
-
-
-class StreamResponse:
-    """A streamed (chunked) response: `prepare`, any number of `write`, then `write_eof`."""
-
-    __slots__ = ("status", "headers", "_conn", "_eof")
-
-    def __init__(self, status: int = 200, headers: dict[str, str] | None = None) -> None:
-        self.status = status
-        self.headers = headers or {}
-        self._conn: _Connection | None = None
-        self._eof = False
-
-    async def prepare(self, request: Request) -> None:
-        conn = self._conn = request._conn
-        conn.responding = True
-        extra = b"transfer-encoding: chunked\r\n%s\r\n" % (b"" if conn.keep_alive else b"connection: close\r\n")
-        await conn.send(_head(self.status, self.headers, extra))
-
-    async def write(self, data: bytes) -> None:
-        if data:
-            await self._conn.send(b"%x\r\n%s\r\n" % (len(data), data))  # type: ignore[union-attr]
-
-    async def write_eof(self, data: bytes = b"") -> None:
-        if self._eof:
-            return
-        self._eof = True
-        last = b"%x\r\n%s\r\n0\r\n\r\n" % (len(data), data) if data else b"0\r\n\r\n"
-        await self._conn.send(last)  # type: ignore[union-attr]
-
-
-Handler = Callable[[Request], Awaitable["Response | StreamResponse"]]
+    def __init__(self, status: int, message: bytes, response: Response | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.response = status, message, response
 
 
 class _Connection(asyncio.Protocol):
@@ -129,26 +75,35 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self, server: Server) -> None:
         self.server = server
+        self.limits = server.limits
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.closed = False
-        self.keep_alive = True
+        self.keep_alive = True  # of the request being answered (its response's Connection header)
         self.busy = False
         self.responding = False  # a streamed response's head has gone out for the current request
         self.queue: list[Request] = []
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
+        self._header_bytes = 0
         self._body: list[bytes] = []
         self._size = 0
-        self._too_large = False
         self._drain: asyncio.Future[None] | None = None
         self._paused = False
-        self._idle: asyncio.TimerHandle | None = None
-        self._last_seen = False  # a request that ends the connection was read
+        self._timer: asyncio.TimerHandle | None = None
+        self._last_seen = False  # a request that ends the connection was read: read no more
+        self._final: bytes = b""  # an error to send once the running request is answered
+        self._in_head = False  # between a request's first byte and the end of its headers
+        self._head_seen = 0
+        self._held = 0  # body bytes this connection holds (counted in server.buffered)
 
     # -- transport callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # a TCP server's are Transports
+        if len(self.server.connections) >= self.limits.max_connections:
+            self._last_seen = True
+            self._linger(Response(503, text="too many connections").encode(False))
+            return
         sock = transport.get_extra_info("socket")
         if sock is not None:
             try:
@@ -157,26 +112,36 @@ class _Connection(asyncio.Protocol):
             except OSError:
                 pass
         self.server.connections.add(self)
-        self._arm_idle()
+        self._arm(self.limits.keepalive_s, self._close_idle)
 
     def data_received(self, data: bytes) -> None:
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
         if self._last_seen:
             return  # after a "Connection: close" request, anything more is ignored
+        if self._in_head:
+            # httptools hands a header over only once its line is complete, buffering it until
+            # then: count the head's bytes here, or one endless header line grows without bound.
+            self._head_seen += len(data)
+            if self._head_seen > self.limits.max_header_bytes + self.limits.max_url + 1024:
+                self._fail(431, b"request headers too large")
+                return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail(400, b"upgrades are not supported")
+        except httptools.HttpParserCallbackError as exc:
+            refusal = exc.__context__
+            if isinstance(refusal, _Refuse):
+                self._fail(refusal.status, refusal.message, refusal.response)
+            else:
+                self._fail(400, b"malformed HTTP request")
         except httptools.HttpParserError:
             if not self._last_seen:  # llhttp also rejects bytes after a "close" request: ignore those
                 self._fail(400, b"malformed HTTP request")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self._idle is not None:
-            self._idle.cancel()
+        self._disarm()
+        self._release()
         self.server.connections.discard(self)
         if self._drain is not None and not self._drain.done():
             self._drain.set_exception(ConnectionResetError("client went away"))
@@ -189,61 +154,105 @@ class _Connection(asyncio.Protocol):
         if self._drain is not None and not self._drain.done():
             self._drain.set_result(None)
 
+    # -- deadlines: one timer per connection, re-armed per phase (idle, headers, body)
+    def _arm(self, delay: float, then: Callable[[], None]) -> None:
+        self._disarm()
+        self._timer = asyncio.get_running_loop().call_later(delay, then)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _too_slow(self) -> None:
+        self._timer = None
+        self._fail(408, b"request not received in time")
+
     # -- parser callbacks
     def on_message_begin(self) -> None:
         self._url = b""
         self._headers = []
+        self._header_bytes = 0
         self._body = []
         self._size = 0
-        self._too_large = False
+        self._in_head, self._head_seen = True, 0
+        self._arm(self.limits.header_timeout_s, self._too_slow)
 
     def on_url(self, url: bytes) -> None:
         self._url += url
+        if len(self._url) > self.limits.max_url:
+            raise _Refuse(414, b"URL too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name, value))
+        self._header_bytes += len(name) + len(value) + 4
+        if len(self._headers) > self.limits.max_headers or self._header_bytes > self.limits.max_header_bytes:
+            raise _Refuse(431, b"request headers too large")
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
         declared = 0
         wants_continue = False
+        has_host = False
         for name, value in self._headers:
             lname = name.lower()
-            if lname == b"content-length":
+            if lname == b"host":
+                has_host = True
+            elif lname == b"content-length":
                 declared = int(value) if value.isdigit() else 0
             elif lname == b"expect" and value.lower() == b"100-continue":
                 wants_continue = True
-        if declared > self.server.max_body:
-            self._too_large = True  # answered 413 once the body is read, never "continue"
-        elif wants_continue and self.transport is not None:
+        if not has_host and self.parser.get_http_version() == "1.1":
+            raise _Refuse(400, b"an HTTP/1.1 request needs a Host header")  # RFC 9112, 3.2
+        gate = self.server.gate
+        if gate is not None:
+            url = self._url.decode("latin-1")
+            refusal = gate(self.parser.get_method().decode(), url.partition("?")[0], self._header_map())
+            if refusal is not None:
+                raise _Refuse(refusal.status, refusal.body, refusal)
+        if declared > self.limits.max_body:
+            raise _Refuse(413, b"request body too large")  # at once: no 100 Continue, nothing read
+        self._arm(self.limits.body_timeout_s, self._too_slow)
+        if wants_continue and self.transport is not None:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
         self._size += len(body)
-        if self._size > self.server.max_body:
-            self._too_large = True
-        if not self._too_large:
-            self._body.append(body)
+        if self._size > self.limits.max_body:
+            raise _Refuse(413, b"request body too large")
+        if self.server.buffered + len(body) > self.limits.max_buffered_body_bytes:
+            raise _Refuse(503, b"too many request bodies in memory; retry shortly")
+        self._held += len(body)
+        self.server.buffered += len(body)
+        self._body.append(body)
+
+    def _release(self, n: int | None = None) -> None:
+        """Give back `n` body bytes this connection held (all of them when it is gone)."""
+        n = self._held if n is None else min(n, self._held)
+        self.server.buffered -= n
+        self._held -= n
 
     def on_message_complete(self) -> None:
-        if self._too_large:
-            self._fail(413, b"request body too large")
-            return
+        self._disarm()
+        url = self._url.decode("latin-1")
+        path, _, query = url.partition("?")
+        keep_alive = bool(self.parser.should_keep_alive())
+        request = Request(self.parser.get_method().decode(), path, query, self._header_map(), b"".join(self._body), self, keep_alive)
+        if not keep_alive:
+            self._last_seen = True
+        self.queue.append(request)
+        if not self.busy:
+            self.busy = True
+            self.server.spawn(self._run())
+
+    def _header_map(self) -> Headers:
         headers = Headers()
         for name, value in self._headers:
             key = name.decode("latin-1").lower()
             text = value.decode("latin-1")
             # key is lower-case already: the plain dict lookups, not the case-folding ones
             headers[key] = f"{dict.__getitem__(headers, key)}, {text}" if dict.__contains__(headers, key) else text
-        url = self._url.decode("latin-1")
-        path, _, query = url.partition("?")
-        request = Request(self.parser.get_method().decode(), path, query, headers, b"".join(self._body), self)
-        if not self.parser.should_keep_alive():
-            self.keep_alive = False
-            self._last_seen = True
-        self.queue.append(request)
-        if not self.busy:
-            self.busy = True
-            self.server.spawn(self._run())
+        return headers
 
     # -- the request loop
     def _open(self) -> bool:
@@ -254,6 +263,7 @@ class _Connection(asyncio.Protocol):
             while self.queue and self._open():
                 request = self.queue.pop(0)
                 self.responding = False
+                self.keep_alive = request.keep_alive
                 try:
                     response: Response | StreamResponse | None = await self.server.handler(request)
                 except Exception:  # a bug in a handler: answer 500, keep the server up
@@ -261,6 +271,7 @@ class _Connection(asyncio.Protocol):
                     # Mid-stream there is no status left to send: cut the body, which a client
                     # sees as an incomplete answer, never as a complete one.
                     response = None if self.responding else Response(500, text="internal server error")
+                self._release(len(request.body))  # answered: its body no longer counts
                 if isinstance(response, Response):
                     if self._open():
                         self.transport.write(response.encode(self.keep_alive))  # type: ignore[union-attr]
@@ -273,15 +284,16 @@ class _Connection(asyncio.Protocol):
         finally:
             self.busy = False
             if not self.closed:
-                self._arm_idle()
-
-    def _arm_idle(self) -> None:
-        """Close a kept-alive connection nobody has used for `keepalive_s` (idle clients must
-        not hold sockets forever)."""
-        self._idle = asyncio.get_running_loop().call_later(self.server.keepalive_s, self._close_idle)
+                if self._last_seen and not self.queue and self.transport is not None:
+                    if self._final and self._open():
+                        self._linger(self._final)
+                    else:
+                        self.transport.close()  # the connection's last request was answered
+                elif self._timer is None:
+                    self._arm(self.limits.keepalive_s, self._close_idle)
 
     def _close_idle(self) -> None:
-        self._idle = None
+        self._timer = None
         if not self.busy and not self.queue and not self.closed and self.transport is not None:
             self.transport.close()
 
@@ -291,24 +303,59 @@ class _Connection(asyncio.Protocol):
         self.transport.write(data)  # type: ignore[union-attr]
         if self._paused:
             self._drain = asyncio.get_running_loop().create_future()
-            await self._drain
+            try:
+                async with asyncio.timeout(self.limits.send_timeout_s):
+                    await self._drain
+            except TimeoutError:
+                # A client that stops reading would hold the answer (and its upstream) forever.
+                self.transport.abort()  # type: ignore[union-attr]
+                raise ConnectionResetError("client stopped reading") from None
 
-    def _fail(self, status: int, message: bytes) -> None:
-        if self._open():
-            self.transport.write(Response(status, body=message).encode(False))  # type: ignore[union-attr]
-            self.transport.close()  # type: ignore[union-attr]
+    def _fail(self, status: int, message: bytes, response: Response | None = None) -> None:
+        """Refuse what is being read, then close. With a request still being answered, the
+        refusal waits its turn (after the answers of every request before it)."""
+        self._disarm()
+        self._last_seen = True
+        if not self._open():
+            return
+        data = (response or Response(status, body=message)).encode(False)
+        if self.busy:
+            self._final = data
+            self.transport.pause_reading()  # type: ignore[union-attr]
+            return
+        self._linger(data)
+
+    def _linger(self, data: bytes) -> None:
+        """Send a last answer and close without losing it: closing a socket that has unread
+        input makes the kernel send a reset, which can destroy the answer in flight. So: send,
+        half-close (FIN after the answer), drop whatever still arrives, close after LINGER_S."""
+        transport = self.transport
+        if transport is None:
+            return
+        transport.write(data)
+        if transport.can_write_eof():
+            transport.write_eof()
+            self._timer = asyncio.get_running_loop().call_later(LINGER_S, transport.close)
+        else:
+            transport.close()
+
+
+#: How long a refused connection's leftover input is read and dropped before it is closed.
+LINGER_S = 2.0
 
 
 class Server:
     """Routes (method, path) to handlers; listens; shuts down without cutting running requests."""
 
-    def __init__(self, routes: Mapping[tuple[str, str], Handler], max_body: int,
-                 on_exception: Callable[[Request], None] | None = None, keepalive_s: float = 75.0) -> None:
+    def __init__(self, routes: Mapping[tuple[str, str], Handler], limits: Limits | None = None,
+                 on_exception: Callable[[Request], None] | None = None, gate: Gate | None = None) -> None:
         self.routes = routes
-        self.keepalive_s = keepalive_s
+        self.limits = limits or Limits()
+        self.gate = gate
         self.paths = {path for _, path in routes}
-        self.max_body = max_body
         self.connections: set[_Connection] = set()
+        #: Request body bytes all connections hold now (Limits.max_buffered_body_bytes).
+        self.buffered = 0
         self.tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.AbstractServer | None = None
         self._on_exception = on_exception

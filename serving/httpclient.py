@@ -15,8 +15,11 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
+from collections.abc import Callable
 from typing import cast
 from urllib.parse import urlsplit
+
+import httptools
 
 #: Pause reading from an upstream whose answer the client is slow to take.
 HIGH_WATER = 1 << 20
@@ -122,7 +125,9 @@ PoolKey = tuple[str, int, bool]
 
 
 class _Conn(asyncio.Protocol):
-    """One keep-alive connection; one request at a time."""
+    """One keep-alive connection; one request at a time. The response's framing (status line,
+    headers, chunked or sized body) is parsed by llhttp (httptools.HttpResponseParser), the
+    parser Node.js uses, not by hand."""
 
     #: Set by connection_made, which create_connection calls before it hands the protocol out.
     transport: asyncio.Transport
@@ -131,11 +136,11 @@ class _Conn(asyncio.Protocol):
         self.closed = False
         self.paused = False
         self.resp: UpstreamResponse | None = None
-        self.buf = b""
-        self.state = 0  # 0 headers, 1 chunk size, 2 chunk data, 3 chunk trailer, 4 sized, 5 to close, 6 done
-        self.remaining = 0
+        self.parser: httptools.HttpResponseParser | None = None
+        self.complete = False
         self.got_bytes = False
         self.key: PoolKey = ("", 0, False)
+        self._headers: dict[str, str] = {}
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -152,120 +157,64 @@ class _Conn(asyncio.Protocol):
 
     def start(self, resp: UpstreamResponse, request: bytes) -> None:
         self.resp = resp
-        self.buf = b""
-        self.state = 0
+        self.parser = httptools.HttpResponseParser(self)
+        self.complete = False
         self.got_bytes = False
+        self._headers = {}
         self.transport.write(request)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         resp = self.resp
-        if resp is None:
+        if resp is None or self.complete:
             return
-        if self.state == 5:
-            resp.body.feed_eof()
+        if resp.headers_done.done() and "content-length" not in resp.headers and "chunked" not in resp.headers.get("transfer-encoding", ""):
+            resp.body.feed_eof()  # a body framed by the connection's end: this is its end
             resp._finish(reusable=False)
-        elif self.state != 6:
-            err = UpstreamDisconnected("upstream closed the connection" + (f": {exc}" if exc else ""))
-            if not resp.headers_done.done():
-                resp.headers_done.set_exception(err)
-            resp.body.set_exception(err)
+            return
+        err = UpstreamDisconnected("upstream closed the connection" + (f": {exc}" if exc else ""))
+        if not resp.headers_done.done():
+            resp.headers_done.set_exception(err)
+        resp.body.set_exception(err)
 
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
-        resp = self.resp
-        if resp is None:
-            return
-        buf = self.buf + data if self.buf else data
-        self.buf = b""
-        while buf:
-            st = self.state
-            if st == 0:
-                end = buf.find(b"\r\n\r\n")
-                if end < 0:
-                    self.buf = buf
-                    return
-                self._headers(resp, buf[:end])
-                buf = buf[end + 4 :]
-            elif st == 1:
-                end = buf.find(b"\r\n")
-                if end < 0:
-                    self.buf = buf
-                    return
-                size = int(buf[:end].split(b";", 1)[0], 16)
-                buf = buf[end + 2 :]
-                if size == 0:
-                    self.state = 3
-                else:
-                    self.remaining = size
-                    self.state = 2
-            elif st == 2:
-                take = buf[: self.remaining]
-                resp.body.feed(take)
-                self.remaining -= len(take)
-                buf = buf[len(take) :]
-                if self.remaining == 0:
-                    self.state = 7  # the CRLF after a chunk
-            elif st == 7:
-                if len(buf) < 2:
-                    self.buf = buf
-                    return
-                buf = buf[2:]
-                self.state = 1
-            elif st == 3:
-                end = buf.find(b"\r\n")
-                if end < 0:
-                    self.buf = buf
-                    return
-                line, buf = buf[:end], buf[end + 2 :]
-                if not line:
-                    self._done(resp)
-                    return
-            elif st == 4:
-                take = buf[: self.remaining]
-                resp.body.feed(take)
-                self.remaining -= len(take)
-                buf = buf[len(take) :]
-                if self.remaining == 0:
-                    self._done(resp)
-                    return
-            elif st == 5:
-                resp.body.feed(buf)
-                return
-            else:
-                return  # bytes after a complete response: ignore (the connection will not be reused)
-
-    def _headers(self, resp: UpstreamResponse, raw: bytes) -> None:
-        lines = raw.decode("latin-1").split("\r\n")
+        if self.resp is None or self.complete or self.parser is None:
+            return  # bytes after a complete response: ignored (the connection will not be reused)
         try:
-            resp.status = int(lines[0].split(" ", 2)[1])
-        except (IndexError, ValueError):
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            err = UpstreamDisconnected(f"malformed upstream response: {exc}")
+            if not self.resp.headers_done.done():
+                self.resp.headers_done.set_exception(err)
+            self.resp.body.set_exception(err)
+            self.complete = True
             self.transport.close()
-            resp.headers_done.set_exception(UpstreamDisconnected(f"bad status line {lines[0][:60]!r}"))
+
+    # -- llhttp callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers[name.decode("latin-1").lower()] = value.decode("latin-1").strip()
+
+    def on_headers_complete(self) -> None:
+        resp, parser = self.resp, self.parser
+        if resp is None or parser is None:
             return
-        headers = {}
-        for line in lines[1:]:
-            k, _, v = line.partition(":")
-            headers[k.strip().lower()] = v.strip()
-        resp.headers = headers
-        resp.keep_alive = headers.get("connection", "").lower() != "close"
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            self.state = 1
-        elif "content-length" in headers:
-            self.remaining = int(headers["content-length"])
-            self.state = 4
-            if self.remaining == 0:
-                self._done(resp)
-        else:
-            self.state = 5
-            resp.keep_alive = False
+        resp.status = parser.get_status_code()
+        resp.headers = self._headers
+        resp.keep_alive = bool(parser.should_keep_alive())
         if not resp.headers_done.done():
             resp.headers_done.set_result(None)
 
-    def _done(self, resp: UpstreamResponse) -> None:
-        self.state = 6
-        resp.body.feed_eof()
-        resp._finish(reusable=resp.keep_alive and not self.buf)
+    def on_body(self, body: bytes) -> None:
+        if self.resp is not None:
+            self.resp.body.feed(body)
+
+    def on_message_complete(self) -> None:
+        resp = self.resp
+        self.complete = True
+        if resp is not None:
+            resp.body.feed_eof()
+            resp._finish(reusable=resp.keep_alive)
 
 
 class UpstreamResponse:
@@ -318,6 +267,9 @@ class Pool:
 
     def __init__(self, max_idle_per_host: int = 256) -> None:
         self._idle: dict[PoolKey, list[_Conn]] = {}
+        #: Requests sent a second time after a reused connection failed unanswered (see post).
+        self.resends = 0
+        self.on_resend: Callable[[str, str], None] | None = None
         self._ssl = ssl.create_default_context()
         self.max_idle = max_idle_per_host
 
@@ -344,7 +296,12 @@ class Pool:
         return conn
 
     async def post(self, ep: Endpoint, body: bytes, connect_timeout: float) -> UpstreamResponse:
-        """Send the request and wait for the status line and headers."""
+        """Send the request and wait for the status line and headers.
+
+        A kept-alive connection the upstream closed just as it was reused fails with no byte
+        answered; the request is then sent again on a fresh connection, once. The upstream may
+        have started on it (a POST is not idempotent): so every such resend is reported to
+        `on_resend` (the gateway counts, logs and meters it), never done silently."""
         request = ep.request(body)
         idle = self._idle.get(ep.key)
         while idle:
@@ -356,11 +313,13 @@ class Pool:
             try:
                 await resp.headers_done
                 return resp
-            except UpstreamDisconnected:
+            except UpstreamDisconnected as exc:
                 if conn.got_bytes:
                     raise
-                # A stale keep-alive connection the server had closed: retry on a fresh one.
-                continue
+                self.resends += 1
+                if self.on_resend is not None:
+                    self.on_resend(f"{ep.host}:{ep.port}", str(exc))
+                break
         conn = await self._connect(ep, connect_timeout)
         resp = UpstreamResponse(conn, self)
         conn.start(resp, request)

@@ -105,8 +105,10 @@ class GatewayMetrics:
         self.draining = Gauge(p + "replica_draining", "1 while the replica's node agent says it is draining: no new requests.", ("upstream", "target"))
         self.in_flight = Gauge(p + "in_flight", "Requests being served now.", ())
         self.stream_errors = Counter(p + "stream_errors_total", "Streams ended with an in-band error after bytes were sent.", ("agent", "upstream", "reason"))
+        self.resends = Counter(p + "upstream_resends_total", "Requests sent again after a reused upstream connection failed unanswered.", ("target",))
         self.all: list[Counter | Histogram] = [self.requests, self.errors, self.fallbacks, self.ttft, self.latency, self.overhead, self.tokens, self.cost,
-                    self.budget_remaining, self.budget_rejections, self.circuit, self.queue, self.draining, self.in_flight, self.stream_errors]
+                    self.budget_remaining, self.budget_rejections, self.circuit, self.queue, self.draining, self.in_flight, self.stream_errors,
+                    self.resends]
 
     def render(self) -> bytes:
         lines: list[str] = []

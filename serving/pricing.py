@@ -25,6 +25,9 @@ class Usage:
     cache_read: int = 0
     #: True once an upstream reported usage (as opposed to an estimate).
     reported: bool = False
+    #: True once the upstream's closing usage arrived (Anthropic's message_delta, OpenAI's usage
+    #: chunk); before that the output count is only what was generated so far, or a placeholder.
+    final: bool = False
 
     @property
     def cache_write(self) -> int:

@@ -40,3 +40,15 @@ def put_metrics_statement(namespace: str) -> dict[str, Any]:
 
 def read_secrets_statement(arns: list[str]) -> dict[str, Any]:
     return {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": sorted(arns)}
+
+
+def short_name(base: str, max_len: int) -> str:
+    """`base` when AWS takes it whole, else cut and ended with a hash of the whole, so two long
+    names that share a beginning stay distinct (ALB and target group names: 32)."""
+    import hashlib
+
+    clean = "-".join(p for p in "".join(c if c.isalnum() else "-" for c in base).split("-") if p)
+    if len(clean) <= max_len:
+        return clean
+    digest = hashlib.sha256(base.encode()).hexdigest()[:6]
+    return f"{clean[: max_len - 7].rstrip('-')}-{digest}"

@@ -28,6 +28,10 @@ UNTAGGABLE = frozenset({
     "aws:sns/topicPolicy:TopicPolicy",
     "aws:autoscaling/policy:Policy",
     "aws:costexplorer/costAllocationTag:CostAllocationTag",
+    "aws:autoscaling/lifecycleHook:LifecycleHook",
+    "aws:cloudwatch/eventTarget:EventTarget",
+    "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+    "aws:route53/record:Record",
 })
 
 #: Values that look like credentials. A hit in user data, a parameter or an env var is a leak.

@@ -22,7 +22,7 @@ from agentdeploy.errors import InvalidInput
 from agentdeploy.naming import ANTHROPIC_KEY_ENV, CONFIG_ANTHROPIC_KEY, vllm_key_env
 from agentdeploy.planner.catalog import Catalog
 from agentdeploy.planner.plan import Plan
-from agentdeploy.stacks.settings import DEFAULT_GATEWAY_IMAGE, NAMESPACE, ProvisionSettings, parse_settings
+from agentdeploy.stacks.settings import NAMESPACE, ProvisionSettings, parse_settings
 
 if TYPE_CHECKING:
     from agentdeploy.stacks.components.secrets import SecretInputs
@@ -53,28 +53,36 @@ class StackResult:
 def build_stack(plan: Plan, catalog: Catalog, settings: ProvisionSettings, secrets: SecretInputs) -> StackResult:
     from agentdeploy.stacks.components.alerts import Alerts
     from agentdeploy.stacks.components.api_agent import ApiAgent
+    from agentdeploy.stacks.components.budget_store import SharedBudgetStore
     from agentdeploy.stacks.components.gateway import GatewayService
     from agentdeploy.stacks.components.gpu_fleet import FleetLoadBalancer, GpuFleet, listener_ports
     from agentdeploy.stacks.components.network import Network
     from agentdeploy.stacks.components.secrets import StackSecrets
-    from agentdeploy.templates.gateway import gateway_config_yaml, parse_client_keys
+    from agentdeploy.stacks.gated import gated_agents, require_token
+    from agentdeploy.stacks.node_volume import node_volume
+    from agentdeploy.templates.gateway import BUDGET_STORE_ENV, gateway_config_yaml, parse_client_keys
 
     stack = plan.stack
     result = StackResult()
     gpu_agents = [a for a in plan.agents if a.route == "gpu"]
+    require_token(catalog, gpu_agents, secrets.hugging_face_token is not None, stack)
+    needs_token = {a.name for a in gated_agents(catalog, gpu_agents)}
     network = Network("network", stack, settings)
     stored = StackSecrets("secrets", stack, secrets, [a.name for a in gpu_agents])
     alerts = Alerts("alerts", plan, activate_cost_allocation_tag=settings.activate_cost_allocation_tag)
     gateway = GatewayService("gateway", stack, plan.region, settings, vpc_id=network.vpc_id,
                              public_subnet_ids=network.public_subnet_ids, private_subnet_ids=network.private_subnet_ids)
-    result.components.update(network=network, secrets=stored, alerts=alerts, gateway=gateway)
+    budget_store = SharedBudgetStore("budget-store", stack, vpc_id=network.vpc_id, subnet_ids=network.private_subnet_ids,
+                               client_sg_id=gateway.security_group_id, node_type=settings.budget_store_node_type)
+    result.components.update(network=network, secrets=stored, alerts=alerts, gateway=gateway, budget_store=budget_store)
+    if settings.plain_http_exposed():
+        pulumi.log.warn(PLAIN_HTTP_WARNING)
 
-    endpoints: dict[str, pulumi.Output] = {}
+    endpoints: dict[str, pulumi.Output] = {a.name: agent_endpoint(gateway.url, a.name) for a in plan.agents}
     for agent in plan.agents:
         if agent.route != "gpu":
-            api = ApiAgent(f"agent-{agent.name}", stack, agent, stored.anthropic_key_arn)
-            result.components[f"agent-{agent.name}"] = api
-            endpoints[agent.name] = pulumi.Output.from_input(f"ssm:{api.parameter_name}")
+            result.components[f"agent-{agent.name}"] = ApiAgent(f"agent-{agent.name}", stack, agent,
+                                                                stored.anthropic_key_arn)
 
     fleet_urls: dict[str, pulumi.Output[str]] = {}
     fleets: dict[str, GpuFleet] = {}
@@ -83,30 +91,47 @@ def build_stack(plan: Plan, catalog: Catalog, settings: ProvisionSettings, secre
         balancer = FleetLoadBalancer("fleets", stack, network.vpc_id, network.private_subnet_ids,
                                      gateway.security_group_id, ports)
         ami_id = _gpu_ami(settings)
+        from agentdeploy.stackconfig import find_project_root
+        from agentdeploy.stacks.components.node_artifacts import NodeArtifacts, resolve_wheel
+
+        artifacts = NodeArtifacts("node-artifacts", stack, resolve_wheel(settings.node_wheel, find_project_root()))
+        result.components["node-artifacts"] = artifacts
         for agent in gpu_agents:
             fleet = GpuFleet(
                 f"fleet-{agent.name}", stack, plan.region, agent, vpc_id=network.vpc_id,
                 private_subnet_ids=network.private_subnet_ids, balancer=balancer, listener_port=ports[agent.name],
-                ami_id=ami_id, vllm_key_arn=stored.vllm_key_arns[agent.name], hf_token_arn=stored.hf_token_arn,
-                root_volume_gb=settings.gpu_root_volume_gb, vllm_requirement=settings.vllm_requirement,
-                node_requirement=settings.node_requirement,
+                ami_id=ami_id, vllm_key_arn=stored.vllm_key_arns[agent.name],
+                # The token only where the weights are gated.
+                hf_token_arn=stored.hf_token_arn if agent.name in needs_token else None,
+                volume=node_volume(catalog, agent.fleet, settings.gpu_root_volume_gb),
+                vllm_requirement=settings.vllm_requirement, artifacts=artifacts, alert_topic_arn=alerts.topic_arn,
             )
             result.components[f"fleet-{agent.name}"] = fleets[agent.name] = fleet
             fleet_urls[agent.name] = fleet.endpoint
-            endpoints[agent.name] = pulumi.Output.concat(gateway.url, "/agents/", agent.name)
 
     # The gateway's container gets secrets injected by ARN; client keys reach its config only
     # as SHA-256 hashes of random keys, which is safe to show, so the config is unsecreted:
     # previews then show config changes as readable diffs of the task definition.
-    secret_env = {ANTHROPIC_KEY_ENV: stored.anthropic_key_arn}
+    secret_env = {ANTHROPIC_KEY_ENV: stored.anthropic_key_arn, BUDGET_STORE_ENV: budget_store.url_secret_arn}
     for agent in gpu_agents:
         secret_env[vllm_key_env(agent.name)] = stored.vllm_key_arns[agent.name]
     names = list(fleet_urls)
     client_keys = secrets.gateway_client_keys if secrets.gateway_client_keys is not None else pulumi.Output.from_input("")
     config_yaml = pulumi.Output.all(client_keys, *fleet_urls.values()).apply(
-        lambda v: gateway_config_yaml(plan, catalog, dict(zip(names, v[1:], strict=True)), parse_client_keys(v[0])))
+        lambda v: gateway_config_yaml(plan, catalog, dict(zip(names, v[1:], strict=True)), parse_client_keys(v[0]),
+                              shared_budget_store=True))
     config_yaml = pulumi.Output.unsecret(config_yaml)
-    gateway.deploy_service(config_yaml, secret_env)
+    image: pulumi.Input[str]
+    if settings.gateway_image:
+        image = settings.gateway_image
+    else:
+        from agentdeploy.stackconfig import find_project_root
+        from agentdeploy.stacks.components.gateway_image import GatewayImage
+
+        built = GatewayImage("gateway-image", stack, find_project_root())
+        result.components["gateway-image"] = built
+        image = built.ref
+    gateway.deploy_service(config_yaml, secret_env, image)
 
     result.outputs = {
         "gatewayUrl": gateway.url,
@@ -118,16 +143,28 @@ def build_stack(plan: Plan, catalog: Catalog, settings: ProvisionSettings, secre
     return result
 
 
+PLAIN_HTTP_WARNING = (
+    f"{NAMESPACE}:gatewayPlainHttp is true: the gateway's internet-facing load balancer serves plain HTTP, so "
+    "client keys and prompts cross the internet in clear text. Set certificateArn and gatewayDomain for HTTPS, "
+    "or gatewayScheme: internal."
+)
+
+
+def agent_endpoint(gateway_url: pulumi.Input[str], agent: str) -> pulumi.Output[dict[str, str]]:
+    """How a client reaches an agent: the gateway's base URLs (the Anthropic SDK appends /v1,
+    the OpenAI SDK does not) and the agent's name as the request's `model`."""
+    return pulumi.Output.from_input(gateway_url).apply(lambda url: {
+        "anthropicBaseUrl": url, "openaiBaseUrl": f"{url}/v1", "model": agent})
+
+
 def _gpu_ami(settings: ProvisionSettings) -> pulumi.Input[str]:
     if settings.gpu_ami_id:
         return settings.gpu_ami_id
     import pulumi_aws as aws
 
-    ami = aws.ec2.get_ami(most_recent=True, owners=["amazon"],
-                          filters=[{"name": "name", "values": [settings.gpu_ami_name]},
-                                   {"name": "architecture", "values": ["x86_64"]},
-                                   {"name": "state", "values": ["available"]}])
-    return ami.id
+    # AWS's public parameter, resolved on every deploy: a new DLAMI release changes the launch
+    # template, which rolls the fleets (instance refresh).
+    return aws.ssm.get_parameter(name=settings.gpu_ami_parameter).value
 
 
 # --- reading the stack config --------------------------------------------------------------
@@ -187,13 +224,6 @@ def main() -> None:
         raise pulumi.RunError(err.render()) from None
 
 
-GATEWAY_IMAGE_UNSET = (
-    f"{NAMESPACE}:gatewayImage is not set, so the gateway's tasks will pull {DEFAULT_GATEWAY_IMAGE!r}, which no "
-    "registry serves: build the repository's Dockerfile, push it, and set it with `pulumi config set "
-    f"{NAMESPACE}:gatewayImage <registry>/agentdeploy-gateway:<tag>` (README, Deploying)."
-)
-
-
 def _project_path(value: str) -> Path:
     """A stack config path: relative to the project root (the folder with Pulumi.yaml)."""
     from agentdeploy.stackconfig import find_project_root
@@ -205,9 +235,6 @@ def _project_path(value: str) -> Path:
 def _main() -> None:
     config = pulumi.Config(NAMESPACE)
     settings = read_settings(config)
-    if settings.gateway_image == DEFAULT_GATEWAY_IMAGE:
-        # The deploy itself would succeed and the gateway's tasks then never start: say so now.
-        pulumi.log.warn(GATEWAY_IMAGE_UNSET)
     decision = _project_path(settings.decision_file)
     plan_file = _project_path(settings.plan_file) if settings.plan_file else None
     plan, catalog = load_plan(decision, pulumi.get_stack(), plan_file)

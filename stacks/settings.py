@@ -6,19 +6,18 @@ out, so a bad stack config fails before any resource is registered, with the key
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from agentdeploy import __version__
 from agentdeploy.errors import InvalidInput
-from agentdeploy.templates.gpu_node import DEFAULT_NODE_REQUIREMENT, DEFAULT_VLLM_REQUIREMENT
+from agentdeploy.templates.gpu_node import DEFAULT_VLLM_REQUIREMENT
 
 NAMESPACE = "agentdeploy"
-#: The AWS Deep Learning Base AMI with the NVIDIA driver (Ubuntu 22.04), newest first by date.
-DEFAULT_GPU_AMI_NAME = "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04) *"
-#: Image built from the repository's Dockerfile; push it to your registry and set gatewayImage.
-DEFAULT_GATEWAY_IMAGE = f"agentdeploy-gateway:{__version__}"
+#: AWS's public SSM parameter for the newest Deep Learning Base OSS Nvidia Driver GPU AMI on
+#: Ubuntu 24.04 (x86_64), whose Python is 3.12 (we require >= 3.11; 22.04's is 3.10) and
+#: whose instance-store NVMe is mounted at /opt/dlami/nvme (DLAMI release notes, 2026).
+DEFAULT_GPU_AMI_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-24.04/latest/ami-id"
 
 #: Config keys that hold secrets (set with `pulumi config set --secret`); never in ProvisionSettings.
 SECRET_KEYS = ("anthropicApiKey", "gatewayClientKeys", "huggingFaceToken")
@@ -41,19 +40,40 @@ class ProvisionSettings(BaseModel):
     public_subnet_ids: list[str] = Field(default_factory=list, alias="publicSubnetIds")
     vpc_cidr: str = Field("10.60.0.0/16", alias="vpcCidr")
     az_count: int = Field(2, ge=2, le=6, alias="azCount")
-    gateway_image: str = Field(DEFAULT_GATEWAY_IMAGE, alias="gatewayImage")
+    #: A prebuilt gateway image (pin it by digest); unset: `up` builds the repository's
+    #: Dockerfile and pushes it to the stack's ECR repository.
+    gateway_image: str | None = Field(None, alias="gatewayImage")
     gateway_cpu: int = Field(512, alias="gatewayCpu")
     gateway_memory_mb: int = Field(1024, alias="gatewayMemoryMb")
-    gateway_desired_count: int = Field(1, ge=1, alias="gatewayDesiredCount")
-    #: Who may reach the gateway's public load balancer.
+    #: Gateway tasks (spread over the private subnets' zones). Unset: 2 for a stack named
+    #: `prod` or `prod-*` (one task per zone survives a zone or task loss), else 1.
+    gateway_desired_count: int | None = Field(None, ge=1, alias="gatewayDesiredCount")
+    #: `internal`: the gateway's load balancer is reachable only inside the VPC (private
+    #: subnets); `internet-facing`: from the internet, over HTTPS (certificateArn required).
+    gateway_scheme: Literal["internet-facing", "internal"] = Field("internet-facing", alias="gatewayScheme")
+    #: Who may reach the gateway's load balancer.
     allowed_cidrs: list[str] = Field(default_factory=lambda: ["0.0.0.0/0"], alias="allowedCidrs")
-    #: ACM certificate for HTTPS on the gateway's load balancer; HTTP only when unset.
+    #: ACM certificate for HTTPS on the gateway's load balancer (covering gatewayDomain).
     certificate_arn: str | None = Field(None, alias="certificateArn")
+    #: The gateway's DNS name, which the certificate covers; the exported URL uses it.
+    gateway_domain: str | None = Field(None, alias="gatewayDomain")
+    #: Route 53 hosted zone to create gatewayDomain's alias record in (unset: point the name
+    #: at the load balancer yourself).
+    hosted_zone_id: str | None = Field(None, alias="hostedZoneId")
+    #: The explicit opt-out: an internet-facing gateway over plain HTTP (keys and prompts in
+    #: clear text). `deploy preview` warns every time.
+    gateway_plain_http: bool = Field(False, alias="gatewayPlainHttp")
+    #: ElastiCache node type of the gateway's shared budget store (the plan's catalog prices
+    #: cache.t4g.micro).
+    budget_store_node_type: str = Field("cache.t4g.micro", alias="budgetStoreNodeType")
     gpu_ami_id: str | None = Field(None, alias="gpuAmiId")
-    gpu_ami_name: str = Field(DEFAULT_GPU_AMI_NAME, alias="gpuAmiName")
-    gpu_root_volume_gb: int = Field(200, ge=50, alias="gpuRootVolumeGb")
+    #: SSM parameter naming the GPU AMI (AWS's public one by default), read at deploy time.
+    gpu_ami_parameter: str = Field(DEFAULT_GPU_AMI_PARAMETER, alias="gpuAmiParameter")
+    #: Node root volume; unset: sized from the model's weight bytes (fleet_volume.py).
+    gpu_root_volume_gb: int | None = Field(None, ge=50, alias="gpuRootVolumeGb")
     vllm_requirement: str = Field(DEFAULT_VLLM_REQUIREMENT, alias="vllmRequirement")
-    node_requirement: str = Field(DEFAULT_NODE_REQUIREMENT, alias="nodeRequirement")
+    #: A prebuilt wheel of this project for the node agent; unset: `up` builds it from the checkout.
+    node_wheel: str | None = Field(None, alias="nodeWheel")
     #: Activate `agentdeploy:stack` as a cost-allocation tag, without which the stack's AWS Budget
     #: sees no spend. Opt-in: it needs the payer (management) account, and AWS refuses it until
     #: the tag has been on billed resources (~24 h after the first `deploy up`).
@@ -66,6 +86,29 @@ class ProvisionSettings(BaseModel):
                 "vpcId is set: also set privateSubnetIds and publicSubnetIds (two or more each, in different AZs)"
             )
         return self
+
+    @model_validator(mode="after")
+    def _gateway_never_plain_on_the_internet(self) -> ProvisionSettings:
+        if self.gateway_scheme == "internet-facing" and not self.certificate_arn and not self.gateway_plain_http:
+            raise ValueError(
+                "an internet-facing gateway needs HTTPS: set certificateArn (an ACM certificate) and gatewayDomain, "
+                "or gatewayScheme: internal (reachable only inside the VPC), or, knowing keys and prompts then "
+                "cross the internet in clear text, gatewayPlainHttp: true")
+        if self.certificate_arn and not self.gateway_domain:
+            raise ValueError("certificateArn is set: also set gatewayDomain, the name the certificate covers "
+                             "(the exported URL uses it; no certificate covers the load balancer's own DNS name)")
+        if self.hosted_zone_id and not self.gateway_domain:
+            raise ValueError("hostedZoneId is set: also set gatewayDomain (the record to create in it)")
+        return self
+
+    def plain_http_exposed(self) -> bool:
+        """The opt-out in effect: an internet-facing gateway without TLS."""
+        return self.gateway_scheme == "internet-facing" and not self.certificate_arn
+
+    def gateway_tasks(self, stack: str) -> int:
+        if self.gateway_desired_count is not None:
+            return self.gateway_desired_count
+        return 2 if stack == "prod" or stack.startswith("prod-") else 1
 
 
 def parse_settings(values: dict[str, Any], where: str = "stack config") -> ProvisionSettings:

@@ -17,8 +17,8 @@ from agentdeploy.naming import SHARED_KEY, vllm_key_env
 from agentdeploy.planner.catalog import Catalog
 from agentdeploy.planner.plan import Plan
 from agentdeploy.serving.auth import hash_key
-from agentdeploy.serving.config import SecretRef, dump_yaml
-from agentdeploy.templates.gateway_config import build_gateway_config
+from agentdeploy.serving.config import BudgetStoreSpec, SecretRef, dump_yaml
+from agentdeploy.templates.gateway_config import build_gateway_config, check_client_key_lengths
 
 GATEWAY_PORT = 8080
 #: The container gets the rendered config in this variable and writes it to CONFIG_PATH.
@@ -27,8 +27,9 @@ CONFIG_PATH = "/tmp/agentdeploy/gateway.yaml"
 #: The provisioned gateway publishes SpendUSD (spend alarms, `deploy cost`) and wake-up Demand
 #: (the fleet's wake-from-zero alarm) every minute; its task role may PutMetricData.
 CLOUDWATCH_INTERVAL_S = 60.0
-
-
+#: The provisioned gateway's budget store URL (Redis, token included) is injected under this
+#: variable from Secrets Manager; the config names the variable, never the value.
+BUDGET_STORE_ENV = "AGENTDEPLOY_BUDGET_STORE_URL"
 def parse_client_keys(raw: str | None) -> dict[str, list[str]]:
     """`agentdeploy:gatewayClientKeys`: a JSON object agent -> key or [keys] ("*" = any agent),
     or one key / a JSON list of keys for all agents. Errors never echo the value."""
@@ -54,9 +55,11 @@ def parse_client_keys(raw: str | None) -> dict[str, list[str]]:
 
 
 def gateway_config_yaml(plan: Plan, catalog: Catalog, fleet_urls: dict[str, str],
-                        client_keys: dict[str, list[str]] | None = None) -> str:
-    """The rendered gateway config (pure). `fleet_urls`: GPU agent -> its fleet's base URL."""
+                        client_keys: dict[str, list[str]] | None = None, *, shared_budget_store: bool = False) -> str:
+    """The rendered gateway config (pure). `fleet_urls`: GPU agent -> its fleet's base URL;
+    `shared_budget_store`: budgets in the stack's Redis, its URL in BUDGET_STORE_ENV."""
     keys = client_keys or {}
+    check_client_key_lengths(keys)
     unknown = sorted(set(keys) - {a.name for a in plan.agents} - {SHARED_KEY})
     if unknown:
         raise InvalidInput(f"agentdeploy:gatewayClientKeys names agents not in the plan: {', '.join(unknown)}")
@@ -68,5 +71,7 @@ def gateway_config_yaml(plan: Plan, catalog: Catalog, fleet_urls: dict[str, str]
         client_key_hashes={a: [hash_key(k) for k in ks] for a, ks in keys.items() if a != SHARED_KEY},
         shared_key_hashes=[hash_key(k) for k in keys.get(SHARED_KEY, [])],
         cloudwatch_interval_s=CLOUDWATCH_INTERVAL_S,
+        budget_store=BudgetStoreSpec(backend="redis", redis_url=SecretRef(env=BUDGET_STORE_ENV))
+        if shared_budget_store else None,
     )
     return dump_yaml(config)

@@ -31,6 +31,7 @@ from agentdeploy.serving.config import (
     ANTHROPIC_URL,
     BREAKPOINTS,
     AgentSpec,
+    BatchSpec,
     BudgetSpec,
     BudgetStoreSpec,
     CacheSpec,
@@ -46,14 +47,35 @@ from agentdeploy.serving.config import (
 ANTHROPIC_UPSTREAM = "anthropic"
 
 
+#: Shortest client key render accepts: 32 characters (`deploy keygen` makes 43 of base64url,
+#: 256 random bits), so a key cannot be guessed within any rate limit.
+MIN_CLIENT_KEY_CHARS = 32
+
+
+def generate_client_key() -> str:
+    """A client key with 256 bits from the OS's CSPRNG, URL-safe."""
+    import secrets
+
+    return "adk_" + secrets.token_urlsafe(32)
+
+
+def check_client_key_lengths(keys: dict[str, list[str]]) -> None:
+    """Refuse short keys, naming the entry and never the key (agentdeploy:gatewayClientKeys,
+    or AGENTDEPLOY_KEY_<AGENT> when rendering)."""
+    short = [f"{agent} (key {i + 1}: {len(k)} characters)" for agent, ks in sorted(keys.items())
+             for i, k in enumerate(ks) if len(k) < MIN_CLIENT_KEY_CHARS]
+    if short:
+        raise InvalidInput(
+            f"client keys shorter than {MIN_CLIENT_KEY_CHARS} characters",
+            details=short, hint="make keys with `deploy keygen` (256 random bits each) and set them again")
+
+
 def client_key_hashes_from_env(agents: Sequence[str], environ: Mapping[str, str] | None = None) -> dict[str, list[str]]:
     """Per-agent key hashes from AGENTDEPLOY_KEY_<AGENT> (comma-separated values allowed)."""
     env = os.environ if environ is None else environ
-    out: dict[str, list[str]] = {}
-    for agent in agents:
-        raw = env.get(client_key_env(agent), "")
-        out[agent] = [hash_key(k.strip()) for k in raw.split(",") if k.strip()]
-    return out
+    keys = {agent: [k.strip() for k in env.get(client_key_env(agent), "").split(",") if k.strip()] for agent in agents}
+    check_client_key_lengths({client_key_env(agent): ks for agent, ks in keys.items()})
+    return {agent: [hash_key(k) for k in ks] for agent, ks in keys.items()}
 
 
 def claude_model_spec(catalog: Catalog, model_id: str) -> ModelSpec:
@@ -165,6 +187,7 @@ def build_gateway_config(
             cache=_cache(agent),
             budget=_budget(agent, builder),
             deadline_s=agent.latency.ceiling_s,
+            batch=BatchSpec(discount=catalog.claude(agent.model).batch_discount) if agent.batch else None,
         )
     return GatewayConfig(
         stack=plan.stack,

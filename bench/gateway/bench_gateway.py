@@ -1,9 +1,14 @@
 """Gateway overhead benchmark: direct vs agentdeploy gateway vs LiteLLM proxy, in ONE run.
 
 What it measures, against the same fast local upstream (bench/gateway/fast_upstream.py):
-- latency at 16 concurrent streams (each stream: 20 chunks, 5 ms apart, first at once):
-  time to first byte and to the last byte, p50/p99; "added" = proxy minus direct;
+- latency at 1, 16 and 64 concurrent streams (each stream: 20 chunks, 5 ms apart, first at
+  once): time to first byte and to the last byte, p50/p99; "added" = proxy minus direct within
+  each round, and the report takes the median of those per-round differences;
 - max requests/s with 32 concurrent streams against an upstream that answers at once.
+
+The gateway runs the config `deploy render` writes for examples/high-volume-router.yaml (its
+GPU agent `ticket-router`, with `--vllm-replica` pointing at the local upstream), not a
+hand-written one: what is measured is what a deployment serves.
 
 Pinning (2-core machine): every proxy runs alone on CPU 0 (`taskset -c 0`); the upstreams and
 this load generator share CPU 1. The load generator is a raw asyncio HTTP/1.1 client (canned
@@ -32,7 +37,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from agentdeploy.serving.auth import hash_key  # noqa: E402
 from tests.support.procs import free_port, start_process, wait_for_http  # noqa: E402
 
 KEY = "sk-bench0123456789abcdef0123456789abcdef0123456789abcdef0123456789ab"
@@ -130,26 +134,32 @@ def start_upstream(port: int, delay_ms: float, logs: Path):
     return proc
 
 
-def start_gateway(slow_port: int, fast_port: int, logs: Path):
-    import yaml
+DECISION_FILE = REPO / "examples/high-volume-router.yaml"
+GPU_AGENT = "ticket-router"
+MAIN = "from agentdeploy.cli.main import main; main()"
 
+
+def render_config(upstream_port: int, out: Path) -> Path:
+    """`deploy render` of the example plan, its GPU agent's replicas = the bench upstream on
+    three loopback addresses (the plan's max_load_per_replica of 22 would otherwise send the
+    64-stream phase's overflow to Claude, which the bench does not run)."""
+    import subprocess
+
+    env = {**os.environ, f"AGENTDEPLOY_KEY_{GPU_AGENT.upper().replace('-', '_')}": KEY,
+           "AGENTDEPLOY_KEY_ANSWER_DRAFTS": KEY[::-1]}
+    argv = [sys.executable, "-c", MAIN, "render", str(DECISION_FILE), "--out", str(out),
+            *[a for i in (1, 2, 3) for a in ("--vllm-replica", f"{GPU_AGENT}=http://127.0.0.{i}:{upstream_port}")],
+            "--anthropic-base-url", "http://127.0.0.1:9"]
+    subprocess.run(argv, check=True, env=env, capture_output=True, cwd=REPO)
+    return out / "gateway.yaml"
+
+
+def start_gateway(upstream_port: int, logs: Path, tag: str):
     port = free_port()
-    def agent(upstream: str) -> dict:
-        return {"chain": [{"upstream": upstream, "model": "bench-model", "ttft_timeout_s": 10}], "max_tokens_default": 64, "max_tokens_cap": 64}
-    cfg = {
-        "version": 1, "stack": "bench",
-        "upstreams": {
-            "slow": {"kind": "openai", "replicas": [f"http://127.0.0.1:{slow_port}"], "metrics_poll_s": 1.0},
-            "fast": {"kind": "openai", "replicas": [f"http://127.0.0.1:{fast_port}"], "metrics_poll_s": 1.0},
-        },
-        "models": {"bench-model": {}},
-        "agents": {"bench": agent("slow"), "bench-fast": agent("fast")},
-        "shared_key_hashes": [hash_key(KEY)],
-    }
-    path = logs / "gateway.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    argv = ["taskset", "-c", PROXY_CPU, sys.executable, "-c", "from agentdeploy.cli.main import main; main()", "serve", "--config", str(path), "--host", "127.0.0.1", "--port", str(port)]
-    proc = start_process("gateway", argv, logs / "gateway.log")
+    path = render_config(upstream_port, logs / f"render-{tag}")
+    argv = ["taskset", "-c", PROXY_CPU, sys.executable, "-c", MAIN, "serve", "--config", str(path), "--host", "127.0.0.1", "--port", str(port)]
+    # The Claude fallback is never reached (the local upstream answers); serve wants its key set.
+    proc = start_process(f"gateway-{tag}", argv, logs / f"gateway-{tag}.log", env={"ANTHROPIC_API_KEY": "unused-in-bench"})
     wait_for_http(f"http://127.0.0.1:{port}/readyz", timeout_s=30, process=proc)
     return proc, port
 
@@ -178,7 +188,7 @@ def start_litellm(binary: str, slow_port: int, fast_port: int, logs: Path):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=float, default=10.0, help="seconds per measurement (after 1 s warm-up)")
-    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     ap.add_argument("--sat-concurrency", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the report takes each figure's median")
     ap.add_argument("--litellm", default=str(REPO / ".venv-litellm/bin/litellm"))
@@ -196,9 +206,11 @@ def main() -> None:
     procs = [start_upstream(slow_port, 5.0, logs), start_upstream(fast_port, 0.0, logs)]
     results: dict = {"machine": {"cpus": os.cpu_count(), "loadavg_start": os.getloadavg()}, "config": vars(args), "logs": str(logs)}
     try:
-        gw, gw_port = start_gateway(slow_port, fast_port, logs)
-        procs.append(gw)
-        targets = {"direct": (slow_port, fast_port, "/v1/chat/completions", False), "gateway": (gw_port, gw_port, "/v1/chat/completions", True)}
+        gw, gw_port = start_gateway(slow_port, logs, "slow")
+        gw_fast, gw_fast_port = start_gateway(fast_port, logs, "fast")
+        procs += [gw, gw_fast]
+        targets = {"direct": (slow_port, fast_port, "/v1/chat/completions", False),
+                   "gateway": (gw_port, gw_fast_port, "/v1/chat/completions", True)}
         have_litellm = Path(args.litellm).exists()
         if have_litellm:
             ll, ll_port = start_litellm(args.litellm, slow_port, fast_port, logs)
@@ -210,31 +222,34 @@ def main() -> None:
         for i in range(args.rounds):
             for name, (lat_port, sat_port, path, auth) in targets.items():
                 print(f"round {i + 1}/{args.rounds}: measuring {name} ...", file=sys.stderr, flush=True)
-                lat = asyncio.run(load(lat_port, path, "bench", auth, args.concurrency, args.duration))
-                sat = asyncio.run(load(sat_port, path, "bench-fast", auth, args.sat_concurrency, args.duration))
-                rounds[name].append({"latency_16_streams": lat, "throughput": sat})
+                row = {f"latency_{c}_streams": asyncio.run(load(lat_port, path, "bench", auth, c, args.duration))
+                       for c in args.concurrency}
+                row["throughput"] = asyncio.run(load(sat_port, path, "bench-fast", auth, args.sat_concurrency, args.duration))
+                rounds[name].append(row)
+        phases = [f"latency_{c}_streams" for c in args.concurrency] + ["throughput"]
         for name, rs in rounds.items():
             results[name] = {
                 phase: {k: statistics.median(r[phase][k] for r in rs) for k in rs[0][phase] if isinstance(rs[0][phase][k], (int, float))}
-                for phase in ("latency_16_streams", "throughput")
+                for phase in phases
             }
-            results[name]["errors_total"] = sum(r[p]["errors"] for r in rs for p in ("latency_16_streams", "throughput"))
+            results[name]["errors_total"] = sum(r[p]["errors"] for r in rs for p in phases)
             results[name]["rounds"] = rs
     finally:
         for p in procs:
             p.stop(grace_s=3)
     results["machine"]["loadavg_end"] = os.getloadavg()
-    d = results["direct"]["latency_16_streams"]
-    summary = {}
+    summary: dict = {}
+    direct_rounds = results["direct"]["rounds"]
     for name in ("gateway", "litellm"):
         if name not in results:
             continue
-        r = results[name]["latency_16_streams"]
-        summary[name] = {
-            "added_ttfb_p50_ms": r["ttfb_p50_ms"] - d["ttfb_p50_ms"], "added_ttfb_p99_ms": r["ttfb_p99_ms"] - d["ttfb_p99_ms"],
-            "added_total_p50_ms": r["total_p50_ms"] - d["total_p50_ms"], "added_total_p99_ms": r["total_p99_ms"] - d["total_p99_ms"],
-            "max_rps_one_core": results[name]["throughput"]["rps"],
-        }
+        rs = results[name]["rounds"]
+        summary[name] = {"max_rps_one_core": results[name]["throughput"]["rps"]}
+        for c in args.concurrency:
+            phase = f"latency_{c}_streams"
+            for k in ("ttfb_p50_ms", "ttfb_p99_ms", "total_p50_ms", "total_p99_ms"):
+                # The median of each round's difference (proxy minus direct in the same round).
+                summary[name][f"{phase}_added_{k}"] = statistics.median(r[phase][k] - d[phase][k] for r, d in zip(rs, direct_rounds, strict=True))
     if "litellm" in summary:
         summary["throughput_ratio_gateway_vs_litellm"] = summary["gateway"]["max_rps_one_core"] / max(1e-9, summary["litellm"]["max_rps_one_core"])
     results["summary"] = summary

@@ -35,6 +35,8 @@ def build_stream(chunks: int) -> tuple[bytes, list[bytes], bytes]:
     return head, body, tail
 
 
+#: The loopback addresses the upstream listens on (the bench's replicas of one GPU agent).
+REPLICA_ALIASES = (1, 2, 3)
 METRICS = b'vllm:num_requests_running{model_name="bench-model"} 0.0\nvllm:num_requests_waiting{model_name="bench-model"} 0.0\n'
 METRICS_RESP = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: " + str(len(METRICS)).encode() + b"\r\n\r\n" + METRICS
 
@@ -94,7 +96,10 @@ def main() -> None:
         pass
 
     async def serve():
-        server = await asyncio.get_running_loop().create_server(Upstream, "127.0.0.1", a.port, backlog=1024)
+        # Every loopback alias the bench names as a replica (127.0.0.1-3): one process, three "replicas".
+        loop = asyncio.get_running_loop()
+        servers = [await loop.create_server(Upstream, f"127.0.0.{i}", a.port, backlog=1024) for i in REPLICA_ALIASES]
+        server = servers[0]
         print(f"fast upstream on {a.port}", flush=True)
         await server.serve_forever()
 

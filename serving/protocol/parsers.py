@@ -128,6 +128,7 @@ class AnthropicStreamParser:
                 return []
             if kind == "message_delta":
                 self._take_usage(obj.get("usage"))
+                self.usage.final = self.usage.final or bool(obj.get("usage"))
                 delta = obj.get("delta") or {}
                 if delta.get("stop_reason"):
                     return [("finish", delta["stop_reason"], delta.get("stop_sequence"))]
@@ -168,7 +169,7 @@ class OpenAIStreamParser:
             if u:
                 cached = ((u.get("prompt_tokens_details") or {}).get("cached_tokens")) or 0
                 us = self.usage
-                us.reported = True
+                us.reported = us.final = True
                 us.input_tokens = u.get("prompt_tokens", 0) - cached
                 us.cache_read = cached
                 us.output_tokens = u.get("completion_tokens", 0)

@@ -219,8 +219,9 @@ def anthropic_usage(u: Usage) -> JsonObject:
     }
 
 
-def error_body(protocol: ApiKind, kind: str, message: str) -> JsonObject:
-    """An error in the client's protocol (the gateway's own refusals and upstream errors passed on)."""
+def error_body(protocol: ApiKind, kind: str, message: str, param: str | None = None) -> JsonObject:
+    """An error in the client's protocol (the gateway's own refusals and upstream errors passed on);
+    `param` names the offending field (OpenAI's `param`; Anthropic's message starts with it)."""
     if protocol == "anthropic":
         return {"type": "error", "error": {"type": kind, "message": message}}
-    return {"error": {"message": message, "type": kind, "code": kind, "param": None}}
+    return {"error": {"message": message, "type": kind, "code": kind, "param": param}}

@@ -52,6 +52,9 @@ def topic_policy_document(topic_arn: str) -> str:
          "Action": "SNS:Publish", "Resource": topic_arn},
         {"Sid": "AlarmsPublish", "Effect": "Allow", "Principal": {"Service": "cloudwatch.amazonaws.com"},
          "Action": "SNS:Publish", "Resource": topic_arn},
+        # GPU fleets' launch failures reach the topic through an EventBridge rule.
+        {"Sid": "EventsPublish", "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},
+         "Action": "SNS:Publish", "Resource": topic_arn},
     ]}, sort_keys=True)
 
 

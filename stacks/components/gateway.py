@@ -1,4 +1,9 @@
-"""The serving gateway: an always-on ECS Fargate service behind a public load balancer.
+"""The serving gateway: an always-on ECS Fargate service behind its own load balancer.
+
+The load balancer is internal (reachable only inside the VPC) or internet-facing over HTTPS
+with the certificate of `gatewayDomain` (plain HTTP on the internet only by the explicit
+`gatewayPlainHttp` opt-out, which the program warns about). `up` returns once the service has
+reached steady state behind its listener, so a gateway that cannot start fails the deploy.
 
 Fargate rather than an instance group: the gateway is small and always on, and Fargate
 injects secrets from Secrets Manager into the container by ARN through the execution role
@@ -61,6 +66,7 @@ class GatewayService(pulumi.ComponentResource):
     def __init__(self, name: str, stack: str, region: str, settings: ProvisionSettings, *, vpc_id: pulumi.Input[str],
                  public_subnet_ids: pulumi.Input[list[str]], private_subnet_ids: pulumi.Input[list[str]],
                  opts: pulumi.ResourceOptions | None = None):
+        internal = settings.gateway_scheme == "internal"
         """Creates the network edge now (the fleets need the gateway's security group);
         `deploy_service` adds the task once the config and secrets are known."""
         # The type token keeps the class's old name: it is part of every child's URN, and a new
@@ -87,7 +93,8 @@ class GatewayService(pulumi.ComponentResource):
             tags=self._t(f"{base}-task"), opts=child)
         self.security_group_id = self.task_sg.id
         self.alb = aws.lb.LoadBalancer(
-            f"{name}-alb", internal=False, load_balancer_type="application", subnets=public_subnet_ids,
+            f"{name}-alb", internal=internal, load_balancer_type="application",
+            subnets=private_subnet_ids if internal else public_subnet_ids,
             security_groups=[self.alb_sg.id], idle_timeout=600,  # long streams
             tags=self._t(base), opts=child)
         self.target_group = aws.lb.TargetGroup(
@@ -98,21 +105,30 @@ class GatewayService(pulumi.ComponentResource):
             tags=self._t(f"{base}-tg"), opts=child)
         forward: list[aws.lb.ListenerDefaultActionArgsDict] = [
             {"type": "forward", "target_group_arn": self.target_group.arn}]
+        self.listeners: list[aws.lb.Listener] = []
+        host = settings.gateway_domain
         if https:
-            aws.lb.Listener(f"{name}-https", load_balancer_arn=self.alb.arn, port=443, protocol="HTTPS",
+            self.listeners.append(aws.lb.Listener(f"{name}-https", load_balancer_arn=self.alb.arn, port=443, protocol="HTTPS",
                             certificate_arn=settings.certificate_arn, ssl_policy="ELBSecurityPolicy-TLS13-1-2-2021-06",
-                            default_actions=forward, tags=self._t(f"{base}-https"), opts=child)
-            aws.lb.Listener(f"{name}-http", load_balancer_arn=self.alb.arn, port=80, protocol="HTTP",
-                            default_actions=[{"type": "redirect", "redirect": {
-                                "protocol": "HTTPS", "port": "443", "status_code": "HTTP_301"}}],
-                            tags=self._t(f"{base}-http"), opts=child)
-            self.url = pulumi.Output.concat("https://", self.alb.dns_name)
+                            default_actions=forward, tags=self._t(f"{base}-https"), opts=child))
+            self.listeners.append(aws.lb.Listener(
+                f"{name}-http", load_balancer_arn=self.alb.arn, port=80, protocol="HTTP",
+                default_actions=[{"type": "redirect", "redirect": {
+                    "protocol": "HTTPS", "port": "443", "status_code": "HTTP_301"}}],
+                tags=self._t(f"{base}-http"), opts=child))
+            # The URL is the name the certificate covers (settings require gatewayDomain).
+            self.url = pulumi.Output.from_input(f"https://{host}")
         else:
-            aws.lb.Listener(f"{name}-http", load_balancer_arn=self.alb.arn, port=80, protocol="HTTP",
-                            default_actions=forward, tags=self._t(f"{base}-http"), opts=child)
-            self.url = pulumi.Output.concat("http://", self.alb.dns_name)
+            self.listeners.append(aws.lb.Listener(f"{name}-http", load_balancer_arn=self.alb.arn, port=80, protocol="HTTP",
+                                                  default_actions=forward, tags=self._t(f"{base}-http"), opts=child))
+            self.url = pulumi.Output.from_input(f"http://{host}") if host else pulumi.Output.concat("http://", self.alb.dns_name)
+        if host and settings.hosted_zone_id:
+            aws.route53.Record(f"{name}-dns", zone_id=settings.hosted_zone_id, name=host, type="A",
+                               aliases=[{"name": self.alb.dns_name, "zone_id": self.alb.zone_id,
+                                         "evaluate_target_health": True}], opts=child)
 
-    def deploy_service(self, config_yaml: pulumi.Input[str], secret_env: dict[str, pulumi.Output[str]]) -> None:
+    def deploy_service(self, config_yaml: pulumi.Input[str], secret_env: dict[str, pulumi.Output[str]],
+                       image: pulumi.Input[str]) -> None:
         name, stack, s = self._name, self._stack, self._settings
         child = pulumi.ResourceOptions(parent=self)
         base = f"agentdeploy-{stack}-gateway"
@@ -134,19 +150,23 @@ class GatewayService(pulumi.ComponentResource):
                            policy=policy_json([put_metrics_statement(METRIC_NAMESPACE)]), opts=child)
         cluster = aws.ecs.Cluster(f"{name}-cluster", name=base, tags=self._t(base), opts=child)
         env_names = list(secret_env)
-        definitions = pulumi.Output.all(log_group.name, config_yaml, arns).apply(
-            lambda v: container_definitions(s.gateway_image, self._region, v[0], v[1], stack, dict(zip(env_names, v[2], strict=True))))
+        definitions = pulumi.Output.all(log_group.name, config_yaml, arns, image).apply(
+            lambda v: container_definitions(v[3], self._region, v[0], v[1], stack, dict(zip(env_names, v[2], strict=True))))
         task = aws.ecs.TaskDefinition(
             f"{name}-task", family=base, cpu=str(s.gateway_cpu), memory=str(s.gateway_memory_mb),
             network_mode="awsvpc", requires_compatibilities=["FARGATE"], execution_role_arn=execution_role.arn,
             task_role_arn=task_role.arn, container_definitions=definitions, tags=self._t(base), opts=child)
         aws.ecs.Service(
             f"{name}-service", name=base, cluster=cluster.arn, task_definition=task.arn, launch_type="FARGATE",
-            desired_count=s.gateway_desired_count, health_check_grace_period_seconds=60,
+            desired_count=s.gateway_tasks(stack), health_check_grace_period_seconds=60,
+            # `up` succeeds only once the tasks run healthy behind the listener.
+            wait_for_steady_state=True,
             deployment_circuit_breaker={"enable": True, "rollback": True},
             network_configuration={"subnets": self._private_subnet_ids, "security_groups": [self.task_sg.id],
                                    "assign_public_ip": False},
             load_balancers=[{"target_group_arn": self.target_group.arn, "container_name": CONTAINER,
                              "container_port": GATEWAY_PORT}],
-            propagate_tags="SERVICE", enable_ecs_managed_tags=True, tags=self._t(base), opts=child)
+            propagate_tags="SERVICE", enable_ecs_managed_tags=True, tags=self._t(base),
+            # The target group must be attached to the load balancer (by a listener) first.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(self.listeners)))
         self.register_outputs({"url": self.url})

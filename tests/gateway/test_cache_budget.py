@@ -45,7 +45,7 @@ def test_breakpoints_on_static_prefix_and_cache_costs_priced(claude_emulator, st
     cached = u["prompt_tokens_details"]["cached_tokens"]
     expected = cached * SONNET["cache_read"] + (u["prompt_tokens"] - cached) * SONNET["input"] + u["completion_tokens"] * SONNET["output"]
     assert float(r.headers["x-agentdeploy-cost-usd"]) == pytest.approx(expected, rel=1e-6)
-    m = httpx.get(gw.url + "/metrics").text
+    m = gw.metrics()
     assert metric_value(m, "agentdeploy_gateway_tokens_total", agent="api-agent", type="cache_write_1h") >= 3000
     assert metric_value(m, "agentdeploy_gateway_tokens_total", agent="api-agent", type="cache_read") >= 3000
     # vLLM gets no cache_control; Claude fallback for the gpu agent is below Haiku's minimum: none either
@@ -65,7 +65,7 @@ def test_streaming_usage_with_cache_writes_is_accounted(claude_emulator, gateway
     usage = [d for n, d in events if n == "message_delta"][0]["usage"]
     assert usage["cache_creation_input_tokens"] == 3000
     assert usage["cache_creation"]["ephemeral_5m_input_tokens"] == 3000
-    m = httpx.get(gw.url + "/metrics").text
+    m = gw.metrics()
     expected = 3000 * SONNET["cache_write_5m"] + usage["input_tokens"] * SONNET["input"] + usage["output_tokens"] * SONNET["output"]
     assert metric_value(m, "agentdeploy_gateway_cost_usd_total", agent="api-agent") == pytest.approx(expected, rel=1e-6)
 
@@ -82,7 +82,7 @@ def test_block_policy_refuses_with_machine_readable_error(claude_emulator, gatew
             break
     assert codes[0] == 200
     assert codes[-1] == 429
-    m = httpx.get(gw.url + "/metrics").text
+    m = gw.metrics()
     spent = metric_value(m, "agentdeploy_gateway_cost_usd_total", agent="api-agent")
     assert spent <= 0.0025
     assert spent + 0.0012 > 0.0025 - 0.0003  # stopped only when the next worst case no longer fit
@@ -93,7 +93,7 @@ def test_block_policy_refuses_with_machine_readable_error(claude_emulator, gatew
     r = messages(gw.url, API_KEY, max_tokens=200)
     assert r.status_code == 429
     assert r.json()["error"]["type"] == "budget_exceeded"
-    m = httpx.get(gw.url + "/metrics").text
+    m = gw.metrics()
     assert metric_value(m, "agentdeploy_gateway_budget_remaining_usd", agent="api-agent") < 0.0025
     assert metric_value(m, "agentdeploy_gateway_budget_rejections_total", agent="api-agent", action="blocked") >= 2
 
@@ -137,7 +137,12 @@ def test_budget_race_concurrent_streams_two_gateways_share_redis(claude_emulator
     assert codes.count(429) == 20 - admitted
     r = redis.Redis.from_url(fresh_redis_url)
     key = [k for k in r.keys("race:*") if not k.endswith(b":spent")][0]
-    time.sleep(0.3)  # settlements are written right after each response
+    for gw in (a, b):  # nothing in flight: /metrics then answers once every settlement is written
+        deadline = time.monotonic() + 10
+        while metric_value(gw.metrics(), "agentdeploy_gateway_in_flight") != 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        gw.metrics()  # awaits the settlements spawned as the last requests ended
     spent = int(r.get(key + b":spent")) / 1e6
     committed = int(r.get(key)) / 1e6
     assert spent <= 0.006
@@ -172,10 +177,9 @@ def test_unreachable_redis_fails_closed_for_block_and_open_for_alert(claude_emul
     r = chat(gw.url, GPU_KEY)
     assert r.status_code == 200
     assert r.json()["model"] == "claude-haiku-4-5"
-    m = httpx.get(gw.url + "/metrics")
-    assert m.status_code == 200
-    assert metric_value(m.text, "agentdeploy_gateway_budget_rejections_total", agent="api-agent", action="store_unavailable") == 2
-    assert metric_value(m.text, "agentdeploy_gateway_budget_rejections_total", agent="gpu-agent", action="store_unavailable") == 1
+    m = gw.metrics()
+    assert metric_value(m, "agentdeploy_gateway_budget_rejections_total", agent="api-agent", action="store_unavailable") == 2
+    assert metric_value(m, "agentdeploy_gateway_budget_rejections_total", agent="gpu-agent", action="store_unavailable") == 1
     assert "Traceback" not in gw.log_text()
 
 
@@ -183,7 +187,7 @@ def test_metrics_health_and_readiness(claude_emulator, gateway_factory):
     gw = gateway_factory(gateway_config(claude_emulator.base_url, replicas=[]), env=env_for(claude_emulator))
     chat(gw.url, GPU_KEY)
     stream_chat(gw.url, API_KEY)
-    m = httpx.get(gw.url + "/metrics").text
+    m = gw.metrics()
     # Samples, not just the # HELP lines that are written even for series nobody touched.
     for name in ("requests_total", "fallbacks_total", "ttft_seconds_bucket", "request_seconds_count", "tokens_total", "cost_usd_total", "overhead_seconds_bucket"):
         assert metric_value(m, f"agentdeploy_gateway_{name}") > 0, name
@@ -210,7 +214,7 @@ def test_upstream_key_never_appears_in_logs_metrics_or_config(claude_emulator, s
     assert canary not in r.text
     assert "[REDACTED]" in r.text
     assert claude_emulator.requests()[0]["api_key"] == canary  # it was used...
-    metrics = httpx.get(gw.url + "/metrics").text
+    metrics = gw.metrics()
     gw.stop()
     for where, text in (("log", gw.log_text()), ("metrics", metrics), ("config", gw.config_path.read_text())):
         assert canary not in text, f"key leaked into the {where}"

@@ -112,3 +112,31 @@ def test_runs_as_a_subprocess_with_the_same_controls(tmp_path):
     finally:
         handle.stop()
     assert not proc.alive()
+
+
+def test_wrong_types_are_400s_like_the_api_not_crashes(claude_emulator):
+    for bad in ({"messages": [1]}, {"messages": [{"role": "user", "content": [1]}]}, {"system": 5}, {"tools": [1]},
+                {"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]}):
+        r = _post(claude_emulator, _body(**bad))
+        assert r.status_code == 400, bad
+        assert r.json()["error"]["type"] == "invalid_request_error"
+        assert all(rec["served"] is None for rec in claude_emulator.requests())  # refused: nothing billed
+
+
+def test_served_usage_records_what_was_generated_even_when_the_client_leaves(claude_emulator):
+    claude_emulator.configure(output_tokens=200, token_delay_s=0.002)
+    with httpx.stream("POST", claude_emulator.base_url + "/v1/messages", json=_body(max_tokens=200, stream=True),
+                      headers={"x-api-key": claude_emulator.api_key, "anthropic-version": "2023-06-01"}, timeout=10) as r:
+        for line in r.iter_lines():
+            if line.startswith("event: content_block_delta"):
+                break  # leave after the first token
+    deadline = time.monotonic() + 10
+    while claude_emulator.requests()[-1]["served"] is None:  # recorded once the emulator notices
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    served = claude_emulator.requests()[-1]["served"]
+    assert served["model"] == "claude-haiku-4-5"
+    assert 1 <= served["output_tokens"] < 200
+    assert served["input_tokens"] > 0
+    r = _post(claude_emulator, _body(max_tokens=20))
+    assert claude_emulator.requests()[-1]["served"]["output_tokens"] == r.json()["usage"]["output_tokens"]

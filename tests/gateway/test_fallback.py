@@ -102,7 +102,7 @@ def test_server_error_falls_back_and_is_not_billed(setup):
     assert r.status_code == 200
     assert r.json()["model"] == "claude-haiku-4-5"
     assert r.headers["x-agentdeploy-fallback"] == "vllm:server_error"
-    m = httpx.get(gw.url + "/metrics").text
+    m = gw.metrics()
     assert metric_value(m, "agentdeploy_gateway_fallbacks_total", agent="gpu-agent", reason="server_error") == 1
 
 
@@ -118,7 +118,7 @@ def test_a_failed_priced_attempt_is_not_billed_and_the_answer_is(setup):
     assert [q["body"]["model"] for q in claude.requests()] == ["claude-sonnet-4-6", "claude-haiku-4-5"] * 2
     u1, u2 = r1.json()["usage"], r2.json()["usage"]
     expected = (u1["prompt_tokens"] + u2["input_tokens"]) * 1e-6 + (u1["completion_tokens"] + u2["output_tokens"]) * 5e-6
-    m = httpx.get(gw.url + "/metrics").text
+    m = gw.metrics()
     assert 'agentdeploy_gateway_cost_usd_total{' in m
     assert expected > 0
     assert metric_value(m, "agentdeploy_gateway_cost_usd_total", agent="api-agent", model="claude-haiku-4-5") == pytest.approx(expected)
@@ -132,7 +132,7 @@ def test_in_band_overload_before_the_first_token_is_retried_like_a_529(setup):
     assert r.status_code == 200
     assert r.json()["content"][0]["text"]
     assert len(claude.requests()) == 2  # retried on the same upstream after a backoff, as a 529 is
-    m = httpx.get(gw.url + "/metrics").text
+    m = gw.metrics()
     assert metric_value(m, "agentdeploy_gateway_upstream_errors_total", agent="api-agent", reason="overloaded") == 1
 
 
@@ -199,7 +199,7 @@ def test_stream_stall_after_bytes_ends_with_explicit_error(setup):
     assert openai_text(events).startswith("tok0 tok1")
     assert "[DONE]" not in [d for _, d in events]
     assert "stall" in events[-1][1]["error"]["message"]
-    m = httpx.get(gw.url + "/metrics").text
+    m = gw.metrics()
     assert metric_value(m, "agentdeploy_gateway_stream_errors_total", reason="stall") == 1
 
 
@@ -381,7 +381,7 @@ def test_flapping_primary_that_never_fails_twice_in_a_row_is_cut_off(setup):
     assert len(st.requests) == 11
     assert [r.json()["model"] for r in results[11:]] == ["claude-haiku-4-5"] * 9
     assert results[11].headers["x-agentdeploy-fallback"] == "vllm:no_healthy_replica"
-    m = httpx.get(gw.url + "/metrics").text
+    m = gw.metrics()
     assert "agentdeploy_gateway_circuit_state{" in m
     assert metric_value(m, "agentdeploy_gateway_circuit_state", upstream="vllm") == 2
 
@@ -394,7 +394,7 @@ def test_dead_primary_is_cut_off_then_traffic_returns(setup):
     assert all(r.json()["model"] == "claude-haiku-4-5" for r in results)
     # the breaker (threshold 2) stops sending to the broken replica: far fewer than 8 attempts
     assert len(st.requests) <= 4
-    m = httpx.get(gw.url + "/metrics").text
+    m = gw.metrics()
     assert metric_value(m, "agentdeploy_gateway_circuit_state", upstream="vllm") in (1, 2)
     st.faults.clear()
     deadline = time.monotonic() + 8
@@ -483,7 +483,7 @@ def test_alert_policy_admits_everything_and_logs_thresholds(claude_emulator, gat
     log = gw.log_text()
     assert '"event":"budget_threshold"' in log
     assert '"threshold_pct":100' in log
-    m = httpx.get(gw.url + "/metrics").text
+    m = gw.metrics()
     assert metric_value(m, "agentdeploy_gateway_budget_remaining_usd", agent="api-agent") < 0
 
 

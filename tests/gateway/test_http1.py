@@ -13,7 +13,7 @@ import asyncio
 import httpx
 import pytest
 
-from agentdeploy.serving.http1 import Request, Response, Server, StreamResponse
+from agentdeploy.serving.http1 import Limits, Request, Response, Server, StreamResponse
 
 
 async def _echo(request: Request) -> Response:
@@ -55,10 +55,10 @@ async def _broken(request: Request) -> StreamResponse:
     raise RuntimeError("a bug")
 
 
-async def _serve(max_body: int = 1024, keepalive_s: float = 75.0):
+async def _serve(max_body: int = 1024, keepalive_s: float = 75.0, gate=None, **limits):  # type: ignore[no-untyped-def]
     streams = _Streams()
     routes = {("POST", "/echo"): _echo, ("GET", "/echo"): _echo, ("GET", "/stream"): streams.stream, ("GET", "/broken"): _broken}
-    server = Server(routes, max_body, keepalive_s=keepalive_s)
+    server = Server(routes, Limits(max_body=max_body, keepalive_s=keepalive_s, **limits), gate=gate)
     await server.start("127.0.0.1", 0)
     port = server._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     return server, port, streams

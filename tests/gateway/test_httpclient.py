@@ -113,3 +113,58 @@ def test_connection_refused_is_a_connect_error():
             await Pool().post(Endpoint(f"http://127.0.0.1:{port}/x", {}), b"{}", 1.0)
 
     asyncio.run(run())
+
+
+def test_a_post_resent_after_a_reused_connection_dies_unanswered_is_reported():
+    """The upstream takes the second request on a kept-alive connection and closes without a
+    byte: the client sends it once more on a fresh connection, and says so (never silently)."""
+    async def run():
+        seen = {"connections": 0, "requests": 0}
+
+        async def handle(reader, writer):
+            seen["connections"] += 1
+            while True:
+                try:
+                    data = await reader.readuntil(b"\r\n\r\n")
+                except asyncio.IncompleteReadError:
+                    break
+                length = int([ln.split(b":")[1] for ln in data.split(b"\r\n") if ln.lower().startswith(b"content-length")][0])
+                await reader.readexactly(length)
+                seen["requests"] += 1
+                if seen["requests"] == 2:
+                    break  # received, never answered
+                writer.write(CHUNKED)
+                await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        pool = Pool()
+        reported = []
+        pool.on_resend = lambda target, why: reported.append((target, why))
+        ep = Endpoint(f"http://127.0.0.1:{port}/x", {})
+        for _ in range(2):
+            resp = await pool.post(ep, b"{}", 1.0)
+            assert await _read_all(resp) == b"hello world!"
+            resp.release()
+        assert seen == {"connections": 2, "requests": 3}
+        assert pool.resends == 1
+        assert reported and reported[0][0] == f"127.0.0.1:{port}"
+        pool.close()
+        server.close()
+
+    asyncio.run(run())
+
+
+def test_malformed_framing_is_a_disconnect_not_a_crash():
+    async def run():
+        bad = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"
+        server, port, _ = await _server([bad])
+        pool = Pool()
+        resp = await pool.post(Endpoint(f"http://127.0.0.1:{port}/x", {}), b"{}", 1.0)
+        with pytest.raises(UpstreamDisconnected, match="malformed"):
+            await _read_all(resp)
+        pool.close()
+        server.close()
+
+    asyncio.run(run())

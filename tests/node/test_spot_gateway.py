@@ -101,7 +101,7 @@ def test_gateway_serves_through_a_spot_interruption(
 
     deadline = time.monotonic() + 15  # the gateway's next node poll
     while not any(ln.startswith("agentdeploy_gateway_replica_draining{") and float(ln.rsplit(" ", 1)[1]) == 1
-                  for ln in httpx.get(gw.url + "/metrics").text.splitlines()):
+                  for ln in gw.metrics().splitlines()):
         assert time.monotonic() < deadline, "the gateway never saw the node draining"
         time.sleep(0.1)
     probes: list[tuple[int | None, str]] = []

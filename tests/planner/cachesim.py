@@ -3,18 +3,19 @@
 It replays one conversation against a cache of prefix entries: a request reads the longest live
 entry that is a prefix of it, writes from there to its last cacheable breakpoint, and pays full
 price for the rest. Entries exist only where an earlier request had a breakpoint at or over the
-model's minimum, and live for the TTL after their last use. The static prefix may also have been
-written by another conversation, with probability `h` (the arrival-based estimate).
+model's minimum, and live for the TTL after their last use (turn gaps exact here; their spread and
+the arrivals of other conversations are the Monte-Carlo replay's job, tests/planner/cachemc.py).
+The static prefix may also have been written by another conversation, with probability `h`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agentdeploy.planner.caching import TTL_SECONDS, CacheOption, first_hit_probability
+from agentdeploy.planner.caching import TTL_SECONDS, CacheOption
 from agentdeploy.planner.catalog import Catalog, ClaudeModel
+from agentdeploy.planner.options import hits_at
 from agentdeploy.planner.spec import AgentDecision, Profile
-from agentdeploy.planner.traffic import traffic_for
 
 
 @dataclass(frozen=True)
@@ -56,11 +57,7 @@ def simulate(profile: Profile, minimum: int, option: CacheOption, *, h: float, t
 
 def true_cost(agent: AgentDecision, model: ClaudeModel, option: CacheOption, catalog: Catalog, conversations: float, *, batch: bool) -> float:
     """Monthly USD for `conversations` conversations billed the way the simulation says."""
-    ttl = TTL_SECONDS[option.ttl] if option.ttl else 0.0
-    if batch:
-        h = catalog.assumptions.batch_cache_hit_rate
-    else:
-        h = first_hit_probability(ttl, traffic_for(agent, conversations, catalog.assumptions.days_per_month).avg_rps)
+    h = hits_at(agent, option, catalog, conversations, batch=batch).first
     gap = agent.profile.turn_gap_s or catalog.assumptions.default_turn_gap_s
     billed = simulate(agent.profile, model.min_cacheable_tokens, option, h=h, turn_gap_s=gap, batch=batch)
     write_kind = "cache_write_1h" if option.ttl == "1h" else "cache_write_5m"

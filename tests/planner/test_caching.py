@@ -7,9 +7,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from agentdeploy.planner import build_plan, load_catalog, load_decision_file
-from agentdeploy.planner.caching import OPTIONS, CacheOption, conversation_bill, first_hit_probability
+from agentdeploy.planner.caching import OPTIONS, CacheOption, Hits, conversation_bill
 from agentdeploy.planner.spec import Profile
-from agentdeploy.planner.traffic import Traffic
 
 from .cachesim import simulate
 from .conftest import agent_doc, decision_doc
@@ -19,8 +18,9 @@ HAIKU = CATALOG.claude_models["claude-haiku-4-5"]  # $1 / $5 per M, writes 1.25x
 SONNET = CATALOG.claude_models["claude-sonnet-4-6"]  # $3 / $15 per M, minimum 2048
 
 
-def traffic(rps: float = 0.001) -> Traffic:
-    return Traffic(1000, 1000, 24, 1, rps, rps, 30.4)
+def hits(first: float = 0.0, gap_s: float = 30.0, ttl: str = "5m") -> Hits:
+    """Exact gaps: the previous turn's entry is live when the gap is within the TTL."""
+    return Hits(first=first, own=1.0 if gap_s <= {"5m": 300.0, "1h": 3600.0}[ttl] else 0.0)
 
 
 def plan_one(write_decision, **agent):
@@ -30,7 +30,7 @@ def plan_one(write_decision, **agent):
 def test_turn_under_the_minimum_leaves_nothing_to_read(write_decision):
     """The audit's repro: turn 1 is under Haiku's minimum, so turn 2 cannot read it."""
     profile = Profile(turns=2, input_tokens_per_turn=2000, output_tokens_per_turn=1500, static_prefix_tokens=0)
-    bill = conversation_bill(profile, HAIKU, CacheOption("5m", conversation=True), traffic(), turn_gap_s=30)
+    bill = conversation_bill(profile, HAIKU, CacheOption("5m", conversation=True), hits())
     # turn 1: 2,000 tokens < 4,096: uncached, nothing written.
     # turn 2: 3,500 history + 2,000 input = 5,500 >= 4,096: all of it written, nothing read.
     assert (bill.uncached_input, bill.cache_write, bill.cache_read) == (2000, 5500, 0)
@@ -46,7 +46,7 @@ def test_four_turn_conversation_cache_by_hand(write_decision):
     a = plan_one(
         write_decision,
         overrides={"model": "claude-sonnet-4-6"},
-        profile={"turns": 4, "input_tokens_per_turn": 1500, "output_tokens_per_turn": 500, "turn_gap_s": 30},
+        profile={"turns": 4, "input_tokens_per_turn": 1500, "output_tokens_per_turn": 500, "turn_gap_s": 30, "turn_gap_cv": 0},
     )
     # Sonnet, minimum 2,048; prompt of turn k = 2,000 x (k-1) + 1,500 tokens:
     #   turn 1: 1,500 < 2,048          -> 1,500 uncached, nothing written
@@ -66,7 +66,7 @@ def test_four_turn_conversation_cache_by_hand(write_decision):
 
 def test_turn_gap_beyond_the_ttl_reads_nothing():
     profile = Profile(turns=3, input_tokens_per_turn=3000, output_tokens_per_turn=100, static_prefix_tokens=0)
-    bill = conversation_bill(profile, SONNET, CacheOption("5m", conversation=True), traffic(), turn_gap_s=600)
+    bill = conversation_bill(profile, SONNET, CacheOption("5m", conversation=True), hits(gap_s=600))
     # every turn is over 2,048 and writes its whole prompt: 3,000 + 6,100 + 9,200; the 5 min entry is gone each time
     assert (bill.uncached_input, bill.cache_write, bill.cache_read) == (0, 18300, 0)
 
@@ -87,20 +87,19 @@ profiles = st.builds(
     st.sampled_from([HAIKU, SONNET]),
     st.sampled_from(OPTIONS),
     st.sampled_from([5.0, 30.0, 299.0, 301.0, 1800.0, 4000.0]),
-    st.floats(1e-5, 5.0),
+    st.floats(0.0, 1.0),
     st.booleans(),
 )
 # the shapes the audit found: early turns under the minimum, later ones over it
 @example(Profile(turns=2, input_tokens_per_turn=2000, output_tokens_per_turn=1500), HAIKU, OPTIONS[3], 30.0, 0.001, False)
 @example(Profile(turns=4, input_tokens_per_turn=900, output_tokens_per_turn=700, static_prefix_tokens=1024), HAIKU, OPTIONS[4], 30.0, 0.01, False)
 @example(Profile(turns=3, input_tokens_per_turn=400, output_tokens_per_turn=900, static_prefix_tokens=500), SONNET, OPTIONS[3], 299.0, 0.5, False)
-def test_bill_matches_request_by_request_replay(profile, model, option, gap, rps, batch):
+def test_bill_matches_request_by_request_replay(profile, model, option, gap, h, batch):
+    """Given the chance `h` that another conversation wrote the static prefix, the bill is the replay's."""
     if batch and (option.conversation or option.ttl == "5m"):
         return  # the Batch API route offers neither (see cache_choices)
-    batch_rate = CATALOG.assumptions.batch_cache_hit_rate
-    bill = conversation_bill(profile, model, option, traffic(rps), turn_gap_s=gap, batch_hit_rate=batch_rate if batch else None)
-    ttl = {"5m": 300.0, "1h": 3600.0}.get(option.ttl or "", 0.0)
-    h = batch_rate if batch else first_hit_probability(ttl, rps)
+    own = 1.0 if option.ttl and gap <= {"5m": 300.0, "1h": 3600.0}[option.ttl] else 0.0
+    bill = conversation_bill(profile, model, option, Hits(first=h, own=own), batch=batch)
     ref = simulate(profile, model.min_cacheable_tokens, option, h=h, turn_gap_s=gap, batch=batch)
     assert bill.uncached_input == pytest.approx(ref.uncached, abs=1e-6)
     assert bill.cache_write == pytest.approx(ref.write, abs=1e-6)

@@ -28,7 +28,8 @@ def infeasible(write_decision, **agent) -> str:
 
 
 def test_too_small_a_context_excludes_the_model_with_a_reason(write_decision):
-    a = plan(write_decision, profile=LONG).agents[0]
+    # a 252,000-token prompt takes Sonnet ~14.6 s to first token (2.0 s + 252 x 0.05 s prefill): a 30 s ceiling
+    a = plan(write_decision, profile=LONG, latency={"p95_s": 30, "audience": "interactive"}).agents[0]
     # qa / medium: Haiku (200,000) would be the cheapest; only the 1M-context models hold 254,512
     assert a.model == "claude-sonnet-4-6"
     note = next(w for w in a.why if w.startswith("excluded for their context windows"))

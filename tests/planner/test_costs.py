@@ -76,10 +76,14 @@ def test_gpu_fleet_by_hand():
     # one g6.xlarge replica, all spot, 24 h x 30.4 days at $0.32/h
     assert a.fleet.instance_type == "g6.xlarge"
     assert m12.gpu_spot == pytest.approx(24 * 30.4 * 0.32)
-    # fallback share: cold starts 2%/2 (24 h traffic) + 1% spot loss, of the Haiku bill
+    # fallback share from the interruption model: round-the-clock traffic never starts cold and one
+    # replica has no busy-hour spill; 10% spot interruptions a month over 729.6 spot hours, each
+    # losing the replica for its 360 s cold start, of the Haiku bill
     haiku_m12 = 2_000_000 * (2400 * HAIKU_IN + 20 * HAIKU_OUT)
     assert a.cost.api_monthly_usd.month_12 == pytest.approx(haiku_m12)
-    assert m12.fallback_api == pytest.approx(0.02 * haiku_m12)
+    hours = 24 * 30.4
+    assert m12.fallback_api == pytest.approx(hours * 0.1 / 730 * 360 / 3600 / hours * haiku_m12, rel=1e-3)
+    assert m12.ops_overhead == 500  # the catalog's sourced default
     assert a.break_even_conversations_per_month is not None
     assert a.break_even_conversations_per_month < a.volume["launch"]
 
@@ -87,7 +91,11 @@ def test_gpu_fleet_by_hand():
 def test_baseline_and_saving():
     plan = build_plan(load_decision_file(EXAMPLES / "service-business.yaml"))
     assert plan.baseline.model == "claude-sonnet-4-6"
-    assert plan.totals.monthly_usd.launch == pytest.approx(sum(a.cost.monthly_usd.launch for a in plan.agents), abs=0.02)
+    infra = plan.infrastructure
+    assert infra is not None and infra.gateway.deploy is False and infra.items == {"spend_alarms": 0.9}
+    assert plan.totals.infrastructure_usd == 0.9
+    assert plan.totals.monthly_usd.launch == pytest.approx(sum(a.cost.monthly_usd.launch for a in plan.agents) + 0.9, abs=0.02)
+    assert plan.baseline.infrastructure_usd == 0.9  # the naive setup still pays its spend alarms
     assert plan.baseline.saving_usd.launch == pytest.approx(plan.baseline.monthly_usd.launch - plan.totals.monthly_usd.launch, abs=0.02)
     assert plan.baseline.saving_usd.month_12 > 0
     routes = {a.name: a.route for a in plan.agents}
@@ -116,10 +124,12 @@ def test_streaming_only_where_a_person_reads_live(write_decision, latency, strea
 def test_budget_from_projection_and_headroom(write_decision):
     doc = decision_doc({"a": agent_doc()}, budget_headroom=1.5, budget_thresholds_pct=[90, 50, 50], budget_policy="block")
     a = build_plan(load_decision_file(write_decision(doc))).agents[0]
-    # launch $6.00 (see test_realtime_haiku_by_hand) x 1.5 headroom = $9; thresholds sorted, duplicates dropped
-    assert (a.budget.monthly_usd, a.budget.user_set, a.budget.policy) == (9.0, False, "block")
+    # launch $6.00 (see test_realtime_haiku_by_hand) + $0.20 share of the stack's fixed cost (two
+    # spend alarms at $0.10) x 1.5 headroom = ceil($9.30) = $10; thresholds sorted, duplicates dropped
+    assert (a.budget.monthly_usd, a.budget.user_set, a.budget.policy) == (10.0, False, "block")
     assert a.budget.thresholds_pct == [50, 90]
-    doc = decision_doc({"a": agent_doc()})  # default headroom 1.25: ceil($7.50) = $8
+    assert a.budget.aws_usd == pytest.approx(round(10 * 0.2 / 6.2, 2))
+    doc = decision_doc({"a": agent_doc()})  # default headroom 1.25, three alarms: ceil($6.30 x 1.25) = $8
     assert build_plan(load_decision_file(write_decision(doc))).agents[0].budget.monthly_usd == 8.0
 
 

@@ -41,6 +41,9 @@ def agents(draw):
         "output_tokens_per_turn": draw(st.integers(5, 2_000)),
         "static_prefix_tokens": draw(st.sampled_from([0, 500, 2048, 4096, 6000, 20_000])),
         "turn_gap_s": draw(st.sampled_from([5.0, 60.0, 600.0, 7200.0])),
+        # exact gaps: the request-by-request replay (4b) times turns exactly; the spread of gaps is
+        # held to the Monte-Carlo replay in test_cache_model.py
+        "turn_gap_cv": 0.0,
     }
     return {
         "latency": draw(latency),
@@ -63,7 +66,7 @@ AUDIT_CONVERSATION = {  # turn 1 under Haiku's 4,096 minimum, turn 2 over it (th
     "latency": {"p95_s": 10, "audience": "interactive"},
     "quality": {"wrong_answer_cost": "medium", "task": "qa"},
     "volume": {"conversations_per_month": 1000, "conversations_per_month_12m": 1000, "active_hours_per_day": 24, "peak_factor": 3},
-    "profile": {"turns": 2, "input_tokens_per_turn": 2000, "output_tokens_per_turn": 1500, "static_prefix_tokens": 0, "turn_gap_s": 30.0},
+    "profile": {"turns": 2, "input_tokens_per_turn": 2000, "output_tokens_per_turn": 1500, "static_prefix_tokens": 0, "turn_gap_s": 30.0, "turn_gap_cv": 0.0},
 }
 
 
@@ -74,7 +77,7 @@ AUDIT_CONVERSATION = {  # turn 1 under Haiku's 4,096 minimum, turn 2 over it (th
 # fall in total between some volumes.
 @example({"latency": {"p95_s": 0.8, "audience": "interactive"}, "quality": {"wrong_answer_cost": "low", "task": "routing"},
           "volume": {"conversations_per_month": 10.0, "conversations_per_month_12m": 10.0, "active_hours_per_day": 1, "peak_factor": 1.0},
-          "profile": {"turns": 3, "input_tokens_per_turn": 10, "output_tokens_per_turn": 5, "static_prefix_tokens": 4096, "turn_gap_s": 7200.0}})
+          "profile": {"turns": 3, "input_tokens_per_turn": 10, "output_tokens_per_turn": 5, "static_prefix_tokens": 4096, "turn_gap_s": 7200.0, "turn_gap_cv": 0.0}})
 def test_plan_invariants(doc):
     spec = spec_of(doc)
     agent = spec.agents["a"]
@@ -131,7 +134,9 @@ def test_plan_invariants(doc):
     if be is not None and gpu is not None and be > 10:
         # (the plan rounds the volume to 0.1 conversation: allow that much)
         assert gpu(be) <= api(be) * (1 + 1e-3) + 1e-6
-        assert gpu(be * 0.99) > api(be * 0.99)
+        # just below it (the bisection's tolerance) the fleet is dearer: a crossing, not a point inside a
+        # cheaper stretch (the fleet's steps, boot hours and spill can make the curves cross more than once)
+        assert gpu(be * (1 - 2e-4)) > api(be * (1 - 2e-4)) or be <= 10.1
     # 7. max_tokens covers the p99 output
     if a.route != "gpu":
         assert a.max_tokens >= min(agent.profile.p99_output, CATALOG.claude_models[a.model].max_output_tokens)
@@ -174,7 +179,7 @@ def test_infeasible_names_corner_and_amount():
         build_plan(spec, CATALOG)
     except Infeasible as err:
         text = " ".join(err.details)
-        assert "raise latency.p95_s from 1.5 to 3.5 s" in text
+        assert "raise latency.p95_s from 1.5 to 3.6 s" in text
         assert "relax quality: accept tier 3 (claude-haiku-4-5)" in text
         assert err.exit_code == 3
     else:

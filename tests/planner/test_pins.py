@@ -33,19 +33,22 @@ def test_pinned_open_model_means_self_hosting(write_decision):
     assert (a.route, a.model, a.provider, a.fallback_model) == ("gpu", "llama-3.1-8b", "vllm", "claude-haiku-4-5")
     assert "model llama-3.1-8b pinned in overrides (an open-weight model: self-hosted, route gpu)" in a.why
     # cheapest fleet: one g6.xlarge, on-demand (interactive, 10 s ceiling), 24 h x 30.4 days at $0.8048/h,
-    # plus 1% of Haiku's $6.00 (cold starts 2% / 2 for round-the-clock traffic, no spot hours)
+    # plus the catalog's $500 ops overhead; round-the-clock traffic never starts cold and an
+    # on-demand replica is never interrupted, so nothing falls back to Haiku
     assert a.fleet.instance_type == "g6.xlarge" and a.fleet.on_demand_base_capacity == 1
-    haiku = 1000 * (2000 * HAIKU_IN + 800 * HAIKU_OUT)
-    assert a.cost.monthly_usd.launch == pytest.approx(24 * 30.4 * 0.8048 + 0.01 * haiku, abs=0.01)
+    assert a.cost.monthly_usd.launch == pytest.approx(24 * 30.4 * 0.8048 + 500, abs=0.01)
+    assert a.cost.items["launch"].fallback_api == 0
+    assert any(w.startswith("ops overhead $500 per fleet-month") for w in a.why)
 
 
 def test_pinned_open_model_that_misses_the_ceiling_names_the_corner(write_decision):
     err = error_of(write_decision, quality=CLASSIFY, latency={"p95_s": 0.05, "audience": "interactive"}, overrides={"model": "llama-3.1-8b"})
     assert err.exit_code == 3
     text = " ".join(err.details)
-    # fastest: p5.4xlarge at low load, 0.07 s x 0.3 + 0.05 s network = 0.071 s
-    assert "llama-3.1-8b is pinned (self-hosted)" in text and "fastest: llama-3.1-8b on p5.4xlarge, 0.07 s" in text
-    assert "raise latency.p95_s from 0.05 to 0.1 s, or unpin overrides.model" in text
+    # fastest: p5.4xlarge at low load, 0.07 s x 0.3 + the 2,000-token prompt's prefill at
+    # 989 TFLOPS x 0.4 / (2 x 8e9) = 24,725 tok/s (0.081 s) + 0.05 s network = 0.152 s
+    assert "llama-3.1-8b is pinned (self-hosted)" in text and "fastest: llama-3.1-8b on p5.4xlarge, 0.15 s" in text
+    assert "raise latency.p95_s from 0.05 to 0.2 s, or unpin overrides.model" in text
 
 
 def test_pinned_open_model_runs_a_batch_agent_on_the_fleet(write_decision):

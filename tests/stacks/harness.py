@@ -11,6 +11,7 @@ import asyncio
 import base64
 import binascii
 import json
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,10 +52,24 @@ class RecordingMocks(pulumi.runtime.Mocks):
             state["dnsName"] = f"{args.name}.elb.example"
         if args.typ == "aws:ec2/launchTemplate:LaunchTemplate":
             rid = "lt-" + args.name
+            state["latestVersion"] = 1
+        if args.typ in ("aws:lb/loadBalancer:LoadBalancer", "aws:lb/targetGroup:TargetGroup"):
+            state["arnSuffix"] = f"app/{args.name}/0123456789abcdef"
+        if args.typ == "docker-build:index:Image":
+            state["digest"] = "sha256:" + "0" * 64
+        if args.typ == "aws:ecr/repository:Repository":
+            state["repositoryUrl"] = f"123456789012.dkr.ecr.us-east-1.amazonaws.com/{args.inputs.get('name')}"
+            state["registryId"] = "123456789012"
+        if args.typ == "aws:elasticache/replicationGroup:ReplicationGroup":
+            state["primaryEndpointAddress"] = f"{args.name}.cache.amazonaws.com"
         return rid, state
 
     def call(self, args: pulumi.runtime.MockCallArgs):
         self.calls.append((args.token, dict(args.args)))
+        if args.token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
+            return {"userName": "AWS", "password": "ecr-token", "authorizationToken": "x", "proxyEndpoint": "https://ecr"}
+        if args.token == "aws:ssm/getParameter:getParameter":
+            return {"name": args.args.get("name"), "value": "ami-0gpu", "type": "String"}
         if args.token == "aws:ec2/getAmi:getAmi":
             return {"id": "ami-0gpu", "imageId": "ami-0gpu", "name": "Deep Learning Base OSS Nvidia Driver GPU AMI"}
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
@@ -97,6 +112,30 @@ class Run:
     error: BaseException | None = None
 
 
+#: A tiny stand-in for the node agent's wheel (the program hashes and uploads it; building the
+#: real one takes a minute, done once in tests/test_layout.py and the boot-path test).
+FAKE_WHEEL = Path(tempfile.gettempdir()) / "agentdeploy-test-wheel" / "agentdeploy-0.1.0-py3-none-any.whl"
+TLS = {"agentdeploy:certificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/test",
+       "agentdeploy:gatewayDomain": "gateway.example.com"}
+
+
+HF_KEY = "agentdeploy:huggingFaceToken"
+
+
+def with_test_defaults(config: dict[str, str]) -> dict[str, str]:
+    """A correctly configured stack unless the test says otherwise: HTTPS on the gateway, a
+    prebuilt node wheel."""
+    out = dict(config)
+    if not {"agentdeploy:gatewayScheme", "agentdeploy:gatewayPlainHttp", "agentdeploy:certificateArn"} & set(out):
+        out.update(TLS)
+    if "agentdeploy:nodeWheel" not in out:
+        FAKE_WHEEL.parent.mkdir(parents=True, exist_ok=True)
+        if not FAKE_WHEEL.exists():
+            FAKE_WHEEL.write_bytes(b"PK\x05\x06" + b"\0" * 18)  # an empty zip archive
+        out["agentdeploy:nodeWheel"] = str(FAKE_WHEEL)
+    return out
+
+
 def run_main(config: dict[str, str], secret_keys: list[str], stack: str = "test") -> Run:
     """Run stacks/program.py:main() as `pulumi up` would, with this stack config."""
     from agentdeploy.stacks import program
@@ -106,6 +145,13 @@ def run_main(config: dict[str, str], secret_keys: list[str], stack: str = "test"
     # on Python 3.11, so whether these tests pass would depend on test order. Each run gets a
     # loop of its own.
     asyncio.set_event_loop(asyncio.new_event_loop())
+    config = with_test_defaults(config)
+    secret_keys = list(secret_keys)
+    if HF_KEY not in config:
+        config[HF_KEY] = "hf_test_token_000000"
+        secret_keys.append(HF_KEY)
+    elif config[HF_KEY] is None:  # the test wants a stack without the token
+        del config[HF_KEY]
     mocks = RecordingMocks()
     pulumi.runtime.set_mocks(mocks, project="agentdeploy", stack=stack, preview=False)
     pulumi.runtime.set_all_config(config, secret_keys)

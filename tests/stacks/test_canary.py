@@ -14,7 +14,7 @@ from tests.stacks.harness import mixed_decision_file, run_main, strings_in
 
 CANARIES = {
     "agentdeploy:anthropicApiKey": "sk-ant-CANARY-7f3a9c1e",
-    "agentdeploy:gatewayClientKeys": "client-CANARY-52b8d0",
+    "agentdeploy:gatewayClientKeys": "client-CANARY-52b8d0-0123456789abcdef0123",
     "agentdeploy:huggingFaceToken": "hf_CANARY_e41c77",
 }
 
@@ -31,7 +31,8 @@ def test_program_registered_a_full_stack(run):
     assert "aws:autoscaling/group:Group" in types
     assert "aws:ecs/taskDefinition:TaskDefinition" in types
     assert "aws:ssm/parameter:Parameter" in types
-    assert len(run.mocks.of_type("aws:secretsmanager/secretVersion:SecretVersion")) == 4  # 3 config + 1 vLLM key
+    # 3 config + 1 vLLM key + the budget store's URL (its AUTH token inside)
+    assert len(run.mocks.of_type("aws:secretsmanager/secretVersion:SecretVersion")) == 5
 
 
 @pytest.mark.parametrize("key", sorted(CANARIES))
@@ -75,7 +76,7 @@ def test_gateway_gets_secrets_by_reference(run):
     task = run.mocks.one("aws:ecs/taskDefinition:TaskDefinition")
     container = json.loads(task.inputs["containerDefinitions"])[0]
     refs = {s["name"]: s["valueFrom"] for s in container["secrets"]}
-    assert set(refs) == {"ANTHROPIC_API_KEY", "VLLM_API_KEY_TICKET_ROUTER"}
+    assert set(refs) == {"ANTHROPIC_API_KEY", "VLLM_API_KEY_TICKET_ROUTER", "AGENTDEPLOY_BUDGET_STORE_URL"}
     assert all(v.startswith("arn:aws:") for v in refs.values())
     env = {e["name"]: e["value"] for e in container["environment"]}
     assert "generated-vllm-key" not in json.dumps(env)

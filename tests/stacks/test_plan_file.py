@@ -52,7 +52,7 @@ def test_program_applies_the_plan_file_beside_the_decision_file(decision: Path) 
     agent = gpu_agent(decision)
     set_max_replicas(write_plan(decision), agent, 17)
     run = run_main(_config(decision), SECRET_KEYS)
-    assert run.mocks.one(ASG).inputs["maxSize"] == 17
+    assert run.mocks.one(ASG, "router-asg").inputs["maxSize"] == 17
 
 
 def test_program_applies_the_plan_file_the_stack_config_names(decision: Path, tmp_path: Path) -> None:
@@ -60,13 +60,13 @@ def test_program_applies_the_plan_file_the_stack_config_names(decision: Path, tm
     plan_file = write_plan(decision, tmp_path / "reviewed" / "mixed.plan.json")
     set_max_replicas(plan_file, agent, 13)
     run = run_main(_config(decision, **{"agentdeploy:planFile": str(plan_file)}), SECRET_KEYS)
-    assert run.mocks.one(ASG).inputs["maxSize"] == 13
+    assert run.mocks.one(ASG, "router-asg").inputs["maxSize"] == 13
 
 
 def test_without_a_plan_file_the_program_plans_the_decision_file(decision: Path) -> None:
     fleet = next(a.fleet for a in build_plan(load_decision_file(decision)).agents if a.fleet is not None)
     run = run_main(_config(decision), SECRET_KEYS)
-    assert run.mocks.one(ASG).inputs["maxSize"] == fleet.max_replicas
+    assert run.mocks.one(ASG, "router-asg").inputs["maxSize"] == fleet.max_replicas
 
 
 def test_a_named_plan_file_that_is_missing_is_an_error(decision: Path, tmp_path: Path) -> None:

@@ -49,10 +49,16 @@ def run(decision):
 
 
 @pytest.fixture(scope="module")
-def router_run():
-    """Two GPU agents: proves each fleet's role reads only its own secret."""
-    return run_main(_config(EXAMPLES / "high-volume-router.yaml"), secret_keys=["agentdeploy:anthropicApiKey"],
-                    stack="prod")
+def router_run(tmp_path_factory):
+    """Two GPU agents (the router's ticket-router twice, as ticket-router and answer-drafts):
+    proves each fleet's role reads only its own secret."""
+    doc = yaml.safe_load((EXAMPLES / "high-volume-router.yaml").read_text())
+    doc["agents"] = {"ticket-router": doc["agents"]["ticket-router"], "answer-drafts": doc["agents"]["ticket-router"]}
+    path = tmp_path_factory.mktemp("router") / "two-fleets.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    run = run_main(_config(path), secret_keys=["agentdeploy:anthropicApiKey"], stack="prod")
+    assert run.exports["routes"] == {"ticket-router": "gpu", "answer-drafts": "gpu"}
+    return run
 
 
 def _fleet(plan):
@@ -62,7 +68,7 @@ def _fleet(plan):
 def test_mixed_instances_policy_matches_plan(run, plan):
     agent = _fleet(plan)
     fleet = agent.fleet
-    asg = run.mocks.one(ASG)
+    asg = run.mocks.one(ASG, "router-asg")
     assert asg.inputs["minSize"] == fleet.min_replicas
     assert asg.inputs["maxSize"] == fleet.max_replicas
     assert "desiredCapacity" not in asg.inputs  # owned by the autoscaler and the reaper
@@ -78,7 +84,15 @@ def test_mixed_instances_policy_matches_plan(run, plan):
     assert asg.inputs["capacityRebalance"] is True
     assert len(asg.inputs["vpcZoneIdentifiers"]) == 2  # private subnets in two AZs
     assert asg.inputs["healthCheckType"] == "ELB"
-    assert asg.inputs["healthCheckGracePeriod"] >= fleet.cold_start_s
+    # The ready hook, not the grace period, covers the cold start: grace starts once the node
+    # reported healthy, and the hook waits twice the planned cold start before giving up.
+    hook = run.mocks.one("aws:autoscaling/lifecycleHook:LifecycleHook", "ready-hook")
+    assert hook.inputs["lifecycleTransition"] == "autoscaling:EC2_INSTANCE_LAUNCHING"
+    assert hook.inputs["heartbeatTimeout"] >= 2 * fleet.cold_start_s
+    assert asg.inputs["healthCheckGracePeriod"] == 120
+    # The template's own version (not $Latest), so a new version changes the group and rolls it.
+    assert mip["launchTemplate"]["launchTemplateSpecification"]["version"] == "1"
+    assert asg.inputs["instanceRefresh"]["strategy"] == "Rolling"
 
 
 def test_on_demand_base_and_percentage_above_it_reach_the_asg(tmp_path, monkeypatch):
@@ -107,13 +121,13 @@ def test_on_demand_base_and_percentage_above_it_reach_the_asg(tmp_path, monkeypa
     run = run_main(_config(decision), secret_keys=["agentdeploy:anthropicApiKey"])
     fleet = planned["fleet"]
     assert fleet.on_demand_base_capacity == 1  # the planner's rule, not the tweak
-    dist = run.mocks.one(ASG).inputs["mixedInstancesPolicy"]["instancesDistribution"]
+    dist = run.mocks.one(ASG, "router-asg").inputs["mixedInstancesPolicy"]["instancesDistribution"]
     assert (dist["onDemandBaseCapacity"], dist["onDemandPercentageAboveBaseCapacity"]) == (
         fleet.on_demand_base_capacity, fleet.on_demand_percentage_above_base) == (1, 25)
 
 
 def test_asg_tags_propagate_and_name_the_fleet(run, plan):
-    asg = run.mocks.one(ASG)
+    asg = run.mocks.one(ASG, "router-asg")
     tags = {t["key"]: t for t in asg.inputs["tags"]}
     assert tags[TAG_ROLE]["value"] == ROLE_GPU_FLEET
     assert tags[TAG_AGENT]["value"] == _fleet(plan).name
@@ -128,7 +142,8 @@ def test_scale_to_zero_alarm_and_policy(run, plan):
     assert idle.inputs["dimensions"] == {DIM_STACK: "test", DIM_AGENT: _fleet(plan).name}
     assert idle.inputs["period"] * idle.inputs["evaluationPeriods"] == fleet.idle_minutes * 60
     assert idle.inputs["comparisonOperator"] == "LessThanOrEqualToThreshold" and idle.inputs["threshold"] == 0
-    assert idle.inputs["treatMissingData"] == "breaching"
+    # Idle is a run of zeros the nodes publish; a gap in the data never scales a fleet in.
+    assert idle.inputs["treatMissingData"] == "notBreaching"
     policy = run.mocks.one(POLICY, "idle")
     assert policy.inputs["adjustmentType"] == "ExactCapacity"
     assert policy.inputs["scalingAdjustment"] == fleet.min_replicas == 0
@@ -175,6 +190,7 @@ def test_only_the_gateway_reaches_vllm(run):
 
 
 def test_each_fleet_role_reads_only_its_own_secret(router_run):
+    wheel_key = router_run.mocks.one("aws:s3/bucketObjectv2:BucketObjectv2").inputs["key"]
     policies = {r.name: json.loads(r.inputs["policy"]) for r in router_run.mocks.of_type("aws:iam/rolePolicy:RolePolicy")
                 if r.name.startswith("fleet-") and r.name.endswith("-policy") and "drain" not in r.name}
     assert set(policies) == {"fleet-ticket-router-policy", "fleet-answer-drafts-policy"}
@@ -182,10 +198,14 @@ def test_each_fleet_role_reads_only_its_own_secret(router_run):
         agent = name[len("fleet-"):-len("-policy")]
         secret_stmt = [s for s in doc["Statement"] if s["Action"] == "secretsmanager:GetSecretValue"]
         assert len(secret_stmt) == 1
-        assert secret_stmt[0]["Resource"] == [f"arn:aws:secret:us-east-1:123456789012:secrets-{agent}-vllm-key"]
+        # its own vLLM key, and the HF token because its weights (meta-llama) are gated
+        assert secret_stmt[0]["Resource"] == sorted([f"arn:aws:secret:us-east-1:123456789012:secrets-{agent}-vllm-key",
+                                                     "arn:aws:secret:us-east-1:123456789012:secrets-hf-token"])
         other = [s for s in doc["Statement"] if s is not secret_stmt[0]]
         assert other == [{"Effect": "Allow", "Action": "cloudwatch:PutMetricData", "Resource": "*",
-                          "Condition": {"StringEquals": {"cloudwatch:namespace": METRIC_NAMESPACE}}}]
+                          "Condition": {"StringEquals": {"cloudwatch:namespace": METRIC_NAMESPACE}}},
+                         {"Effect": "Allow", "Action": "s3:GetObject",
+                          "Resource": [f"arn:aws:bucket:us-east-1:123456789012:node-artifacts-bucket/{wheel_key}"]}]
 
 
 def test_drain_permissions_name_only_the_fleets_own_group_and_target_group(router_run):
@@ -193,6 +213,7 @@ def test_drain_permissions_name_only_the_fleets_own_group_and_target_group(route
         doc = json.loads(router_run.mocks.one("aws:iam/rolePolicy:RolePolicy", f"fleet-{agent}-drain-policy").inputs["policy"])
         resources = sorted(r for s in doc["Statement"] for r in s["Resource"])
         assert resources == sorted([f"arn:aws:group:us-east-1:123456789012:fleet-{agent}-asg",
+                                    f"arn:aws:group:us-east-1:123456789012:fleet-{agent}-ondemand-asg",
                                     f"arn:aws:targetgroup:us-east-1:123456789012:fleet-{agent}-tg"])
 
 
@@ -202,10 +223,14 @@ def test_node_agent_knows_what_to_drain(run, plan):
     user_data = base64.b64decode(run.mocks.one("aws:ec2/launchTemplate:LaunchTemplate").inputs["userData"]).decode()
     agent = _fleet(plan).name
     assert f"AGENTDEPLOY_TARGET_GROUP_ARNS=arn:aws:targetgroup:us-east-1:123456789012:fleet-{agent}-tg" in user_data
-    assert f"AGENTDEPLOY_ASG_NAME=agentdeploy-test-{agent}" in user_data
-    asg = run.mocks.one(ASG)
+    # the node reads its group (spot or on-demand standby) from its instance tags
+    assert "AGENTDEPLOY_ASG_NAME=\n" in user_data and "aws:autoscaling:groupName" in user_data
+    asg = run.mocks.one(ASG, "router-asg")
     assert asg.inputs["name"] == f"agentdeploy-test-{agent}"
-    assert [h["name"] for h in asg.inputs["initialLifecycleHooks"]] == ["drain"]
+    assert "initialLifecycleHooks" not in asg.inputs  # those reach a group only when it is created
+    drain = run.mocks.one("aws:autoscaling/lifecycleHook:LifecycleHook", "drain-hook")
+    assert (drain.inputs["name"], drain.inputs["lifecycleTransition"], drain.inputs["autoscalingGroupName"]) == (
+        "drain", "autoscaling:EC2_INSTANCE_TERMINATING", f"agentdeploy-test-{agent}")
 
 
 def test_every_resource_is_tagged_and_passes_policy(run, router_run, plan):
@@ -243,7 +268,7 @@ def test_every_per_agent_resource_carries_the_agent_tag(which, request):
             assert {s["resourceType"]: s["tags"][TAG_AGENT] for s in lt.inputs["tagSpecifications"]} == {
                 "instance": agent, "volume": agent}
             alarms = {r.name.rsplit("-", 1)[-1] for r in owned if r.typ.endswith("MetricAlarm") and r.name.startswith("fleet-")}
-            assert alarms == {"wake", "idle"}
+            assert alarms == {"wake", "idle", "healthy", "starved"}
         else:
             assert types == {"Parameter", "MetricAlarm"}, types
 
@@ -272,14 +297,16 @@ def test_budget_and_spend_alarms_follow_the_plan(run, plan):
     actual = sorted(n["threshold"] for n in budget.inputs["notifications"] if n["notificationType"] == "ACTUAL")
     assert actual == sorted({p for a in plan.agents for p in a.budget.thresholds_pct})
     topic_policy = json.loads(run.mocks.one("aws:sns/topicPolicy:TopicPolicy").inputs["policy"])
-    assert {s["Principal"]["Service"] for s in topic_policy["Statement"]} == {"budgets.amazonaws.com", "cloudwatch.amazonaws.com"}
+    assert {s["Principal"]["Service"] for s in topic_policy["Statement"]} == {
+        "budgets.amazonaws.com", "cloudwatch.amazonaws.com", "events.amazonaws.com"}
     subs = run.mocks.of_type("aws:sns/topicSubscription:TopicSubscription")
     assert sorted(s.inputs["endpoint"] for s in subs) == sorted(plan.alert_emails)
     spend = [r for r in run.mocks.of_type(ALARM) if r.inputs.get("metricName") == METRIC_SPEND_USD]
     assert len(spend) == sum(len(a.budget.thresholds_pct) for a in plan.agents)
     intake = next(a for a in plan.agents if a.name == "intake")
     at_100 = next(r for r in spend if r.inputs["dimensions"][DIM_AGENT] == "intake" and "100pct" in r.inputs["name"])
-    assert at_100.inputs["threshold"] == pytest.approx(intake.budget.monthly_usd / 30.4, rel=1e-3)
+    # the gateway meters Claude spend only: its share of the budget, paced per day
+    assert at_100.inputs["threshold"] == pytest.approx(intake.budget.gateway_usd / 30.4, rel=1e-2)
 
 
 def test_spend_alarms_pace_the_share_the_gateway_meters(run, plan):
@@ -296,7 +323,8 @@ def test_spend_alarms_pace_the_share_the_gateway_meters(run, plan):
         assert alarm.inputs["threshold"] == pytest.approx(gpu.budget.gateway_usd * pct / 100 / days, abs=1e-4)
         assert alarm.inputs["threshold"] < gpu.budget.monthly_usd * pct / 100 / days
     budget = run.mocks.one("aws:budgets/budget:Budget")
-    assert float(budget.inputs["limitAmount"]) == pytest.approx(gpu.budget.aws_usd)  # the only AWS-billed share
+    # AWS bills the GPU hours and every agent's share of the fixed infrastructure
+    assert float(budget.inputs["limitAmount"]) == pytest.approx(sum(a.budget.aws_usd for a in plan.agents))
 
 
 def test_cost_allocation_tag_is_activated_only_when_opted_in(run, decision):
@@ -334,8 +362,11 @@ def test_gateway_config_points_fleets_at_their_listener(run, plan):
 
 
 def test_outputs_name_gateway_and_every_agent(run, plan):
-    assert run.exports["gatewayUrl"].startswith("http://gateway-alb.elb.example")
-    assert set(run.exports["agentEndpoints"]) == {a.name for a in plan.agents}
+    # HTTPS on the name the certificate covers, not the load balancer's own DNS name.
+    assert run.exports["gatewayUrl"] == "https://gateway.example.com"
+    assert run.exports["agentEndpoints"] == {a.name: {
+        "anthropicBaseUrl": "https://gateway.example.com", "openaiBaseUrl": "https://gateway.example.com/v1",
+        "model": a.name} for a in plan.agents}
     assert run.exports["routes"] == {a.name: a.route for a in plan.agents}
 
 
@@ -344,14 +375,46 @@ def test_existing_vpc_is_used_as_is(decision):
         "agentdeploy:vpcId": "vpc-123", "agentdeploy:privateSubnetIds": '["subnet-a", "subnet-b"]',
         "agentdeploy:publicSubnetIds": '["subnet-c", "subnet-d"]'}), secret_keys=["agentdeploy:anthropicApiKey"])
     assert not run.mocks.of_type("aws:ec2/vpc:Vpc") and not run.mocks.of_type("aws:ec2/natGateway:NatGateway")
-    assert run.mocks.one(ASG).inputs["vpcZoneIdentifiers"] == ["subnet-a", "subnet-b"]
+    assert run.mocks.one(ASG, "router-asg").inputs["vpcZoneIdentifiers"] == ["subnet-a", "subnet-b"]
     assert run.mocks.one("aws:lb/loadBalancer:LoadBalancer", "gateway").inputs["subnets"] == ["subnet-c", "subnet-d"]
 
 
 def test_an_api_only_stack_keeps_a_positive_aws_budget(tmp_path):
-    """API agents plan no AWS spend; the stack still gets a budget, at the floor AWS can take."""
+    """API agents plan no GPU spend; the stack still gets a budget (their shares of the fixed
+    infrastructure, at least the floor AWS can take)."""
     from agentdeploy.stacks.components.alerts import MIN_AWS_BUDGET_USD
 
     run = run_main(_config(EXAMPLES / "service-business.yaml"), secret_keys=["agentdeploy:anthropicApiKey"])
     budget = run.mocks.one("aws:budgets/budget:Budget")
-    assert float(budget.inputs["limitAmount"]) == MIN_AWS_BUDGET_USD > 0
+    plan = build_plan(load_decision_file(EXAMPLES / "service-business.yaml"))
+    assert float(budget.inputs["limitAmount"]) == pytest.approx(
+        max(MIN_AWS_BUDGET_USD, sum(a.budget.aws_usd for a in plan.agents)))
+    assert float(budget.inputs["limitAmount"]) >= MIN_AWS_BUDGET_USD > 0
+
+
+def test_spot_starved_fleet_falls_back_to_on_demand(run, plan):
+    """A spot group that wants capacity and has none in service for 10 minutes fills an
+    on-demand standby group (same template, target group and hooks); OK empties it."""
+    fleet = _fleet(plan).fleet
+    main, standby = run.mocks.one(ASG, "router-asg"), run.mocks.one(ASG, "ondemand-asg")
+    assert standby.inputs["name"] == main.inputs["name"] + "-ondemand" and standby.inputs["minSize"] == 0
+    dist = standby.inputs["mixedInstancesPolicy"]["instancesDistribution"]
+    assert dist["onDemandPercentageAboveBaseCapacity"] == 100
+    assert standby.inputs["targetGroupArns"] == main.inputs["targetGroupArns"]
+    assert (standby.inputs["mixedInstancesPolicy"]["launchTemplate"]["launchTemplateSpecification"]
+            == main.inputs["mixedInstancesPolicy"]["launchTemplate"]["launchTemplateSpecification"])
+    hooks = {(h.inputs["autoscalingGroupName"], h.inputs["name"], h.inputs["lifecycleTransition"])
+             for h in run.mocks.of_type("aws:autoscaling/lifecycleHook:LifecycleHook")}
+    for group in (main.inputs["name"], standby.inputs["name"]):
+        assert {(group, "ready", "autoscaling:EC2_INSTANCE_LAUNCHING"),
+                (group, "drain", "autoscaling:EC2_INSTANCE_TERMINATING")} <= hooks
+    alarm = run.mocks.one(ALARM, "spot-starved")
+    metrics = {q["id"]: (q["metric"]["metricName"], q["metric"]["dimensions"]) for q in alarm.inputs["metricQueries"]
+               if q.get("metric")}
+    assert metrics == {"desired": ("GroupDesiredCapacity", {"AutoScalingGroupName": main.inputs["name"]}),
+                       "serving": ("GroupInServiceInstances", {"AutoScalingGroupName": main.inputs["name"]})}
+    assert alarm.inputs["evaluationPeriods"] == 10 and alarm.inputs["treatMissingData"] == "notBreaching"
+    fill, empty = run.mocks.one(POLICY, "ondemand-fill"), run.mocks.one(POLICY, "ondemand-empty")
+    assert fill.inputs["scalingAdjustment"] == max(1, fleet.min_replicas) and empty.inputs["scalingAdjustment"] == 0
+    assert alarm.inputs["alarmActions"] == [f"arn:aws:policy:us-east-1:123456789012:{fill.name}"]
+    assert alarm.inputs["okActions"] == [f"arn:aws:policy:us-east-1:123456789012:{empty.name}"]

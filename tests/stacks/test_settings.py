@@ -12,15 +12,19 @@ from tests.stacks.harness import mixed_decision_file, run_main
 
 
 def test_defaults():
-    s = parse_settings({"decisionFile": "examples/x.yaml"})
-    assert s.vpc_id is None and s.az_count == 2 and s.gateway_desired_count == 1
-    assert s.gpu_ami_name.startswith("Deep Learning Base OSS Nvidia Driver GPU AMI")
+    s = parse_settings({"decisionFile": "examples/x.yaml", "gatewayScheme": "internal"})
+    assert s.vpc_id is None and s.az_count == 2 and s.gateway_desired_count is None
+    assert (s.gateway_tasks("dev"), s.gateway_tasks("prod"), s.gateway_tasks("prod-eu")) == (1, 2, 2)
+    # AWS's public parameter for the Ubuntu 24.04 DLAMI (Python 3.12; we need >= 3.11)
+    assert s.gpu_ami_parameter == "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-24.04/latest/ami-id"
     assert s.activate_cost_allocation_tag is False
-    assert parse_settings({"decisionFile": "x", "activateCostAllocationTag": "true"}).activate_cost_allocation_tag is True
+    assert parse_settings({"decisionFile": "x", "activateCostAllocationTag": "true",
+                           "gatewayPlainHttp": "true"}).activate_cost_allocation_tag is True
 
 
 def test_secret_keys_are_not_settings():
-    s = parse_settings({"decisionFile": "x.yaml", "anthropicApiKey": "sk-ant-x", "huggingFaceToken": "hf_x"})
+    s = parse_settings({"decisionFile": "x.yaml", "anthropicApiKey": "sk-ant-x", "huggingFaceToken": "hf_x",
+                        "gatewayScheme": "internal"})
     assert "sk-ant" not in s.model_dump_json()
 
 
@@ -74,27 +78,28 @@ def test_shipped_stack_configs_deploy_under_mocks(stack):
         assert not run.mocks.of_type("aws:ec2/vpc:Vpc")  # prod uses the team's VPC
 
 
-def test_an_unset_gateway_image_is_warned_about_and_a_set_one_is_not(monkeypatch):
-    """The default image name is a placeholder no registry serves: `up` would succeed and the
-    gateway's tasks never start. The program says so in the preview/up output."""
-    import pulumi
+def test_an_unset_gateway_image_is_built_and_pushed_by_the_stack_and_a_set_one_is_used():
+    """No manual docker step: unset, `up` builds the Dockerfile, pushes it to the stack's own
+    ECR repository and the task runs it by digest; set, the given image is used as is."""
+    import json
 
-    from agentdeploy.stacks.program import GATEWAY_IMAGE_UNSET
-
-    warned: list[str] = []
-    monkeypatch.setattr(pulumi.log, "warn", lambda msg, *a, **k: warned.append(msg))
     cfg = load_stack_config("dev", find_project_root())
-    config = {k: (v if isinstance(v, str) else __import__("json").dumps(v)) for k, v in cfg.config.items()}
+    config = {k: (v if isinstance(v, str) else json.dumps(v)) for k, v in cfg.config.items()}
     config["agentdeploy:anthropicApiKey"] = "sk-ant-test-0000000000"
     config.pop("agentdeploy:gatewayImage", None)
-    run_main(config, ["agentdeploy:anthropicApiKey"], stack="dev")
-    assert GATEWAY_IMAGE_UNSET in warned and "pulumi config set agentdeploy:gatewayImage" in GATEWAY_IMAGE_UNSET
-    warned.clear()
-    config["agentdeploy:gatewayImage"] = "123456789012.dkr.ecr.us-east-1.amazonaws.com/agentdeploy-gateway:0.1.0"
     run = run_main(config, ["agentdeploy:anthropicApiKey"], stack="dev")
-    assert GATEWAY_IMAGE_UNSET not in warned
-    task = run.mocks.one("aws:ecs/taskDefinition:TaskDefinition")
-    assert "123456789012.dkr.ecr" in str(task.inputs)
+    image = run.mocks.one("docker-build:index:Image")
+    repo = run.mocks.one("aws:ecr/repository:Repository")
+    assert image.inputs["push"] is True and image.inputs["dockerfile"]["location"] == str(find_project_root() / "Dockerfile")
+    assert image.inputs["registries"][0]["address"] == f"123456789012.dkr.ecr.us-east-1.amazonaws.com/{repo.inputs['name']}"
+    container = json.loads(run.mocks.one("aws:ecs/taskDefinition:TaskDefinition").inputs["containerDefinitions"])[0]
+    assert container["image"] == f"123456789012.dkr.ecr.us-east-1.amazonaws.com/agentdeploy-dev-gateway@sha256:{'0' * 64}"
+
+    config["agentdeploy:gatewayImage"] = "123456789012.dkr.ecr.us-east-1.amazonaws.com/team-gateway@sha256:" + "1" * 64
+    run = run_main(config, ["agentdeploy:anthropicApiKey"], stack="dev")
+    assert not run.mocks.of_type("docker-build:index:Image") and not run.mocks.of_type("aws:ecr/repository:Repository")
+    container = json.loads(run.mocks.one("aws:ecs/taskDefinition:TaskDefinition").inputs["containerDefinitions"])[0]
+    assert container["image"] == config["agentdeploy:gatewayImage"]
 
 
 def test_setting_aliases_are_the_config_keys_named_in_one_place():

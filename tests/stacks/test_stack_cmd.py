@@ -239,3 +239,19 @@ def test_preview_and_up_refuse_a_stale_plan_file_before_pulumi_runs(env, tmp_pat
         assert f"error: decision file {decision} changed since the plan was written" in result.stderr
         no_traceback(result)
     assert calls(env) == []  # refused before the engine started
+
+
+def test_preview_checks_aws_limits_first_and_warns_about_plain_http(env):
+    """`deploy preview` runs the program under the mock runtime and AWS's limits before Pulumi;
+    the dev stack's plain-HTTP opt-out is warned about every time."""
+    result = deploy(env, "preview", "--stack", "dev")
+    assert result.returncode == 0, result.stderr
+    assert "warning: agentdeploy:gatewayPlainHttp is true" in result.stderr
+    # prod serves gated Llama weights and the committed config has no Hugging Face token:
+    # the preview fails before Pulumi runs, naming the model and the fix
+    prod = deploy(env, "preview", "--stack", "prod", timeout=300)
+    no_traceback(prod)
+    assert prod.returncode == 2, prod.stderr
+    assert "meta-llama/Llama-3.2-3B-Instruct" in prod.stderr and "agentdeploy:huggingFaceToken" in prod.stderr
+    assert "gatewayPlainHttp" not in prod.stderr
+    assert not [a for a in argvs(env, "preview") if "stacks/Pulumi.prod.yaml" in " ".join(a)]  # Pulumi never ran

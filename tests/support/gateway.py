@@ -35,10 +35,21 @@ class GatewayProcess:
     process: ManagedProcess
     port: int
     config_path: Path
+    #: The operator listener's port (/metrics without a key), when the config has one.
+    operator_port: int | None = None
 
     @property
     def url(self) -> str:
         return f"http://{LOOPBACK}:{self.port}"
+
+    def metrics(self) -> str:
+        """The Prometheus page, from the operator listener (the client port asks for a key)."""
+        import httpx
+
+        assert self.operator_port is not None, "this gateway's config has no operator listener"
+        r = httpx.get(f"http://{LOOPBACK}:{self.operator_port}/metrics", timeout=10)
+        r.raise_for_status()
+        return r.text
 
     def log_text(self) -> str:
         return self.process.log_path.read_text(errors="replace")
@@ -63,10 +74,14 @@ class GatewayProcess:
         self.process.stop(grace_s=5.0)
 
 
-def _as_yaml(config: Any) -> str:
+def _as_dict(config: Any) -> dict:
     if hasattr(config, "model_dump"):
-        config = config.model_dump(mode="json", exclude_none=True)
-    return yaml.safe_dump(config, sort_keys=False)
+        return config.model_dump(mode="json", exclude_none=True)
+    return dict(config)
+
+
+def _as_yaml(config: Any) -> str:
+    return yaml.safe_dump(_as_dict(config), sort_keys=False)
 
 
 def start_gateway(
@@ -83,13 +98,18 @@ def start_gateway(
     log_dir = Path(log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
+    config = _as_dict(config)
+    operator = dict(config.get("operator") or {})
+    if not operator.get("listen"):  # tests read /metrics from a loopback operator listener
+        operator["listen"] = {"host": LOOPBACK, "port": free_port()}
+        config["operator"] = operator
     config_path = log_dir / f"gateway-{port}.yaml"
     config_path.write_text(_as_yaml(config))
     argv = [sys.executable, "-c", MAIN, "serve", "--config", str(config_path), "--host", LOOPBACK, "--port", str(port), "--log-level", log_level]
     if cpu is not None:
         argv = ["taskset", "-c", str(cpu), *argv]
     proc = start_process(f"gateway:{port}", argv, log_dir / f"gateway-{port}.log", env=dict(env or {}))
-    gw = GatewayProcess(proc, port, config_path)
+    gw = GatewayProcess(proc, port, config_path, operator["listen"]["port"])
     try:
         wait_for_http(gw.url + "/readyz", timeout_s=ready_timeout_s, process=proc)
     except BaseException:

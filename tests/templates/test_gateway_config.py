@@ -42,5 +42,6 @@ def test_build_from_plan_examples_maps_routes_chains_and_prices():
 
 
 def test_client_keys_from_env_are_hashed():
-    hashes = client_key_hashes_from_env(["intake", "sales-brief"], {"AGENTDEPLOY_KEY_SALES_BRIEF": "a, b"})
-    assert hashes == {"intake": [], "sales-brief": [hash_key("a"), hash_key("b")]}
+    a, b = "a" * 32, "b" * 40
+    hashes = client_key_hashes_from_env(["intake", "sales-brief"], {"AGENTDEPLOY_KEY_SALES_BRIEF": f"{a}, {b}"})
+    assert hashes == {"intake": [], "sales-brief": [hash_key(a), hash_key(b)]}

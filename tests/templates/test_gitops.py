@@ -20,11 +20,15 @@ ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / "templates" / "gitops" / "agentdeploy.yml"
 #: How GitHub runs a `run:` step on Linux for each `shell:` value (None: no shell given anywhere).
 GITHUB_SHELLS = {None: "bash -e {0}", "bash": "bash --noprofile --norc -eo pipefail {0}", "sh": "sh -e {0}"}
-#: Stands in for the CLI: plan prints a table, preview/up fail with $FAIL_RC for stack $FAIL_STACK.
+#: Stands in for the CLI: plan prints a table, check/up/reap fail with $FAIL_RC for stack $FAIL_STACK;
+#: every call is logged to $DEPLOY_LOG.
 FAKE_DEPLOY = """#!/bin/bash
+echo "$*" >> "${DEPLOY_LOG:-/dev/null}"
 case "$1" in
   plan) echo "| agent | route |"; exit 0 ;;
-  preview|up) [ "$3" = "${FAIL_STACK:-}" ] && { echo "failed: $3" >&2; exit "${FAIL_RC:-5}"; }
+  check) [ "$3" = "${FAIL_STACK:-}" ] && { echo "failed: $3" >&2; exit "${FAIL_RC:-5}"; }
+         echo '{"resources": 62, "violations": [], "warnings": ["plain http"]}' ;;
+  preview|up|reap) [ "$3" = "${FAIL_STACK:-}" ] && { echo "failed: $3" >&2; exit "${FAIL_RC:-5}"; }
               echo '{"changes": {"create": 3, "same": 1}}' ;;
   *) exit 2 ;;
 esac
@@ -90,8 +94,8 @@ def test_preview_comments_the_cost_table(wf):
     job = wf["jobs"]["preview"]
     assert job["if"] == "github.event_name == 'pull_request'"
     runs = _runs(job)
-    assert "deploy plan" in runs and "--markdown" in runs and "deploy preview --stack" in runs
-    assert "gh pr comment" in runs and wf["permissions"]["pull-requests"] == "write"
+    assert "deploy plan" in runs and "--markdown" in runs and "deploy check --stack" in runs
+    assert "gh pr comment" in runs and job["permissions"]["pull-requests"] == "write"
 
 
 def test_paths_cover_everything_that_changes_the_deployment(wf):
@@ -130,14 +134,15 @@ def test_a_failed_preview_is_commented_then_fails_the_job(wf, tmp_path):
     job = wf["jobs"]["preview"]
     names = [s.get("name") for s in job["steps"]]
     preview, comment, fail = (_step(job, n) for n in (
-        "Cost table and preview per stack", "Comment on the pull request", "Fail if a plan or preview failed"))
+        "Cost table and preview per stack", "Comment on the pull request", "Fail if a plan or check failed"))
     assert names.index(preview["name"]) < names.index(comment["name"]) < names.index(fail["name"]) == len(names) - 1
     assert "if" not in comment and "if" not in fail  # both run once the preview step has passed
 
     rc, out = _run_step(wf, job, preview, tmp_path, FAIL_STACK="prod", FAIL_RC="5")
     assert rc == 0, "the preview step must pass so the comment is posted"
     body = (tmp_path / "comment.md").read_text()
-    assert "**Preview:** 3 to create" in body and "**Preview failed** (exit 5)" in body
+    assert "**Check:** 62 resources within AWS's limits" in body and "**Check failed** (exit 5)" in body
+    assert "- warning: plain http" in body
     assert body.count("| agent | route |") == 2 and (tmp_path / "summary.md").read_text() == body
     rc, _ = _run_step(wf, job, fail, tmp_path, outputs={"preview": out})
     assert rc == 5
@@ -150,14 +155,14 @@ def test_a_failed_preview_is_commented_then_fails_the_job(wf, tmp_path):
 def test_apply_on_merge_and_reap_on_schedule(wf):
     assert "deploy up --stack \"$STACK\" --yes --json" in _runs(wf["jobs"]["apply"])
     assert wf["jobs"]["apply"]["if"] == "github.event_name == 'push'"
-    assert "deploy reap --stack" in _runs(wf["jobs"]["reap"])
+    assert 'deploy reap --stack "$stack"' in _runs(wf["jobs"]["reap"])
     assert "schedule" in wf["jobs"]["reap"]["if"]
 
 
 def test_no_pulumi_cloud_and_no_inline_secrets(wf):
     text = WORKFLOW.read_text()
     assert "PULUMI_ACCESS_TOKEN" not in text
-    assert wf["env"]["PULUMI_CONFIG_PASSPHRASE"] == "${{ secrets.PULUMI_CONFIG_PASSPHRASE }}"
+    assert wf["jobs"]["apply"]["env"]["PULUMI_CONFIG_PASSPHRASE"] == "${{ secrets.PULUMI_CONFIG_PASSPHRASE }}"
 
 
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed (Debian package)")
@@ -170,3 +175,63 @@ def test_run_steps_pass_shellcheck(wf, tmp_path):
         path.write_text("#!/bin/bash\n" + body)
         result = subprocess.run(["shellcheck", "--severity=warning", str(path)], capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, f"step {i}:\n{script}\n{result.stdout}"
+
+
+# --- safe to adopt (issue 10, item 8) ----------------------------------------------------
+
+def test_pull_requests_get_no_passphrase_and_no_aws_role(wf):
+    """A pull request's code runs in the preview job: it must not decrypt stack secrets nor
+    reach AWS. The passphrase lives only in the apply job (environments dev/prod)."""
+    job = wf["jobs"]["preview"]
+    text = yaml.safe_dump(job)
+    assert "PULUMI_CONFIG_PASSPHRASE" not in text and "secrets." not in text
+    assert "configure-aws-credentials" not in text and "id-token" not in job["permissions"]
+    assert "PULUMI_CONFIG_PASSPHRASE" not in yaml.safe_dump(wf.get("env", {}))
+    assert "PULUMI_CONFIG_PASSPHRASE" not in yaml.safe_dump(wf["jobs"]["reap"])
+    assert wf["jobs"]["apply"]["environment"] == "${{ matrix.stack }}"
+
+
+def test_permissions_are_per_job(wf):
+    assert wf["permissions"] == {}
+    assert wf["jobs"]["preview"]["permissions"] == {"contents": "read", "pull-requests": "write"}
+    for name in ("apply", "reap"):
+        assert wf["jobs"][name]["permissions"] == {"contents": "read", "id-token": "write"}
+
+
+def test_actions_pinned_by_commit_sha():
+    uses = re.findall(r"uses:\s*(\S+)", WORKFLOW.read_text())
+    assert len(uses) >= 8
+    assert all(re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", u) for u in uses), uses
+
+
+def test_checkouts_do_not_persist_credentials(wf):
+    checkouts = [s for job in wf["jobs"].values() for s in job["steps"] if s.get("uses", "").startswith("actions/checkout@")]
+    assert len(checkouts) == 3
+    assert all(s["with"]["persist-credentials"] is False for s in checkouts)
+
+
+def test_apply_and_reap_have_separate_concurrency_groups(wf):
+    apply, reap = wf["jobs"]["apply"]["concurrency"], wf["jobs"]["reap"]["concurrency"]
+    assert apply["group"] != reap["group"] and not apply["group"].startswith(reap["group"])
+    assert apply["cancel-in-progress"] is False  # a queued apply is never cancelled
+    assert "concurrency" not in wf
+
+
+@pytest.mark.parametrize("backend, rc", [("", 2), ("file:///home/runner/state", 2), ("s3://team/agentdeploy", 0)])
+def test_apply_refuses_a_file_backend(wf, tmp_path, backend, rc):
+    job = wf["jobs"]["apply"]
+    assert job["steps"][0]["name"] == "Refuse a file backend"
+    got, _ = _run_step(wf, job, job["steps"][0], tmp_path, PULUMI_BACKEND_URL=backend)
+    assert got == rc
+
+
+def test_reap_runs_every_stack_in_its_own_region_and_exits_with_the_worst_code(wf, tmp_path):
+    job = wf["jobs"]["reap"]
+    step = _step(job, "deploy reap")
+    log = tmp_path / "deploy.log"
+    rc, _ = _run_step(wf, job, step, tmp_path, FAIL_STACK="dev", FAIL_RC="4", DEPLOY_LOG=str(log))
+    assert rc == 4
+    calls = log.read_text().splitlines()
+    assert calls == ["reap --stack dev --region us-east-1 --json", "reap --stack prod --region us-east-1 --json"]
+    log.unlink()
+    assert _run_step(wf, job, step, tmp_path, DEPLOY_LOG=str(log))[0] == 0

@@ -18,8 +18,13 @@ HF_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:agentdeploy/dev/h
 needs = lambda tool: pytest.mark.skipif(shutil.which(tool) is None, reason=f"{tool} not installed (Debian package)")  # noqa: E731
 
 
+WHEEL = {"node_wheel_bucket": "agentdeploy-dev-artifacts-0a1b2c3", "node_wheel_sha256": "ab" * 32,
+         "node_wheel_key": f"node/{'ab' * 32}/agentdeploy-0.1.0-py3-none-any.whl"}
+
+
 def _spec(fleet, **kw) -> GpuNodeSpec:
     refs = kw.pop("refs", {"VLLM_API_KEY": ARN, "HF_TOKEN": HF_ARN})
+    kw = {**WHEEL, "asg_name": "agentdeploy-dev-router", "ready_hook": "ready", **kw}
     return GpuNodeSpec(stack="dev", agent="router", region="us-east-1", fleet=fleet, secret_refs=refs, **kw)
 
 
@@ -54,14 +59,15 @@ def test_user_data_fits_ec2_limit_and_is_cloud_config(fleet):
     assert len(text.encode()) < 16 * 1024  # EC2 user data limit (before base64)
     doc = yaml.safe_load(text)
     assert [c[-1] for c in doc["runcmd"] if c[0] == "systemctl" and c[1] == "enable"] == [
-        "agentdeploy-secrets.service", "vllm.service", "agentdeploy-node-agent.service"]
+        "agentdeploy-secrets.service", "vllm.service", "agentdeploy-node-agent.service", "agentdeploy-ready.service"]
 
 
 @needs("shellcheck")
-@pytest.mark.parametrize("script", ["/opt/agentdeploy/bin/install.sh", "/opt/agentdeploy/bin/fetch-secrets.sh"])
+@pytest.mark.parametrize("script", ["/opt/agentdeploy/bin/install.sh", "/opt/agentdeploy/bin/fetch-secrets.sh",
+                                    "/opt/agentdeploy/bin/ready.sh"])
 def test_scripts_pass_shellcheck(tmp_path, fleet, script):
     path = tmp_path / Path(script).name
-    path.write_text(_files(fleet, vllm_requirement="vllm==0.32.0", node_requirement="agentdeploy[serving] @ https://x.invalid/a b.whl")[script])
+    path.write_text(_files(fleet, vllm_requirement="vllm==0.32.0", node_wheel_key="node/x/a b.whl")[script])
     result = subprocess.run(["shellcheck", "--severity=style", str(path)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout
 
@@ -93,7 +99,7 @@ def _systemd_root(tmp_path: Path, units: dict[str, str]) -> Path:
 @pytest.mark.skipif(not Path("/lib/systemd/system/sysinit.target").exists(), reason="no systemd unit tree on this host")
 def test_units_pass_systemd_analyze(tmp_path, fleet):
     units = {p: c for p, c in _files(fleet).items() if p.endswith(".service")}
-    assert len(units) == 3
+    assert len(units) == 4
     root = _systemd_root(tmp_path, units)
     names = [Path(p).name for p in units]
     result = subprocess.run(["systemd-analyze", "verify", "--man=no", f"--root={root}", *names],
@@ -138,3 +144,21 @@ def test_secrets_listed_by_arn_only(fleet):
     listing = _files(fleet)["/etc/agentdeploy/secrets.list"]
     entries = dict(line.split("=", 1) for line in listing.splitlines() if line and not line.startswith("#"))
     assert entries == {"VLLM_API_KEY": ARN, "HF_TOKEN": HF_ARN}
+
+
+def test_node_agent_comes_from_the_stacks_wheel_checked_by_hash(fleet):
+    """Never `pip install agentdeploy` from an index (the name is not ours there): the wheel
+    the stack stored, refused unless its SHA-256 matches."""
+    install = _files(fleet)["/opt/agentdeploy/bin/install.sh"]
+    assert WHEEL["node_wheel_bucket"] in install and WHEEL["node_wheel_key"] in install
+    assert f'echo "{WHEEL["node_wheel_sha256"]}  $WHEEL" | sha256sum --check --strict -' in install
+    pip_lines = [line for line in install.splitlines() if "pip\" install" in line]
+    assert pip_lines and not [line for line in pip_lines if "agentdeploy[" in line or "agentdeploy=" in line]
+
+
+def test_ready_unit_completes_the_launching_hook(fleet):
+    files = _files(fleet)
+    ready = files["/opt/agentdeploy/bin/ready.sh"]
+    assert "http://127.0.0.1:8081/healthz" in ready and "complete_lifecycle_action" in ready
+    env = files["/etc/agentdeploy/node.env"]
+    assert "AGENTDEPLOY_READY_HOOK=ready" in env and "AGENTDEPLOY_ASG_NAME=agentdeploy-dev-router" in env

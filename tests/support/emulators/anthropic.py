@@ -204,6 +204,9 @@ class ClaudeEmulator:
         app.router.add_get("/_emulator/requests", self.list_requests)
         app.router.add_delete("/_emulator/requests", self.clear_requests)
         self.app = app
+        from tests.support.emulators.anthropic_batches import BatchesRoom
+
+        self.batches = BatchesRoom(self)  # Message Batches (/v1/messages/batches, /_emulator/batches/*)
 
     # ------------------------------------------------------------------ control
     async def add_faults(self, request: web.Request) -> web.Response:
@@ -265,8 +268,25 @@ class ClaudeEmulator:
         if not isinstance(messages, list) or not messages:
             return _error(400, "messages: at least one message is required")
         for i, m in enumerate(messages):
+            if not isinstance(m, dict):
+                return _error(400, f"messages.{i}: Input should be a valid dictionary")
             if m.get("role") not in ("user", "assistant"):
                 return _error(400, f"messages.{i}.role: Input should be 'user' or 'assistant'")
+            content = m.get("content")
+            if not isinstance(content, (str, list)):
+                return _error(400, f"messages.{i}.content: Input should be a valid string or list")
+            if isinstance(content, list):
+                for j, block in enumerate(content):
+                    if not isinstance(block, dict) or not isinstance(block.get("type"), str):
+                        return _error(400, f"messages.{i}.content.{j}: Input should be a valid dictionary with a type")
+                    if block["type"] == "text" and not isinstance(block.get("text"), str):
+                        return _error(400, f"messages.{i}.content.{j}.text: Input should be a valid string")
+        system = body.get("system")
+        if system is not None and not isinstance(system, (str, list)):
+            return _error(400, "system: Input should be a valid string or list")
+        tools = body.get("tools")
+        if tools is not None and (not isinstance(tools, list) or not all(isinstance(t, dict) and isinstance(t.get("name"), str) for t in tools)):
+            return _error(400, "tools: Input should be a list of tool definitions with a name")
         marks = sum(1 for _, cc in _units(body) if cc is not None)
         if marks > 4:
             return _error(400, f"A maximum of 4 blocks with cache_control may be provided. Found {marks}.")
@@ -292,13 +312,15 @@ class ClaudeEmulator:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
             body = None
+        record: dict[str, Any] = {
+            "api_key": request.headers.get("x-api-key"),
+            "anthropic_version": request.headers.get("anthropic-version"),
+            "body": body,
+            "received_s": time.monotonic(),  # when it arrived: retry spacing is checkable
+            "served": None,  # the usage this request was billed, once it ran (see _bill)
+        }
         if s.record:
-            s.requests.append({
-                "api_key": request.headers.get("x-api-key"),
-                "anthropic_version": request.headers.get("anthropic-version"),
-                "body": body,
-                "received_s": time.monotonic(),  # when it arrived: retry spacing is checkable
-            })
+            s.requests.append(record)
         bad = self._check_headers(request)
         if bad:
             return bad
@@ -345,10 +367,17 @@ class ClaudeEmulator:
                 "stop_reason": stop_reason, "stop_sequence": stop_seq,
                 "usage": {**in_usage, "output_tokens": out_tokens, "service_tier": "standard"},
             }
+            record["served"] = _bill(model, in_usage, out_tokens)
             return web.Response(body=orjson.dumps(message), content_type="application/json", headers=headers)
-        return await self._stream(request, body, model, pieces, stop_reason, stop_seq, tool, in_usage, fault, msg_id, headers)
+        served = {"output_tokens": 0}
+        try:
+            return await self._stream(request, body, model, pieces, stop_reason, stop_seq, tool, in_usage, fault, msg_id, headers, served)
+        finally:
+            # Billed like the API: the input, and every output token generated, whether or not
+            # the client stayed to read it (an in-band error before any token bills nothing).
+            record["served"] = _bill(model, in_usage, served["output_tokens"]) if served.get("billed", True) else None
 
-    async def _stream(self, request, body, model, pieces, stop_reason, stop_seq, tool, in_usage, fault, msg_id, headers):
+    async def _stream(self, request, body, model, pieces, stop_reason, stop_seq, tool, in_usage, fault, msg_id, headers, served):
         resp = web.StreamResponse(headers={**headers, "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"})
         await resp.prepare(request)
 
@@ -377,6 +406,7 @@ class ClaudeEmulator:
             return True
 
         if await in_band_error():
+            served["billed"] = False
             return resp
 
         async def checkpoint() -> bool:
@@ -400,8 +430,9 @@ class ClaudeEmulator:
             await resp.write(ev("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}))
             await resp.write(b'event: ping\ndata: {"type": "ping"}\n\n')
             for piece in pieces:
-                await resp.write(ev("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}))
                 out_tokens += 1
+                served["output_tokens"] = out_tokens  # generated: billed even if the write fails
+                await resp.write(ev("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}))
                 if not await checkpoint():
                     return resp
             await resp.write(ev("content_block_stop", {"type": "content_block_stop", "index": 0}))
@@ -412,11 +443,13 @@ class ClaudeEmulator:
             if not pieces:
                 await resp.write(b'event: ping\ndata: {"type": "ping"}\n\n')
             args = orjson.dumps(tool.get("input", {})).decode()
+            served["output_tokens"] = out_tokens + text_tokens(args) + 1  # generated as a whole
             for part in (args[: len(args) // 2], args[len(args) // 2 :]):
                 await resp.write(ev("content_block_delta", {"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": part}}))
                 if not await checkpoint():
                     return resp
             out_tokens += text_tokens(args) + 1
+            served["output_tokens"] = out_tokens
             await resp.write(ev("content_block_stop", {"type": "content_block_stop", "index": index}))
         usage = {k: in_usage[k] for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")}
         usage["output_tokens"] = out_tokens
@@ -424,6 +457,14 @@ class ClaudeEmulator:
         await resp.write(ev("message_stop", {"type": "message_stop"}))
         await resp.write_eof()
         return resp
+
+
+def _bill(model: str, in_usage: dict, output_tokens: int) -> dict:
+    """One request's billed usage, as the emulator's own record (tests compare spend with it)."""
+    return {"model": model, "input_tokens": in_usage["input_tokens"], "output_tokens": output_tokens,
+            "cache_write_5m": in_usage["cache_creation"]["ephemeral_5m_input_tokens"],
+            "cache_write_1h": in_usage["cache_creation"]["ephemeral_1h_input_tokens"],
+            "cache_read": in_usage["cache_read_input_tokens"]}
 
 
 def _forced_tool(body: dict) -> dict | None:

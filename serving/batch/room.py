@@ -1,0 +1,365 @@
+"""The batch room's Anthropic shape: `/v1/messages/batches` for batch agents, with their budget.
+
+Create: prepare the batch as planned (prepare.py), split it within the API's limits, reserve its
+worst case at batch prices, submit each part with the upstream's key. Retrieve / list / cancel /
+results: the parts' state merged under one id (the upstream's own id when there is one part).
+The first read that finds the batch ended fetches its results and settles the budget to what
+the succeeded results' usage cost at batch prices (errored, canceled and expired requests bill
+nothing), adding tokens and spend to the agent's metrics and one `batch_settled` log line.
+
+The room keeps its batches in this process: a gateway restart forgets them (their
+reservations stay counted: over-, never under-counting).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Protocol
+
+import aiohttp
+import orjson
+
+from agentdeploy.naming import SHARED_KEY
+from agentdeploy.serving.admission import owner_of
+from agentdeploy.serving.batch.limits import TooLarge, split
+from agentdeploy.serving.batch.prepare import BatchInputError, batch_prices, exact_cost, micro_ceil, prepare, usage_of
+from agentdeploy.serving.batch.upstream import BatchesClient, UpstreamError
+from agentdeploy.serving.budget import BudgetStore, BudgetStoreUnavailable, window_key
+from agentdeploy.serving.deliver import Ledger
+from agentdeploy.serving.http1 import Handler, Request, Response
+from agentdeploy.serving.protocol.events import ApiKind, JsonObject
+from agentdeploy.serving.replies import H_AGENT, H_ERROR, H_MODEL, Replies, json_reply
+from agentdeploy.serving.runtime import Agent, Runtime
+from agentdeploy.tokens import TokenPrices
+
+BASE = "/v1/messages/batches"
+_ITEM = re.compile(r"^/v1/messages/batches/([A-Za-z0-9_-]{1,128})(/results|/cancel)?$")
+#: Paths that take a request body (the gateway's gate checks their key before reading it).
+BATCH_PATHS: dict[str, ApiKind] = {BASE: "anthropic", "/v1/files": "openai", "/v1/batches": "openai"}
+COUNTS = ("processing", "succeeded", "errored", "canceled", "expired")
+
+
+class GatewayParts(Protocol):
+    """What the room uses of the gateway (read at each request: a reload swaps the runtime)."""
+
+    runtime: Runtime
+    store: BudgetStore
+    ledger: Ledger
+    replies: Replies
+    session: aiohttp.ClientSession | None
+    draining: bool
+
+
+class Refusal(Exception):
+    def __init__(self, status: int, kind: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.kind, self.message, self.headers = status, kind, message, headers
+
+
+@dataclass
+class BatchRecord:
+    id: str
+    agent: str
+    model: str
+    upstream: str
+    parts: list[str]
+    requests: int
+    #: The budget window the worst case was reserved in (None: the agent has no budget).
+    key: str | None
+    reserved: int
+    created: float = field(default_factory=time.time)
+    settled: bool = False
+    cost_micro: int = 0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class PatternRoutes(dict[tuple[str, str], Handler]):
+    """Exact routes, then `(method, regex)` routes for paths that carry an id."""
+
+    def __init__(self, exact: Mapping[tuple[str, str], Handler], patterns: list[tuple[str, re.Pattern[str], Handler]]) -> None:
+        super().__init__(exact)
+        self.patterns = patterns
+
+    def get(self, key: tuple[str, str], default: Handler | None = None) -> Handler | None:  # type: ignore[override]
+        found = dict.get(self, key)
+        if found is not None:
+            return found
+        for method, rx, handler in self.patterns:
+            if method == key[0] and rx.match(key[1]):
+                return handler
+        return default
+
+
+def merge_view(record: BatchRecord, parts: list[JsonObject], results_url: str) -> JsonObject:
+    """The parts' states as one Message Batch object under the record's id."""
+    states = [p.get("processing_status") for p in parts]
+    status = "in_progress" if "in_progress" in states else "canceling" if "canceling" in states else "ended"
+    counts = {k: sum(int((p.get("request_counts") or {}).get(k) or 0) for p in parts) for k in COUNTS}
+    ended = [str(p["ended_at"]) for p in parts if p.get("ended_at")]
+    canceled = [str(p["cancel_initiated_at"]) for p in parts if p.get("cancel_initiated_at")]
+    return {
+        "id": record.id, "type": "message_batch", "processing_status": status, "request_counts": counts,
+        "ended_at": max(ended) if status == "ended" and ended else None,
+        "created_at": min(str(p.get("created_at")) for p in parts), "expires_at": max(str(p.get("expires_at")) for p in parts),
+        "archived_at": None, "cancel_initiated_at": min(canceled) if canceled else None,
+        "results_url": results_url if status == "ended" else None,
+    }
+
+
+class BatchRoom:
+    def __init__(self, gateway: GatewayParts) -> None:
+        self.gw = gateway
+        self.records: dict[str, BatchRecord] = {}
+
+    def routes(self, exact: Mapping[tuple[str, str], Handler]) -> PatternRoutes:
+        own = {("POST", BASE): self.create, ("GET", BASE): self.list}
+        item = re.compile(r"^/v1/messages/batches/[A-Za-z0-9_-]{1,128}$")
+        tail = re.compile(r"^/v1/messages/batches/[A-Za-z0-9_-]{1,128}/(results|cancel)$")
+        patterns = [("GET", item, self.retrieve), ("GET", tail, self.results), ("POST", tail, self.cancel)]
+        from agentdeploy.serving.batch.openai_shape import OpenAIBatches
+
+        oa = OpenAIBatches(self)
+        return PatternRoutes({**exact, **own, **oa.exact()}, patterns + oa.patterns())
+
+    # ------------------------------------------------------------------ helpers
+    def error(self, no: Refusal, agent: str, t_in: float) -> Response:
+        self.gw.ledger.refused(agent, "anthropic", no.status, no.message, t_in)
+        return self.gw.replies.error("anthropic", no.status, no.kind, no.message, no.headers)
+
+    def owner(self, request: Request) -> str:
+        owner = owner_of(self.gw.runtime, request.headers)
+        if owner is None:
+            raise Refusal(401, "authentication_error", "invalid or missing API key")
+        return owner
+
+    def client(self, upstream: str) -> BatchesClient:
+        session = self.gw.session
+        if session is None:
+            raise Refusal(503, "overloaded_error", "gateway is starting; retry shortly", {"retry-after": "1"})
+        return BatchesClient(session, self.gw.runtime.upstreams[upstream])
+
+    def batch_agent(self, owner: str, wanted: Any) -> Agent:
+        rt = self.gw.runtime
+        if owner == SHARED_KEY:
+            agent = rt.agents.get(wanted) if isinstance(wanted, str) else None
+            if agent is None:
+                raise Refusal(400, "invalid_request_error", f"params.model must name a batch agent; known agents: {', '.join(sorted(rt.agents))}")
+        else:
+            agent = rt.agents[owner]
+        if agent.spec.batch is None:
+            raise Refusal(400, "invalid_request_error", f"agent {agent.name!r} is not a batch agent: send its requests to /v1/messages "
+                          "(the plan routes it in real time)")
+        return agent
+
+    def record_for(self, owner: str, batch_id: str) -> BatchRecord:
+        rec = self.records.get(batch_id)
+        if rec is None or (owner != SHARED_KEY and rec.agent != owner):
+            raise Refusal(404, "not_found_error", f"message batch {batch_id} not found")
+        return rec
+
+    def results_url(self, request: Request, batch_id: str) -> str:
+        proto = request.headers.get("x-forwarded-proto") or "http"
+        return f"{proto}://{request.headers.get('host') or 'localhost'}{BASE}/{batch_id}/results"
+
+    # ------------------------------------------------------------------ submit
+    async def submit(self, owner: str, requests: Any, t_in: float) -> tuple[BatchRecord, list[JsonObject]]:
+        """Prepare, reserve, split and submit: the record and the parts' first states."""
+        if self.gw.draining:
+            raise Refusal(503, "overloaded_error", "gateway is shutting down", {"retry-after": "1"})
+        if not isinstance(requests, list) or not requests:
+            raise Refusal(400, "invalid_request_error", "requests: a list of {custom_id, params} is required")
+        first = requests[0].get("params", {}).get("model") if isinstance(requests[0], dict) and isinstance(requests[0].get("params"), dict) else None
+        agent = self.batch_agent(owner, first)
+        try:
+            prepared = prepare(agent, requests)
+            parts = split(prepared.requests)
+        except (BatchInputError, TooLarge) as err:
+            raise Refusal(400, "invalid_request_error", str(err)) from None
+        key, reserved = await self.reserve(agent, prepared.worst_micro)
+        upstream = agent.chain[0].upstream.name
+        client = self.client(upstream)
+        made: list[JsonObject] = []
+        try:
+            for part in parts:
+                made.append(await client.create(part))
+        except UpstreamError as err:
+            for done in made:  # all or nothing: what went through is canceled, the reservation released
+                try:
+                    await client.cancel(str(done["id"]))
+                except UpstreamError:
+                    pass
+            if key is not None:
+                await self.gw.store.settle(key, reserved, 0)
+            raise Refusal(err.status, err.kind, f"Message Batches API: {err.message}") from None
+        ids = [str(p["id"]) for p in made]
+        rec_id = ids[0] if len(ids) == 1 else "msgbatch_agd" + secrets.token_hex(12)
+        rec = BatchRecord(rec_id, agent.name, prepared.model, upstream, ids, len(prepared.requests), key, reserved)
+        self.records[rec_id] = rec
+        self.gw.ledger.log({"event": "batch_submitted", "agent": agent.name, "batch_id": rec_id, "model": prepared.model,
+                            "requests": rec.requests, "parts": len(ids), "reserved_usd": reserved / 1e6,
+                            "total_ms": round((time.perf_counter() - t_in) * 1000, 2)})
+        return rec, made
+
+    async def reserve(self, agent: Agent, worst_micro: int) -> tuple[str | None, int]:
+        budget = agent.spec.budget
+        if budget is None:
+            return None, 0
+        rt = self.gw.runtime
+        key = window_key(rt.config.budget_store.key_prefix, rt.config.stack, agent.name)
+        try:
+            ok = await self.gw.store.reserve(key, worst_micro, agent.budget_limit_micro)
+        except BudgetStoreUnavailable:
+            if budget.policy != "alert":
+                raise Refusal(503, "overloaded_error", f"agent {agent.name!r}'s budget cannot be checked (budget store unreachable); retry shortly",
+                              {H_ERROR: "budget_store_unavailable", "retry-after": "1"}) from None
+            return None, 0
+        if not ok:
+            self.gw.ledger.metrics.budget_rejections.inc((agent.name, "blocked"))
+            raise Refusal(429, "budget_exceeded", f"agent {agent.name!r}'s budget of ${budget.monthly_usd:g} this month cannot hold this "
+                          f"batch's worst case (${worst_micro / 1e6:.6f} at batch prices); send fewer requests or lower max_tokens",
+                          {H_ERROR: "budget_exceeded"})
+        return key, worst_micro
+
+    # ------------------------------------------------------------------ follow and settle
+    async def states(self, rec: BatchRecord) -> list[JsonObject]:
+        client = self.client(rec.upstream)
+        return [await client.retrieve(p) for p in rec.parts]
+
+    async def fetch_results(self, rec: BatchRecord) -> list[JsonObject]:
+        client = self.client(rec.upstream)
+        out: list[JsonObject] = []
+        for p in rec.parts:
+            out += await client.results(p)
+        await self.settle(rec, out)
+        return out
+
+    async def settle(self, rec: BatchRecord, results: list[JsonObject]) -> None:
+        """Once per batch: the budget, metrics and log from the succeeded results' usage."""
+        async with rec.lock:
+            if rec.settled:
+                return
+            agent = self.gw.runtime.agents.get(rec.agent)
+            discount = agent.spec.batch.discount if agent and agent.spec.batch else 0.5
+            spec = self.gw.runtime.config.models.get(rec.model)
+            prices = batch_prices(spec.prices_only() if spec else TokenPrices(), discount)
+            ttl = agent.spec.cache.ttl if agent else None
+            total = Decimal(0)
+            tokens: dict[str, int] = {}
+            kinds: dict[str, int] = {}
+            for line in results:
+                res = line.get("result") or {}
+                kinds[str(res.get("type"))] = kinds.get(str(res.get("type")), 0) + 1
+                if res.get("type") != "succeeded":
+                    continue
+                usage = usage_of((res.get("message") or {}).get("usage"), ttl)
+                total += exact_cost(usage, prices)
+                for k, n in usage.as_dict().items():
+                    tokens[k] = tokens.get(k, 0) + n
+            actual = micro_ceil(total)
+            m = self.gw.ledger.metrics
+            for kind, count in tokens.items():
+                if count:
+                    m.tokens.inc((rec.agent, rec.model, kind), count)
+            if actual:
+                m.cost.inc((rec.agent, rec.model), actual / 1e6)
+            if rec.key is not None:
+                try:
+                    await self.gw.store.settle(rec.key, rec.reserved, actual)
+                except BudgetStoreUnavailable as exc:
+                    self.gw.ledger.log({"event": "budget_settle_failed", "agent": rec.agent, "batch_id": rec.id, "error": str(exc)})
+                    return  # settled on a later read
+            rec.settled, rec.cost_micro = True, actual
+            self.gw.ledger.log({"event": "batch_settled", "agent": rec.agent, "batch_id": rec.id, "model": rec.model,
+                                "results": kinds, "tokens": tokens, "cost_usd": actual / 1e6,
+                                "reserved_usd": rec.reserved / 1e6})
+
+    async def view(self, request: Request, rec: BatchRecord) -> JsonObject:
+        view = merge_view(rec, await self.states(rec), self.results_url(request, rec.id))
+        if view["processing_status"] == "ended" and not rec.settled:
+            await self.fetch_results(rec)
+        return view
+
+    # ------------------------------------------------------------------ handlers
+    async def create(self, request: Request) -> Response:
+        t_in, owner = time.perf_counter(), ""
+        try:
+            owner = self.owner(request)
+            try:
+                body = orjson.loads(request.body)
+            except ValueError:
+                body = None
+            if not isinstance(body, dict):
+                raise Refusal(400, "invalid_request_error", "request body must be a JSON object with `requests`")
+            rec, made = await self.submit(owner, body.get("requests"), t_in)
+        except Refusal as no:
+            return self.error(no, owner, t_in)
+        view = merge_view(rec, made, self.results_url(request, rec.id))
+        return json_reply(200, view, {H_AGENT: rec.agent, H_MODEL: rec.model, "x-agentdeploy-reserved-usd": f"{rec.reserved / 1e6:.6f}"})
+
+    def _id(self, request: Request) -> str:
+        found = _ITEM.match(request.path)
+        return found.group(1) if found else ""
+
+    async def retrieve(self, request: Request) -> Response:
+        t_in, owner = time.perf_counter(), ""
+        try:
+            owner = self.owner(request)
+            rec = self.record_for(owner, self._id(request))
+            return json_reply(200, await self.view(request, rec))
+        except UpstreamError as err:
+            return self.error(Refusal(err.status, err.kind, err.message), owner, t_in)
+        except Refusal as no:
+            return self.error(no, owner, t_in)
+
+    async def cancel(self, request: Request) -> Response:
+        t_in, owner = time.perf_counter(), ""
+        try:
+            owner = self.owner(request)
+            rec = self.record_for(owner, self._id(request))
+            client = self.client(rec.upstream)
+            parts = [await client.cancel(p) for p in rec.parts]
+            return json_reply(200, merge_view(rec, parts, self.results_url(request, rec.id)))
+        except UpstreamError as err:
+            return self.error(Refusal(err.status, err.kind, err.message), owner, t_in)
+        except Refusal as no:
+            return self.error(no, owner, t_in)
+
+    async def results(self, request: Request) -> Response:
+        t_in, owner = time.perf_counter(), ""
+        try:
+            owner = self.owner(request)
+            rec = self.record_for(owner, self._id(request))
+            lines = await self.fetch_results(rec)
+        except UpstreamError as err:
+            return self.error(Refusal(err.status, err.kind, err.message), owner, t_in)
+        except Refusal as no:
+            return self.error(no, owner, t_in)
+        body = b"".join(orjson.dumps(line) + b"\n" for line in lines)
+        return Response(200, body=body, content_type="application/x-jsonl", headers={H_AGENT: rec.agent})
+
+    async def list(self, request: Request) -> Response:
+        t_in, owner = time.perf_counter(), ""
+        try:
+            owner = self.owner(request)
+            mine = [r for r in reversed(self.records.values()) if owner == SHARED_KEY or r.agent == owner]
+            query = dict(p.partition("=")[::2] for p in request.query.split("&") if p)
+            ids = [r.id for r in mine]
+            if query.get("after_id") in ids:
+                mine = mine[ids.index(query["after_id"]) + 1:]
+            limit = int(query["limit"]) if query.get("limit", "").isdigit() else 20
+            if not 1 <= limit <= 1000:
+                raise Refusal(400, "invalid_request_error", "limit: between 1 and 1000")
+            page = [await self.view(request, r) for r in mine[:limit]]
+        except UpstreamError as err:
+            return self.error(Refusal(err.status, err.kind, err.message), owner, t_in)
+        except Refusal as no:
+            return self.error(no, owner, t_in)
+        return json_reply(200, {"data": page, "has_more": len(mine) > limit,
+                                "first_id": page[0]["id"] if page else None, "last_id": page[-1]["id"] if page else None})
+
