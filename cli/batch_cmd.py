@@ -18,7 +18,8 @@ from typing import Any
 
 import click
 
-from agentdeploy.cli.batch_client import (
+from agentdeploy.errors import InvalidInput
+from agentdeploy.ops.batch_client import (
     BatchApi,
     BatchState,
     StateDir,
@@ -30,7 +31,6 @@ from agentdeploy.cli.batch_client import (
     read_jsonl,
     write_results,
 )
-from agentdeploy.errors import InvalidInput
 
 _state_dir = click.option("--state-dir", type=click.Path(path_type=Path), envvar="AGENTDEPLOY_BATCH_STATE_DIR",
                           help="Where batch state is kept (default ~/.agentdeploy/batches).")
@@ -44,9 +44,9 @@ def batch() -> None:
 
 
 def _api(state: BatchState) -> BatchApi:
-    from agentdeploy.cli.batch_client import Target
+    from agentdeploy.ops.batch_client import BatchTarget
 
-    return BatchApi(state.base_url, Target(state.base_url, state.key_env, state.agent, state.direct).headers())
+    return BatchApi(state.base_url, BatchTarget(state.base_url, state.key_env, state.agent, state.direct).headers())
 
 
 def _wait(api: BatchApi, state: BatchState, poll_s: float, quiet: bool) -> dict[str, Any]:

@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "reap": ("ops_cmd", "reap", "Scale idle GPU fleets of a stack to zero."),
     "cost": ("ops_cmd", "cost", "Actual spend per agent against the plan's projection."),
     "status": ("ops_cmd", "status", "Per-agent route, fleet health, budget and alarms."),
+    "batch": ("batch_cmd", "batch", "Submit, follow and fetch Message Batches for batch agents."),
 }
 
 

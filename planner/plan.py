@@ -132,6 +132,11 @@ class FleetPlan(_Model):
     max_model_len: int
     gpu_memory_utilization: float = 0.9
     shutdown_timeout_s: int = 90
+    #: The gateway's breaker for these replicas: a dead one gets at most one trial request per
+    #: `probe_interval_s`, and a recovered one serves again within `breaker_max_open_s` (plus the
+    #: next request's arrival) even without a health signal — under the 10 s recovery promise.
+    probe_interval_s: float = Field(default=2.0, gt=0)
+    breaker_max_open_s: float = Field(default=8.0, gt=0)
     cold_start_s: float
     hourly_usd_on_demand: float
     hourly_usd_spot: float

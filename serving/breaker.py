@@ -4,10 +4,18 @@ Closed: traffic flows; `failure_threshold` consecutive failures open it, and so 
 rate of at least `failure_rate` over the last `window` outcomes — a replica that fails every
 other request never fails three in a row, yet costs every second caller a timeout. Open: no
 traffic for `open_for` seconds, so a dead replica stops costing every request a connect
-attempt. Then half-open: exactly one trial request (or a successful health probe) decides —
-success closes it, failure re-opens it for twice as long (capped). A breaker that re-opens
-soon after it closed (within `max_open_s`) is flapping: its open time doubles too, so the
-flapping replica steals less and less latency while traffic still returns once it is healthy.
+attempt. Then half-open: exactly one trial request decides — success closes it, failure
+re-opens it for twice as long (capped at `max_open_s`). A breaker that re-opens soon after it
+closed (within `max_open_s`) is flapping: its open time doubles too, so the flapping replica
+steals less and less latency while traffic still returns once it is healthy.
+
+Recovery is bounded both ways. `open_s` is the probe interval: a trial request reaches a dead
+target at most once per `open_s` (every failed trial restarts the wait, which is never shorter
+than `open_s`), so no request herd and no retry of a dead primary on every request. And a
+target comes back within `max_open_s` plus the next request's arrival without any health
+signal, or within `open_s` of a successful health probe (`probe_ok`: the poller saw it answer),
+however far its open time had doubled — so `max_open_s` must stay well under the recovery time
+the plan promises (10 s), not the minute it once was.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ class Breaker:
     __slots__ = ("threshold", "base_open_s", "max_open_s", "rate", "window", "outcomes", "state", "failures",
                  "opened_at", "closed_at", "open_for", "trial_in_flight", "clock")
 
-    def __init__(self, failure_threshold: int = 3, open_s: float = 2.0, max_open_s: float = 60.0,
+    def __init__(self, failure_threshold: int = 3, open_s: float = 2.0, max_open_s: float = 8.0,
                  failure_rate: float = 0.5, window: int = 10, clock: Callable[[], float] = time.monotonic) -> None:
         self.threshold = failure_threshold
         self.base_open_s = open_s
@@ -102,8 +110,10 @@ class Breaker:
         self._open(min(self.max_open_s, self.open_for * 2) if self.state == HALF_OPEN else self._next_open_for())
 
     def probe_ok(self) -> None:
-        """A health probe answered: an open breaker whose wait is over may take a trial."""
-        if self.state == OPEN and self.clock() - self.opened_at >= self.open_for:
+        """A health probe answered: an open breaker may take one trial once `open_s` has passed
+        since it (re-)opened, even when a flapping history doubled its open time: the probe is
+        fresher evidence than the history, and trials stay one per `open_s`."""
+        if self.state == OPEN and self.clock() - self.opened_at >= min(self.open_for, self.base_open_s):
             self.state = HALF_OPEN
             self.trial_in_flight = False
 

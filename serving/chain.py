@@ -3,8 +3,9 @@ client is told when none could answer.
 
 An entry is skipped at once when it has no healthy or only overloaded targets. 429/529 are
 retried on the same upstream only while the wait fits the latency budget and the retry cap;
-connection errors, 5xx, first-token timeouts, malformed or cut streams move on to the next
-entry; a context-length error moves on to an entry with a larger context; other client errors
+a failure likely to be transient (500/502/503/504, a reset before any response) is retried
+once at once when a whole first-token wait still fits the deadline; then connection errors,
+5xx, first-token timeouts, malformed or cut streams move on to the next entry; a context-length error moves on to an entry with a larger context; other client errors
 go back to the client. Nothing has reached the client before the first token, so all of this
 is invisible to it.
 """
@@ -72,10 +73,12 @@ class ChainWalker:
         up = step.upstream
         spec = ctx.agent.spec
         tries = 0
+        retried_transient = False
+        prev: fb.Failed | None = None  # the failure a retry follows (what to report if none can go)
         while True:
             target, why = up.pick(last_resort, step.ttft_timeout)
             if target is None:
-                return fb.Failed(why, message=f"{up.name}: {why}")
+                return prev or fb.Failed(why, message=f"{up.name}: {why}")
             settled = False  # the breaker was told how the attempt went
             try:
                 pkey = (up.kind, step.model)
@@ -107,14 +110,35 @@ class ChainWalker:
                 wait = fb.retry_wait(res, tries)
                 if not fb.fits(wait, tries, spec.max_retries_per_upstream, walk.retry_spent, spec.retry_max_total_s, walk.deadline, perf()):
                     return res
+                self._retrying(ctx, step, target, res, wait)
                 await asyncio.sleep(wait)
                 walk.retry_spent += wait
                 ctx.waited += wait
                 tries += 1
+                prev = res
+                continue
+            if (res.transient and not retried_transient and tries < spec.max_retries_per_upstream
+                    and self._fits_one_more(walk, step)):
+                # A 5xx or a reset before any response usually clears on a second try: once,
+                # when a whole first-token wait still fits the deadline, then fall back.
+                self._retrying(ctx, step, target, res, 0.0)
+                retried_transient = True
+                tries += 1
+                prev = res
                 continue
             if res.reason in fb.TERMINAL:
                 return self._upstream_error(ctx, step, res)
             return res
+
+    @staticmethod
+    def _fits_one_more(walk: _Walk, step: Step) -> bool:
+        return walk.deadline is None or perf() + step.ttft_timeout < walk.deadline
+
+    def _retrying(self, ctx: RequestContext, step: Step, target: Target, res: fb.Failed, wait: float) -> None:
+        """Every retry on the same upstream is counted and logged (it may bill twice)."""
+        self.metrics.retries.inc((ctx.agent.name, step.upstream.name, res.reason))
+        self.ledger.log({"event": "upstream_retry", "agent": ctx.agent.name, "upstream": step.upstream.name,
+                         "target": target.url, "reason": res.reason, "status": res.status, "wait_s": round(wait, 3)})
 
     async def _attempt(self, ctx: RequestContext, step: Step, target: Target, payload: bytes) -> fb.Opened | fb.Failed:
         target.in_flight += 1

@@ -62,6 +62,20 @@ class SecretRef(_M):
         return " or ".join(x for x in (self.env and f"env {self.env}", self.file and f"file {self.file}") if x)
 
 
+class BreakerSpec(_M):
+    """Circuit breakers (serving/breaker.py). `open_s` is also the probe interval (at most one
+    trial request per `open_s` reaches a dead target); `max_open_s` bounds how long a recovered
+    target can wait for traffic without a health signal, so it stays under the 10 s recovery
+    promise."""
+
+    failure_threshold: int = Field(default=3, gt=0)
+    open_s: float = Field(default=2.0, gt=0)
+    max_open_s: float = Field(default=8.0, gt=0)
+    #: Also open when at least this share of the last `window` outcomes failed (flapping).
+    failure_rate: float = Field(default=0.5, gt=0, le=1)
+    window: int = Field(default=10, ge=2)
+
+
 class UpstreamSpec(_M):
     kind: Literal["openai", "anthropic"]
     #: Anthropic: the API base URL. OpenAI-compatible: optional single URL (same as replicas=[url]).
@@ -83,6 +97,8 @@ class UpstreamSpec(_M):
     #: When set, a replica whose node says 503 (spot notice: draining) gets no new requests,
     #: even while its vLLM still answers the requests it already has.
     node_health_port: int | None = Field(default=None, gt=0, lt=65536)
+    #: This upstream's breakers (the plan's per-agent recovery settings); None = the global `breaker`.
+    breaker: BreakerSpec | None = None
 
     @model_validator(mode="after")
     def _urls(self) -> UpstreamSpec:
@@ -128,6 +144,8 @@ class BatchSpec(_M):
     discount: float = Field(default=0.5, ge=0, le=1)
     #: Realtime requests (/v1/messages, /v1/chat/completions) for this agent: refused, naming the batch endpoints.
     realtime: Literal["reject"] = "reject"
+    #: How often the gateway checks a submitted batch, to settle its budget when it ends even if no client asks.
+    follow_s: float = Field(default=60.0, gt=0)
 
 
 class AgentSpec(_M):
@@ -145,15 +163,6 @@ class AgentSpec(_M):
     max_retries_per_upstream: int = Field(default=2, ge=0)
     #: Set for a batch-route agent (the plan's `batch`): its requests go through the Message Batches API.
     batch: BatchSpec | None = None
-
-
-class BreakerSpec(_M):
-    failure_threshold: int = Field(default=3, gt=0)
-    open_s: float = Field(default=2.0, gt=0)
-    max_open_s: float = Field(default=60.0, gt=0)
-    #: Also open when at least this share of the last `window` outcomes failed (flapping).
-    failure_rate: float = Field(default=0.5, gt=0, le=1)
-    window: int = Field(default=10, ge=2)
 
 
 class BudgetStoreSpec(_M):

@@ -58,6 +58,9 @@ HEALTH_FAILURES = frozenset((CONNECT, DISCONNECT, TTFT, STALL, MALFORMED, TRUNCA
 IN_BAND = {"overloaded_error": OVERLOADED, "rate_limit_error": RATE_LIMITED, "api_error": SERVER_ERROR}
 #: Failures to hand back to the client rather than try elsewhere.
 TERMINAL = frozenset((CLIENT_ERROR, CONTENT_FILTER))
+#: Statuses that usually clear on a second try (a worker restarting, a proxy hiccup): 501 and
+#: 505 say the request can never work there, so they are not among them.
+TRANSIENT_STATUS = frozenset((500, 502, 503, 504))
 
 
 @dataclass(slots=True)
@@ -69,6 +72,9 @@ class Failed:
     message: str = ""
     #: Usage so far when the upstream had answered 200 before failing (it bills that attempt).
     billed: Usage | None = None
+    #: Likely to clear on one more try at the same upstream (a 5xx, a connection reset before any
+    #: response): worth one retry before falling back, when the deadline allows.
+    transient: bool = False
 
 
 @dataclass(slots=True)
@@ -115,7 +121,7 @@ def classify_status(status: int, kind: ApiKind, raw: bytes) -> Failed:
     if status == 529 or err_type == "overloaded_error":
         return Failed(OVERLOADED, status, None, err_type, message)
     if status >= 500:
-        return Failed(SERVER_ERROR, status, None, err_type, message)
+        return Failed(SERVER_ERROR, status, None, err_type, message, transient=status in TRANSIENT_STATUS)
     if status in (401, 403):
         return Failed(UPSTREAM_AUTH, status, None, err_type, message)
     if status == 404:
@@ -158,7 +164,8 @@ async def open_attempt(pool: Pool, up: Upstream, target: Target, payload: bytes,
     except UpstreamConnectError as exc:
         result = Failed(CONNECT, message=str(exc))
     except (aiohttp.ClientError, OSError) as exc:
-        result = Failed(DISCONNECT, message=f"{type(exc).__name__}")
+        # Reset before any response arrived: the request may never have reached the model.
+        result = Failed(DISCONNECT, message=f"{type(exc).__name__}", transient=attempt.resp is None)
     finally:
         resp = attempt.resp
         if resp is not None and not isinstance(result, Opened):
@@ -204,7 +211,8 @@ async def _first_token(pool: Pool, up: Upstream, target: Target, payload: bytes,
                 for ev in parser.feed(data):
                     if ev[0] == "error":
                         # Before the first token an in-band overload is a 529 in all but status.
-                        return Failed(IN_BAND.get(ev[1], STREAM_ERROR), error_type=ev[1], message=ev[2])
+                        reason = IN_BAND.get(ev[1], STREAM_ERROR)
+                        return Failed(reason, error_type=ev[1], message=ev[2], transient=reason == SERVER_ERROR)
                     pending.append(ev)
                     if ev[0] in COMMIT_EVENTS:
                         committed = True

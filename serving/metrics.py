@@ -106,9 +106,11 @@ class GatewayMetrics:
         self.in_flight = Gauge(p + "in_flight", "Requests being served now.", ())
         self.stream_errors = Counter(p + "stream_errors_total", "Streams ended with an in-band error after bytes were sent.", ("agent", "upstream", "reason"))
         self.resends = Counter(p + "upstream_resends_total", "Requests sent again after a reused upstream connection failed unanswered.", ("target",))
+        self.retries = Counter(p + "upstream_retries_total", "Attempts sent again to the same upstream (429/529 waits, transient failures).", ("agent", "upstream", "reason"))
+        self.continuations = Counter(p + "continuations_total", "Streams broken after their first token, by outcome (continued, refused).", ("agent", "upstream", "outcome"))
         self.all: list[Counter | Histogram] = [self.requests, self.errors, self.fallbacks, self.ttft, self.latency, self.overhead, self.tokens, self.cost,
                     self.budget_remaining, self.budget_rejections, self.circuit, self.queue, self.draining, self.in_flight, self.stream_errors,
-                    self.resends]
+                    self.resends, self.retries, self.continuations]
 
     def render(self) -> bytes:
         lines: list[str] = []

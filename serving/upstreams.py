@@ -17,7 +17,9 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -89,11 +91,14 @@ class Target:
 class Upstream:
     """One configured upstream and its targets."""
 
-    def __init__(self, name: str, spec: UpstreamSpec, breaker_spec: BreakerSpec, api_key: str | None) -> None:
+    def __init__(self, name: str, spec: UpstreamSpec, breaker_spec: BreakerSpec, api_key: str | None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.name = name
         self.spec = spec
         self.kind = spec.kind
-        self.breaker_spec = breaker_spec
+        #: The upstream's own breaker settings (per agent, from the plan) win over the global ones.
+        self.breaker_spec = spec.breaker or breaker_spec
+        self.clock = clock
         self.path = "/v1/messages" if spec.kind == "anthropic" else "/v1/chat/completions"
         self.headers = {"content-type": "application/json"}
         if spec.kind == "anthropic":
@@ -132,7 +137,8 @@ class Upstream:
             t = known.get(url)
             if t is None:
                 b = self.breaker_spec
-                t = Target(url, self.path, Breaker(b.failure_threshold, b.open_s, b.max_open_s, b.failure_rate, b.window), self.headers)
+                t = Target(url, self.path, Breaker(b.failure_threshold, b.open_s, b.max_open_s, b.failure_rate, b.window,
+                                                   clock=self.clock), self.headers)
             else:
                 t.ep = Endpoint(t.url + self.path, self.headers)  # a reload may have changed the key
             targets.append(t)
@@ -231,34 +237,52 @@ async def node_ready(session: aiohttp.ClientSession, up: Upstream, target: Targe
         return False
 
 
-async def poll_once(session: aiohttp.ClientSession, up: Upstream, target: Target) -> None:
+#: What one health probe saw: metrics read; alive without a /metrics endpoint (404: an
+#: OpenAI-compatible server that is not vLLM); not ready (another status: warming, dying);
+#: refused (nothing listens); failed (timeout, reset); draining (the node agent said 503).
+ProbeOutcome = Literal["metrics", "alive", "not_ready", "refused", "failed", "draining"]
+
+
+async def probe(session: aiohttp.ClientSession, up: Upstream, target: Target) -> tuple[ProbeOutcome, VllmLoad | None]:
+    """One health probe of a target (the node agent's /healthz, then the replica's /metrics)."""
     timeout = aiohttp.ClientTimeout(total=max(1.0, up.spec.metrics_poll_s * 2), sock_connect=up.connect_timeout)
-    target.node_ok = await node_ready(session, up, target, timeout)
-    if not target.node_ok:
-        # Draining (spot notice, scale-in) or its agent is gone: no new requests until it says
-        # 200 again; those already in flight finish. Not a failure, so the breaker is untouched.
-        target.polled = True
-        return
+    if not await node_ready(session, up, target, timeout):
+        return "draining", None
     try:
         async with session.get(target.url + "/metrics", timeout=timeout, headers={k: v for k, v in up.headers.items() if k == "authorization"}) as resp:
-            text = await resp.text() if resp.status == 200 else ""
-            ok = resp.status == 200
+            if resp.status == 200:
+                return "metrics", parse_vllm_metrics(await resp.text())
+            return ("alive" if resp.status == 404 else "not_ready"), None
     except (aiohttp.ClientConnectorError, ConnectionRefusedError):
-        target.breaker.trip()
-        target.polled = True
-        return
+        return "refused", None
     except (TimeoutError, aiohttp.ClientError, OSError):
-        target.breaker.failure()
-        target.polled = True
-        return
+        return "failed", None
+
+
+def apply_probe(up: Upstream, target: Target, outcome: ProbeOutcome, load: VllmLoad | None) -> None:
+    """What a probe means for the target (pure but for the target's state; the clock is the upstream's)."""
     target.polled = True
-    if ok:
+    # Draining (spot notice, scale-in) or its agent is gone: no new requests until it says 200
+    # again; those already in flight finish. Not a failure, so the breaker is untouched.
+    target.node_ok = outcome != "draining"
+    if outcome == "metrics" and load is not None:
         # A longer gap between good readings spans an outage: no rate from it (see observe).
-        target.observe(parse_vllm_metrics(text), time.monotonic(), max_gap_s=3 * up.spec.metrics_poll_s + 1.0)
+        target.observe(load, up.clock(), max_gap_s=3 * up.spec.metrics_poll_s + 1.0)
         target.breaker.probe_ok()
-    else:
-        # 503 while the engine dies or warms up: not ready for traffic.
+    elif outcome == "alive":
+        # It answers HTTP but has no metrics: alive; one trial request decides whether it serves.
+        target.breaker.probe_ok()
+    elif outcome in ("refused", "not_ready"):
+        # Nothing listens, or 503 while the engine dies or warms up: out now, and kept out
+        # (the wait restarts) while probes keep saying so — no trial request is wasted on it.
         target.breaker.trip()
+    elif outcome == "failed":
+        target.breaker.failure()
+
+
+async def poll_once(session: aiohttp.ClientSession, up: Upstream, target: Target) -> None:
+    outcome, load = await probe(session, up, target)
+    apply_probe(up, target, outcome, load)
 
 
 async def poll_forever(session: aiohttp.ClientSession, up: Upstream) -> None:

@@ -171,11 +171,20 @@ def _as_list(v: Any) -> list:
 SECRET_ARN_SUFFIX = "-??????"
 
 
+#: Every log stream of one named log group: the narrowest ARN PutLogEvents takes for streams
+#: named per instance at run time.
+LOG_STREAMS_OF_ONE_GROUP = re.compile(r"arn:aws[\w-]*:logs:[\w-]+:\d{12}:log-group:[^*?:]+:log-stream:\*")
+
+
 def too_broad(arn: str) -> bool:
     """A resource that names no single thing: "*" or a trailing ":*"; for Secrets Manager and
     SSM, a whole path ("/*"); for a secret, any wildcard in its name beyond the random suffix
     (`-*` also matches a longer name's secret: agentdeploy/dev/key-* matches key-old-AbC123)."""
-    if arn == "*" or arn.endswith(":*"):
+    if arn == "*":
+        return True
+    if LOG_STREAMS_OF_ONE_GROUP.fullmatch(arn):
+        return False
+    if arn.endswith(":*"):
         return True
     parts = arn.split(":", 5)
     if len(parts) < 6 or parts[2] not in ("secretsmanager", "ssm"):

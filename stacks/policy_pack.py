@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from agentdeploy.stacks.limits import check_limits
 from agentdeploy.stacks.policy import (
     Resource,
     Violation,
@@ -48,6 +49,8 @@ VALIDATORS: dict[str, tuple[str, Callable[[Resource, Any], list[Violation]]]] = 
                    lambda r, _a: check_iam_scoped(r)),
     "asg-within-ceiling": ("GPU Auto Scaling groups stay within the configured replica ceiling.",
                            lambda r, a: check_asg_within(r, _max_replicas(a))),
+    "aws-limits": ("Names, descriptions, user data, tags and ports within what the AWS APIs accept.",
+                   lambda r, _a: check_limits([r])),
 }
 
 

@@ -32,6 +32,7 @@ from agentdeploy.serving.config import (
     BREAKPOINTS,
     AgentSpec,
     BatchSpec,
+    BreakerSpec,
     BudgetSpec,
     BudgetStoreSpec,
     CacheSpec,
@@ -173,6 +174,8 @@ def build_gateway_config(
                 stall_timeout_s=5.0,
                 max_load_per_replica=agent.fleet.max_concurrency_per_replica if agent.fleet else None,
                 node_health_port=node_health_port,
+                breaker=BreakerSpec(open_s=agent.fleet.probe_interval_s,
+                                    max_open_s=agent.fleet.breaker_max_open_s) if agent.fleet else None,
             )
             chain = [builder.vllm_entry(agent, upstream)]
             if agent.fallback_model:

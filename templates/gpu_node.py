@@ -26,6 +26,11 @@ HF_TOKEN_ENV = "HF_TOKEN"
 DEFAULT_VLLM_REQUIREMENT = "vllm==0.32.0"
 #: Where install.sh stores the downloaded wheel (its file name must stay the wheel's).
 WHEEL_DIR = "/opt/agentdeploy/wheels"
+#: The units append their output here (LogsDirectory=agentdeploy); logs.sh ships these files.
+LOG_DIR = "/var/log/agentdeploy"
+LOG_FILES = (("cloud-init", "/var/log/cloud-init-output.log"), ("vllm", f"{LOG_DIR}/vllm.log"),
+             ("node-agent", f"{LOG_DIR}/node-agent.log"), ("ready", f"{LOG_DIR}/ready.log"),
+             ("secrets", f"{LOG_DIR}/secrets.log"))
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,8 @@ class GpuNodeSpec:
     node_wheel_bucket: str = ""
     node_wheel_key: str = ""
     node_wheel_sha256: str = ""
+    #: CloudWatch Logs group the node ships its logs to ("" = none).
+    log_group: str = ""
     #: What the node agent drains from on a spot notice or scale-in (empty: it discovers them).
     target_group_arn: str = ""
     asg_name: str = ""
@@ -77,6 +84,9 @@ def node_context(spec: GpuNodeSpec) -> dict[str, Any]:
         "node_wheel_name": spec.node_wheel_key.rsplit("/", 1)[-1],
         "node_wheel_sha256": spec.node_wheel_sha256,
         "wheel_dir": WHEEL_DIR,
+        "log_group": spec.log_group,
+        "log_files": LOG_FILES,
+        "log_dir": LOG_DIR,
         "vllm_argv": vllm_argv(fleet),
         "target_group_arn": spec.target_group_arn,
         "asg_name": spec.asg_name,
@@ -100,8 +110,12 @@ def node_files(spec: GpuNodeSpec) -> list[dict[str, str]]:
         ("/etc/systemd/system/vllm.service", "0644", "systemd/vllm.service.j2"),
         ("/etc/systemd/system/agentdeploy-node-agent.service", "0644", "systemd/agentdeploy-node-agent.service.j2"),
     ]
+    if spec.log_group:
+        table += [("/opt/agentdeploy/bin/logs.sh", "0755", "scripts/logs.sh.j2"),
+                  ("/etc/agentdeploy/cloudwatch-agent.json", "0644", "scripts/cloudwatch-agent.json.j2")]
     return [{"path": p, "mode": m, "content": render(t, **ctx)} for p, m, t in table]
 
 
 def render_user_data(spec: GpuNodeSpec) -> str:
-    return render("cloud-init/gpu-node.yaml.j2", stack=spec.stack, agent=spec.agent, files=node_files(spec))
+    return render("cloud-init/gpu-node.yaml.j2", stack=spec.stack, agent=spec.agent, files=node_files(spec),
+                  ship_logs=bool(spec.log_group))

@@ -3,8 +3,9 @@
 Create: prepare the batch as planned (prepare.py), split it within the API's limits, reserve its
 worst case at batch prices, submit each part with the upstream's key. Retrieve / list / cancel /
 results: the parts' state merged under one id (the upstream's own id when there is one part).
-The first read that finds the batch ended fetches its results and settles the budget to what
-the succeeded results' usage cost at batch prices (errored, canceled and expired requests bill
+The first read that finds the batch ended (a client's, or the room's own follower checking every
+`batch.follow_s`) fetches its results and settles the budget to what the succeeded results' usage
+cost at batch prices (errored, canceled and expired requests bill
 nothing), adding tokens and spend to the agent's metrics and one `batch_settled` log line.
 
 The room keeps its batches in this process: a gateway restart forgets them (their
@@ -116,6 +117,7 @@ class BatchRoom:
     def __init__(self, gateway: GatewayParts) -> None:
         self.gw = gateway
         self.records: dict[str, BatchRecord] = {}
+        self._followers: set[asyncio.Task[None]] = set()
 
     def routes(self, exact: Mapping[tuple[str, str], Handler]) -> PatternRoutes:
         own = {("POST", BASE): self.create, ("GET", BASE): self.list}
@@ -201,6 +203,10 @@ class BatchRoom:
         rec_id = ids[0] if len(ids) == 1 else "msgbatch_agd" + secrets.token_hex(12)
         rec = BatchRecord(rec_id, agent.name, prepared.model, upstream, ids, len(prepared.requests), key, reserved)
         self.records[rec_id] = rec
+        follow_s = agent.spec.batch.follow_s if agent.spec.batch else 60.0
+        task = asyncio.ensure_future(self.follow(rec, follow_s))
+        self._followers.add(task)
+        task.add_done_callback(self._followers.discard)
         self.gw.ledger.log({"event": "batch_submitted", "agent": agent.name, "batch_id": rec_id, "model": prepared.model,
                             "requests": rec.requests, "parts": len(ids), "reserved_usd": reserved / 1e6,
                             "total_ms": round((time.perf_counter() - t_in) * 1000, 2)})
@@ -278,6 +284,17 @@ class BatchRoom:
             self.gw.ledger.log({"event": "batch_settled", "agent": rec.agent, "batch_id": rec.id, "model": rec.model,
                                 "results": kinds, "tokens": tokens, "cost_usd": actual / 1e6,
                                 "reserved_usd": rec.reserved / 1e6})
+
+    async def follow(self, rec: BatchRecord, every_s: float) -> None:
+        """Check the batch every `every_s` until it has ended and is settled: the budget does not
+        wait for a client to ask (ends with the process: asyncio.run cancels it at shutdown)."""
+        while not rec.settled:
+            await asyncio.sleep(every_s)
+            try:
+                if merge_view(rec, await self.states(rec), "")["processing_status"] == "ended":
+                    await self.fetch_results(rec)
+            except Exception as err:  # a follower must not die quietly: say why, try again next time
+                self.gw.ledger.log({"event": "batch_follow_failed", "agent": rec.agent, "batch_id": rec.id, "error": str(err)})
 
     async def view(self, request: Request, rec: BatchRecord) -> JsonObject:
         view = merge_view(rec, await self.states(rec), self.results_url(request, rec.id))

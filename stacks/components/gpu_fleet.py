@@ -118,11 +118,15 @@ def drain_policy_document(asg_arns: list[str], target_group_arn: str) -> str:
     ])
 
 
-def node_policy_document(secret_arns: list[str], wheel_object_arn: str) -> str:
+def node_policy_document(secret_arns: list[str], wheel_object_arn: str, log_group_arn: str) -> str:
     """The node role's own permissions: read its own secrets and the node agent's wheel,
-    publish our metrics. (Session Manager's are AWS's managed policy, attached beside.)"""
+    publish our metrics, write its fleet's log streams. (Session Manager's are AWS's managed
+    policy, attached beside.)"""
     return policy_json([read_secrets_statement(secret_arns), put_metrics_statement(METRIC_NAMESPACE),
-                        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": [wheel_object_arn]}])
+                        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": [wheel_object_arn]},
+                        {"Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:DescribeLogStreams",
+                                                       "logs:PutLogEvents"],
+                         "Resource": [f"{log_group_arn.removesuffix(':*')}:log-stream:*"]}])
 
 
 #: AWS's managed policy for Session Manager access (no SSH, no open port).
@@ -173,9 +177,12 @@ class GpuFleet(pulumi.ComponentResource):
         secret_arns = [vllm_key_arn] + ([hf_token_arn] if hf_token_arn is not None else [])
         self.role = aws.iam.Role(f"{name}-role", assume_role_policy=assume_role_policy("ec2.amazonaws.com"),
                                  description=f"agentdeploy GPU node of {stack}/{agent.name}", tags=t(f"{base}-node"), opts=child)
+        # Node logs (cloud-init, vLLM, node agent, readiness), one stream per instance and file.
+        self.log_group = aws.cloudwatch.LogGroup(f"{name}-logs", name=f"/agentdeploy/{stack}/{agent.name}/nodes",
+                                                 retention_in_days=30, tags=t(f"{base}-logs"), opts=child)
         aws.iam.RolePolicy(f"{name}-policy", role=self.role.id,
-                           policy=pulumi.Output.all(artifacts.object_arn, *secret_arns).apply(
-                               lambda v: node_policy_document(list(v[1:]), v[0])),
+                           policy=pulumi.Output.all(artifacts.object_arn, self.log_group.arn, *secret_arns).apply(
+                               lambda v: node_policy_document(list(v[2:]), v[0], v[1])),
                            opts=child)
         aws.iam.RolePolicyAttachment(f"{name}-ssm", role=self.role.name, policy_arn=SSM_CORE_POLICY, opts=child)
         profile = aws.iam.InstanceProfile(f"{name}-profile", role=self.role.name, tags=t(f"{base}-node"), opts=child)
@@ -213,7 +220,7 @@ class GpuFleet(pulumi.ComponentResource):
             lambda v: base64.b64encode(render_user_data(GpuNodeSpec(
                 stack=stack, agent=agent.name, region=region, fleet=fleet, secret_refs=dict(zip(names, v[2:], strict=True)),
                 vllm_requirement=vllm_requirement, node_wheel_bucket=v[1], node_wheel_key=wheel.key,
-                node_wheel_sha256=wheel.sha256,
+                node_wheel_sha256=wheel.sha256, log_group=f"/agentdeploy/{stack}/{agent.name}/nodes",
                 # No group name: a node is in the spot group or the on-demand standby, and reads
                 # which from its instance tags (IMDS) before completing a hook.
                 target_group_arn=v[0], asg_name="", lifecycle_hook=DRAIN_HOOK, ready_hook=READY_HOOK,

@@ -9,7 +9,8 @@ root, and its pieces run in the order cloud-init and systemd run them:
 2. fetch-secrets.sh: the vLLM key read by ARN from Secrets Manager (moto) into secrets.env;
 3. vllm.service's command line (the unit's flags; the engine from the CPU venv);
 4. agentdeploy-node-agent.service's command line, from the venv install.sh made;
-5. agentdeploy-ready.service's script: waits for the node agent's /healthz, then completes the
+5. agentdeploy-ready.service's script: waits for the node agent's /healthz, reads its group from the
+   instance tags (IMDS emulator), then completes the
    launching lifecycle hook of the group (moto, with AWS's validation of the call).
 
 What differs from a node, and why: no systemd or cloud-init runs them (the test starts each
@@ -131,7 +132,7 @@ def test_a_node_boots_serves_and_completes_its_launching_hook(aws, imds_factory,
     spec = GpuNodeSpec(stack=STACK, agent=AGENT, region=REGION, fleet=_fleet(tiny_model_dir),
                        secret_refs={"VLLM_API_KEY": secret_arn}, vllm_requirement="boto3",
                        node_wheel_bucket="agentdeploy-boot-artifacts", node_wheel_key=key, node_wheel_sha256=sha,
-                       target_group_arn=tg_arn, asg_name=GROUP, lifecycle_hook="drain", ready_hook="ready")
+                       target_group_arn=tg_arn, asg_name="", lifecycle_hook="drain", ready_hook="ready")
     user_data = render_user_data(spec)
     assert len(user_data.encode()) <= 16384
     root = tmp_path / "root"

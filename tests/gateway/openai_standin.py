@@ -23,8 +23,10 @@ LOOPBACK = "127.0.0.1"
 
 
 class OpenAIStandin:
-    def __init__(self, model: str = "standin", api_key: str | None = None) -> None:
+    def __init__(self, model: str = "standin", api_key: str | None = None, serve_metrics: bool = True) -> None:
         self.model = model
+        #: False: no /metrics route (404), like an OpenAI-compatible server that is not vLLM.
+        self.serve_metrics = serve_metrics
         self.api_key = api_key
         self.faults: list[dict] = []
         self.requests: list[dict] = []
@@ -69,7 +71,8 @@ class OpenAIStandin:
             asyncio.set_event_loop(loop)
             app = web.Application()
             app.router.add_post("/v1/chat/completions", self.chat)
-            app.router.add_get("/metrics", self.metrics)
+            if self.serve_metrics:
+                app.router.add_get("/metrics", self.metrics)
             app.router.add_get("/health", self.health)
             runner = web.AppRunner(app, access_log=None)
             loop.run_until_complete(runner.setup())

@@ -116,6 +116,9 @@ def test_realtime_request_for_batch_agent_is_refused(claude_emulator, gateway_fa
     r = messages(gw.url, MARKETING_KEY, "draft now please")
     assert r.status_code == 400 and r.headers["x-agentdeploy-error"] == "batch_only"
     assert "/v1/messages/batches" in r.json()["error"]["message"] and "deploy batch submit" in r.json()["error"]["message"]
+    chat = httpx.post(gw.url + "/v1/chat/completions", json={"model": "x", "messages": [{"role": "user", "content": "now"}]},
+                      headers={"authorization": f"Bearer {MARKETING_KEY}"}, timeout=20)
+    assert chat.status_code == 400 and "/v1/batches" in chat.json()["error"]["message"]
     assert claude.requests() == []  # nothing went upstream at full price
 
 
@@ -165,3 +168,37 @@ def test_cancel_through_gateway_bills_only_what_ran(claude_emulator, gateway_fac
     assert len(rows) == 3
     page = gw.metrics()
     assert metric_value(page, "agentdeploy_gateway_cost_usd_total", agent="marketing-drafts") == _batch_priced_micro(rows) / 1e6
+
+
+def test_expired_requests_bill_nothing_and_release_their_reservation(claude_emulator, gateway_factory):
+    claude = claude_emulator
+    claude._call("DELETE", "/_emulator/batches")
+    gw = gateway_factory(_config(claude), env=env_for(claude))
+    b = httpx.post(gw.url + "/v1/messages/batches", json={"requests": _requests(5)}, headers=_h(), timeout=30).json()
+    _drive(claude, "/_emulator/batches/process", {"requests": 2})
+    _drive(claude, "/_emulator/batches/advance", {"seconds": 24 * 3600})  # the API's 24 h, compressed
+    end = httpx.get(gw.url + f"/v1/messages/batches/{b['id']}", headers=_h(), timeout=30).json()
+    assert end["processing_status"] == "ended" and end["request_counts"]["expired"] == 3 and end["request_counts"]["succeeded"] == 2
+    expected = _batch_priced_micro(claude._call("GET", "/_emulator/batches/usage"))
+    page = gw.metrics()
+    assert metric_value(page, "agentdeploy_gateway_cost_usd_total", agent="marketing-drafts") == expected / 1e6
+    assert metric_value(page, "agentdeploy_gateway_budget_remaining_usd", agent="marketing-drafts") == 50 - expected / 1e6
+
+
+def test_gateway_settles_an_ended_batch_nobody_asks_about(claude_emulator, gateway_factory):
+    """The gateway follows its batches itself (batch.follow_s): the budget settles at the end
+    even when the client never reads the batch again."""
+    import time
+
+    claude = claude_emulator
+    claude._call("DELETE", "/_emulator/batches")
+    gw = gateway_factory(_config(claude, batch={"discount": 0.5, "follow_s": 0.05}), env=env_for(claude))
+    r = httpx.post(gw.url + "/v1/messages/batches", json={"requests": _requests(6)}, headers=_h(), timeout=30)
+    assert r.status_code == 200
+    _drive(claude, "/_emulator/batches/process")
+    expected = _batch_priced_micro(claude._call("GET", "/_emulator/batches/usage"))
+    deadline = time.monotonic() + 20
+    while '"batch_settled"' not in gw.log_text():  # wait for the proof, bounded
+        assert time.monotonic() < deadline, "the gateway never settled the ended batch"
+        time.sleep(0.05)
+    assert metric_value(gw.metrics(), "agentdeploy_gateway_cost_usd_total", agent="marketing-drafts") == expected / 1e6

@@ -75,3 +75,20 @@ def test_over_cap_reject_is_the_agents_choice():
     reqs[0]["params"]["max_tokens"] = 101
     with pytest.raises(BatchInputError, match="cap of 100"):
         prepare(_agent(over_cap="reject"), reqs)
+
+
+def test_parts_merge_into_one_batch_view():
+    from agentdeploy.serving.batch.room import BatchRecord, merge_view
+
+    rec = BatchRecord("msgbatch_agd1", "a", "m", "anthropic", ["p1", "p2"], 5, None, 0)
+
+    def part(status: str, ended: str | None, **counts: int) -> dict:
+        base = {"processing": 0, "succeeded": 0, "errored": 0, "canceled": 0, "expired": 0}
+        return {"processing_status": status, "request_counts": {**base, **counts}, "ended_at": ended,
+                "created_at": "2026-12-01T00:00:00Z", "expires_at": "2026-12-02T00:00:00Z", "cancel_initiated_at": None}
+
+    view = merge_view(rec, [part("ended", "2026-12-01T01:00:00Z", succeeded=3), part("in_progress", None, processing=2)], "U")
+    assert view["id"] == "msgbatch_agd1" and view["processing_status"] == "in_progress" and view["results_url"] is None
+    assert view["request_counts"]["succeeded"] == 3 and view["request_counts"]["processing"] == 2 and view["ended_at"] is None
+    view = merge_view(rec, [part("ended", "2026-12-01T01:00:00Z", succeeded=3), part("ended", "2026-12-01T02:00:00Z", expired=2)], "U")
+    assert view["processing_status"] == "ended" and view["ended_at"] == "2026-12-01T02:00:00Z" and view["results_url"] == "U"

@@ -55,6 +55,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
             state["latestVersion"] = 1
         if args.typ in ("aws:lb/loadBalancer:LoadBalancer", "aws:lb/targetGroup:TargetGroup"):
             state["arnSuffix"] = f"app/{args.name}/0123456789abcdef"
+        if args.typ == "aws:cloudwatch/logGroup:LogGroup":  # the ARN's real shape (IAM checks read it)
+            state["arn"] = f"arn:aws:logs:us-east-1:123456789012:log-group:{args.inputs.get('name') or args.name}"
         if args.typ == "docker-build:index:Image":
             state["digest"] = "sha256:" + "0" * 64
         if args.typ == "aws:ecr/repository:Repository":

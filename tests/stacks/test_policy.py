@@ -158,7 +158,7 @@ def test_policy_pack_wraps_the_checks():
     from agentdeploy.stacks.policy_pack import policies
 
     pack = {p.name: p for p in policies()}
-    assert set(pack) == {"agentdeploy-tags", "no-secret-values", "iam-scoped", "asg-within-ceiling"}
+    assert set(pack) == {"agentdeploy-tags", "no-secret-values", "iam-scoped", "asg-within-ceiling", "aws-limits"}
 
     def run(policy, typ, props, config=None):
         reported = []
@@ -174,3 +174,15 @@ def test_policy_pack_wraps_the_checks():
     assert run("asg-within-ceiling", "aws:autoscaling/group:Group", asg, {"maxReplicas": 8})
     assert run("asg-within-ceiling", "aws:autoscaling/group:Group", asg, {"maxReplicas": 12}) == []
     assert run("asg-within-ceiling", "aws:autoscaling/group:Group", _asg(20).inputs)  # default ceiling 16
+    sg = {"description": "gateway -> fleet", "tags": TAGS}
+    assert run("aws-limits", "aws:ec2/securityGroup:SecurityGroup", sg)
+    assert run("aws-limits", "aws:lb/targetGroup:TargetGroup", {"name": "t" * 33})
+    assert run("aws-limits", "aws:lb/targetGroup:TargetGroup", {"name": "t" * 32}) == []
+
+
+def test_log_streams_of_one_named_group_are_scoped_enough():
+    from agentdeploy.stacks.policy import too_broad
+
+    assert not too_broad("arn:aws:logs:us-east-1:123456789012:log-group:/agentdeploy/dev/router/nodes:log-stream:*")
+    assert too_broad("arn:aws:logs:us-east-1:123456789012:log-group:*:log-stream:*")
+    assert too_broad("arn:aws:logs:us-east-1:123456789012:log-group:/agentdeploy/*")

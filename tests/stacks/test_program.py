@@ -86,7 +86,7 @@ def test_mixed_instances_policy_matches_plan(run, plan):
     assert asg.inputs["healthCheckType"] == "ELB"
     # The ready hook, not the grace period, covers the cold start: grace starts once the node
     # reported healthy, and the hook waits twice the planned cold start before giving up.
-    hook = run.mocks.one("aws:autoscaling/lifecycleHook:LifecycleHook", "ready-hook")
+    hook = run.mocks.one("aws:autoscaling/lifecycleHook:LifecycleHook", "router-ready-hook")
     assert hook.inputs["lifecycleTransition"] == "autoscaling:EC2_INSTANCE_LAUNCHING"
     assert hook.inputs["heartbeatTimeout"] >= 2 * fleet.cold_start_s
     assert asg.inputs["healthCheckGracePeriod"] == 120
@@ -205,7 +205,10 @@ def test_each_fleet_role_reads_only_its_own_secret(router_run):
         assert other == [{"Effect": "Allow", "Action": "cloudwatch:PutMetricData", "Resource": "*",
                           "Condition": {"StringEquals": {"cloudwatch:namespace": METRIC_NAMESPACE}}},
                          {"Effect": "Allow", "Action": "s3:GetObject",
-                          "Resource": [f"arn:aws:bucket:us-east-1:123456789012:node-artifacts-bucket/{wheel_key}"]}]
+                          "Resource": [f"arn:aws:bucket:us-east-1:123456789012:node-artifacts-bucket/{wheel_key}"]},
+                         {"Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
+                          "Resource": [f"arn:aws:logs:us-east-1:123456789012:log-group:/agentdeploy/prod/{agent}/nodes"
+                                       ":log-stream:*"]}]
 
 
 def test_drain_permissions_name_only_the_fleets_own_group_and_target_group(router_run):
@@ -228,7 +231,7 @@ def test_node_agent_knows_what_to_drain(run, plan):
     asg = run.mocks.one(ASG, "router-asg")
     assert asg.inputs["name"] == f"agentdeploy-test-{agent}"
     assert "initialLifecycleHooks" not in asg.inputs  # those reach a group only when it is created
-    drain = run.mocks.one("aws:autoscaling/lifecycleHook:LifecycleHook", "drain-hook")
+    drain = run.mocks.one("aws:autoscaling/lifecycleHook:LifecycleHook", "router-drain-hook")
     assert (drain.inputs["name"], drain.inputs["lifecycleTransition"], drain.inputs["autoscalingGroupName"]) == (
         "drain", "autoscaling:EC2_INSTANCE_TERMINATING", f"agentdeploy-test-{agent}")
 
@@ -418,3 +421,20 @@ def test_spot_starved_fleet_falls_back_to_on_demand(run, plan):
     assert fill.inputs["scalingAdjustment"] == max(1, fleet.min_replicas) and empty.inputs["scalingAdjustment"] == 0
     assert alarm.inputs["alarmActions"] == [f"arn:aws:policy:us-east-1:123456789012:{fill.name}"]
     assert alarm.inputs["okActions"] == [f"arn:aws:policy:us-east-1:123456789012:{empty.name}"]
+
+
+def test_node_logs_go_to_the_fleets_log_group(run, plan):
+    import base64
+
+    agent = _fleet(plan).name
+    group = run.mocks.one("aws:cloudwatch/logGroup:LogGroup", f"fleet-{agent}-logs")
+    assert group.inputs["name"] == f"/agentdeploy/test/{agent}/nodes" and group.inputs["retentionInDays"] == 30
+    user_data = base64.b64decode(run.mocks.one("aws:ec2/launchTemplate:LaunchTemplate").inputs["userData"]).decode()
+    assert f'"log_group_name": "/agentdeploy/test/{agent}/nodes"' in user_data and "/opt/agentdeploy/bin/logs.sh" in user_data
+    # Session Manager instead of SSH: AWS's managed policy, no key pair, no port 22
+    ssm = run.mocks.one("aws:iam/rolePolicyAttachment:RolePolicyAttachment", f"fleet-{agent}-ssm")
+    assert ssm.inputs["policyArn"] == "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+    lt = run.mocks.one("aws:ec2/launchTemplate:LaunchTemplate")
+    assert "keyName" not in lt.inputs
+    node_sg = next(r for r in run.mocks.of_type("aws:ec2/securityGroup:SecurityGroup") if "node-sg" in r.name)
+    assert 22 not in {p["fromPort"] for p in node_sg.inputs["ingress"]}

@@ -19,7 +19,8 @@ Faults are queued through a control API and consumed by the next matching reques
 Fault fields (all optional): status, retry_after, message, error_type (error response);
 delay_s (before any byte), ttft_s (after message_start, before the first delta),
 stall_after / stall_s (pause mid-stream), cut_after (drop the connection after N deltas),
-malformed_after (send a broken event after N deltas), token_delay_s, output_tokens,
+malformed_after (send a broken event after N deltas), reset (drop the connection before any
+byte of an answer), token_delay_s, output_tokens,
 refusal (stop_reason "refusal"), tool_call {"name","input"}, sse_error / sse_error_after (an
 in-band `error` event such as "overloaded_error" after a 200, after N deltas, default 0, as the
 API sends when it is overloaded mid-request), times (default 1, -1 = always), model (only
@@ -333,6 +334,11 @@ class ClaudeEmulator:
         fault = s.take_fault(model)
         if fault.get("delay_s"):
             await asyncio.sleep(fault["delay_s"])
+        if fault.get("reset"):
+            # The connection drops before any byte of an answer (a proxy or worker restarting).
+            if request.transport is not None:
+                request.transport.abort()
+            raise web.HTTPInternalServerError()  # never sent: the transport is gone
         if fault.get("status"):
             status = int(fault["status"])
             headers = {"retry-after": str(fault["retry_after"])} if "retry_after" in fault else None

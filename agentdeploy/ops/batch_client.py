@@ -27,7 +27,7 @@ API_VERSION = "2023-06-01"
 
 
 @dataclass
-class Target:
+class BatchTarget:
     """Where a batch goes: the gateway (agent key) or the API (Anthropic key, agent config applied)."""
 
     base_url: str
@@ -44,13 +44,13 @@ class Target:
         return {"x-api-key": key, "anthropic-version": API_VERSION}
 
 
-def gateway_target(url: str, agent: str) -> Target:
-    return Target(url.rstrip("/"), client_key_env(agent), agent)
+def gateway_target(url: str, agent: str) -> BatchTarget:
+    return BatchTarget(url.rstrip("/"), client_key_env(agent), agent)
 
 
-def direct_target(agent_config: dict[str, Any], api_url: str | None) -> Target:
+def direct_target(agent_config: dict[str, Any], api_url: str | None) -> BatchTarget:
     env = str(agent_config.get("anthropic_api_key_env") or ANTHROPIC_KEY_ENV)
-    return Target((api_url or ANTHROPIC_URL).rstrip("/"), env, str(agent_config.get("agent")), direct=True)
+    return BatchTarget((api_url or ANTHROPIC_URL).rstrip("/"), env, str(agent_config.get("agent")), direct=True)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -89,6 +89,15 @@ def apply_agent_config(requests: list[dict[str, Any]], config: dict[str, Any]) -
         if cache.get("enabled"):
             params = place_breakpoints(params, list(cache.get("breakpoints") or []), cache.get("ttl"), int(cache.get("min_cacheable_tokens") or 0))
         out.append({"custom_id": r["custom_id"], "params": params})
+    from agentdeploy.serving.batch.limits import MAX_BYTES, MAX_REQUESTS, TooLarge, split
+
+    try:
+        parts = len(split(out))
+    except TooLarge as err:
+        raise InvalidInput(str(err)) from None
+    if parts > 1:
+        raise InvalidInput(f"{len(out)} requests are over one Message Batch's limits ({MAX_REQUESTS:,} requests, {MAX_BYTES // 2**20} MB)",
+                           hint="split the file, or submit through the gateway (it splits a batch within the limits)")
     return out
 
 
@@ -155,8 +164,8 @@ class BatchApi:
             raise OperationFailed(f"{self.http.base_url}{path}: {type(err).__name__}: {err}", hint="check the URL and that the gateway is up") from None
         if r.status_code >= 400:
             try:
-                err = r.json().get("error") or {}
-                message = f"{err.get('type', 'error')}: {err.get('message', r.text[:300])}"
+                detail = r.json().get("error") or {}
+                message = f"{detail.get('type', 'error')}: {detail.get('message', r.text[:300])}"
             except ValueError:
                 message = r.text[:300]
             cls = InvalidInput if r.status_code in (400, 401, 403, 404, 413, 422) else OperationFailed
