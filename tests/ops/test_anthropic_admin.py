@@ -88,7 +88,8 @@ def test_api_keys_paginate(admin_api: AdminServer) -> None:
     httpx.post(f"{admin_api.url}/_emulator/api_keys", json=keys, timeout=10).raise_for_status()
     with _client(admin_api) as client:
         got = client.api_keys()
-    assert len(got) == 1202 and got[-1].name == "shop/agent-1202"
+    assert len(got) == 1202
+    assert got[-1].name == "shop/agent-1202"
 
 
 def test_retries_honour_retry_after_then_succeed(admin_api: AdminServer) -> None:
@@ -104,7 +105,8 @@ def test_retries_are_bounded(admin_api: AdminServer) -> None:
     sleeps: list[float] = []
     with _client(admin_api, sleeps) as client, pytest.raises(OperationFailed) as caught:
         client.api_keys()
-    assert len(sleeps) == 2 and "gave up after 3 attempts" in caught.value.message
+    assert len(sleeps) == 2
+    assert "gave up after 3 attempts" in caught.value.message
 
 
 @pytest.mark.parametrize(
@@ -116,7 +118,8 @@ def test_errors_are_not_retried(admin_api: AdminServer, fault: dict, error: type
     sleeps: list[float] = []
     with _client(admin_api, sleeps) as client, pytest.raises(error) as caught:
         client.api_keys()
-    assert sleeps == [] and caught.value.exit_code == exit_code
+    assert sleeps == []
+    assert caught.value.exit_code == exit_code
 
 
 def test_bad_key_is_a_credential_error_that_never_shows_the_key(admin_api: AdminServer) -> None:
@@ -124,7 +127,9 @@ def test_bad_key_is_a_credential_error_that_never_shows_the_key(admin_api: Admin
     with _client(admin_api, key=wrong) as client, pytest.raises(MissingDependency) as caught:
         client.usage(datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 2, tzinfo=UTC))
     text = caught.value.render()
-    assert "401" in text and wrong not in text and ADMIN_KEY not in text
+    assert "401" in text
+    assert wrong not in text
+    assert ADMIN_KEY not in text
 
 
 def test_bad_parameters_are_invalid_input(admin_api: AdminServer) -> None:

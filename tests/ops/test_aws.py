@@ -46,7 +46,8 @@ def test_throttling_gives_up_after_the_bound() -> None:
     sleeps: list[float] = []
     with stub, pytest.raises(OperationFailed) as caught:
         AwsClient(client, _policy(sleeps)).call("describe_spot_price_history")
-    assert len(sleeps) == 3 and caught.value.exit_code == 1
+    assert len(sleeps) == 3
+    assert caught.value.exit_code == 1
     assert "throttling ec2:DescribeSpotPriceHistory after 4 attempts" in caught.value.message
 
 
@@ -62,7 +63,8 @@ def test_access_denied_names_the_permission() -> None:
     sleeps: list[float] = []
     with stub, pytest.raises(MissingDependency) as caught:
         AwsClient(client, _policy(sleeps)).call("update_auto_scaling_group", AutoScalingGroupName="g", DesiredCapacity=0)
-    assert caught.value.exit_code == 4 and sleeps == []
+    assert caught.value.exit_code == 4
+    assert sleeps == []
     assert "autoscaling:UpdateAutoScalingGroup" in caught.value.message
     assert "grant autoscaling:UpdateAutoScalingGroup" in (caught.value.hint or "")
 
@@ -81,7 +83,8 @@ def test_other_errors_are_runtime_failures() -> None:
                           service_message="bad filter")
     with stub, pytest.raises(OperationFailed) as caught:
         AwsClient(client, _policy([])).call("describe_auto_scaling_groups")
-    assert caught.value.exit_code == 1 and "ValidationError: bad filter" in caught.value.message
+    assert caught.value.exit_code == 1
+    assert "ValidationError: bad filter" in caught.value.message
 
 
 def _no_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -99,7 +102,8 @@ def test_missing_credentials(aws, monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     _no_credentials(monkeypatch, tmp_path)
     with pytest.raises(MissingDependency) as caught:
         AwsSession().client("autoscaling").call("describe_auto_scaling_groups")
-    assert caught.value.message == "no AWS credentials found" and "AWS_PROFILE" in (caught.value.hint or "")
+    assert caught.value.message == "no AWS credentials found"
+    assert "AWS_PROFILE" in (caught.value.hint or "")
 
 
 def test_unknown_profile_and_missing_region(aws, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -109,4 +109,5 @@ def test_a_stale_plan_answers_in_json_when_asked(aws, project: Path) -> None:
     proc = deploy("status", "--stack", "shop", "--json")
     assert proc.returncode == 2
     doc = json.loads(proc.stdout)
-    assert (doc["error"], doc["exit_code"]) == ("StalePlan", 2) and "changed since the plan was written" in doc["message"]
+    assert (doc["error"], doc["exit_code"]) == ("StalePlan", 2)
+    assert "changed since the plan was written" in doc["message"]

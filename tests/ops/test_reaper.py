@@ -52,7 +52,8 @@ def test_decide_treats_missing_data_as_idle_only_when_asked() -> None:
     silent = _fleet(1, in_service=1)
     assert decide(silent, Reading(None, 0, 0), T0, now, WINDOW).action == "keep"
     verdict = decide(silent, Reading(None, 0, 0), T0, now, WINDOW, treat_missing_as_idle=True)
-    assert verdict.action == "scale-to-zero" and "no demand datapoints" in verdict.reason
+    assert verdict.action == "scale-to-zero"
+    assert "no demand datapoints" in verdict.reason
     # The flag widens only the missing-data rule: traffic, youth and a warm floor still keep.
     assert decide(silent, Reading(1.0, 3, 1), T0, now, WINDOW, treat_missing_as_idle=True).action == "keep"
     assert decide(silent, Reading(None, 0, 0), T0, T0 + timedelta(minutes=5), WINDOW, treat_missing_as_idle=True).action == "keep"
@@ -109,19 +110,24 @@ def test_scales_exactly_the_idle_fleets_of_its_stack(world: datetime) -> None:
     assert set(by_name) == {"prod-router", "prod-intake", "prod-silent", "prod-replica-busy", "prod-warm"}
     assert {n for n, r in by_name.items() if r.applied} == {"prod-router"}
     assert _state("prod-router") == (0, 0)
-    assert by_name["prod-router"].datapoints == 4 and by_name["prod-router"].desired_before == 2
+    assert by_name["prod-router"].datapoints == 4
+    assert by_name["prod-router"].desired_before == 2
     assert "traffic" in by_name["prod-intake"].reason
     assert "traffic" in by_name["prod-replica-busy"].reason
     # Never published: kept, and the reason says where to look.
     silent = by_name["prod-silent"]
-    assert silent.action == "keep" and silent.datapoints == 0
+    assert silent.action == "keep"
+    assert silent.datapoints == 0
     assert silent.reason.startswith("no demand data for 15 min while 1 instance(s) run: check the node agent's")
     # Idle, but the plan keeps a warm floor: neither MinSize nor DesiredCapacity is touched.
     warm = by_name["prod-warm"]
-    assert warm.action == "keep" and warm.reason == "the plan keeps 1 replica(s) warm (MinSize 1)"
-    assert warm.datapoints == 4 and warm.peak_demand == 0
+    assert warm.action == "keep"
+    assert warm.reason == "the plan keeps 1 replica(s) warm (MinSize 1)"
+    assert warm.datapoints == 4
+    assert warm.peak_demand == 0
     assert {n: _state(n) for n in before} == before
-    assert _state("prod-warm") == (1, 2) and _state("prod-silent") == (0, 1)
+    assert _state("prod-warm") == (1, 2)
+    assert _state("prod-silent") == (0, 1)
 
 
 def test_dry_run_changes_nothing(world: datetime) -> None:
@@ -141,7 +147,8 @@ def test_treat_missing_as_idle_scales_the_silent_fleet_too(world: datetime) -> N
     assert _state("prod-silent") == (0, 0)
     assert "treated as idle as asked" in by_name["prod-silent"].reason
     # The flag does not reach past the missing-data rule: traffic and the warm floor still keep.
-    assert _state("prod-warm") == (1, 2) and _state("prod-intake") == (0, 1)
+    assert _state("prod-warm") == (1, 2)
+    assert _state("prod-intake") == (0, 1)
 
 
 def test_young_fleet_without_datapoints_is_kept(aws) -> None:
@@ -150,7 +157,8 @@ def test_young_fleet_without_datapoints_is_kept(aws) -> None:
     # Even with missing data taken for idle: a fleet this young may simply not be publishing yet.
     (report,) = reap(*_clients(), stack="prod", idle_minutes=15, dry_run=False, clock=lambda: now,
                      treat_missing_as_idle=True)
-    assert report.action == "keep" and "less than the 15 min idle window" in report.reason
+    assert report.action == "keep"
+    assert "less than the 15 min idle window" in report.reason
     assert _state("prod-new") == (0, 1)
 
 
@@ -160,7 +168,8 @@ def test_traffic_before_the_window_does_not_keep_a_fleet(aws) -> None:
     cloud.put_metric(METRIC_DEMAND, "prod", "router", 7, now - timedelta(minutes=40))
     _quiet("prod", "router", now)
     (report,) = reap(*_clients(), stack="prod", idle_minutes=15, dry_run=False, clock=lambda: now)
-    assert report.applied and _state("prod-router") == (0, 0)
+    assert report.applied
+    assert _state("prod-router") == (0, 0)
     # The same traffic falls inside a 45-minute window: kept.
     cloud.fleet("prod-b", "prod", "b", desired=1)
     cloud.put_metric(METRIC_DEMAND, "prod", "b", 7, now - timedelta(minutes=40))
@@ -188,7 +197,8 @@ def test_some_updates_failing_is_a_partial_change(world: datetime) -> None:
              clock=lambda: world, treat_missing_as_idle=True)
     assert caught.value.exit_code == 5
     assert any("prod-silent" in d for d in caught.value.details)
-    assert _state("prod-router") == (0, 0) and _state("prod-silent") == (0, 1)
+    assert _state("prod-router") == (0, 0)
+    assert _state("prod-silent") == (0, 1)
 
 
 def test_all_updates_failing_is_a_failure(world: datetime) -> None:
@@ -211,7 +221,8 @@ def test_instance_ec2_cannot_describe_counts_as_just_launched(aws) -> None:
     now = datetime.now(UTC) + timedelta(hours=2)
     _quiet("prod", "router", now)
     (report,) = reap(asg, _Ec2Lagging(ec2.raw), cw, stack="prod", idle_minutes=15, dry_run=False, clock=lambda: now)
-    assert report.action == "keep" and "up for 0 min only" in report.reason
+    assert report.action == "keep"
+    assert "up for 0 min only" in report.reason
     assert _state("prod-router") == (0, 1)
 
 
@@ -237,7 +248,8 @@ def test_a_fleet_scaled_out_while_reaping_is_kept(aws) -> None:
     _quiet("prod", "router", now)
     scale_out = _ChangedMeanwhile(asg, lambda raw: raw.set_desired_capacity(AutoScalingGroupName="prod-router", DesiredCapacity=3))
     (report,) = reap(scale_out, ec2, cw, stack="prod", idle_minutes=15, dry_run=False, clock=lambda: now)
-    assert report.action == "keep" and "scaled out to 3" in report.reason
+    assert report.action == "keep"
+    assert "scaled out to 3" in report.reason
     assert cloud.group("prod-router")["DesiredCapacity"] == 3
 
 
@@ -249,7 +261,9 @@ def test_a_floor_raised_while_reaping_is_kept(aws) -> None:
     # A `deploy up` of a new plan gave the group a warm floor meanwhile.
     warm = _ChangedMeanwhile(asg, lambda raw: raw.update_auto_scaling_group(AutoScalingGroupName="prod-router", MinSize=1))
     (report,) = reap(warm, ec2, cw, stack="prod", idle_minutes=15, dry_run=False, clock=lambda: now)
-    assert report.action == "keep" and not report.applied and "MinSize raised to 1" in report.reason
+    assert report.action == "keep"
+    assert not report.applied
+    assert "MinSize raised to 1" in report.reason
     assert _state("prod-router") == (1, 1)
 
 

@@ -36,7 +36,8 @@ def test_summarise_takes_latest_per_zone_then_median() -> None:
     ]
     quotes = summarise(history)
     assert quotes["g5.xlarge"] == SpotQuote("g5.xlarge", 0.40, 0.30, 0.50, 3)
-    assert quotes["g6.xlarge"].median == pytest.approx(0.30) and quotes["g6.xlarge"].zones == 2
+    assert quotes["g6.xlarge"].median == pytest.approx(0.30)
+    assert quotes["g6.xlarge"].zones == 2
 
 
 def test_override_keeps_provenance_and_flags_odd_quotes() -> None:
@@ -47,8 +48,10 @@ def test_override_keeps_provenance_and_flags_odd_quotes() -> None:
     }
     doc, warnings = override_document(quotes, cat.gpu_instances, "us-east-1", date(2026, 11, 23))
     entry = doc["gpu_instances"]["g5.xlarge"]
-    assert entry["spot_usd_per_hour"] == 0.35 and entry["as_of"] == "2026-11-23"
-    assert "DescribeSpotPriceHistory" in entry["source"] and "us-east-1" in entry["source"]
+    assert entry["spot_usd_per_hour"] == 0.35
+    assert entry["as_of"] == "2026-11-23"
+    assert "DescribeSpotPriceHistory" in entry["source"]
+    assert "us-east-1" in entry["source"]
     assert cat.gpu_instances["g5.xlarge"].source in entry["field_sources"]["on_demand_usd_per_hour"]
     assert any("g6.xlarge" in w and "above on-demand" in w for w in warnings)
     assert any("no spot price" in w and "p5.4xlarge" in w for w in warnings)
@@ -85,7 +88,9 @@ def test_catalog_show_lists_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("AGENTDEPLOY_HOME", str(tmp_path))
     result = CliRunner().invoke(cli, ["catalog", "show"])
     assert result.exit_code == 0, result.output
-    assert "g5.xlarge" in result.output and "claude-haiku-4-5" in result.output and "as_of" in result.output
+    assert "g5.xlarge" in result.output
+    assert "claude-haiku-4-5" in result.output
+    assert "as_of" in result.output
     as_json = CliRunner().invoke(cli, ["catalog", "show", "--json"])
     import json
 
@@ -100,7 +105,9 @@ def test_refresh_without_credentials_is_exit_4(aws, tmp_path: Path, monkeypatch:
     monkeypatch.setenv("AGENTDEPLOY_HOME", str(tmp_path / "home"))
     env = {k: v for k, v in os.environ.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
     proc = subprocess.run(["deploy", "catalog", "refresh-spot"], capture_output=True, text=True, timeout=120, env=env)
-    assert proc.returncode == 4 and "no AWS credentials found" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 4
+    assert "no AWS credentials found" in proc.stderr
+    assert "Traceback" not in proc.stderr
     assert not (tmp_path / "home" / "catalog.d").exists()
 
 

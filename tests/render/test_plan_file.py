@@ -52,7 +52,8 @@ def test_write_puts_the_plan_file_beside_the_decision_file(decision: Path) -> No
     catalog = spec_catalog(load_decision_file(decision))
     assert source["catalog_sha256"] == catalog_fingerprint(catalog)[0]
     assert source["catalog_version"] == catalog.version
-    assert source["agentdeploy_version"] and source["written_at"]
+    assert source["agentdeploy_version"]
+    assert source["written_at"]
 
 
 def test_write_to_a_path_of_ones_choosing(decision: Path, tmp_path: Path) -> None:
@@ -67,7 +68,8 @@ def test_write_to_a_path_of_ones_choosing(decision: Path, tmp_path: Path) -> Non
 
 def test_a_what_if_is_not_written(decision: Path) -> None:
     code, _, err = plan_cmd(str(decision), "--scale", "3", "--write")
-    assert code == 2 and "--scale what-if is not a plan to deploy" in err
+    assert code == 2
+    assert "--scale what-if is not a plan to deploy" in err
     assert not decision.with_name("shop.plan.json").exists()
 
 

@@ -30,7 +30,8 @@ def test_render_writes_loadable_gateway_config_and_agent_files(tmp_path, monkeyp
         if path.is_file():
             assert CANARY not in path.read_text(), path
     intake = json.loads((out / "agents/intake.json").read_text())
-    assert intake["model"] == "claude-haiku-4-5" and intake["anthropic_api_key_env"] == "ANTHROPIC_API_KEY"
+    assert intake["model"] == "claude-haiku-4-5"
+    assert intake["anthropic_api_key_env"] == "ANTHROPIC_API_KEY"
     plan = json.loads((out / "plan.json").read_text())
     assert [a["name"] for a in plan["agents"]] == ["intake", "sales-brief", "marketing-drafts"]
 
@@ -41,7 +42,8 @@ def test_render_gpu_agents_get_vllm_command_and_user_data(tmp_path):
                                       "--vllm-replica", "ticket-router=http://127.0.0.1:8000"])
     assert result.exit_code == 0, result.output
     script = (out / "gpu/ticket-router/vllm-serve.sh").read_text()
-    assert "serve meta-llama/Llama-3.2-3B-Instruct" in script and "--served-model-name llama-3.2-3b" in script
+    assert "serve meta-llama/Llama-3.2-3B-Instruct" in script
+    assert "--served-model-name llama-3.2-3b" in script
     assert "--api-key" not in script  # the key comes from VLLM_API_KEY in the environment
     assert (out / "gpu/ticket-router/user-data.yaml").read_text().startswith("#cloud-config")
     config = load_config(out / "gateway.yaml")
@@ -52,7 +54,8 @@ def test_render_gpu_agents_get_vllm_command_and_user_data(tmp_path):
 def test_render_rejects_replica_for_an_api_agent(tmp_path):
     result = CliRunner().invoke(cli, ["render", str(EXAMPLES / "service-business.yaml"), "--out", str(tmp_path),
                                       "--vllm-replica", "intake=http://127.0.0.1:8000"])
-    assert result.exit_code == 2 and "not self-hosted" in result.output
+    assert result.exit_code == 2
+    assert "not self-hosted" in result.output
     assert not (tmp_path / "gateway.yaml").exists()  # nothing half-written
 
 
@@ -67,10 +70,12 @@ def test_gpu_agent_gateway_budget_meters_the_claude_fallback_share():
         assert config.agents[agent.name].budget.monthly_usd == agent.budget.gateway_usd
         assert config.agents[agent.name].budget.monthly_usd < agent.budget.monthly_usd
     router = plan.agent("ticket-router")
-    assert router.route == "gpu" and router.budget.gateway_usd < router.budget.aws_usd
+    assert router.route == "gpu"
+    assert router.budget.gateway_usd < router.budget.aws_usd
     # the Claude fallback gets the plan's caching; vLLM's own prefix caching needs no breakpoints
     drafts = plan.agent("answer-drafts")
-    assert drafts.cache.enabled and config.agents["answer-drafts"].cache.ttl == drafts.cache.ttl
+    assert drafts.cache.enabled
+    assert config.agents["answer-drafts"].cache.ttl == drafts.cache.ttl
 
 
 def test_render_points_the_gateway_at_replica_files_and_node_health(tmp_path):
@@ -86,4 +91,5 @@ def test_render_points_the_gateway_at_replica_files_and_node_health(tmp_path):
         assert up.node_health_port == 8081
         assert up.replicas_file == f"/run/agentdeploy/replicas/{name.removeprefix('vllm-')}.replicas"
     bad = CliRunner().invoke(cli, ["render", str(EXAMPLES / "high-volume-router.yaml"), "--out", str(out), "--node-health-port", "0"])
-    assert bad.exit_code == 2 and "--node-health-port" in bad.output
+    assert bad.exit_code == 2
+    assert "--node-health-port" in bad.output

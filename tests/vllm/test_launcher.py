@@ -104,7 +104,8 @@ def test_shell_command_round_trips() -> None:
 def test_systemd_environment_splits_back_into_the_args() -> None:
     fleet = _fleet()
     line = launcher.systemd_environment(fleet, port=8000)
-    assert line.startswith('Environment="VLLM_SERVE_ARGS=') and line.endswith('"')
+    assert line.startswith('Environment="VLLM_SERVE_ARGS=')
+    assert line.endswith('"')
     value = line[len('Environment="VLLM_SERVE_ARGS=') : -1]
     # systemd splits an unbraced $VLLM_SERVE_ARGS on whitespace:
     assert value.split() == launcher.vllm_serve_args(fleet, port=8000)
@@ -178,5 +179,7 @@ def test_vllm_own_parser_reads_every_value_the_plan_intended(vllm_parsed: dict) 
 @pytest.mark.vllm
 def test_vllm_own_parser_rejects_a_wrong_flag_and_value(vllm_parsed: dict) -> None:
     wrong_flag, wrong_value = vllm_parsed["misspelt"], vllm_parsed["bad_value"]
-    assert not wrong_flag["ok"] and "--shutdown-timeout-s" in wrong_flag["error"]
-    assert not wrong_value["ok"] and "--max-model-len" in wrong_value["error"]
+    assert not wrong_flag["ok"]
+    assert "--shutdown-timeout-s" in wrong_flag["error"]
+    assert not wrong_value["ok"]
+    assert "--max-model-len" in wrong_value["error"]
