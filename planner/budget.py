@@ -11,8 +11,9 @@ from __future__ import annotations
 import math
 
 from agentdeploy.planner.agent_context import AgentContext
+from agentdeploy.planner.cost import MonthCost
 from agentdeploy.planner.options import ApiOption, Choice, GpuOption
-from agentdeploy.planner.plan import AgentPlan, BudgetPlan, BudgetPolicy, CostItems, PaceAlarm
+from agentdeploy.planner.plan import AgentPlan, BudgetPlan, BudgetPolicy, PaceAlarm
 from agentdeploy.planner.quality import judge
 from agentdeploy.planner.spec import StackSettings
 
@@ -54,7 +55,7 @@ def budget_plan(ctx: AgentContext, choice: Choice, degrade_to: str | None) -> Bu
     )
 
 
-def gpu_split(monthly: float, launch: CostItems) -> tuple[float, float]:
+def gpu_split(monthly: float, launch: MonthCost) -> tuple[float, float]:
     """(gateway, AWS) shares of a fleet's budget, in proportion to its launch cost items.
 
     The gateway meters token spend, which on a fleet is the Claude fallback's (at least $1: the

@@ -7,13 +7,38 @@ Claude spend of traffic a self-hosted agent falls back on.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 from agentdeploy.planner.caching import CacheOption, TokenBill
 from agentdeploy.planner.catalog import ClaudeModel
 from agentdeploy.planner.plan import CostItems
 from agentdeploy.tokens import TokenKind
 
 
-def price_bill(bill: TokenBill, model: ClaudeModel, option: CacheOption, *, batch: bool, conversations: float) -> CostItems:
+@dataclass(frozen=True, slots=True)
+class MonthCost:
+    """One month's cost, itemised (USD): the planner's working value, `CostItems` in the plan.
+
+    A plain dataclass because the planner prices tens of thousands of these per plan; the
+    plan's pydantic model is built once per chosen option (`items`).
+    """
+
+    uncached_input: float = 0.0
+    cache_write: float = 0.0
+    cache_read: float = 0.0
+    output: float = 0.0
+    batch_discount: float = 0.0
+    gpu_spot: float = 0.0
+    gpu_on_demand: float = 0.0
+    fallback_api: float = 0.0
+    ops_overhead: float = 0.0
+    total: float = 0.0
+
+    def items(self) -> CostItems:
+        return CostItems(**asdict(self))
+
+
+def price_bill(bill: TokenBill, model: ClaudeModel, option: CacheOption, *, batch: bool, conversations: float) -> MonthCost:
     """Monthly cost of `conversations` conversations billed as `bill`."""
     write_kind: TokenKind = "cache_write_1h" if option.ttl == "1h" else "cache_write_5m"
     uncached = bill.uncached_input * model.usd_per_token("input") * conversations
@@ -22,14 +47,12 @@ def price_bill(bill: TokenBill, model: ClaudeModel, option: CacheOption, *, batc
     output = bill.output * model.usd_per_token("output") * conversations
     gross = uncached + write + read + output
     discount = -gross * model.batch_discount if batch else 0.0
-    # built without re-validation: every figure is a float computed here (the planner's hot path)
-    return CostItems.model_construct(
+    return MonthCost(
         uncached_input=round(uncached, 6),
         cache_write=round(write, 6),
         cache_read=round(read, 6),
         output=round(output, 6),
         batch_discount=round(discount, 6),
-        gpu_spot=0.0, gpu_on_demand=0.0, fallback_api=0.0, ops_overhead=0.0,
         total=round(gross + discount, 6),
     )
 
@@ -42,12 +65,11 @@ def gpu_items(
     spot_rate: float,
     fallback_api_usd: float,
     ops_overhead_usd: float,
-) -> CostItems:
+) -> MonthCost:
     od = on_demand_hours * on_demand_rate
     spot = spot_hours * spot_rate
     total = od + spot + fallback_api_usd + ops_overhead_usd
-    return CostItems.model_construct(
-        uncached_input=0.0, cache_write=0.0, cache_read=0.0, output=0.0, batch_discount=0.0,
+    return MonthCost(
         gpu_on_demand=round(od, 6),
         gpu_spot=round(spot, 6),
         fallback_api=round(fallback_api_usd, 6),

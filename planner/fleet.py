@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 
 from agentdeploy.planner.catalog import Assumptions, GpuInstance, InstancePerf, OpenModel
-from agentdeploy.planner.cost import gpu_items
+from agentdeploy.planner.cost import MonthCost, gpu_items
 from agentdeploy.planner.latency import (
     Estimate,
     gpu_estimate,
@@ -26,7 +26,6 @@ from agentdeploy.planner.latency import (
     mean_prompt_tokens,
     per_stream_speed,
 )
-from agentdeploy.planner.plan import CostItems
 from agentdeploy.planner.spec import AgentDecision
 from agentdeploy.planner.traffic import Traffic
 
@@ -150,7 +149,7 @@ def fleet_cost(
     fallback_api_monthly_usd: float,
     ops_overhead_usd: float,
     traffic: Traffic,
-) -> CostItems:
+) -> MonthCost:
     share = fallback_share(shape, traffic, assumptions, instance.cold_start_s)
     return gpu_items(
         on_demand_hours=shape.on_demand_hours,

@@ -22,10 +22,9 @@ from agentdeploy.planner.caching import (
     conversation_bill,
 )
 from agentdeploy.planner.catalog import Catalog, ClaudeModel, GpuInstance, OpenModel
-from agentdeploy.planner.cost import price_bill
+from agentdeploy.planner.cost import MonthCost, price_bill
 from agentdeploy.planner.fleet import FleetShape, Replica, fleet_cost, prefill_rate, replica_for, shape_fleet
 from agentdeploy.planner.latency import Estimate, api_estimate, batch_estimate
-from agentdeploy.planner.plan import CostItems
 from agentdeploy.planner.spec import AgentDecision
 from agentdeploy.planner.traffic import traffic_for
 
@@ -38,8 +37,8 @@ class ApiOption:
     cache: CacheOption
     bill: TokenBill
     estimate: Estimate
-    launch: CostItems
-    month_12: CostItems
+    launch: MonthCost
+    month_12: MonthCost
     #: The month-by-month cost over the ramp (month 1 = launch, month 12).
     months: tuple[float, ...] = ()
     #: The launch month's token bill (the why-lines report its hit rates).
@@ -60,8 +59,8 @@ class GpuOption:
     shape_month_12: FleetShape
     estimate: Estimate
     fallback: ApiOption
-    launch: CostItems
-    month_12: CostItems
+    launch: MonthCost
+    month_12: MonthCost
     months: tuple[float, ...] = ()
 
     @property
@@ -93,7 +92,7 @@ def hits_at(agent: AgentDecision, cache: CacheOption, catalog: Catalog, conversa
     return arrival_hits(agent.profile, traffic, TTL_SECONDS[cache.ttl], turn_gap(agent, catalog), turn_gap_cv(agent, catalog))
 
 
-def api_cost_at(agent: AgentDecision, model: ClaudeModel, cache: CacheOption, catalog: Catalog, conversations: float, *, batch: bool) -> tuple[CostItems, TokenBill]:
+def api_cost_at(agent: AgentDecision, model: ClaudeModel, cache: CacheOption, catalog: Catalog, conversations: float, *, batch: bool) -> tuple[MonthCost, TokenBill]:
     hits = hits_at(agent, cache, catalog, conversations, batch=batch)
     bill = conversation_bill(agent.profile, model, cache, hits, batch=batch)
     return price_bill(bill, model, cache, batch=batch, conversations=conversations), bill
@@ -125,20 +124,24 @@ def best_api_option(
     agent: AgentDecision, model_id: str, model: ClaudeModel, catalog: Catalog, launch_volume: float, m12_volume: float, *, batch: bool,
     months: bool = True,
 ) -> ApiOption:
-    """The caching setting with the lowest 12-month cost that raises neither month's cost above 'off'."""
-    off_launch, _ = api_cost_at(agent, model, OPTIONS[0], catalog, launch_volume, batch=batch)
-    off_m12, _ = api_cost_at(agent, model, OPTIONS[0], catalog, m12_volume, batch=batch)
-    best: tuple[float, CacheOption, CostItems, CostItems, TokenBill, TokenBill] | None = None
+    """The caching setting cheapest over both months (launch + month 12) that raises neither month's
+    cost above 'off'."""
+    off_launch, off_launch_bill = api_cost_at(agent, model, OPTIONS[0], catalog, launch_volume, batch=batch)
+    off_m12, off_bill = api_cost_at(agent, model, OPTIONS[0], catalog, m12_volume, batch=batch)
+    best: tuple[float, CacheOption, MonthCost, MonthCost, TokenBill, TokenBill] | None = None
     for option in cache_choices(agent, batch):
-        launch, launch_bill = api_cost_at(agent, model, option, catalog, launch_volume, batch=batch)
-        m12, bill = api_cost_at(agent, model, option, catalog, m12_volume, batch=batch)
+        if option == OPTIONS[0]:
+            (launch, launch_bill), (m12, bill) = (off_launch, off_launch_bill), (off_m12, off_bill)
+        else:
+            launch, launch_bill = api_cost_at(agent, model, option, catalog, launch_volume, batch=batch)
+            m12, bill = api_cost_at(agent, model, option, catalog, m12_volume, batch=batch)
         forced = agent.overrides.cache in ("5m", "1h")
         if not forced and option.enabled and (launch.total > off_launch.total or m12.total > off_m12.total):
             continue
         if not forced and option.enabled and bill.cache_write == 0 and bill.cache_read == 0:
             continue  # below the model's minimum: nothing would be cached
-        if best is None or m12.total < best[0] - 1e-9:
-            best = (m12.total, option, launch, m12, bill, launch_bill)
+        if best is None or launch.total + m12.total < best[0] - 1e-9:
+            best = (launch.total + m12.total, option, launch, m12, bill, launch_bill)
     if best is None:
         # build.py never asks for a route whose caching the pin rules out (see cache_choices)
         raise ValueError(f"no caching option for cache={agent.overrides.cache!r} on the {'batch' if batch else 'api'} route")
@@ -172,7 +175,7 @@ def gpu_cost_at(
     idle_minutes: int,
     fallback_usd: float | None = None,
     replica: Replica | None = None,
-) -> tuple[CostItems, FleetShape]:
+) -> tuple[MonthCost, FleetShape]:
     """The fleet's month at `conversations`; `fallback_usd` is the Claude fallback's whole bill at
     that volume where the caller has it already (the fallback option's own months)."""
     traffic = traffic_for(agent, conversations, catalog.assumptions.days_per_month)
@@ -209,7 +212,7 @@ def with_months(ctx: AgentContext, option: GpuOption) -> GpuOption:
 
 
 def gpu_month(ctx: AgentContext, open_model: OpenModel, instance: GpuInstance, fallback: ApiOption, volume: float,
-            fallback_usd: float | None) -> tuple[CostItems, FleetShape]:
+            fallback_usd: float | None) -> tuple[MonthCost, FleetShape]:
     """`gpu_cost_at` for this agent, with its replica's volume-free figures worked out once."""
     key = (id(open_model), id(instance))
     replica = ctx.replicas.get(key)

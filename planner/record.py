@@ -122,7 +122,7 @@ def agent_plan(ctx: AgentContext, choice: Choice, alternatives: Alternatives, wh
         cost=CostEstimate(
             per_conversation_usd=round(choice.launch.total / ctx.launch_v, 6),
             monthly_usd=_monthly(choice),
-            items={"launch": choice.launch, "month_12": choice.month_12},
+            items={"launch": choice.launch.items(), "month_12": choice.month_12.items()},
             api_monthly_usd=_monthly(api_ref),
             gpu_monthly_usd=gpu_monthly,
             months_usd=[round(m, 2) for m in choice.months],

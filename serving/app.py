@@ -158,6 +158,7 @@ class Gateway:
         # No cookies: upstream cookies must never leak between agents, and the jar costs time per request.
         self.session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
         self._start_pollers()
+        await self.batches.start()  # follow the batches not settled yet (shared store: any replica's)
         interval = self.runtime.config.cloudwatch_interval_s
         if interval > 0:
             from agentdeploy.serving.cloudwatch import CloudWatchPublisher
@@ -200,6 +201,7 @@ class Gateway:
         if self.session:
             await self.session.close()
         self.pool.close()
+        await self.batches.close()
         await self.store.close()
 
     def reload(self) -> bool:

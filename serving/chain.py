@@ -20,10 +20,12 @@ import orjson
 
 from agentdeploy.serving import fallback as fb
 from agentdeploy.serving.cache_control import place_breakpoints
+from agentdeploy.serving.continuation import Replay, Sent, continuation_payload, replays
 from agentdeploy.serving.deliver import Ledger, RequestContext, billed, deliver
 from agentdeploy.serving.http1 import Response, StreamResponse
 from agentdeploy.serving.httpclient import Pool
 from agentdeploy.serving.protocol.requests import TranslationError, upstream_request
+from agentdeploy.serving.protocol.writers import client_error_type
 from agentdeploy.serving.replies import H_ERROR, H_MODEL, H_UPSTREAM, Replies, exhausted_error
 from agentdeploy.serving.runtime import Step
 from agentdeploy.serving.upstreams import Target
@@ -140,11 +142,12 @@ class ChainWalker:
         self.ledger.log({"event": "upstream_retry", "agent": ctx.agent.name, "upstream": step.upstream.name,
                          "target": target.url, "reason": res.reason, "status": res.status, "wait_s": round(wait, 3)})
 
-    async def _attempt(self, ctx: RequestContext, step: Step, target: Target, payload: bytes) -> fb.Opened | fb.Failed:
+    async def _attempt(self, ctx: RequestContext, step: Step, target: Target, payload: bytes,
+                       ttft_timeout: float | None = None) -> fb.Opened | fb.Failed:
         target.in_flight += 1
         t0 = perf()
         try:
-            res = await fb.open_attempt(self.pool, step.upstream, target, payload, step.ttft_timeout)
+            res = await fb.open_attempt(self.pool, step.upstream, target, payload, ttft_timeout or step.ttft_timeout)
         except BaseException:
             target.in_flight -= 1
             raise
@@ -157,8 +160,16 @@ class ChainWalker:
     async def _deliver(self, ctx: RequestContext, step: Step, target: Target, opened: fb.Opened) -> Response | StreamResponse | fb.Failed:
         """Carry an opened answer; the upstream response is closed on every way out (a no-op
         after a clean end, which already pooled its connection)."""
+        broken = [target]  # every target this stream broke on: a continuation goes elsewhere
+
+        async def resume(sent: Sent) -> tuple[Target, fb.Opened, Replay | None] | str:
+            got = await self._resume(ctx, step, broken, sent)
+            if not isinstance(got, str):
+                broken.append(got[0])
+            return got
+
         try:
-            result = await deliver(self.ledger, ctx, step, target, opened)
+            result = await deliver(self.ledger, ctx, step, target, opened, resume)
         except BaseException:
             target.breaker.release()
             raise
@@ -170,6 +181,42 @@ class ChainWalker:
             target.breaker.failure()
             self.metrics.errors.inc((ctx.agent.name, step.upstream.name, result.reason))
         return result
+
+    async def _resume(self, ctx: RequestContext, step: Step, broken: list[Target], sent: Sent
+                      ) -> tuple[Target, fb.Opened, Replay | None] | str:
+        """Open a continuation of a broken stream on another replica of the same upstream, within
+        the agent's deadline: (target, opened, the replay to verify at temperature 0) or why not
+        (the client's error then says so)."""
+        up = step.upstream
+        deadline_s = ctx.agent.spec.deadline_s
+        wait = step.ttft_timeout
+        if deadline_s is not None:
+            left = ctx.t_in + deadline_s - perf()
+            if left <= 0:
+                return "the deadline has passed"
+            wait = min(wait, left)
+        target, why = up.pick(False, None, exclude=broken)
+        if target is None:
+            return f"no other replica ({why})"
+        replay = Replay(sent.joined) if replays(ctx.body) else None
+        try:
+            payload = self._payload(ctx, step)
+            if replay is None:
+                payload = continuation_payload(payload, sent, ctx.max_tokens)
+        except BaseException:
+            target.breaker.release()
+            raise
+        res = await self._attempt(ctx, step, target, payload, wait)
+        if isinstance(res, fb.Opened):
+            return target, res, replay
+        if res.billed is not None:
+            self.ledger.charge(ctx, step, billed(res.billed, ctx.est_prompt, ctx.max_tokens))
+        self.metrics.errors.inc((ctx.agent.name, up.name, res.reason))
+        if res.reason in fb.HEALTH_FAILURES:
+            target.breaker.failure()
+        else:
+            target.breaker.release()
+        return f"the continuation on {target.url} failed ({res.reason}: {res.message})"
 
     @staticmethod
     def _payload(ctx: RequestContext, step: Step) -> bytes:
@@ -186,9 +233,13 @@ class ChainWalker:
         self.metrics.requests.inc((ctx.agent.name, step.upstream.name, step.model, res.status or 400))
         self.ledger.log({"agent": ctx.agent.name, "upstream": step.upstream.name, "model": step.model, "status": res.status or 400,
                          "error": res.reason, "fallback": ctx.reasons})
-        kind = "content_filter" if res.reason == fb.CONTENT_FILTER else "invalid_request_error"
+        status = res.status or 400
+        # The upstream's own type and code, as the client's protocol carries them: a refusal
+        # stays `content_policy_violation`, not a generic 400 of the gateway's making.
+        kind = client_error_type(ctx.protocol, status, res.error_type or (
+            "content_filter" if res.reason == fb.CONTENT_FILTER else "invalid_request_error"))
         headers = {H_UPSTREAM: step.upstream.name, H_MODEL: step.model, H_ERROR: res.reason}
-        return self.replies.error(ctx.protocol, res.status or 400, kind, res.message or res.reason, headers)
+        return self.replies.error(ctx.protocol, status, kind, res.message or res.reason, headers, code=res.code or None)
 
     def _exhausted(self, ctx: RequestContext, last: fb.Failed | None) -> Response:
         status, kind, msg, headers = exhausted_error(ctx.protocol, last, ctx.reasons)

@@ -99,9 +99,15 @@ class UpstreamSpec(_M):
     node_health_port: int | None = Field(default=None, gt=0, lt=65536)
     #: This upstream's breakers (the plan's per-agent recovery settings); None = the global `breaker`.
     breaker: BreakerSpec | None = None
+    #: The replicas continue a final assistant message (vLLM: `continue_final_message`), so a
+    #: stream broken after its first token is finished on another replica. Never for Claude
+    #: (current models reject assistant prefill) nor a server that may not know the flag.
+    continuation: bool = False
 
     @model_validator(mode="after")
     def _urls(self) -> UpstreamSpec:
+        if self.kind == "anthropic" and self.continuation:
+            raise ValueError("continuation: Claude models reject assistant prefill; only a vLLM upstream can continue an answer")
         if self.kind == "anthropic" and not self.base_url:
             self.base_url = ANTHROPIC_URL
         return self

@@ -9,14 +9,17 @@ JSON log line.
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from agentdeploy.serving import fallback as fb
+from agentdeploy.serving.continuation import ChunkRestamper, Replay, ReplayMismatch, Sent, refusal, summed
 from agentdeploy.serving.http1 import Request, Response, StreamResponse
 from agentdeploy.serving.metrics import GatewayMetrics
 from agentdeploy.serving.pricing import Usage, cost_usd
@@ -95,7 +98,7 @@ class Ledger:
         return cost
 
     def account(self, ctx: RequestContext, step: Step, usage: Usage, cost: float, status: int, ttft: float,
-                total: float, overhead: float, stream_error: str = "") -> None:
+                total: float, overhead: float, stream_error: str = "", continued: list[str] | None = None) -> None:
         m = self.metrics
         a, u, model = ctx.agent.name, step.upstream.name, step.model
         m.requests.inc((a, u, model, status))
@@ -107,6 +110,7 @@ class Ledger:
                 "agent": a, "upstream": u, "model": model, "status": status, "ttft_ms": round(ttft * 1000, 2),
                 "total_ms": round(total * 1000, 2), "overhead_ms": round(overhead * 1000, 3), "fallback": ctx.reasons,
                 "tokens": usage.as_dict(), "cost_usd": round(cost, 8), **({"stream_error": stream_error} if stream_error else {}),
+                **({"continued": continued} if continued else {}),
             })
 
     def refused(self, agent: str, protocol: ApiKind, status: int, reason: str, t_in: float) -> None:
@@ -129,15 +133,20 @@ def billed(usage: Usage, est_prompt: int, max_tokens: int) -> Usage:
                  usage.cache_read, reported=True)
 
 
+#: Opens a continuation of a broken stream on another target: (target, its opened stream), or
+#: why it cannot (see serving/continuation.py; the chain supplies it).
+Resume = Callable[[Sent], Awaitable[tuple[Target, fb.Opened, Replay | None] | str]]
+
+
 async def deliver(ledger: Ledger, ctx: RequestContext, step: Step, target: Target,
-                  opened: fb.Opened) -> Response | StreamResponse | fb.Failed:
+                  opened: fb.Opened, resume: Resume | None = None) -> Response | StreamResponse | fb.Failed:
     """Carry an opened upstream stream to the client (streaming) or into one body; a Failed
     only when a non-streaming answer broke (nothing was sent: the chain may move on)."""
     headers = {H_AGENT: ctx.agent.name, H_UPSTREAM: step.upstream.name, H_MODEL: step.model}
     if ctx.reasons:
         headers[H_FALLBACK] = ",".join(ctx.reasons)
     if ctx.stream:
-        return await _stream(ledger, ctx, step, target, opened, headers)
+        return await _stream(ledger, ctx, step, target, opened, headers, resume)
     return await _collect(ledger, ctx, step, target, opened, headers)
 
 
@@ -170,7 +179,7 @@ async def _collect(ledger: Ledger, ctx: RequestContext, step: Step, target: Targ
 
 
 async def _stream(ledger: Ledger, ctx: RequestContext, step: Step, target: Target, opened: fb.Opened,
-                  headers: dict[str, str]) -> StreamResponse:
+                  headers: dict[str, str], resume: Resume | None) -> StreamResponse:
     up = step.upstream
     parser = opened.parser
     include_usage = ctx.protocol == "openai" and bool((ctx.body.get("stream_options") or {}).get("include_usage"))
@@ -180,6 +189,7 @@ async def _stream(ledger: Ledger, ctx: RequestContext, step: Step, target: Targe
     else:
         writer = AnthropicStreamWriter(step.model, ctx.est_prompt)
     t_commit = perf()
+    cost0 = ctx.cost  # what earlier attempts cost: this answer's cost is what is charged from here
     overhead = t_commit - ctx.t_in - ctx.waited
     headers[H_OVERHEAD] = f"{overhead * 1000:.3f}"
     headers["content-type"] = "text/event-stream; charset=utf-8"
@@ -197,56 +207,168 @@ async def _stream(ledger: Ledger, ctx: RequestContext, step: Step, target: Targe
     # Same protocol both sides (OpenAI client, OpenAI-compatible upstream): forward the
     # upstream's chunks byte for byte once parsed and checked, instead of re-encoding them.
     passthrough = ctx.protocol == "openai" and up.kind == "openai"
-    pieces = [] if passthrough else [head]
-
-    async def send(events: list[Event], raw: list[bytes]) -> None:
-        if passthrough:
-            for data in raw:
-                if data == b"[DONE]" or (not include_usage and data.find(b'"choices":[]') >= 0):
-                    continue
-                pieces.append(b"data: " + data + b"\n\n")
-        else:
-            for ev in events:
-                if ev[0] == "done":
-                    continue
-                b = writer.event(ev)
-                if b:
-                    pieces.append(b)
-        if pieces:
-            data = b"".join(pieces)
-            pieces.clear()
-            try:
-                await resp.write(data)
-            except (ConnectionError, OSError) as exc:
-                raise fb.ClientGone() from exc
-
+    out = _Out(resp, writer, passthrough, include_usage, [] if passthrough else [head])
     try:
-        res = await fb.pump(opened, up.stall_timeout, send)
+        res = await fb.pump(opened, up.stall_timeout, out.send)
     except fb.ClientGone:
         target.breaker.release()
         usage = billed(parser.usage, ctx.est_prompt, ctx.max_tokens)
         ledger.account(ctx, step, usage, ledger.charge(ctx, step, usage), 499, ttft, perf() - ctx.t_in, overhead)
         return resp
     usage = billed(parser.usage, ctx.est_prompt, ctx.max_tokens)
-    cost = ledger.charge(ctx, step, usage)
+    ledger.charge(ctx, step, usage)
+    broke, why_not = res, ""
+    if res.reason:
+        target.breaker.failure()
+        ledger.metrics.stream_errors.inc((ctx.agent.name, up.name, res.reason))
+        ledger.metrics.errors.inc((ctx.agent.name, up.name, res.reason))
+        res, usage, why_not = await _continue(ledger, ctx, step, opened, out, res, parser.usage.input_tokens, resume)
+    else:
+        opened.resp.release()
+        target.breaker.success()
     try:
         if res.reason:
-            # Bytes already went out: end with an explicit in-band error, never a clean end.
-            target.breaker.failure()
-            ledger.metrics.stream_errors.inc((ctx.agent.name, up.name, res.reason))
-            ledger.metrics.errors.inc((ctx.agent.name, up.name, res.reason))
+            # Bytes already went out: end with an explicit in-band error naming the real failure
+            # (the break, not why it could not be continued), never a clean end.
             kind = "api_error" if ctx.protocol == "anthropic" else "upstream_error"
-            await resp.write(writer.error(kind, ledger.redactor.text(f"upstream {up.name} failed mid-stream ({res.reason}): {res.message}")))
+            detail = f"upstream {up.name} failed mid-stream ({broke.reason}): {broke.message}"
+            if why_not:
+                detail += f"; not continued: {why_not}"
+            await resp.write(writer.error(kind, ledger.redactor.text(detail)))
         else:
-            opened.resp.release()
-            target.breaker.success()
             end = b"data: [DONE]\n\n" if passthrough else writer.end(usage)
             await resp.write_eof(end)  # one send: last events + chunked terminator
-            ledger.account(ctx, step, usage, cost, 200, ttft, perf() - ctx.t_in, overhead)
+            ledger.account(ctx, step, usage, ctx.cost - cost0, 200, ttft, perf() - ctx.t_in, overhead,
+                           continued=out.continued)
             return resp
         await resp.write_eof()
     except (ConnectionError, OSError):
         pass
     status = 200 if not res.reason else 502
-    ledger.account(ctx, step, usage, cost, status, ttft, perf() - ctx.t_in, overhead, res.reason)
+    ledger.account(ctx, step, usage, ctx.cost - cost0, status, ttft, perf() - ctx.t_in, overhead, broke.reason, out.continued)
     return resp
+
+
+class _Out:
+    """The client's side of a stream: what has been sent (for a continuation) and how the next
+    events are written — re-encoded, passed through, or (a continuation passed through)
+    re-stamped with the first part's id."""
+
+    def __init__(self, resp: StreamResponse, writer: StreamWriter, passthrough: bool, include_usage: bool,
+                 pieces: list[bytes]) -> None:
+        self.resp, self.writer, self.passthrough, self.include_usage = resp, writer, passthrough, include_usage
+        self.pieces = pieces
+        self.sent = Sent()
+        self.restamp: ChunkRestamper | None = None
+        #: The replay being verified against the text sent (temperature 0), while it runs.
+        self.replay: Replay | None = None
+        #: The same check for the raw chunks passed through (each path consumes its own copy).
+        self.raw_replay: Replay | None = None
+        #: The answer's usage while a continuation runs (its usage chunk is rewritten to it).
+        self.usage: Callable[[], Usage] | None = None
+        #: Upstream reasons of the breaks a continuation carried over (the log line's `continued`).
+        self.continued: list[str] = []
+
+    async def send(self, events: list[Event], raw: list[bytes]) -> None:
+        if self.replay is not None:
+            events = self._verified(events, self.replay)
+        self.sent.see(events)
+        pieces = self.pieces
+        if self.passthrough:
+            for data in raw:
+                if data == b"[DONE]" or (not self.include_usage and data.find(b'"choices":[]') >= 0):
+                    continue
+                if self.restamp is not None:
+                    stamped = self.restamp.chunk(data, self.usage() if self.usage else None, self.raw_replay)
+                    if stamped is None:
+                        continue
+                    data = stamped
+                pieces.append(b"data: " + data + b"\n\n")
+        else:
+            for ev in events:
+                if ev[0] == "done" or (ev[0] == "start" and self.restamp is not None):
+                    continue
+                b = self.writer.event(ev)
+                if b:
+                    pieces.append(b)
+        if pieces:
+            data = b"".join(pieces)
+            pieces.clear()
+            try:
+                await self.resp.write(data)
+            except (ConnectionError, OSError) as exc:
+                raise fb.ClientGone() from exc
+
+
+    @staticmethod
+    def _verified(events: list[Event], replay: Replay) -> list[Event]:
+        """The replay's events past the text the client already holds (checked on the way)."""
+        out: list[Event] = []
+        for ev in events:
+            if ev[0] == "text":
+                text = replay.take(ev[2])
+                if text:
+                    out.append(("text", ev[1], text))
+            else:
+                out.append(ev)
+        return out
+
+
+async def _continue(ledger: Ledger, ctx: RequestContext, step: Step, opened: fb.Opened, out: _Out,
+                    res: fb.PumpResult, first_input: int, resume: Resume | None) -> tuple[fb.PumpResult, Usage, str]:
+    """After a break past the first token: continue the answer on another replica while that can
+    be done honestly, break after break; (how the stream ended, the answer's usage, why it was
+    not continued)."""
+    up = step.upstream
+    metrics = ledger.metrics
+    usage = billed(opened.parser.usage, ctx.est_prompt, ctx.max_tokens)
+    while res.reason and not res.finished:
+        why = refusal(out.sent, up.spec.continuation, ctx.max_tokens) if resume is not None else "no continuation"
+        got = await resume(out.sent) if resume is not None and not why else why
+        if isinstance(got, str):
+            metrics.continuations.inc((ctx.agent.name, up.name, "refused"))
+            return res, usage, got
+        t2, op2, replay = got
+        before = out.sent.chunks
+        if out.passthrough and out.restamp is None and opened.raw:
+            out.restamp = ChunkRestamper(opened.raw[0])
+        out.restamp = out.restamp or ChunkRestamper(b"{}")
+        out.replay = replay
+        out.raw_replay = Replay(replay.left) if replay is not None and out.passthrough else None
+        # A replay's own usage is the answer's; a prefill continuation's adds to what was sent.
+        out.usage = (functools.partial(summed, first_input, before, op2.parser.usage) if replay is None
+                     else functools.partial(_as_is, op2.parser.usage))
+        broke = res
+        try:
+            res = await fb.pump(op2, up.stall_timeout, out.send)
+            if replay is not None and replay.left and not res.reason:
+                raise ReplayMismatch("the replay ended before the text sent")
+        except ReplayMismatch as exc:
+            op2.resp.close()
+            t2.breaker.release()  # a different answer is no fault of the replica's
+            ledger.charge(ctx, step, billed(op2.parser.usage, ctx.est_prompt, ctx.max_tokens))
+            metrics.continuations.inc((ctx.agent.name, up.name, "replay_mismatch"))
+            return broke, usage, f"{exc} (on {t2.url})"
+        except BaseException:
+            t2.breaker.release()
+            raise
+        finally:
+            t2.in_flight -= 1
+            out.replay = out.raw_replay = None
+        out.continued.append(broke.reason)
+        usage = out.usage()
+        ledger.charge(ctx, step, billed(op2.parser.usage, ctx.est_prompt, ctx.max_tokens))
+        if res.reason:
+            op2.resp.close()
+            t2.breaker.failure()
+            metrics.stream_errors.inc((ctx.agent.name, up.name, res.reason))
+            metrics.continuations.inc((ctx.agent.name, up.name, "broke_again"))
+        else:
+            op2.resp.release()
+            t2.breaker.success()
+            metrics.continuations.inc((ctx.agent.name, up.name, "continued"))
+    return res, usage, ""
+
+
+def _as_is(usage: Usage) -> Usage:
+    return usage

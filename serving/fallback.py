@@ -28,7 +28,7 @@ from agentdeploy.serving.protocol.parsers import (
     SSEReader,
     StreamParser,
     parser_for,
-    upstream_error_message,
+    upstream_error_fields,
 )
 from agentdeploy.serving.upstreams import Target, Upstream
 
@@ -51,6 +51,8 @@ CONTENT_FILTER = "content_filter"
 UPSTREAM_AUTH = "upstream_auth"
 NOT_FOUND = "not_found"
 STREAM_ERROR = "upstream_stream_error"
+UPSTREAM_TIMEOUT = "upstream_request_timeout"
+CONFLICT = "upstream_conflict"
 
 #: Failures that say something about the target's health (they feed its circuit breaker).
 HEALTH_FAILURES = frozenset((CONNECT, DISCONNECT, TTFT, STALL, MALFORMED, TRUNCATED, SERVER_ERROR, STREAM_ERROR, NOT_FOUND))
@@ -70,6 +72,8 @@ class Failed:
     retry_after: float | None = None
     error_type: str = ""
     message: str = ""
+    #: The upstream's own error code, when its error body had one (`content_policy_violation`).
+    code: str = ""
     #: Usage so far when the upstream had answered 200 before failing (it bills that attempt).
     billed: Usage | None = None
     #: Likely to clear on one more try at the same upstream (a 5xx, a connection reset before any
@@ -114,7 +118,13 @@ CONTEXT_MARKERS = ("too long", "context length", "context_length", "maximum cont
 
 def classify_status(status: int, kind: ApiKind, raw: bytes) -> Failed:
     """What an error status from an upstream means for routing."""
-    err_type, message = upstream_error_message(kind, raw)
+    err_type, code, message = upstream_error_fields(raw)
+    failure = _classify(status, err_type, code, message)
+    failure.code = code
+    return failure
+
+
+def _classify(status: int, err_type: str, code: str, message: str) -> Failed:
     low = message.lower()
     if status == 429:
         return Failed(RATE_LIMITED, status, None, err_type, message)
@@ -126,8 +136,13 @@ def classify_status(status: int, kind: ApiKind, raw: bytes) -> Failed:
         return Failed(UPSTREAM_AUTH, status, None, err_type, message)
     if status == 404:
         return Failed(NOT_FOUND, status, None, err_type, message)
+    if status in (408, 409):
+        # The upstream timed out reading the request, or a conflict on its side: not the client's
+        # fault, so never handed back; worth one retry, then the next entry.
+        return Failed(UPSTREAM_TIMEOUT if status == 408 else CONFLICT, status, None, err_type, message, transient=True)
     if status in (400, 413, 422):
-        if "content_filter" in (err_type, low) or "content filter" in low or "content_policy" in low:
+        if ("content_filter" in (err_type, code, low) or "content filter" in low or "content_policy" in low
+                or "content_policy" in code):
             return Failed(CONTENT_FILTER, status, None, err_type, message)
         if status == 413 or any(m in low for m in CONTEXT_MARKERS):
             return Failed(CONTEXT_LENGTH, status, None, err_type, message)

@@ -39,8 +39,8 @@ class Replies:
         self.redactor = redactor
 
     def error(self, protocol: ApiKind, status: int, kind: str, message: str, headers: dict[str, str] | None = None,
-              param: str | None = None) -> Response:
-        return json_reply(status, error_body(protocol, kind, self.redactor.text(message), param), headers)
+              param: str | None = None, code: str | None = None) -> Response:
+        return json_reply(status, error_body(protocol, kind, self.redactor.text(message), param, code), headers)
 
 
 def exhausted_error(protocol: ApiKind, last: fb.Failed | None, reasons: list[str]) -> tuple[int, str, str, dict[str, str]]:

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
@@ -168,7 +168,8 @@ class Upstream:
         log.info("replicas of %s now %s", self.name, [t.url for t in self.targets])
         return True
 
-    def pick(self, last_resort: bool = False, wait_budget_s: float | None = None) -> tuple[Target | None, str]:
+    def pick(self, last_resort: bool = False, wait_budget_s: float | None = None,
+             exclude: Collection[Target] = ()) -> tuple[Target | None, str]:
         """The least-loaded target that may take a request, else (None, reason).
 
         `wait_budget_s`: how long this request can afford to queue (the chain entry's first-token
@@ -176,6 +177,7 @@ class Upstream:
         request — sending it there would only burn the budget and then fall back anyway.
         `last_resort`: nothing comes after this upstream in the chain, so skipping it would only
         turn a possible answer into a certain error: take the least-loaded target regardless.
+        `exclude`: targets this request already saw fail (a continuation goes elsewhere).
         """
         if last_resort:
             if not self.targets:
@@ -186,7 +188,7 @@ class Upstream:
         best: Target | None = None
         overloaded = False
         for t in self.targets:
-            if not t.node_ok or not t.breaker.available():
+            if not t.node_ok or not t.breaker.available() or t in exclude:
                 continue
             if (self.max_load is not None and t.load >= self.max_load) or (
                     wait_budget_s is not None and t.predicted_wait_s() > wait_budget_s):

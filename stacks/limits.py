@@ -9,7 +9,7 @@ camelCase inputs) and returns `policy.Violation`s; `check_limits` runs all of th
 Sources (as of 2026-12): Elastic Load Balancing CreateLoadBalancer / CreateTargetGroup
 (Name: at most 32 alphanumerics or hyphens, not starting or ending with a hyphen);
 EC2 CreateSecurityGroup and security group rule descriptions (VPC: a-z, A-Z, 0-9, spaces and
-._-:/()#,@[]+=&;{}!$*, at most 255); EC2 user data (16 KB before base64); tagging (50 tags,
+._-:/()#,@[]+=&;{}!$*, at most 255); 60 inbound and 60 outbound rules per group (VPC quota); EC2 user data (16 KB before base64); tagging (50 tags,
 key 128, value 256, no `aws:` prefix); IAM (role name 64, name_prefix 38); ElastiCache
 (replication group id 40, a letter first, no two hyphens in a row or trailing hyphen);
 EventBridge rule name 64; Pulumi auto-naming appends "-" and 7 random characters;
@@ -39,6 +39,8 @@ TAG_VALUE_MAX = 256
 #: Security group (VPC) and rule descriptions.
 SG_DESCRIPTION = re.compile(r"^[A-Za-z0-9 ._\-:/()#,@\[\]+=&;{}!$*]*$")
 SG_DESCRIPTION_MAX = 255
+#: Inbound (and, separately, outbound) rules per security group (VPC quota, default 60).
+SG_RULES_MAX = 60
 #: ALB and target group names (the only charset they take).
 ELB_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?$")
 ELASTICACHE_ID = re.compile(r"^[a-z](?!.*--)[a-z0-9-]*[a-z0-9]$")
@@ -149,6 +151,10 @@ def check_security_group(r: Resource) -> list[Violation]:
     out: list[Violation] = []
     if r.typ == _SG:
         out += _description_violations(r, "description", r.inputs.get("description"))
+        for kind in ("ingress", "egress"):
+            count = len(r.inputs.get(kind) or [])
+            if count > SG_RULES_MAX:
+                out.append(Violation("aws-sg-rules", r.name, f"{count} {kind} rules; AWS allows {SG_RULES_MAX} per group"))
     for where, rule in _rules(r):
         out += _description_violations(r, f"{where} description", rule.get("description"))
         lo, hi = rule.get("fromPort"), rule.get("toPort")

@@ -187,6 +187,8 @@ def too_broad(arn: str) -> bool:
     if arn.endswith(":*"):
         return True
     parts = arn.split(":", 5)
+    if len(parts) >= 6 and parts[2] == "logs":
+        return "*" in arn or "?" in arn  # only LOG_STREAMS_OF_ONE_GROUP may wildcard
     if len(parts) < 6 or parts[2] not in ("secretsmanager", "ssm"):
         return False
     if arn.endswith("/*"):

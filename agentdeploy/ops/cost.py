@@ -9,6 +9,13 @@ and the billed total is reported, because it means the catalog's prices are stal
 agent has no key of its own, the gateway's per-agent `SpendUSD` metric is used instead, and the
 report says so per agent.
 
+Batch spend: the usage rows at service_tier `batch` (priced at the catalog's batch discount) are
+summed per agent beside the total, so a batch-route agent's spend is read against its projection
+(which the planner made at batch prices). A batch-route agent with spend at the standard tier is
+flagged `realtime-spend`: its requests reached Claude at full price, around the gateway's batch
+room. Where the spend comes from the gateway's metric, a batch agent's is all batch (the gateway
+refuses its realtime requests).
+
 GPU spend is instance hours x the catalog's hourly price (spot or on-demand, from the instance's
 lifecycle), for instances tagged with the stack's GPU-fleet tags. Instances terminated long ago
 have left EC2's listing (about an hour), so over long periods this undercounts; Cost Explorer
@@ -82,10 +89,13 @@ class ClaudeSpend:
     #: catalog-priced usage of every key in the organisation (for the billed-total check)
     org_priced: Decimal
     unpriced_models: set[str] = field(default_factory=set)
+    #: the part of `by_agent` spent at service_tier batch
+    batch_by_agent: dict[str, Decimal] = field(default_factory=dict)
 
 
 def attribute_usage(rows: Iterable[Any], owners: dict[str, str], catalog: Catalog) -> ClaudeSpend:
     by_agent: dict[str, Decimal] = defaultdict(Decimal)
+    batch: dict[str, Decimal] = defaultdict(Decimal)
     org = Decimal(0)
     unpriced: set[str] = set()
     for row in rows:
@@ -97,7 +107,9 @@ def attribute_usage(rows: Iterable[Any], owners: dict[str, str], catalog: Catalo
         agent = owners.get(row.api_key_id or "")
         if agent is not None:
             by_agent[agent] += usd
-    return ClaudeSpend(dict(by_agent), org, unpriced)
+            if row.service_tier == "batch":
+                batch[agent] += usd
+    return ClaudeSpend(dict(by_agent), org, unpriced, dict(batch))
 
 
 # -- GPU -----------------------------------------------------------------------------------------
@@ -186,6 +198,8 @@ class AgentCost:
     model: str
     claude_usd: float
     claude_source: str
+    #: the part of claude_usd spent through the Message Batches API (at batch prices)
+    claude_batch_usd: float
     gpu_usd: float
     gpu_spot_hours: float
     gpu_on_demand_hours: float
@@ -215,6 +229,8 @@ class CostReport:
     #: Claude usage of every key, priced with the catalog (to compare with the billed total).
     claude_org_priced_usd: float | None = None
     warnings: list[str] = field(default_factory=list)
+    #: the agents' spend through the Message Batches API, summed
+    claude_batch_usd: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -251,8 +267,10 @@ def build_report(
     warnings: list[str] | None = None,
     claude_billed_usd: float | None = None,
     claude_org_priced_usd: float | None = None,
+    claude_batch: dict[str, float] | None = None,
 ) -> CostReport:
-    """Per-agent actual vs projection for [since, until]; `claude` maps agent -> (usd, source)."""
+    """Per-agent actual vs projection for [since, until]; `claude` maps agent -> (usd, source),
+    `claude_batch` agent -> the part of it at batch prices (from the Admin API's service tier)."""
     period_days = (until - since).total_seconds() / 86400
     share = period_days / catalog.assumptions.days_per_month
     agents: list[AgentCost] = []
@@ -263,6 +281,9 @@ def build_report(
         monthly = getattr(a.cost.monthly_usd, horizon)
         projected = monthly * share
         drift, flags = flags_for(actual, projected, a.budget.monthly_usd, share, threshold)
+        batch_usd = batch_share(a.route, claude_usd, source, (claude_batch or {}).get(a.name, 0.0))
+        if a.route == "batch" and round(claude_usd - batch_usd, 6) > 0:
+            flags.append("realtime-spend")
         agents.append(
             AgentCost(
                 agent=a.name,
@@ -270,6 +291,7 @@ def build_report(
                 model=a.model,
                 claude_usd=round(claude_usd, 6),
                 claude_source=source,
+                claude_batch_usd=round(batch_usd, 6),
                 gpu_usd=round(g.usd, 6),
                 gpu_spot_hours=round(g.spot_hours, 4),
                 gpu_on_demand_hours=round(g.on_demand_hours, 4),
@@ -300,7 +322,17 @@ def build_report(
         claude_billed_usd=claude_billed_usd,
         claude_org_priced_usd=claude_org_priced_usd,
         warnings=extra,
+        claude_batch_usd=round(sum(x.claude_batch_usd for x in agents), 6),
     )
+
+
+def batch_share(route: str, claude_usd: float, source: str, admin_batch_usd: float) -> float:
+    """The part of an agent's Claude spend made at batch prices: the Admin API says it per
+    service tier; the gateway's metric does not, but for a batch-route agent it holds batch
+    spend only (the gateway refuses that agent's realtime requests)."""
+    if source == "gateway-metric":
+        return claude_usd if route == "batch" else 0.0
+    return admin_batch_usd
 
 
 def billed_gap_warning(billed: Decimal, priced: Decimal, tolerance: float = 0.01) -> str | None:

@@ -35,6 +35,8 @@ def day_ceiling(value: datetime) -> datetime:
 @dataclass
 class ClaudeActuals:
     by_agent: dict[str, tuple[float, str]] = field(default_factory=dict)
+    #: the part of by_agent's spend at service_tier batch
+    batch_by_agent: dict[str, float] = field(default_factory=dict)
     billed_usd: float | None = None
     org_priced_usd: float | None = None
     warnings: list[str] = field(default_factory=list)
@@ -67,6 +69,7 @@ def claude_from_admin(
     for name in agents:
         if name in keyed:
             out.by_agent[name] = (float(spend.by_agent.get(name, Decimal(0))), "admin-api")
+            out.batch_by_agent[name] = float(spend.batch_by_agent.get(name, Decimal(0)))
     missing = [a for a in agents if a not in keyed]
     if missing:
         names = ", ".join(key_template.format(stack=stack, agent=a) for a in missing)
@@ -124,9 +127,11 @@ def collect_report(
     warnings: list[str] = []
     claude: dict[str, tuple[float, str]] = {}
     billed = priced = None
+    batch: dict[str, float] = {}
     if admin is not None:
         actuals = claude_from_admin(admin, plan, catalog, stack, since, until, key_template, workspace_id)
         claude.update(actuals.by_agent)
+        batch.update(actuals.batch_by_agent)
         billed, priced = actuals.billed_usd, actuals.org_priced_usd
         warnings += actuals.warnings
     rest = [a for a in agents if a not in claude]
@@ -142,7 +147,7 @@ def collect_report(
     warnings += gpu_warnings
     return build_report(
         plan, catalog, stack, since, until, claude, gpu, threshold=threshold, horizon=horizon,  # type: ignore[arg-type]
-        warnings=warnings, claude_billed_usd=billed, claude_org_priced_usd=priced,
+        warnings=warnings, claude_billed_usd=billed, claude_org_priced_usd=priced, claude_batch=batch,
     )
 
 

@@ -38,20 +38,27 @@ def print_reap(reports: list[Any], stack: str, region: str, dry_run: bool) -> No
 def print_cost(report: Any) -> None:
     console = _console()
     table = Table(title=f"cost {report.stack}: {report.since[:10]} .. {report.until[:16]} ({report.period_days:g} days)")
-    for col in ("agent", "route", "claude", "gpu", "actual", "projected", "drift", "budget/mo", "used", "flags"):
+    for col in ("agent", "route", "claude", "batch", "gpu", "actual", "projected", "drift", "budget/mo", "used", "flags"):
         table.add_column(col, overflow="fold")
     for a in report.agents:
         drift = "-" if a.drift_pct is None else f"{a.drift_pct:+.0f}%"
         claude = _money(a.claude_usd) + (f" ({a.claude_source})" if a.claude_source != "none" else "")
+        batch = _money(a.claude_batch_usd) if a.route == "batch" or a.claude_batch_usd else "-"
         gpu = _money(a.gpu_usd) + (f" ({a.gpu_spot_hours:g} h spot, {a.gpu_on_demand_hours:g} h od)" if a.route == "gpu" else "")
-        table.add_row(a.agent, a.route, claude, gpu, _money(a.actual_usd), _money(a.projected_usd), drift,
+        table.add_row(a.agent, a.route, claude, batch, gpu, _money(a.actual_usd), _money(a.projected_usd), drift,
                       _money(a.budget_monthly_usd), f"{a.budget_used_pct:.0f}%", ", ".join(a.flags) or "ok")
-    table.add_row("total", "", "", "", _money(report.actual_usd), _money(report.projected_usd), "",
+    table.add_row("total", "", "", _money(report.claude_batch_usd), "", _money(report.actual_usd), _money(report.projected_usd), "",
                   _money(report.budget_monthly_usd), "", "")
     console.print(table)
     if report.claude_billed_usd is not None:
         console.print(f"Claude billed (cost report, whole organisation/workspace): {_money(report.claude_billed_usd)}; "
                       f"usage priced with the catalog: {_money(report.claude_org_priced_usd)}")
+    for a in report.agents:
+        if a.route == "batch":
+            drift = f"{100 * (a.claude_batch_usd / a.projected_usd - 1):+.0f}%" if a.projected_usd else "no projection"
+            console.print(f"batch route {a.agent}: {_money(a.claude_batch_usd)} through the Message Batches API against "
+                          f"{_money(a.projected_usd)} projected at batch prices ({drift})"
+                          + ("; [red]spend at full price too[/red] (realtime-spend)" if "realtime-spend" in a.flags else ""))
     console.print(f"drift flagged beyond ±{report.drift_threshold_pct:g}% of the {report.horizon} projection, prorated to the period")
     for w in report.warnings:
         console.print(f"[yellow]warning:[/yellow] {w}")

@@ -7,7 +7,8 @@ through the Anthropic shape's submit (plan's model, cap, cache, budget at batch 
 custom_ids travel as `req-<n>` (the Batches API takes only [a-zA-Z0-9_-]{1,64}) and come back as
 the client's. Out: the batch in OpenAI's `batch` object (status, request_counts total /
 completed / failed, output_file_id / error_file_id once ended) and the results as an output
-file of chat.completion responses and an error file. Files live in this process, like batches.
+file of chat.completion responses and an error file. Files and batches live in the batch store
+(store.py) beside the Message Batch records: any replica serves them, a restart keeps them.
 """
 
 from __future__ import annotations
@@ -15,14 +16,16 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from agentdeploy.naming import SHARED_KEY
 from agentdeploy.serving.batch.prepare import usage_of
+from agentdeploy.serving.batch.store import BatchRecord, BatchStoreUnavailable, load_record
 from agentdeploy.serving.http1 import Handler, Request, Response
 from agentdeploy.serving.protocol.events import STOP_TO_OPENAI, JsonObject
 from agentdeploy.serving.protocol.requests import openai_to_anthropic_request
@@ -30,11 +33,14 @@ from agentdeploy.serving.protocol.writers import openai_usage
 from agentdeploy.serving.replies import json_reply
 
 if TYPE_CHECKING:
-    from agentdeploy.serving.batch.room import BatchRecord, BatchRoom
+    from agentdeploy.serving.batch.room import BatchRoom
 
 ENDPOINT = "/v1/chat/completions"
 _FILE = re.compile(r"^/v1/files/([A-Za-z0-9_-]{1,128})(/content)?$")
 _BATCH = re.compile(r"^/v1/batches/([A-Za-z0-9_-]{1,128})(/cancel)?$")
+
+
+FILE, OABATCH = "file", "oabatch"
 
 
 @dataclass
@@ -42,11 +48,11 @@ class StoredFile:
     id: str
     owner: str
     filename: str
-    data: bytes
+    bytes: int
     created_at: int = field(default_factory=lambda: int(time.time()))
 
     def view(self) -> JsonObject:
-        return {"id": self.id, "object": "file", "bytes": len(self.data), "created_at": self.created_at,
+        return {"id": self.id, "object": "file", "bytes": self.bytes, "created_at": self.created_at,
                 "filename": self.filename, "purpose": "batch"}
 
 
@@ -54,6 +60,8 @@ class StoredFile:
 class OABatch:
     id: str
     record: str
+    #: The batch agent (who may read it).
+    owner: str
     input_file_id: str
     #: `req-<n>` -> the client's custom_id
     ids: dict[str, str]
@@ -98,8 +106,6 @@ class _Refused(Exception):
 class OpenAIBatches:
     def __init__(self, room: BatchRoom) -> None:
         self.room = room
-        self.files: dict[str, StoredFile] = {}
-        self.batches: dict[str, OABatch] = {}
 
     def exact(self) -> dict[tuple[str, str], Handler]:
         return {("POST", "/v1/files"): self.upload, ("POST", "/v1/batches"): self.create, ("GET", "/v1/batches"): self.list}
@@ -124,15 +130,26 @@ class OpenAIBatches:
             return result
         except (Refusal, _Refused, UpstreamError) as no:
             return self._error(no, owner, t_in)
+        except BatchStoreUnavailable as err:
+            return self._error(_Refused(503, "server_error", f"batch store unreachable ({err}); retry shortly"), owner, t_in)
 
-    def _mine(self, table: dict[str, Any], key: str, owner: str, what: str) -> Any:
-        from agentdeploy.naming import SHARED_KEY
+    async def _file(self, key: str, owner: str) -> StoredFile:
+        doc = await self.room.store.get(FILE, key)
+        if doc is None or (owner != SHARED_KEY and doc.get("owner") != owner):
+            raise _Refused(404, "not_found", f"no file with id {key!r}")
+        return StoredFile(**doc)
 
-        item = table.get(key)
-        owned_by = getattr(item, "owner", None) or (self.room.records[item.record].agent if isinstance(item, OABatch) else None)
-        if item is None or (owner != SHARED_KEY and owned_by != owner):
+    async def _batch(self, key: str, owner: str, what: str = "batch") -> OABatch:
+        doc = await self.room.store.get(OABATCH, key)
+        if doc is None or (owner != SHARED_KEY and doc.get("owner") != owner):
             raise _Refused(404, "not_found", f"no {what} with id {key!r}")
-        return item
+        return OABatch(**doc)
+
+    async def _record(self, b: OABatch) -> BatchRecord:
+        rec = await load_record(self.room.store, b.record)
+        if rec is None:  # the file index outlived the record (retention): say so plainly
+            raise _Refused(404, "not_found", f"batch {b.id!r}: its Message Batch {b.record} is no longer kept")
+        return rec
 
     def _translate(self, data: bytes, owner: str) -> tuple[list[JsonObject], dict[str, str]]:
         agent = self.room.gw.runtime.agents.get(owner)
@@ -164,12 +181,11 @@ class OpenAIBatches:
             requests.append({"custom_id": rid, "params": params})
         return requests, ids
 
-    def view(self, b: OABatch, parts_view: JsonObject) -> JsonObject:
+    def view(self, b: OABatch, rec: BatchRecord, parts_view: JsonObject) -> JsonObject:
         status = str(parts_view["processing_status"])
         counts = parts_view["request_counts"]
         ended = status == "ended"
         failed = int(counts["errored"]) + int(counts["canceled"]) + int(counts["expired"])
-        rec = self.room.records[b.record]
         if not ended:
             oa_status = "cancelling" if status == "canceling" else "in_progress"
         elif parts_view.get("cancel_initiated_at"):
@@ -201,8 +217,8 @@ class OpenAIBatches:
             if "file" not in form:
                 raise _Refused(400, "invalid_request_error", "file: a JSONL file is required")
             filename, data = form["file"]
-            f = StoredFile("file-" + secrets.token_hex(12), owner, filename or "batch.jsonl", data)
-            self.files[f.id] = f
+            f = StoredFile("file-" + secrets.token_hex(12), owner, filename or "batch.jsonl", len(data))
+            await self.room.store.put(FILE, f.id, owner, asdict(f), data)
             return json_reply(200, f.view())
         return await self._guarded(request, work)
 
@@ -218,20 +234,20 @@ class OpenAIBatches:
                 raise _Refused(400, "invalid_request_error", f"endpoint: only {ENDPOINT} is served as a batch")
             if body.get("completion_window", "24h") != "24h":
                 raise _Refused(400, "invalid_request_error", "completion_window: only '24h' is supported")
-            f: StoredFile = self._mine(self.files, body["input_file_id"], owner, "file")
-            requests, ids = self._translate(f.data, owner)
+            f = await self._file(body["input_file_id"], owner)
+            requests, ids = self._translate(await self.room.store.data(FILE, f.id) or b"", owner)
             rec, made = await self.room.submit(owner, requests, time.perf_counter())
-            b = OABatch("batch_" + secrets.token_hex(12), rec.id, f.id, ids)
-            self.batches[b.id] = b
+            b = OABatch("batch_" + secrets.token_hex(12), rec.id, rec.agent, f.id, ids)
+            await self.room.store.put(OABATCH, b.id, b.owner, asdict(b))
             from agentdeploy.serving.batch.room import merge_view
 
-            return json_reply(200, self.view(b, merge_view(rec, made, "")))
+            return json_reply(200, self.view(b, rec, merge_view(rec, made, "")))
         return await self._guarded(request, work)
 
     async def _parts(self, b: OABatch) -> tuple[BatchRecord, JsonObject]:
         from agentdeploy.serving.batch.room import merge_view
 
-        rec = self.room.records[b.record]
+        rec = await self._record(b)
         view = merge_view(rec, await self.room.states(rec), "")
         if view["processing_status"] == "ended" and not rec.settled:
             await self.room.fetch_results(rec)
@@ -240,9 +256,9 @@ class OpenAIBatches:
     async def retrieve(self, request: Request) -> Response:
         async def work(owner: str) -> Response:
             found = _BATCH.match(request.path)
-            b: OABatch = self._mine(self.batches, found.group(1) if found else "", owner, "batch")
-            _, view = await self._parts(b)
-            return json_reply(200, self.view(b, view))
+            b = await self._batch(found.group(1) if found else "", owner)
+            rec, view = await self._parts(b)
+            return json_reply(200, self.view(b, rec, view))
         return await self._guarded(request, work)
 
     async def cancel(self, request: Request) -> Response:
@@ -250,21 +266,24 @@ class OpenAIBatches:
             found = _BATCH.match(request.path)
             if not found or not found.group(2):
                 raise _Refused(404, "not_found", "unknown path")
-            b: OABatch = self._mine(self.batches, found.group(1), owner, "batch")
-            rec = self.room.records[b.record]
+            b = await self._batch(found.group(1), owner)
+            rec = await self._record(b)
             client = self.room.client(rec.upstream)
             for p in rec.parts:
                 await client.cancel(p)
-            _, view = await self._parts(b)
-            return json_reply(200, self.view(b, view))
+            rec, view = await self._parts(b)
+            return json_reply(200, self.view(b, rec, view))
         return await self._guarded(request, work)
 
     async def list(self, request: Request) -> Response:
         async def work(owner: str) -> Response:
-            from agentdeploy.naming import SHARED_KEY
-
-            mine = [b for b in reversed(self.batches.values()) if owner == SHARED_KEY or self.room.records[b.record].agent == owner]
-            data = [self.view(b, (await self._parts(b))[1]) for b in mine[:20]]
+            mine = await self.room.store.ids(OABATCH, None if owner == SHARED_KEY else owner)
+            data = []
+            for key in mine[:20]:
+                doc = await self.room.store.get(OABATCH, key)
+                if doc is not None:
+                    b = OABatch(**doc)
+                    data.append(self.view(b, *(await self._parts(b))))
             return json_reply(200, {"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
                                     "last_id": data[-1]["id"] if data else None, "has_more": len(mine) > 20})
         return await self._guarded(request, work)
@@ -276,18 +295,20 @@ class OpenAIBatches:
             content = bool(found and found.group(2))
             for prefix in ("file-out-", "file-err-"):
                 if fid.startswith(prefix):
-                    b: OABatch = self._mine(self.batches, fid[len(prefix):], owner, "file")
+                    b = await self._batch(fid[len(prefix):], owner, "file")
                     data = await self._output(b, errors=prefix == "file-err-")
                     if content:
                         return Response(200, body=data, content_type="application/jsonl")
-                    return json_reply(200, {**StoredFile(fid, owner, f"{b.id}_{'errors' if prefix == 'file-err-' else 'output'}.jsonl", data).view(),
-                                            "purpose": "batch_output"})
-            f: StoredFile = self._mine(self.files, fid, owner, "file")
-            return Response(200, body=f.data, content_type="application/jsonl") if content else json_reply(200, f.view())
+                    name = f"{b.id}_{'errors' if prefix == 'file-err-' else 'output'}.jsonl"
+                    return json_reply(200, {**StoredFile(fid, owner, name, len(data)).view(), "purpose": "batch_output"})
+            f = await self._file(fid, owner)
+            if content:
+                return Response(200, body=await self.room.store.data(FILE, f.id) or b"", content_type="application/jsonl")
+            return json_reply(200, f.view())
         return await self._guarded(request, work)
 
     async def _output(self, b: OABatch, errors: bool) -> bytes:
-        rec = self.room.records[b.record]
+        rec = await self._record(b)
         agent = self.room.gw.runtime.agents.get(rec.agent)
         ttl = agent.spec.cache.ttl if agent else None
         lines = []

@@ -1,4 +1,5 @@
-"""The batch room's Anthropic shape: `/v1/messages/batches` for batch agents, with their budget.
+"""The batch room: Message Batches for batch agents, with their budget (the HTTP shapes are
+anthropic_shape.py and openai_shape.py).
 
 Create: prepare the batch as planned (prepare.py), split it within the API's limits, reserve its
 worst case at batch prices, submit each part with the upstream's key. Retrieve / list / cancel /
@@ -8,8 +9,9 @@ The first read that finds the batch ended (a client's, or the room's own followe
 cost at batch prices (errored, canceled and expired requests bill
 nothing), adding tokens and spend to the agent's metrics and one `batch_settled` log line.
 
-The room keeps its batches in this process: a gateway restart forgets them (their
-reservations stay counted: over-, never under-counting).
+The records live in the batch store (store.py): Redis beside the budgets when the gateway's
+budget store is Redis, so any replica serves any batch, a restarted replica resumes following
+the batches not yet settled, and settlement happens exactly once across replicas.
 """
 
 from __future__ import annotations
@@ -19,28 +21,35 @@ import re
 import secrets
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
 import aiohttp
-import orjson
 
 from agentdeploy.naming import SHARED_KEY
 from agentdeploy.serving.admission import owner_of
 from agentdeploy.serving.batch.limits import TooLarge, split
 from agentdeploy.serving.batch.prepare import BatchInputError, batch_prices, exact_cost, micro_ceil, prepare, usage_of
+from agentdeploy.serving.batch.store import (
+    RECORD,
+    BatchRecord,
+    BatchStore,
+    BatchStoreUnavailable,
+    MemoryBatchStore,
+    RedisBatchStore,
+    load_record,
+    save_record,
+)
 from agentdeploy.serving.batch.upstream import BatchesClient, UpstreamError
-from agentdeploy.serving.budget import BudgetStore, BudgetStoreUnavailable, window_key
+from agentdeploy.serving.budget import BudgetStore, BudgetStoreUnavailable, RedisBudgetStore, window_key
 from agentdeploy.serving.deliver import Ledger
-from agentdeploy.serving.http1 import Handler, Request, Response
+from agentdeploy.serving.http1 import Handler, Request
 from agentdeploy.serving.protocol.events import ApiKind, JsonObject
-from agentdeploy.serving.replies import H_AGENT, H_ERROR, H_MODEL, Replies, json_reply
+from agentdeploy.serving.replies import H_ERROR, Replies
 from agentdeploy.serving.runtime import Agent, Runtime
 from agentdeploy.tokens import TokenPrices
 
 BASE = "/v1/messages/batches"
-_ITEM = re.compile(r"^/v1/messages/batches/([A-Za-z0-9_-]{1,128})(/results|/cancel)?$")
 #: Paths that take a request body (the gateway's gate checks their key before reading it).
 BATCH_PATHS: dict[str, ApiKind] = {BASE: "anthropic", "/v1/files": "openai", "/v1/batches": "openai"}
 COUNTS = ("processing", "succeeded", "errored", "canceled", "expired")
@@ -55,29 +64,13 @@ class GatewayParts(Protocol):
     replies: Replies
     session: aiohttp.ClientSession | None
     draining: bool
+    environ: dict[str, str] | None
 
 
 class Refusal(Exception):
     def __init__(self, status: int, kind: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.kind, self.message, self.headers = status, kind, message, headers
-
-
-@dataclass
-class BatchRecord:
-    id: str
-    agent: str
-    model: str
-    upstream: str
-    parts: list[str]
-    requests: int
-    #: The budget window the worst case was reserved in (None: the agent has no budget).
-    key: str | None
-    reserved: int
-    created: float = field(default_factory=time.time)
-    settled: bool = False
-    cost_micro: int = 0
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class PatternRoutes(dict[tuple[str, str], Handler]):
@@ -113,26 +106,61 @@ def merge_view(record: BatchRecord, parts: list[JsonObject], results_url: str) -
     }
 
 
+def open_store(gw: GatewayParts) -> BatchStore:
+    """Redis beside the budgets when the gateway counts them in Redis; this process otherwise."""
+    cfg = gw.runtime.config
+    spec = cfg.budget_store
+    url = spec.redis_url.resolve(gw.environ) if isinstance(gw.store, RedisBudgetStore) and spec.redis_url else None
+    return RedisBatchStore(url, f"{spec.key_prefix}:{cfg.stack}") if url else MemoryBatchStore(gw.store)
+
+
 class BatchRoom:
     def __init__(self, gateway: GatewayParts) -> None:
         self.gw = gateway
-        self.records: dict[str, BatchRecord] = {}
-        self._followers: set[asyncio.Task[None]] = set()
+        self.store = open_store(gateway)
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._followers: dict[str, asyncio.Task[None]] = {}
+        self._resume: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Follow the batches no replica has settled yet (this one's before a restart, too), in
+        the background: an unreachable store does not hold the listener back."""
+        self._resume = asyncio.ensure_future(self._resume_following())
+
+    async def _resume_following(self) -> None:
+        try:
+            for batch_id in await self.store.ids(RECORD, None):
+                rec = await load_record(self.store, batch_id)
+                if rec is not None and not rec.settled:
+                    self._follow(rec)
+        except BatchStoreUnavailable as err:  # the next client read settles them instead
+            self.gw.ledger.log({"event": "batch_resume_failed", "error": str(err)})
+
+    async def close(self) -> None:
+        if self._resume is not None:
+            self._resume.cancel()
+        for task in list(self._followers.values()):
+            task.cancel()
+        await self.store.close()
+
+    def _follow(self, rec: BatchRecord) -> None:
+        if rec.id in self._followers:
+            return
+        agent = self.gw.runtime.agents.get(rec.agent)
+        follow_s = agent.spec.batch.follow_s if agent and agent.spec.batch else 60.0
+        task = asyncio.ensure_future(self.follow(rec, follow_s))
+        self._followers[rec.id] = task
+        task.add_done_callback(lambda _t: self._followers.pop(rec.id, None))
 
     def routes(self, exact: Mapping[tuple[str, str], Handler]) -> PatternRoutes:
-        own = {("POST", BASE): self.create, ("GET", BASE): self.list}
-        item = re.compile(r"^/v1/messages/batches/[A-Za-z0-9_-]{1,128}$")
-        tail = re.compile(r"^/v1/messages/batches/[A-Za-z0-9_-]{1,128}/(results|cancel)$")
-        patterns = [("GET", item, self.retrieve), ("GET", tail, self.results), ("POST", tail, self.cancel)]
+        """The client port's routes plus both shapes' (the shapes are the HTTP edges of this room)."""
+        from agentdeploy.serving.batch.anthropic_shape import AnthropicBatches
         from agentdeploy.serving.batch.openai_shape import OpenAIBatches
 
-        oa = OpenAIBatches(self)
-        return PatternRoutes({**exact, **own, **oa.exact()}, patterns + oa.patterns())
+        an, oa = AnthropicBatches(self), OpenAIBatches(self)
+        return PatternRoutes({**exact, **an.exact(), **oa.exact()}, an.patterns() + oa.patterns())
 
     # ------------------------------------------------------------------ helpers
-    def error(self, no: Refusal, agent: str, t_in: float) -> Response:
-        self.gw.ledger.refused(agent, "anthropic", no.status, no.message, t_in)
-        return self.gw.replies.error("anthropic", no.status, no.kind, no.message, no.headers)
 
     def owner(self, request: Request) -> str:
         owner = owner_of(self.gw.runtime, request.headers)
@@ -159,8 +187,8 @@ class BatchRoom:
                           "(the plan routes it in real time)")
         return agent
 
-    def record_for(self, owner: str, batch_id: str) -> BatchRecord:
-        rec = self.records.get(batch_id)
+    async def record_for(self, owner: str, batch_id: str) -> BatchRecord:
+        rec = await load_record(self.store, batch_id)
         if rec is None or (owner != SHARED_KEY and rec.agent != owner):
             raise Refusal(404, "not_found_error", f"message batch {batch_id} not found")
         return rec
@@ -202,11 +230,23 @@ class BatchRoom:
         ids = [str(p["id"]) for p in made]
         rec_id = ids[0] if len(ids) == 1 else "msgbatch_agd" + secrets.token_hex(12)
         rec = BatchRecord(rec_id, agent.name, prepared.model, upstream, ids, len(prepared.requests), key, reserved)
-        self.records[rec_id] = rec
-        follow_s = agent.spec.batch.follow_s if agent.spec.batch else 60.0
-        task = asyncio.ensure_future(self.follow(rec, follow_s))
-        self._followers.add(task)
-        task.add_done_callback(self._followers.discard)
+        try:
+            await save_record(self.store, rec)
+        except BatchStoreUnavailable as err:
+            # Submitted but unrecorded: cancel rather than leave a batch nobody can read or settle.
+            for p in ids:
+                try:
+                    await client.cancel(p)
+                except UpstreamError:
+                    pass
+            if key is not None:
+                try:
+                    await self.gw.store.settle(key, reserved, 0)
+                except BudgetStoreUnavailable:
+                    pass  # the reservation stays counted: over-, never under-counting
+            raise Refusal(503, "overloaded_error", f"batch store unreachable ({err}); the batch was canceled upstream, retry shortly",
+                          {"retry-after": "1"}) from None
+        self._follow(rec)
         self.gw.ledger.log({"event": "batch_submitted", "agent": agent.name, "batch_id": rec_id, "model": prepared.model,
                             "requests": rec.requests, "parts": len(ids), "reserved_usd": reserved / 1e6,
                             "total_ms": round((time.perf_counter() - t_in) * 1000, 2)})
@@ -246,8 +286,10 @@ class BatchRoom:
         return out
 
     async def settle(self, rec: BatchRecord, results: list[JsonObject]) -> None:
-        """Once per batch: the budget, metrics and log from the succeeded results' usage."""
-        async with rec.lock:
+        """Once per batch across every replica: the budget from the succeeded results' usage
+        (the store's atomic claim), then this replica's metrics and one log line."""
+        lock = self._locks.setdefault(rec.id, asyncio.Lock())
+        async with lock:
             if rec.settled:
                 return
             agent = self.gw.runtime.agents.get(rec.agent)
@@ -268,29 +310,33 @@ class BatchRoom:
                 for k, n in usage.as_dict().items():
                     tokens[k] = tokens.get(k, 0) + n
             actual = micro_ceil(total)
+            try:
+                won = await self.store.settle_once(rec, actual)
+            except (BudgetStoreUnavailable, BatchStoreUnavailable) as exc:
+                self.gw.ledger.log({"event": "budget_settle_failed", "agent": rec.agent, "batch_id": rec.id, "error": str(exc)})
+                return  # settled on a later read
+            rec.settled, rec.cost_micro = True, actual
+            self._locks.pop(rec.id, None)
+            if not won:
+                return  # another replica (or an earlier read here) settled it
             m = self.gw.ledger.metrics
             for kind, count in tokens.items():
                 if count:
                     m.tokens.inc((rec.agent, rec.model, kind), count)
             if actual:
                 m.cost.inc((rec.agent, rec.model), actual / 1e6)
-            if rec.key is not None:
-                try:
-                    await self.gw.store.settle(rec.key, rec.reserved, actual)
-                except BudgetStoreUnavailable as exc:
-                    self.gw.ledger.log({"event": "budget_settle_failed", "agent": rec.agent, "batch_id": rec.id, "error": str(exc)})
-                    return  # settled on a later read
-            rec.settled, rec.cost_micro = True, actual
             self.gw.ledger.log({"event": "batch_settled", "agent": rec.agent, "batch_id": rec.id, "model": rec.model,
                                 "results": kinds, "tokens": tokens, "cost_usd": actual / 1e6,
                                 "reserved_usd": rec.reserved / 1e6})
 
     async def follow(self, rec: BatchRecord, every_s: float) -> None:
-        """Check the batch every `every_s` until it has ended and is settled: the budget does not
-        wait for a client to ask (ends with the process: asyncio.run cancels it at shutdown)."""
+        """Check the batch every `every_s` until it has ended and is settled (here or on another
+        replica): the budget does not wait for a client to ask (ends with the process)."""
         while not rec.settled:
             await asyncio.sleep(every_s)
             try:
+                if await self.store.settled(rec.id) is not None:
+                    return
                 if merge_view(rec, await self.states(rec), "")["processing_status"] == "ended":
                     await self.fetch_results(rec)
             except Exception as err:  # a follower must not die quietly: say why, try again next time
@@ -301,82 +347,3 @@ class BatchRoom:
         if view["processing_status"] == "ended" and not rec.settled:
             await self.fetch_results(rec)
         return view
-
-    # ------------------------------------------------------------------ handlers
-    async def create(self, request: Request) -> Response:
-        t_in, owner = time.perf_counter(), ""
-        try:
-            owner = self.owner(request)
-            try:
-                body = orjson.loads(request.body)
-            except ValueError:
-                body = None
-            if not isinstance(body, dict):
-                raise Refusal(400, "invalid_request_error", "request body must be a JSON object with `requests`")
-            rec, made = await self.submit(owner, body.get("requests"), t_in)
-        except Refusal as no:
-            return self.error(no, owner, t_in)
-        view = merge_view(rec, made, self.results_url(request, rec.id))
-        return json_reply(200, view, {H_AGENT: rec.agent, H_MODEL: rec.model, "x-agentdeploy-reserved-usd": f"{rec.reserved / 1e6:.6f}"})
-
-    def _id(self, request: Request) -> str:
-        found = _ITEM.match(request.path)
-        return found.group(1) if found else ""
-
-    async def retrieve(self, request: Request) -> Response:
-        t_in, owner = time.perf_counter(), ""
-        try:
-            owner = self.owner(request)
-            rec = self.record_for(owner, self._id(request))
-            return json_reply(200, await self.view(request, rec))
-        except UpstreamError as err:
-            return self.error(Refusal(err.status, err.kind, err.message), owner, t_in)
-        except Refusal as no:
-            return self.error(no, owner, t_in)
-
-    async def cancel(self, request: Request) -> Response:
-        t_in, owner = time.perf_counter(), ""
-        try:
-            owner = self.owner(request)
-            rec = self.record_for(owner, self._id(request))
-            client = self.client(rec.upstream)
-            parts = [await client.cancel(p) for p in rec.parts]
-            return json_reply(200, merge_view(rec, parts, self.results_url(request, rec.id)))
-        except UpstreamError as err:
-            return self.error(Refusal(err.status, err.kind, err.message), owner, t_in)
-        except Refusal as no:
-            return self.error(no, owner, t_in)
-
-    async def results(self, request: Request) -> Response:
-        t_in, owner = time.perf_counter(), ""
-        try:
-            owner = self.owner(request)
-            rec = self.record_for(owner, self._id(request))
-            lines = await self.fetch_results(rec)
-        except UpstreamError as err:
-            return self.error(Refusal(err.status, err.kind, err.message), owner, t_in)
-        except Refusal as no:
-            return self.error(no, owner, t_in)
-        body = b"".join(orjson.dumps(line) + b"\n" for line in lines)
-        return Response(200, body=body, content_type="application/x-jsonl", headers={H_AGENT: rec.agent})
-
-    async def list(self, request: Request) -> Response:
-        t_in, owner = time.perf_counter(), ""
-        try:
-            owner = self.owner(request)
-            mine = [r for r in reversed(self.records.values()) if owner == SHARED_KEY or r.agent == owner]
-            query = dict(p.partition("=")[::2] for p in request.query.split("&") if p)
-            ids = [r.id for r in mine]
-            if query.get("after_id") in ids:
-                mine = mine[ids.index(query["after_id"]) + 1:]
-            limit = int(query["limit"]) if query.get("limit", "").isdigit() else 20
-            if not 1 <= limit <= 1000:
-                raise Refusal(400, "invalid_request_error", "limit: between 1 and 1000")
-            page = [await self.view(request, r) for r in mine[:limit]]
-        except UpstreamError as err:
-            return self.error(Refusal(err.status, err.kind, err.message), owner, t_in)
-        except Refusal as no:
-            return self.error(no, owner, t_in)
-        return json_reply(200, {"data": page, "has_more": len(mine) > limit,
-                                "first_id": page[0]["id"] if page else None, "last_id": page[-1]["id"] if page else None})
-

@@ -201,15 +201,30 @@ def parser_for(kind: ApiKind) -> StreamParser:
     return AnthropicStreamParser() if kind == "anthropic" else OpenAIStreamParser()
 
 
-def upstream_error_message(kind: ApiKind, raw: bytes) -> tuple[str, str]:
-    """(type, message) from an upstream error body of either protocol (best effort)."""
+def _code(value: object) -> str:
+    """An error code worth passing on: OpenAI's are words (`content_policy_violation`); vLLM puts
+    the HTTP status there (400), which says nothing the status does not."""
+    return value if isinstance(value, str) else ""
+
+
+def upstream_error_fields(raw: bytes) -> tuple[str, str, str]:
+    """(type, code, message) from an upstream error body of either protocol (best effort):
+    OpenAI's `{"error": {"type", "code", "message"}}`, Anthropic's `{"type": "error", "error":
+    {"type", "message"}}`, or a bare `{"type"?, "message", "code"?}` (vLLM); `code` is "" when there is none."""
     try:
         obj = orjson.loads(raw)
         err = obj.get("error") if isinstance(obj, dict) else None
         if isinstance(err, dict):
-            return str(err.get("type") or err.get("code") or "api_error"), str(err.get("message") or "")
+            code = _code(err.get("code"))
+            return str(err.get("type") or code or "api_error"), code, str(err.get("message") or "")
         if isinstance(obj, dict) and "message" in obj:
-            return str(obj.get("type") or "api_error"), str(obj["message"])
+            return str(obj.get("type") or "api_error"), _code(obj.get("code")), str(obj["message"])
     except (orjson.JSONDecodeError, AttributeError):
         pass
-    return "api_error", raw[:300].decode("utf-8", "replace")
+    return "api_error", "", raw[:300].decode("utf-8", "replace")
+
+
+def upstream_error_message(kind: ApiKind, raw: bytes) -> tuple[str, str]:
+    """(type, message) from an upstream error body of either protocol (best effort)."""
+    err_type, _code, message = upstream_error_fields(raw)
+    return err_type, message

@@ -219,9 +219,30 @@ def anthropic_usage(u: Usage) -> JsonObject:
     }
 
 
-def error_body(protocol: ApiKind, kind: str, message: str, param: str | None = None) -> JsonObject:
+def error_body(protocol: ApiKind, kind: str, message: str, param: str | None = None, code: str | None = None) -> JsonObject:
     """An error in the client's protocol (the gateway's own refusals and upstream errors passed on);
-    `param` names the offending field (OpenAI's `param`; Anthropic's message starts with it)."""
+    `param` names the offending field (OpenAI's `param`; Anthropic's message starts with it);
+    `code` is an upstream's own error code (OpenAI's `code`; kept beside the type for Anthropic)."""
     if protocol == "anthropic":
-        return {"type": "error", "error": {"type": kind, "message": message}}
-    return {"error": {"message": message, "type": kind, "code": kind, "param": param}}
+        err: JsonObject = {"type": kind, "message": message}
+        if code and code != kind:
+            err["code"] = code
+        return {"type": "error", "error": err}
+    return {"error": {"message": message, "type": kind, "code": code or kind, "param": param}}
+
+
+#: The error types the Messages API uses, and the one each status gets when an upstream's type is
+#: not among them (an OpenAI-compatible upstream's free-form type).
+ANTHROPIC_ERROR_TYPES = frozenset(("invalid_request_error", "authentication_error", "permission_error", "not_found_error",
+                                   "request_too_large", "rate_limit_error", "api_error", "overloaded_error"))
+_ANTHROPIC_BY_STATUS = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                        404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 529: "overloaded_error"}
+
+
+def client_error_type(protocol: ApiKind, status: int, upstream_type: str) -> str:
+    """The upstream's error type as the client's protocol can carry it: OpenAI types are free
+    strings (kept as they are); an Anthropic client gets a Messages API type, the upstream's own
+    when it is one, else the one its status means."""
+    if protocol == "openai" or upstream_type in ANTHROPIC_ERROR_TYPES:
+        return upstream_type
+    return _ANTHROPIC_BY_STATUS.get(status, "api_error" if status >= 500 else "invalid_request_error")

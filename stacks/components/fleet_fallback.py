@@ -12,6 +12,8 @@ CloudWatch alarms and simple scaling only: nothing runs outside AWS.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pulumi
 import pulumi_aws as aws
 
@@ -22,6 +24,26 @@ from agentdeploy.planner.plan import FleetPlan
 #: would accept Claude-only service for a self-hosted agent.
 STARVED_MINUTES = 10
 STANDBY_SUFFIX = "-ondemand"
+
+
+@dataclass(frozen=True)
+class HookSpec:
+    """One lifecycle hook, made the same on the spot group and on the standby."""
+
+    name: str
+    transition: str
+    timeout_s: int
+    default_result: str
+
+    def create(self, resource_name: str, group: pulumi.Input[str], opts: pulumi.ResourceOptions) -> aws.autoscaling.LifecycleHook:
+        return aws.autoscaling.LifecycleHook(
+            resource_name, name=self.name, autoscaling_group_name=group, lifecycle_transition=self.transition,
+            heartbeat_timeout=self.timeout_s, default_result=self.default_result, opts=opts)
+
+
+def _group_metric(metric: str, group: str) -> aws.cloudwatch.MetricAlarmMetricQueryMetricArgsDict:
+    return {"metric_name": metric, "namespace": "AWS/AutoScaling", "dimensions": {"AutoScalingGroupName": group},
+            "stat": "Maximum", "period": 60}
 
 
 def standby_mixed_instances(fleet: FleetPlan, launch_template_id: pulumi.Input[str],
@@ -42,7 +64,7 @@ class OnDemandFallback:
     def __init__(self, name: str, agent: str, fleet: FleetPlan, *, main_group: str,
                  launch_template: aws.ec2.LaunchTemplate, subnet_ids: pulumi.Input[list[str]],
                  target_group: aws.lb.TargetGroup, group_tags: list[aws.autoscaling.GroupTagArgsDict],
-                 hooks: list[dict], grace_s: int, alarm_tags: dict[str, str], parent: pulumi.Resource) -> None:
+                 hooks: list[HookSpec], grace_s: int, alarm_tags: dict[str, str], parent: pulumi.Resource) -> None:
         child = pulumi.ResourceOptions(parent=parent)
         self.name = f"{main_group}{STANDBY_SUFFIX}"
         self.group = aws.autoscaling.Group(
@@ -57,8 +79,7 @@ class OnDemandFallback:
             metrics_granularity="1Minute", tags=group_tags,
             opts=pulumi.ResourceOptions(parent=parent, ignore_changes=["desiredCapacity"]))
         for hook in hooks:
-            aws.autoscaling.LifecycleHook(f"{name}-ondemand-{hook['name']}-hook", autoscaling_group_name=self.group.name,
-                                          **hook, opts=child)
+            hook.create(f"{name}-ondemand-{hook.name}-hook", self.group.name, child)
         size = max(1, fleet.min_replicas)
         fill = aws.autoscaling.Policy(f"{name}-ondemand-fill", autoscaling_group_name=self.group.name,
                                       policy_type="SimpleScaling", adjustment_type="ExactCapacity",
@@ -66,8 +87,6 @@ class OnDemandFallback:
         empty = aws.autoscaling.Policy(f"{name}-ondemand-empty", autoscaling_group_name=self.group.name,
                                        policy_type="SimpleScaling", adjustment_type="ExactCapacity",
                                        scaling_adjustment=0, cooldown=60, opts=child)
-        group_metric = lambda m: {"metric_name": m, "namespace": "AWS/AutoScaling",  # noqa: E731
-                                  "dimensions": {"AutoScalingGroupName": main_group}, "stat": "Maximum", "period": 60}
         self.alarm = aws.cloudwatch.MetricAlarm(
             f"{name}-spot-starved", name=f"{main_group}-spot-starved",
             alarm_description=f"{agent}: the spot group wanted capacity with none in service for {STARVED_MINUTES} min "
@@ -75,8 +94,8 @@ class OnDemandFallback:
             comparison_operator="GreaterThanOrEqualToThreshold", threshold=1, evaluation_periods=STARVED_MINUTES,
             datapoints_to_alarm=STARVED_MINUTES, treat_missing_data="notBreaching",
             metric_queries=[
-                {"id": "desired", "metric": group_metric("GroupDesiredCapacity"), "return_data": False},
-                {"id": "serving", "metric": group_metric("GroupInServiceInstances"), "return_data": False},
+                {"id": "desired", "metric": _group_metric("GroupDesiredCapacity", main_group), "return_data": False},
+                {"id": "serving", "metric": _group_metric("GroupInServiceInstances", main_group), "return_data": False},
                 {"id": "starved", "expression": "IF(desired >= 1 AND serving < 1, 1, 0)", "label": "starved",
                  "return_data": True},
             ],

@@ -34,7 +34,7 @@ from agentdeploy.stacks.common import (
     short_name,
     tags,
 )
-from agentdeploy.stacks.components.fleet_fallback import OnDemandFallback
+from agentdeploy.stacks.components.fleet_fallback import HookSpec, OnDemandFallback
 from agentdeploy.stacks.components.fleet_scaling import FleetScaling
 from agentdeploy.stacks.components.node_artifacts import NodeArtifacts
 from agentdeploy.stacks.node_volume import NodeVolume
@@ -274,16 +274,10 @@ class GpuFleet(pulumi.ComponentResource):
         self.asg_name = self.asg.name
         # Standalone hooks (not initial_lifecycle_hooks, which reach a group only at creation),
         # so a change to either reaches the existing group.
-        hooks = [
-            {"name": READY_HOOK, "lifecycle_transition": "autoscaling:EC2_INSTANCE_LAUNCHING",
-             "heartbeat_timeout": hook_s, "default_result": "ABANDON"},
-            {"name": DRAIN_HOOK, "lifecycle_transition": "autoscaling:EC2_INSTANCE_TERMINATING",
-             "heartbeat_timeout": fleet.shutdown_timeout_s + 30, "default_result": "CONTINUE"},
-        ]
-        self.ready_hook = aws.autoscaling.LifecycleHook(f"{name}-ready-hook", autoscaling_group_name=self.asg.name,
-                                                        **hooks[0], opts=child)
-        self.drain_hook = aws.autoscaling.LifecycleHook(f"{name}-drain-hook", autoscaling_group_name=self.asg.name,
-                                                        **hooks[1], opts=child)
+        hooks = [HookSpec(READY_HOOK, "autoscaling:EC2_INSTANCE_LAUNCHING", hook_s, "ABANDON"),
+                 HookSpec(DRAIN_HOOK, "autoscaling:EC2_INSTANCE_TERMINATING", fleet.shutdown_timeout_s + 30, "CONTINUE")]
+        self.ready_hook = hooks[0].create(f"{name}-ready-hook", self.asg.name, child)
+        self.drain_hook = hooks[1].create(f"{name}-drain-hook", self.asg.name, child)
         self.fallback = OnDemandFallback(
             name, agent.name, fleet, main_group=base, launch_template=self.launch_template,
             subnet_ids=private_subnet_ids, target_group=self.target_group, group_tags=group_tags, hooks=hooks,

@@ -179,7 +179,7 @@ def test_a_node_boots_serves_and_completes_its_launching_hook(aws, imds_factory,
     assert argv == ["/opt/agentdeploy/venv/bin/python", "-m", "agentdeploy.serving.node"]
     health_port = free_port()
     agent = start_process("node-agent", [str(venv / "bin/python"), *argv[1:]], tmp_path / "node-agent.log",
-                          env={**unit_env, **aws_env, "AGENTDEPLOY_VLLM_URL": f"http://{LOOPBACK}:{vllm_port}",
+                          env={**node_env, **aws_env, "AGENTDEPLOY_VLLM_URL": f"http://{LOOPBACK}:{vllm_port}",
                                "AGENTDEPLOY_HEALTH_HOST": LOOPBACK, "AGENTDEPLOY_HEALTH_PORT": str(health_port),
                                "AGENTDEPLOY_IMDS_URL": imds.url}, cwd=tmp_path)
     try:
@@ -205,7 +205,8 @@ def test_a_node_boots_serves_and_completes_its_launching_hook(aws, imds_factory,
         req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json",
                                                               "Authorization": f"Bearer {VLLM_KEY}"})
         with urllib.request.urlopen(req, timeout=120) as resp:
-            assert resp.status == 200 and json.loads(resp.read())["choices"]
+            assert resp.status == 200
+            assert json.loads(resp.read())["choices"]
     finally:
         agent.stop(grace_s=3.0)
         vllm.stop(grace_s=5.0)
@@ -229,9 +230,11 @@ def test_install_refuses_a_wheel_whose_hash_differs(aws, tmp_path):
            "AGENTDEPLOY_VENV_SYSTEM_SITE_PACKAGES": "1", "AGENTDEPLOY_NVME": str(tmp_path / "nvme"), "PIP_NO_INDEX": "1"}
     done = subprocess.run([str(files["/opt/agentdeploy/bin/install.sh"])], env=env, capture_output=True, text=True,
                           timeout=600, cwd=tmp_path)
-    assert done.returncode != 0 and "FAILED" in done.stdout + done.stderr
+    assert done.returncode != 0
+    assert "FAILED" in done.stdout + done.stderr
     assert not (base / ".installed").exists()
     listed = subprocess.run([str(base / "venv/bin/python"), "-m", "pip", "list", "--path",
                              str(next((base / "venv/lib").glob("python3*/site-packages")))],
                             capture_output=True, text=True, timeout=60, cwd=tmp_path)
-    assert listed.returncode == 0 and "agentdeploy" not in listed.stdout
+    assert listed.returncode == 0
+    assert "agentdeploy" not in listed.stdout

@@ -5,7 +5,7 @@ stand-in exists for what vLLM cannot be made to do on demand: malformed chunks, 
 `[DONE]`, exact stalls, a chosen /metrics queue depth, 5xx on command.
 
 Behaviour for the next requests is queued like the Claude emulator's faults:
-status, ttft_s, stall_after/stall_s, malformed_after, cut_after, no_done, hang_end_s, tokens,
+status (message, error_type, code), ttft_s, stall_after/stall_s, malformed_after, cut_after, no_done, hang_end_s, tokens,
 token_delay_s, tool_call {name, arguments}, times (default 1, -1 = always). `running`, `waiting` and `finish_rate` set what /metrics reports.
 """
 
@@ -153,14 +153,24 @@ class OpenAIStandin:
             await asyncio.sleep(f["delay_headers_s"])
         if f.get("status"):
             msg = f.get("message", "injected failure")
-            return web.json_response({"error": {"message": msg, "type": f.get("error_type", "server_error"), "code": f["status"]}}, status=f["status"])
+            return web.json_response({"error": {"message": msg, "type": f.get("error_type", "server_error"), "code": f.get("code", f["status"])}}, status=f["status"])
         if f.get("tool_call"):
             return await self._tool_call(request, body, f["tool_call"])
-        n = min(int(f.get("tokens", self.tokens)), int(body.get("max_tokens") or 16))
+        # vLLM's continuation of a final assistant message: the answer goes on from where that
+        # message stops (the stand-in's answer is tok0 tok1 ..., so the prefix says where).
+        start = 0
+        msgs = body.get("messages") or []
+        if body.get("continue_final_message"):
+            if body.get("add_generation_prompt", True) or not msgs or msgs[-1].get("role") != "assistant":
+                return web.json_response({"error": {"message": "continue_final_message needs add_generation_prompt false and a final assistant message",
+                                                    "type": "BadRequestError", "code": 400}}, status=400)
+            start = str(msgs[-1].get("content") or "").count("tok")
+        total = int(f.get("tokens", self.tokens))
+        n = max(0, min(total - start, int(body.get("max_tokens") or 16)))
         delay = float(f.get("token_delay_s", self.token_delay_s))
         cid = f"chatcmpl-standin{time.time_ns()}"
-        words = [f"tok{i} " for i in range(n)]
-        usage = {"prompt_tokens": 10, "completion_tokens": n, "total_tokens": 10 + n}
+        words = [f"tok{i} " for i in range(start, start + n)]
+        usage = {"prompt_tokens": 10 + start, "completion_tokens": n, "total_tokens": 10 + start + n}
         if not body.get("stream"):
             return web.json_response({"id": cid, "object": "chat.completion", "created": int(time.time()), "model": self.model,
                                       "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(words)}, "finish_reason": "stop"}], "usage": usage})

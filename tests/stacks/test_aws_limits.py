@@ -31,11 +31,16 @@ def test_security_group_descriptions_aws_rejects():
     bad = Resource(SG, "fleets-sg", {"description": "agentdeploy: GPU fleets' internal load balancer",
                                      "ingress": [{"description": "gateway -> fleet router", "fromPort": 1, "toPort": 1}]})
     messages = [v.message for v in check_security_group(bad)]
-    assert len(messages) == 2 and "[\"'\"]" in messages[0] and "['>']" in messages[1]
+    assert len(messages) == 2
+    assert "[\"'\"]" in messages[0]
+    assert "['>']" in messages[1]
     good = Resource(SG, "fleets-sg", {"description": "agentdeploy: internal load balancer of the GPU fleets",
                                       "ingress": [{"description": "gateway to fleet router", "fromPort": 1, "toPort": 1}]})
     assert check_security_group(good) == []
     assert check_security_group(Resource(SG, "x", {"description": "d" * 256}))
+    rules = [{"protocol": "tcp", "fromPort": p, "toPort": p} for p in range(61)]
+    assert "61 ingress rules" in check_security_group(Resource(SG, "x", {"description": "d", "ingress": rules}))[0].message
+    assert check_security_group(Resource(SG, "x", {"description": "d", "ingress": rules[:60]})) == []
 
 
 def test_target_group_auto_names_count_pulumis_suffix():

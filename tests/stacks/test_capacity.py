@@ -61,7 +61,8 @@ def test_enough_quota_is_quiet_and_a_partial_quota_a_warning(aws, plan):
     ok = capacity_findings(plan, read_capacity(plan, ec2, _stubbed_quotas(1000, 1000)))
     assert ok == []
     partial = capacity_findings(plan, read_capacity(plan, ec2, _stubbed_quotas(8, 8)))
-    assert partial and all(f.level == "warning" for f in partial)
+    assert partial
+    assert all(f.level == "warning" for f in partial)
 
 
 def test_zone_offerings():
@@ -79,4 +80,5 @@ def test_zone_offerings():
 def test_unreadable_quota_is_a_warning_not_a_crash(aws, plan):
     # moto answers Service Quotas for EC2 with NoSuchResourceException
     findings = check_capacity(plan, boto3.Session(region_name="us-east-1"))
-    assert findings and all(f.level == "warning" and "could not read" in f.message for f in findings)
+    assert findings
+    assert all(f.level == "warning" and "could not read" in f.message for f in findings)

@@ -19,7 +19,8 @@ from tests.stacks.harness import EXAMPLES, Run, run_main
 
 LONG_AGENT = "ticket-router-for-the-emea-support-queue"
 LONG_STACK = "staging-emea-support-queue-eu-central-01"
-assert len(LONG_AGENT) == 40 and len(LONG_STACK) == 40
+assert len(LONG_AGENT) == 40
+assert len(LONG_STACK) == 40
 
 
 def _committed(stack: str) -> tuple[Run, dict[str, str]]:
@@ -77,7 +78,8 @@ def test_no_alb_or_target_group_name_over_32(stack):
     assert [str(v) for r in elb for v in check_name(r)] == []
     if name != "dev":  # GPU stacks: the fleet's target group is named explicitly, within 32
         fleet_tgs = [r.inputs["name"] for r in elb if r.name.startswith("fleet-") and r.typ.endswith("TargetGroup")]
-        assert fleet_tgs and all(len(n) <= 32 for n in fleet_tgs)
+        assert fleet_tgs
+        assert all(len(n) <= 32 for n in fleet_tgs)
 
 
 #: A pip install naming our distribution (by name, from whatever index pip is pointed at).
@@ -92,7 +94,8 @@ def test_no_node_installs_agentdeploy_by_name_from_an_index(stack):
         assert not BY_NAME.search(doc), "a node pip-installs agentdeploy by name"
         # the node agent is the stack's own wheel, checked against its recorded SHA-256
         wheel = run.mocks.one("aws:s3/bucketObjectv2:BucketObjectv2")
-        assert wheel.inputs["key"] in doc and "sha256sum --check --strict" in doc
+        assert wheel.inputs["key"] in doc
+        assert "sha256sum --check --strict" in doc
     # the pattern is not vacuous: today's old install line is caught
     assert BY_NAME.search("\"$VENV/bin/pip\" install --quiet 'vllm==0.32.0' 'agentdeploy[serving]==0.1.0' boto3")
 
@@ -105,7 +108,8 @@ def test_a_launching_lifecycle_hook(stack):
     for group in groups:
         launching = [h for h in hooks if h.inputs["autoscalingGroupName"] == group.inputs["name"]
                      and h.inputs["lifecycleTransition"] == "autoscaling:EC2_INSTANCE_LAUNCHING"]
-        assert len(launching) == 1 and launching[0].inputs["defaultResult"] == "ABANDON"
+        assert len(launching) == 1
+        assert launching[0].inputs["defaultResult"] == "ABANDON"
         assert all(f"AGENTDEPLOY_READY_HOOK={launching[0].inputs['name']}" in doc for doc in _user_data(run))
 
 
@@ -122,14 +126,17 @@ def test_a_shared_budget_store(stack):
 
     _, run, _ = stack
     redis = run.mocks.one("aws:elasticache/replicationGroup:ReplicationGroup")
-    assert redis.inputs["transitEncryptionEnabled"] is True and redis.inputs["engine"] == "redis"
+    assert redis.inputs["transitEncryptionEnabled"] is True
+    assert redis.inputs["engine"] == "redis"
     container = json.loads(run.mocks.one("aws:ecs/taskDefinition:TaskDefinition").inputs["containerDefinitions"])[0]
     env = {e["name"]: e["value"] for e in container["environment"]}
     config = parse_config(yaml.safe_load(env["AGENTDEPLOY_GATEWAY_CONFIG"]))
-    assert config.budget_store.backend == "redis" and config.budget_store.redis_url is not None
+    assert config.budget_store.backend == "redis"
+    assert config.budget_store.redis_url is not None
     assert config.budget_store.redis_url.env == BUDGET_STORE_ENV
     secrets = {s["name"]: s["valueFrom"] for s in container["secrets"]}
-    assert secrets[BUDGET_STORE_ENV].startswith("arn:aws:") and BUDGET_STORE_ENV not in env  # by reference
+    assert secrets[BUDGET_STORE_ENV].startswith("arn:aws:")
+    assert BUDGET_STORE_ENV not in env  # by reference
 
 
 def test_no_internet_facing_listener_serves_plain_http_except_by_the_opt_out(stack):

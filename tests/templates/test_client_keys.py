@@ -24,7 +24,9 @@ def test_short_keys_are_refused_without_echoing_them():
     with pytest.raises(InvalidInput) as err:
         check_client_key_lengths({"intake": ["k" * 40, SHORT]})
     text = err.value.render()
-    assert "intake (key 2: 14 characters)" in text and SHORT not in text and "deploy keygen" in text
+    assert "intake (key 2: 14 characters)" in text
+    assert SHORT not in text
+    assert "deploy keygen" in text
     check_client_key_lengths({"intake": ["k" * MIN_CLIENT_KEY_CHARS]})
 
 
@@ -56,5 +58,6 @@ def test_deploy_keygen_prints_keys_the_stack_accepts():
                           "--agent", "intake", "--count", "2"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     keys = parse_client_keys(out.stdout)
-    assert list(keys) == ["intake"] and len(keys["intake"]) == 2
+    assert list(keys) == ["intake"]
+    assert len(keys["intake"]) == 2
     check_client_key_lengths(keys)

@@ -18,7 +18,7 @@ def test_build_from_plan_examples_maps_routes_chains_and_prices():
     intake = cfg.agents["intake"]
     assert [(e.upstream, e.model) for e in intake.chain] == [("anthropic", "claude-haiku-4-5")]
     assert intake.cache.breakpoints == ["system", "conversation"]
-    assert intake.cache.ttl == "5m"
+    assert intake.cache.ttl == plan.agent("intake").cache.ttl  # copied from the plan, never re-decided
     assert intake.deadline_s == 2.0
     assert intake.max_tokens_default == plan.agent("intake").max_tokens
     assert cfg.models["claude-haiku-4-5"].cache_write_1h == pytest.approx(2e-6)

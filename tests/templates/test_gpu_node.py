@@ -24,7 +24,8 @@ WHEEL = {"node_wheel_bucket": "agentdeploy-dev-artifacts-0a1b2c3", "node_wheel_s
 
 def _spec(fleet, **kw) -> GpuNodeSpec:
     refs = kw.pop("refs", {"VLLM_API_KEY": ARN, "HF_TOKEN": HF_ARN})
-    kw = {**WHEEL, "asg_name": "agentdeploy-dev-router", "ready_hook": "ready", **kw}
+    kw = {**WHEEL, "asg_name": "agentdeploy-dev-router", "ready_hook": "ready",
+          "log_group": "/agentdeploy/dev/router/nodes", **kw}
     return GpuNodeSpec(stack="dev", agent="router", region="us-east-1", fleet=fleet, secret_refs=refs, **kw)
 
 
@@ -64,7 +65,7 @@ def test_user_data_fits_ec2_limit_and_is_cloud_config(fleet):
 
 @needs("shellcheck")
 @pytest.mark.parametrize("script", ["/opt/agentdeploy/bin/install.sh", "/opt/agentdeploy/bin/fetch-secrets.sh",
-                                    "/opt/agentdeploy/bin/ready.sh"])
+                                    "/opt/agentdeploy/bin/ready.sh", "/opt/agentdeploy/bin/logs.sh"])
 def test_scripts_pass_shellcheck(tmp_path, fleet, script):
     path = tmp_path / Path(script).name
     path.write_text(_files(fleet, vllm_requirement="vllm==0.32.0", node_wheel_key="node/x/a b.whl")[script])
@@ -162,3 +163,32 @@ def test_ready_unit_completes_the_launching_hook(fleet):
     assert "http://127.0.0.1:8081/healthz" in ready and "complete_lifecycle_action" in ready
     env = files["/etc/agentdeploy/node.env"]
     assert "AGENTDEPLOY_READY_HOOK=ready" in env and "AGENTDEPLOY_ASG_NAME=agentdeploy-dev-router" in env
+
+
+def test_node_logs_are_shipped_from_every_unit(fleet):
+    import json
+
+    files = _files(fleet)
+    config = json.loads(files["/etc/agentdeploy/cloudwatch-agent.json"])
+    collected = {c["file_path"]: c for c in config["logs"]["logs_collected"]["files"]["collect_list"]}
+    assert set(collected) == {"/var/log/cloud-init-output.log", "/var/log/agentdeploy/vllm.log",
+                              "/var/log/agentdeploy/node-agent.log", "/var/log/agentdeploy/ready.log",
+                              "/var/log/agentdeploy/secrets.log"}
+    assert {c["log_group_name"] for c in collected.values()} == {"/agentdeploy/dev/router/nodes"}
+    for unit in ("vllm", "agentdeploy-node-agent", "agentdeploy-ready", "agentdeploy-secrets"):
+        text = files[f"/etc/systemd/system/{unit}.service"]
+        target = next(line.split(":", 1)[1] for line in text.splitlines() if line.startswith("StandardOutput=append:"))
+        assert target in collected, unit
+    logs = files["/opt/agentdeploy/bin/logs.sh"]
+    assert "937616F3450B7D806CBD9725D58167303B789C72" in logs and "gpg --batch --verify" in logs
+    doc = yaml.safe_load(render_user_data(_spec(fleet)))
+    assert doc["runcmd"][-1] == ["/opt/agentdeploy/bin/logs.sh"]  # last: never in the way of serving
+    assert "/opt/agentdeploy/bin/logs.sh" not in str(yaml.safe_load(render_user_data(_spec(fleet, log_group=""))))
+
+
+def test_secrets_reach_only_vllm(fleet):
+    """The HF token and the vLLM key only where needed: vLLM's environment, not the node agent's."""
+    files = _files(fleet)
+    assert "EnvironmentFile=/run/agentdeploy/secrets.env" in files["/etc/systemd/system/vllm.service"]
+    for unit in ("agentdeploy-node-agent", "agentdeploy-ready"):
+        assert "EnvironmentFile=/run/agentdeploy/secrets.env" not in files[f"/etc/systemd/system/{unit}.service"], unit
