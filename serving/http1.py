@@ -31,7 +31,7 @@ from typing import Any, cast
 
 import httptools
 
-from agentdeploy.serving.httpmsg import Handler, Headers, Request, Response, StreamResponse
+from agentdeploy.serving.httpmsg import Handler, Headers, Request, Response, Router, StreamResponse
 
 __all__ = ["Handler", "Headers", "Limits", "Request", "Response", "Server", "StreamResponse"]
 
@@ -347,12 +347,11 @@ LINGER_S = 2.0
 class Server:
     """Routes (method, path) to handlers; listens; shuts down without cutting running requests."""
 
-    def __init__(self, routes: Mapping[tuple[str, str], Handler], limits: Limits | None = None,
+    def __init__(self, routes: Router | Mapping[tuple[str, str], Handler], limits: Limits | None = None,
                  on_exception: Callable[[Request], None] | None = None, gate: Gate | None = None) -> None:
-        self.routes = routes
+        self.routes = routes if isinstance(routes, Router) else Router(routes)
         self.limits = limits or Limits()
         self.gate = gate
-        self.paths = {path for _, path in routes}
         self.connections: set[_Connection] = set()
         #: Request body bytes all connections hold now (Limits.max_buffered_body_bytes).
         self.buffered = 0
@@ -361,10 +360,10 @@ class Server:
         self._on_exception = on_exception
 
     async def handler(self, request: Request) -> Response | StreamResponse:
-        handler = self.routes.get((request.method, request.path))
+        handler = self.routes.find(request.method, request.path)
         if handler is not None:
             return await handler(request)
-        if request.path in self.paths:
+        if self.routes.knows(request.path):
             return Response(405, text="405: Method Not Allowed")
         return Response(404, text="404: Not Found")
 

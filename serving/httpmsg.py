@@ -7,7 +7,9 @@ open): the HTTP/1.1 server in http1.py is one; a test can be another.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Protocol
 
@@ -124,4 +126,21 @@ class StreamResponse:
 
 Handler = Callable[[Request], Awaitable["Response | StreamResponse"]]
 
+
+@dataclass
+class Router:
+    """(method, path) -> handler: exact paths first, then `(method, regex)` for paths that carry
+    an id (`/v1/messages/batches/{id}`). `knows` tells a wrong method (405) from no route (404)."""
+
+    exact: Mapping[tuple[str, str], Handler]
+    patterns: list[tuple[str, re.Pattern[str], Handler]] = field(default_factory=list)
+
+    def find(self, method: str, path: str) -> Handler | None:
+        found = self.exact.get((method, path))
+        if found is not None:
+            return found
+        return next((h for m, rx, h in self.patterns if m == method and rx.fullmatch(path)), None)
+
+    def knows(self, path: str) -> bool:
+        return any(p == path for _, p in self.exact) or any(rx.fullmatch(path) for _, rx, _ in self.patterns)
 

@@ -17,7 +17,6 @@ the batches not yet settled, and settlement happens exactly once across replicas
 from __future__ import annotations
 
 import asyncio
-import re
 import secrets
 import time
 from collections.abc import Mapping
@@ -43,7 +42,7 @@ from agentdeploy.serving.batch.store import (
 from agentdeploy.serving.batch.upstream import BatchesClient, UpstreamError
 from agentdeploy.serving.budget import BudgetStore, BudgetStoreUnavailable, RedisBudgetStore, window_key
 from agentdeploy.serving.deliver import Ledger
-from agentdeploy.serving.http1 import Handler, Request
+from agentdeploy.serving.httpmsg import Handler, Request, Router
 from agentdeploy.serving.protocol.events import ApiKind, JsonObject
 from agentdeploy.serving.replies import H_ERROR, Replies
 from agentdeploy.serving.runtime import Agent, Runtime
@@ -71,23 +70,6 @@ class Refusal(Exception):
     def __init__(self, status: int, kind: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.kind, self.message, self.headers = status, kind, message, headers
-
-
-class PatternRoutes(dict[tuple[str, str], Handler]):
-    """Exact routes, then `(method, regex)` routes for paths that carry an id."""
-
-    def __init__(self, exact: Mapping[tuple[str, str], Handler], patterns: list[tuple[str, re.Pattern[str], Handler]]) -> None:
-        super().__init__(exact)
-        self.patterns = patterns
-
-    def get(self, key: tuple[str, str], default: Handler | None = None) -> Handler | None:  # type: ignore[override]
-        found = dict.get(self, key)
-        if found is not None:
-            return found
-        for method, rx, handler in self.patterns:
-            if method == key[0] and rx.match(key[1]):
-                return handler
-        return default
 
 
 def merge_view(record: BatchRecord, parts: list[JsonObject], results_url: str) -> JsonObject:
@@ -152,13 +134,13 @@ class BatchRoom:
         self._followers[rec.id] = task
         task.add_done_callback(lambda _t: self._followers.pop(rec.id, None))
 
-    def routes(self, exact: Mapping[tuple[str, str], Handler]) -> PatternRoutes:
+    def routes(self, exact: Mapping[tuple[str, str], Handler]) -> Router:
         """The client port's routes plus both shapes' (the shapes are the HTTP edges of this room)."""
         from agentdeploy.serving.batch.anthropic_shape import AnthropicBatches
         from agentdeploy.serving.batch.openai_shape import OpenAIBatches
 
         an, oa = AnthropicBatches(self), OpenAIBatches(self)
-        return PatternRoutes({**exact, **an.exact(), **oa.exact()}, an.patterns() + oa.patterns())
+        return Router({**exact, **an.exact(), **oa.exact()}, an.patterns() + oa.patterns())
 
     # ------------------------------------------------------------------ helpers
 
