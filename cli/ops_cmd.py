@@ -16,7 +16,8 @@ import click
 F = TypeVar("F", bound=Callable[..., Any])
 
 _aws_options = [
-    click.option("--region", help="AWS region (default: AWS_REGION / the profile's region / the plan's region)."),
+    click.option("--region", help="AWS region. Stack commands use the plan's region and refuse another (exit 2); "
+                                  "this only confirms it (it wins over AWS_REGION)."),
     click.option("--profile", help="AWS profile to use."),
 ]
 
@@ -43,20 +44,27 @@ def reap(stack: str, idle_minutes: int | None, dry_run: bool, treat_missing_as_i
     touched, never one with demand in the window, one up for less than the window, one whose
     MinSize keeps a warm floor, or a running one with no demand data (unless
     --treat-missing-as-idle). Safe from cron.
-    Exit codes: 0 done, 2 unknown stack or stale plan file, 4 credentials/permission, 1 AWS failed, 5 some fleets failed.
+    The region is the plan's where the stack config is here (else --region / AWS_REGION).
+    Exit codes: 0 done, 2 unknown stack, stale plan file or a region other than the plan's,
+    4 credentials/permission, 1 AWS failed, 5 some fleets failed (--json still lists every fleet).
     """
     from agentdeploy.ops.commands import run_reap
 
-    reports, used_region = run_reap(stack, idle_minutes, dry_run, region, profile,
-                                    treat_missing_as_idle=treat_missing_as_idle)
+    reports, used_region, error = run_reap(stack, idle_minutes, dry_run, region, profile,
+                                           treat_missing_as_idle=treat_missing_as_idle)
     if as_json:
         doc = {"stack": stack, "region": used_region, "dry_run": dry_run,
-               "treat_missing_as_idle": treat_missing_as_idle, "fleets": [asdict(r) for r in reports]}
+               "treat_missing_as_idle": treat_missing_as_idle, "fleets": [asdict(r) for r in reports],
+               "error": None if error is None else error.to_dict()}
         click.echo(json.dumps(doc, indent=2))
-        return
-    from agentdeploy.ops.tables import print_reap
+    else:
+        from agentdeploy.ops.tables import print_reap
 
-    print_reap(reports, stack, used_region, dry_run)
+        print_reap(reports, stack, used_region, dry_run)
+    if error is not None:
+        # The reports are out (one JSON document, or the table); the error goes to stderr with its code.
+        click.echo(error.render(), err=True)
+        click.get_current_context().exit(error.exit_code)
 
 
 @click.command("cost")

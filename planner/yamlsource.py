@@ -25,6 +25,8 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 
+from agentdeploy.planner.yamlfast import compose_fast
+
 #: Deeper than any decision file or catalog (they nest five levels); the parser recurses per level.
 MAX_DEPTH = 50
 #: Nodes a document may expand to, aliases counted as copies of what they point at.
@@ -113,7 +115,12 @@ def _yaml() -> YAML:
 
 
 def _parse(path: Path, text: str) -> tuple[Node | None, Any]:
-    """The node tree (for line numbers) and the data built from it: one parse, not two."""
+    """The node tree (for line numbers) and the data built from it: one parse, not two. Plain
+    files take libyaml's events (`yamlfast`); the rest, and every error, the pure parser."""
+    fast = compose_fast(text, MAX_DEPTH)
+    if fast is not None:
+        _check_tree(path, fast[0])
+        return fast
     yaml = _yaml()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a reused anchor name is legal YAML; the warning is noise on stderr

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentdeploy.errors import DeployError, MissingDependency, OperationFailed
+from agentdeploy.errors import DeployError, InvalidInput, MissingDependency, OperationFailed
 
 THROTTLE_CODES = frozenset(
     {
@@ -114,7 +114,22 @@ def map_error(err: Exception, client: Any, method: str, endpoint: str | None = N
         return OperationFailed(f"AWS {action} failed: {code or 'error'}" + (f": {message}" if message else ""))
     if isinstance(err, bexc.BotoCoreError):
         return OperationFailed(f"AWS {action} failed: {err}")
+    if _is_parser_error(err):
+        where = endpoint or "the AWS endpoint"
+        return OperationFailed(
+            f"{where} did not answer {action} as AWS does (the reply could not be parsed)",
+            details=[str(err).splitlines()[0][:300]] if str(err) else [],
+            hint="check AWS_ENDPOINT_URL (unset it for AWS itself) and any proxy between here and AWS",
+        )
     raise err
+
+
+def _is_parser_error(err: Exception) -> bool:
+    """botocore's ResponseParserError is a plain Exception, not a BotoCoreError: something other than
+    AWS answered (a proxy's HTML page, an empty 404)."""
+    from botocore.parsers import ResponseParserError
+
+    return isinstance(err, ResponseParserError)
 
 
 def is_throttle(err: Exception) -> bool:
@@ -152,12 +167,13 @@ class AwsClient:
 
     def _with_retry(self, method: str, fn: Callable[[], Any]) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.parsers import ResponseParserError
 
         policy = self._retry
         for attempt in range(policy.attempts):
             try:
                 return fn()
-            except (ClientError, BotoCoreError) as err:
+            except (ClientError, BotoCoreError, ResponseParserError) as err:
                 if is_throttle(err) and attempt + 1 < policy.attempts:
                     policy.sleep(policy.delay(attempt))
                     continue
@@ -215,5 +231,25 @@ class AwsSession:
                 connect_timeout=5,
                 read_timeout=30,
             )
-            self._clients[service] = AwsClient(self._session.client(service, config=config), self._retry)
+            self._clients[service] = AwsClient(self._make_client(service, config), self._retry)
         return self._clients[service]
+
+    def _make_client(self, service: str, config: Any) -> Any:
+        """boto3's client, its creation errors (a malformed region or endpoint URL) as exit 2."""
+        from botocore import exceptions as bexc
+
+        try:
+            return self._session.client(service, config=config)
+        except bexc.InvalidRegionError:
+            raise InvalidInput(
+                f"{self.region!r} is not an AWS region name",
+                hint="use a region such as us-east-1 (--region, AWS_REGION, or the plan's defaults.region)",
+            ) from None
+        except bexc.BotoCoreError as err:
+            raise map_error(err, None, service) from None
+        except ValueError as err:  # botocore: "Invalid endpoint: ..." for a malformed AWS_ENDPOINT_URL
+            raise InvalidInput(
+                f"cannot use the AWS endpoint for {service}: {err}",
+                hint="AWS_ENDPOINT_URL (or the profile's endpoint_url) must be a URL such as https://host:port; "
+                "unset it to use AWS itself",
+            ) from None

@@ -5,15 +5,45 @@ Kept out of the click module so the CLI stays glue and these run (and are tested
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
 from agentdeploy.errors import DeployError, InvalidInput
 from agentdeploy.ops.aws import AwsSession
-from agentdeploy.ops.reaper import Clock, FleetReport, reap, utcnow
+from agentdeploy.ops.reaper import Clock, FleetReport, reap_outcome, utcnow
 
 DEFAULT_IDLE_MINUTES = 15
+#: The environment variables that name a region to boto3 and to the AWS CLI / SDKs.
+REGION_ENV = ("AWS_REGION", "AWS_DEFAULT_REGION")
+
+
+def stack_region(planned: str, given: str | None, environ: Mapping[str, str] | None = None) -> str:
+    """The region a stack-scoped command works in: the plan's, where the stack was provisioned.
+
+    A --region or AWS_REGION naming another region is refused (exit 2) rather than obeyed: read
+    there, a stack's fleets and alarms are simply absent, and "nothing to reap" or "healthy" would
+    be said about the wrong place (a CI job that exports one region for every stack does this).
+    An explicit --region equal to the plan's wins over the environment: the caller said so.
+    """
+    env = os.environ if environ is None else environ
+    if given:
+        if given != planned:
+            raise InvalidInput(
+                f"--region {given} disagrees with the stack's plan, which provisions it in {planned}",
+                hint=f"drop --region (the plan's region is used), or pass --region {planned}",
+            )
+        return planned
+    for name in REGION_ENV:
+        value = env.get(name)
+        if value and value != planned:
+            raise InvalidInput(
+                f"{name}={value} disagrees with the stack's plan, which provisions it in {planned}",
+                hint=f"pass --region {planned} (it wins over {name}), or unset {name}",
+            )
+    return planned
 
 
 def parse_when(value: str | None, name: str, default: datetime) -> datetime:
@@ -29,8 +59,9 @@ def parse_when(value: str | None, name: str, default: datetime) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _stack_idle_minutes(stack: str) -> tuple[dict[str, int] | None, bool]:
-    """Per-agent idle windows from the stack's plan, and whether the stack config exists here.
+def _stack_idle_minutes(stack: str) -> tuple[dict[str, int] | None, bool, str | None]:
+    """Per-agent idle windows from the stack's plan, whether the stack config exists here, and the
+    plan's region.
 
     A decision file that does not plan leaves reap on its default window (it is safe from cron);
     a stale plan file does not: it says the stack is about to change, so a person should look.
@@ -41,7 +72,7 @@ def _stack_idle_minutes(stack: str) -> tuple[dict[str, int] | None, bool]:
     try:
         load_stack_config(stack)
     except InvalidInput:
-        return None, False
+        return None, False, None
     try:
         from agentdeploy.ops.stackplan import stack_plan
 
@@ -49,8 +80,8 @@ def _stack_idle_minutes(stack: str) -> tuple[dict[str, int] | None, bool]:
     except StalePlan:
         raise
     except DeployError:
-        return None, True
-    return {a.name: a.fleet.idle_minutes for a in plan.agents if a.fleet is not None}, True
+        return None, True, None
+    return {a.name: a.fleet.idle_minutes for a in plan.agents if a.fleet is not None}, True, plan.region
 
 
 def run_reap(
@@ -61,10 +92,13 @@ def run_reap(
     profile: str | None,
     clock: Clock = utcnow,
     treat_missing_as_idle: bool = False,
-) -> tuple[list[FleetReport], str]:
-    """Reports and the region used. The idle window: --idle-minutes, else the plan's per-agent
-    fleet.idle_minutes where the stack config is here, else 15 minutes."""
-    planned, known = _stack_idle_minutes(stack)
+) -> tuple[list[FleetReport], str, DeployError | None]:
+    """Reports, the region used, and the error the writes ended in (exit 1/4/5), if any.
+
+    The idle window: --idle-minutes, else the plan's per-agent fleet.idle_minutes where the stack
+    config is here, else 15 minutes. The region: the plan's where the stack config is here
+    (a conflicting --region or AWS_REGION is exit 2), else --region / the environment."""
+    planned, known, plan_region = _stack_idle_minutes(stack)
     window: int | dict[str, int]
     if idle_minutes is not None:
         window = idle_minutes
@@ -72,8 +106,10 @@ def run_reap(
         window = {**{"": DEFAULT_IDLE_MINUTES}, **planned}
     else:
         window = DEFAULT_IDLE_MINUTES
+    if plan_region is not None:
+        region = stack_region(plan_region, region)
     session = AwsSession(region=region, profile=profile)
-    reports = reap(
+    reports, error = reap_outcome(
         session.client("autoscaling"), session.client("ec2"), session.client("cloudwatch"),
         stack=stack, idle_minutes=window, dry_run=dry_run, clock=clock, treat_missing_as_idle=treat_missing_as_idle,
     )
@@ -83,7 +119,7 @@ def run_reap(
             f"and no stacks/Pulumi.{stack}.yaml here",
             hint="check the stack name and --region (or AWS_REGION)",
         )
-    return reports, session.region
+    return reports, session.region, error
 
 
 def run_cost(
@@ -119,7 +155,7 @@ def run_cost(
     plan, catalog = stack_plan(stack, plan_json)
     use_admin = claude_source == "admin" or (claude_source == "auto" and bool(os.environ.get(KEY_ENV)))
     admin = AdminClient(base_url=admin_url) if use_admin else None
-    session = AwsSession(region=region, profile=profile, fallback_region=plan.region)
+    session = AwsSession(region=stack_region(plan.region, region), profile=profile)
     try:
         report = collect_report(
             plan, catalog, stack, start, end, session.client("ec2"), session.client("cloudwatch"), admin,
@@ -139,7 +175,7 @@ def run_status(stack: str, plan_json: Path | None, gateway_url: str | None, regi
     from agentdeploy.ops.status import collect_status
 
     plan, catalog = stack_plan(stack, plan_json)
-    session = AwsSession(region=region, profile=profile, fallback_region=plan.region)
+    session = AwsSession(region=stack_region(plan.region, region), profile=profile)
     return collect_status(
         plan, catalog, stack, session.region,
         session.client("autoscaling"), session.client("ec2"), session.client("cloudwatch"), gateway_url,

@@ -18,7 +18,8 @@ rule is unit-tested without AWS; `reap` reads, decides and acts. Rules, in order
 - otherwise it is idle and its DesiredCapacity goes to 0 (MinSize is already 0, and `deploy up`
   ignores desired capacity, so it stays reaped);
 - just before that write the group is read again: gone, untagged, scaled out or given a warm floor
-  meanwhile means it is kept.
+  meanwhile means it is kept; so does a group deleted between that read and the write (AWS answers
+  "AutoScalingGroup name not found"): there is nothing left to scale.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from agentdeploy.ops.metrics import Reading, demand_peak
 
 Clock = Callable[[], datetime]
 Action = Literal["scale-to-zero", "keep"]
+#: What UpdateAutoScalingGroup answers (ValidationError) for a group that no longer exists.
+GROUP_GONE = "AutoScalingGroup name not found"
 
 
 def utcnow() -> datetime:
@@ -124,6 +127,24 @@ def reap(
     When none could be scaled it raises MissingDependency (exit 4) if AWS denied every write, as
     for any other denied call, and OperationFailed otherwise.
     """
+    reports, error = reap_outcome(autoscaling, ec2, cloudwatch, stack, idle_minutes, dry_run, clock, treat_missing_as_idle)
+    if error is not None:
+        raise error
+    return reports
+
+
+def reap_outcome(
+    autoscaling: AwsClient,
+    ec2: AwsClient,
+    cloudwatch: AwsClient,
+    stack: str,
+    idle_minutes: int | dict[str, int],
+    dry_run: bool,
+    clock: Clock = utcnow,
+    treat_missing_as_idle: bool = False,
+) -> tuple[list[FleetReport], DeployError | None]:
+    """`reap`, with the per-fleet reports kept beside a failure of the writes (so `--json` can
+    still say what happened to every fleet when the exit code is 1, 4 or 5)."""
     now = clock()
     reports: list[FleetReport] = []
     fleets = list_fleets(autoscaling, stack)
@@ -158,7 +179,7 @@ def reap(
             )
         )
     if dry_run:
-        return reports
+        return reports, None
     errors: list[DeployError] = []
     for report, fleet in zip(reports, fleets, strict=True):
         if report.action != "scale-to-zero":
@@ -180,6 +201,9 @@ def reap(
             autoscaling.call("update_auto_scaling_group", AutoScalingGroupName=fleet.name, DesiredCapacity=0)
             report.applied = True
         except DeployError as err:
+            if GROUP_GONE in err.message:
+                report.action, report.reason = "keep", "deleted while reaping (AWS: AutoScalingGroup name not found)"
+                continue
             report.error = err.message
             errors.append(err)
     failed = len(errors)
@@ -188,18 +212,18 @@ def reap(
         details = [f"{r.fleet}: {r.error}" for r in reports if r.error] + [f"{f}: scaled to zero" for f in done]
         if not done:
             if all(isinstance(e, MissingDependency) for e in errors):
-                raise MissingDependency(
+                return reports, MissingDependency(
                     f"could not scale {failed} idle fleet(s) to zero: {errors[0].message}",
                     details=details,
                     hint=errors[0].hint,
                 )
-            raise OperationFailed(f"could not scale {failed} idle fleet(s) to zero", details=details)
-        raise PartialChange(
+            return reports, OperationFailed(f"could not scale {failed} idle fleet(s) to zero", details=details)
+        return reports, PartialChange(
             f"scaled {len(done)} fleet(s) to zero, {failed} failed",
             details=details,
             hint="run `deploy reap` again; fleets already at zero are left alone",
         )
-    return reports
+    return reports, None
 
 
 def as_dicts(reports: list[FleetReport]) -> list[dict]:

@@ -7,6 +7,11 @@ data. The figure kept is the median across zones: an ASG with price-capacity-opt
 the zones with capacity, not always the cheapest one, so the minimum would flatter the plan and
 the maximum punish it. The entry keeps its provenance: `source`/`as_of` describe this refresh and
 `field_sources` keeps where the on-demand figure came from.
+
+A quote above on-demand or under 5% of it is an outlier (AWS advertises "up to 90% off", and the
+spot price is capped at on-demand): a test endpoint, a product mix-up or a glitch. It is never
+written unless the caller accepts outliers; the figure already in force for that type (an earlier
+refresh's, else the built-in one) stays, because one bad quote would otherwise reprice every plan.
 """
 
 from __future__ import annotations
@@ -75,16 +80,44 @@ def summarise(history: list[dict]) -> dict[str, SpotQuote]:
     }
 
 
+def outlier(quote: SpotQuote, on_demand_usd_per_hour: float) -> str | None:
+    """Why a quote is implausible, or None."""
+    od = on_demand_usd_per_hour
+    if quote.median > od:
+        return f"spot {quote.median:g} $/h is above on-demand {od:g} $/h"
+    if quote.median < od * SUSPICIOUS_BELOW:
+        return f"spot {quote.median:g} $/h is under {SUSPICIOUS_BELOW:.0%} of on-demand {od:g} $/h"
+    return None
+
+
 def override_document(
-    quotes: dict[str, SpotQuote], gpu_instances: dict[str, Any], region: str, today: date
+    quotes: dict[str, SpotQuote],
+    gpu_instances: dict[str, Any],
+    region: str,
+    today: date,
+    accept_outliers: bool = False,
+    previous: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
-    """The override file's content and warnings about quotes that look wrong."""
+    """The override file's content and warnings about quotes that look wrong.
+
+    An outlier is left out (the `previous` file's entry for it is kept) unless `accept_outliers`.
+    """
     entries: dict[str, Any] = {}
     warnings: list[str] = []
     for itype, quote in quotes.items():
         base = gpu_instances.get(itype)
         if base is None:
             continue
+        odd = outlier(quote, base.on_demand_usd_per_hour)
+        if odd is not None and not accept_outliers:
+            kept = (previous or {}).get(itype)
+            if kept is not None:
+                entries[itype] = kept
+            warnings.append(f"{itype}: {odd}; not written (pass --accept-outliers to write it), "
+                            f"{'the previous refresh' if kept is not None else 'the catalog'}'s figure kept")
+            continue
+        if odd is not None:
+            warnings.append(f"{itype}: {odd}; written as asked (--accept-outliers)")
         text = (
             f"AWS EC2 DescribeSpotPriceHistory, {region}, Linux/UNIX: median of the current price "
             f"in {quote.zones} zone(s) (low {quote.low:g}, high {quote.high:g})"
@@ -98,15 +131,22 @@ def override_document(
             "as_of": today.isoformat(),
             "field_sources": field_sources,
         }
-        od = base.on_demand_usd_per_hour
-        if quote.median > od:
-            warnings.append(f"{itype}: spot {quote.median:g} $/h is above on-demand {od:g} $/h")
-        elif quote.median < od * SUSPICIOUS_BELOW:
-            warnings.append(f"{itype}: spot {quote.median:g} $/h is under {SUSPICIOUS_BELOW:.0%} of on-demand {od:g} $/h")
     missing = sorted(set(gpu_instances) - set(quotes))
     if missing:
         warnings.append(f"no spot price in {region} for: {', '.join(missing)} (catalog figures kept)")
     return {"gpu_instances": entries}, warnings
+
+
+def read_override(region: str, home: Path | None = None) -> dict[str, Any]:
+    """The entries of this region's earlier refresh (empty when there is none or it is unreadable:
+    the new refresh then stands on its own)."""
+    path = override_path(region, home)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    entries = data.get("gpu_instances") if isinstance(data, dict) else None
+    return entries if isinstance(entries, dict) else {}
 
 
 def write_override(document: dict[str, Any], region: str, home: Path | None = None) -> Path:

@@ -3,6 +3,11 @@
 Fleets are found by tag (never by name), alarms by the Stack dimension or the stack tag, budget
 use is month-to-date spend (the gateway's SpendUSD metric plus GPU instance hours x catalog
 price) against the plan's monthly budget, and the gateway's health is its own /readyz.
+
+An alarm whose only actions are Auto Scaling policies is the fleet's own scaling machinery (target
+tracking's AlarmLow/AlarmHigh, scale-to-zero, wake-from-zero): in ALARM it is doing its job, so it
+is listed apart (`scaling_alarms`) and never makes a stack unhealthy. A GPU agent of the plan with
+no fleet in the cloud does: its traffic can only fall back.
 """
 
 from __future__ import annotations
@@ -19,6 +24,17 @@ from agentdeploy.planner.catalog import Catalog
 from agentdeploy.planner.plan import Plan
 
 MAX_ALARMS = 500
+
+
+def is_scaling_action(arn: str) -> bool:
+    """An Auto Scaling (EC2 or Application Auto Scaling) scaling policy ARN."""
+    return arn.startswith("arn:") and ":autoscaling:" in arn and ":scalingPolicy:" in arn
+
+
+def scaling_only(alarm: dict[str, Any]) -> bool:
+    """True for an alarm that only drives scaling policies (its ALARM state is not a fault)."""
+    actions = alarm.get("AlarmActions") or []
+    return bool(actions) and all(is_scaling_action(a) for a in actions)
 
 
 @dataclass
@@ -63,14 +79,28 @@ class StackStatus:
     gateway: GatewayStatus
     alarms: list[dict[str, Any]]
     fleets_not_in_plan: list[str]
+    #: alarms in ALARM whose actions are only scaling policies: the scale loop at work, not a fault
+    scaling_alarms: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def problems(self) -> list[str]:
+        """Why the stack is not healthy (empty when it is)."""
+        out = [f"alarm {a['name']} is firing" for a in self.alarms]
+        if self.gateway.ready is False:
+            out.append("the gateway is not ready")
+        for a in self.agents:
+            if a.route == "gpu" and a.fleet is None:
+                out.append(f"{a.agent}: planned on a GPU fleet, but none is tagged for it")
+            elif a.fleet is not None and a.fleet.healthy < a.fleet.desired:
+                out.append(f"{a.agent}: {a.fleet.healthy} of {a.fleet.desired} desired instance(s) healthy")
+        return out
 
     @property
     def healthy(self) -> bool:
-        fleets_ok = all(a.fleet is None or a.fleet.healthy >= a.fleet.desired for a in self.agents)
-        return not self.alarms and self.gateway.ready is not False and fleets_ok
+        return not self.problems
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "healthy": self.healthy}
+        return {**asdict(self), "healthy": self.healthy, "problems": self.problems}
 
 
 def fleet_status(fleet: Fleet, instances: dict[str, dict]) -> FleetStatus:
@@ -102,7 +132,8 @@ def gateway_status(url: str | None, timeout_s: float = 3.0) -> GatewayStatus:
 
 
 def stack_alarms(cw: AwsClient, stack: str) -> list[dict[str, Any]]:
-    """Alarms in ALARM that belong to the stack (Stack dimension, or the stack tag)."""
+    """Alarms in ALARM that belong to the stack (Stack dimension, or the stack tag); each says
+    whether it only drives scaling policies (`scaling`)."""
     found: list[dict[str, Any]] = []
     metric_alarms = cw.paginate("describe_alarms", "MetricAlarms", StateValue="ALARM", AlarmTypes=["MetricAlarm"])
     composite = cw.paginate("describe_alarms", "CompositeAlarms", StateValue="ALARM", AlarmTypes=["CompositeAlarm"])
@@ -125,6 +156,7 @@ def stack_alarms(cw: AwsClient, stack: str) -> list[dict[str, Any]]:
                     "agent": agent,
                     "reason": alarm.get("StateReason", ""),
                     "since": updated.isoformat() if isinstance(updated, datetime) else updated,
+                    "scaling": scaling_only(alarm),
                 }
             )
     return sorted(found, key=lambda a: a["name"])
@@ -149,13 +181,14 @@ def collect_status(
     names = [a.name for a in plan.agents]
     claude = claude_from_gateway(cloudwatch, names, stack, month_start, now)
     gpu, _ = gpu_from_ec2(ec2, catalog, stack, month_start, now)
-    alarms = stack_alarms(cloudwatch, stack)
+    found = stack_alarms(cloudwatch, stack)
+    alarms = [al for al in found if not al["scaling"]]
     agents: list[AgentStatus] = []
     for a in plan.agents:
         fleet = by_agent.get(a.name)
         notes: list[str] = []
         if a.route == "gpu" and fleet is None:
-            notes.append("no GPU fleet tagged for this agent (not provisioned yet?)")
+            notes.append("no GPU fleet tagged for this agent (not provisioned yet, or another region?)")
         spent: float | None = None
         if a.name in claude or a.name in gpu:
             spent = claude.get(a.name, (0.0, ""))[0] + (gpu[a.name].usd if a.name in gpu else 0.0)
@@ -181,4 +214,5 @@ def collect_status(
         gateway=gateway_status(gateway_url),
         alarms=alarms,
         fleets_not_in_plan=sorted(f.name for f in fleets if f.agent not in names),
+        scaling_alarms=[al for al in found if al["scaling"]],
     )

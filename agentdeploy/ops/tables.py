@@ -1,19 +1,37 @@
-"""Human-readable output for reap, cost and status (the --json forms are the dataclasses as dicts)."""
+"""Human-readable output for reap, cost and status (the --json forms are the dataclasses as dicts).
+
+Tables take the terminal's width (80 columns when it is unknown) and must read there: figures
+never wrap (no_wrap), only free text folds, and what does not fit a column (an alarm's name, a
+note, a GPU agent's hours, where Claude spend was read) is a line under the table instead.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
 
 def _console() -> Console:
-    return Console(width=max(120, Console().width))
+    return Console()
+
+
+def _table(title: str | None = None) -> Table:
+    return Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
 
 
 def _money(value: float | None) -> str:
     return "-" if value is None else f"${value:,.2f}"
+
+
+def _figure(table: Table, name: str) -> None:
+    table.add_column(name, justify="right", no_wrap=True)
+
+
+def _text(table: Table, name: str) -> None:
+    table.add_column(name, overflow="fold")
 
 
 def print_reap(reports: list[Any], stack: str, region: str, dry_run: bool) -> None:
@@ -22,34 +40,49 @@ def print_reap(reports: list[Any], stack: str, region: str, dry_run: bool) -> No
         console.print(f"stack {stack} ({region}): no GPU fleets; nothing to reap")
         return
     title = f"reap {stack} ({region})" + (" — dry run, nothing changed" if dry_run else "")
-    table = Table(title=title)
-    for col in ("fleet", "agent", "desired", "window", "peak demand", "action", "reason"):
-        table.add_column(col, overflow="fold")
+    table = _table(title)
+    _text(table, "fleet")
+    _text(table, "agent")
+    for col in ("desired", "window", "peak"):
+        _figure(table, col)
+    _text(table, "action")
+    _text(table, "reason")
     for r in reports:
         if r.action == "scale-to-zero":
-            action = "would scale to 0" if dry_run else ("scaled to 0" if r.applied else f"FAILED: {r.error}")
+            action = "would scale to 0" if dry_run else ("scaled to 0" if r.applied else "FAILED")
         else:
             action = "keep"
         peak = "-" if r.peak_demand is None else f"{r.peak_demand:g}"
         table.add_row(r.fleet, r.agent or "-", str(r.desired_before), f"{r.idle_minutes} min", peak, action, r.reason)
     console.print(table)
+    for r in reports:
+        if r.error:
+            console.print(f"[red]FAILED[/red] {r.fleet}: {r.error}")
 
 
 def print_cost(report: Any) -> None:
     console = _console()
-    table = Table(title=f"cost {report.stack}: {report.since[:10]} .. {report.until[:16]} ({report.period_days:g} days)")
-    for col in ("agent", "route", "claude", "batch", "gpu", "actual", "projected", "drift", "budget/mo", "used", "flags"):
-        table.add_column(col, overflow="fold")
+    table = _table(f"cost {report.stack}: {report.since[:10]} .. {report.until[:16]} ({report.period_days:g} days)")
+    _text(table, "agent")
+    _text(table, "route")
+    for col in ("claude", "gpu", "actual", "projected", "drift", "budget"):
+        _figure(table, col)
+    _text(table, "flags")
     for a in report.agents:
         drift = "-" if a.drift_pct is None else f"{a.drift_pct:+.0f}%"
-        claude = _money(a.claude_usd) + (f" ({a.claude_source})" if a.claude_source != "none" else "")
-        batch = _money(a.claude_batch_usd) if a.route == "batch" or a.claude_batch_usd else "-"
-        gpu = _money(a.gpu_usd) + (f" ({a.gpu_spot_hours:g} h spot, {a.gpu_on_demand_hours:g} h od)" if a.route == "gpu" else "")
-        table.add_row(a.agent, a.route, claude, batch, gpu, _money(a.actual_usd), _money(a.projected_usd), drift,
-                      _money(a.budget_monthly_usd), f"{a.budget_used_pct:.0f}%", ", ".join(a.flags) or "ok")
-    table.add_row("total", "", "", _money(report.claude_batch_usd), "", _money(report.actual_usd), _money(report.projected_usd), "",
-                  _money(report.budget_monthly_usd), "", "")
+        table.add_row(a.agent, a.route, _money(a.claude_usd), _money(a.gpu_usd), _money(a.actual_usd),
+                      _money(a.projected_usd), drift, f"{a.budget_used_pct:.0f}%", ", ".join(a.flags) or "ok")
+    table.add_row("total", "", "", "", _money(report.actual_usd), _money(report.projected_usd), "", "", "")
     console.print(table)
+    console.print("budget: the share of the agent's monthly budget spent in the period")
+    sources: dict[str, list[str]] = {}
+    for a in report.agents:
+        sources.setdefault(a.claude_source, []).append(a.agent)
+        if a.route == "gpu":
+            console.print(f"gpu {a.agent}: {a.gpu_spot_hours:g} h spot, {a.gpu_on_demand_hours:g} h on-demand")
+    for source, names in sources.items():
+        if source != "none":
+            console.print(f"Claude spend from {source}: {', '.join(names)}")
     if report.claude_billed_usd is not None:
         console.print(f"Claude billed (cost report, whole organisation/workspace): {_money(report.claude_billed_usd)}; "
                       f"usage priced with the catalog: {_money(report.claude_org_priced_usd)}")
@@ -72,17 +105,32 @@ def print_status(status: Any) -> None:
     else:
         gw_text = f"{gw.url}/readyz " + ("ready" if gw.ready else f"NOT READY ({gw.http_status or gw.detail})")
     console.print(f"stack {status.stack} ({status.region}) — gateway: {gw_text}")
-    table = Table()
-    for col in ("agent", "route", "model", "fleet desired/healthy", "spot/on-demand", "budget used", "alarms", "notes"):
-        table.add_column(col, overflow="fold")
+    table = _table()
+    _text(table, "agent")
+    _text(table, "route")
+    _text(table, "model")
+    for col in ("desired", "healthy", "spot", "od", "spent", "budget"):
+        _figure(table, col)
     for a in status.agents:
-        fleet = "-" if a.fleet is None else f"{a.fleet.desired}/{a.fleet.healthy} ({a.fleet.name})"
-        mix = "-" if a.fleet is None else f"{a.fleet.spot}/{a.fleet.on_demand}"
-        used = "-" if a.budget_used_pct is None else f"{_money(a.spent_month_usd)} of {_money(a.budget_monthly_usd)} ({a.budget_used_pct:g}%)"
-        table.add_row(a.agent, a.route, a.model, fleet, mix, used, ", ".join(a.alarms) or "-", "; ".join(a.notes) or "")
+        f = a.fleet
+        fleet = ("-", "-", "-", "-") if f is None else (str(f.desired), str(f.healthy), str(f.spot), str(f.on_demand))
+        used = "-" if a.budget_used_pct is None else f"{a.budget_used_pct:g}%"
+        table.add_row(a.agent, a.route, a.model, *fleet, _money(a.spent_month_usd), used)
     console.print(table)
+    console.print("desired/healthy/spot/od: the GPU fleet's instances; budget: month-to-date share of the monthly budget")
+    for a in status.agents:
+        if a.fleet is not None:
+            console.print(f"{a.agent}: fleet {a.fleet.name} ({', '.join(a.fleet.instance_types) or 'no instances'})")
+        for note in a.notes:
+            console.print(f"{a.agent}: {note}")
     for alarm in status.alarms:
         console.print(f"[red]ALARM[/red] {alarm['name']} ({alarm['agent'] or 'stack'}): {alarm['reason']}")
+    if status.scaling_alarms:
+        names = ", ".join(al["name"] for al in status.scaling_alarms)
+        console.print(f"scaling at work (alarms driving scaling policies, not faults): {names}")
     if status.fleets_not_in_plan:
         console.print("fleets tagged for this stack but not in its plan: " + ", ".join(status.fleets_not_in_plan))
-    console.print("healthy" if status.healthy else "[red]not healthy[/red]")
+    if status.healthy:
+        console.print("healthy")
+    else:
+        console.print("[red]not healthy[/red]: " + "; ".join(status.problems))
