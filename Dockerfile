@@ -1,7 +1,8 @@
 # The serving gateway's container image (ECS Fargate task in the provisioned stack).
-#   docker build -t <account>.dkr.ecr.<region>.amazonaws.com/agentdeploy-gateway:0.1.0 .
-#   docker push <that tag>
-#   pulumi config set agentdeploy:gatewayImage <that tag> --config-file stacks/Pulumi.<stack>.yaml
+# `deploy up` builds it from this file and pushes it to the stack's own ECR repository
+# (stacks/components/gateway_image.py); the task runs it by digest. To use an image you built
+# yourself instead: pulumi config set agentdeploy:gatewayImage <tag> --config-file stacks/Pulumi.<stack>.yaml
+# Only the product folders are copied: the emulators and test servers live in tests/ and never ship.
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml setup.py README.md ./
