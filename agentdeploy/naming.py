@@ -30,6 +30,9 @@ METRIC_QUEUE_DEPTH = "QueueDepth"
 METRIC_IN_FLIGHT = "InFlight"
 #: Spend the gateway has accounted, USD, per agent.
 METRIC_SPEND_USD = "SpendUSD"
+#: A gateway-less stack's Claude spend per agent and UTC day, as a running total (`deploy spend
+#: publish`, from the Usage and Cost API): read with Maximum per day, never summed.
+METRIC_SPEND_DAY_USD = "SpendUSDDay"
 DIM_STACK = "Stack"
 DIM_AGENT = "Agent"
 

@@ -2,14 +2,19 @@
 
 Side by side in one run: the bare interpreter start (`python -c pass`) is the floor every
 command pays; the ratios show what agentdeploy adds on top. Each `deploy plan` also reports its
-peak resident memory (the child's ru_maxrss).
+peak resident memory (the child's ru_maxrss) and the SHA-256 of its JSON plan.
 
-    python bench/plan_bench.py [--agents 1000 10000] [--runs 5]
+With `--before DIR` (a copy of an earlier tree, e.g. `git archive <commit> | tar -x -C DIR`),
+each size is also planned by that tree (`python -m agentdeploy` with PYTHONPATH=DIR), in the same
+run, and the two plans' JSON must be identical: a speed-up may not change a plan number.
+
+    python bench/plan_bench.py [--agents 1000 10000] [--runs 5] [--before DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import random
 import shutil
@@ -22,6 +27,7 @@ from pathlib import Path
 
 import yaml
 
+ROOT = Path(__file__).resolve().parents[1]
 TASKS = ["routing", "classification", "extraction", "qa", "reasoning", "generation"]
 
 
@@ -39,39 +45,55 @@ def decision_file(n: int, seed: int = 7) -> dict:
     return {"version": 1, "stack": {"name": "bench"}, "agents": agents}
 
 
-def timed(cmd: list[str], runs: int) -> tuple[float, int, float, float]:
-    """Median wall seconds, the last exit code, the largest peak RSS (MB) and the median CPU
-    seconds (user + system: what the command costs on a machine others share) over the runs."""
-    samples, rc, peak, cpu = [], 0, 0.0, []
+def timed(cmd: list[str], runs: int, env: dict[str, str] | None = None, cwd: Path | None = None) -> tuple[float, int, float, float, str]:
+    """Median wall seconds, the last exit code, the largest peak RSS (MB), the median CPU seconds
+    (user + system: what the command costs on a machine others share) over the runs, and the
+    SHA-256 of the last run's stdout."""
+    samples, rc, peak, cpu, digest = [], 0, 0.0, [], ""
     for _ in range(runs):
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _, status, usage = os.wait4(proc.pid, 0)
-        samples.append(time.perf_counter() - start)
+        with tempfile.TemporaryFile() as out:
+            start = time.perf_counter()
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.DEVNULL, env=env, cwd=cwd)
+            _, status, usage = os.wait4(proc.pid, 0)
+            samples.append(time.perf_counter() - start)
+            out.seek(0)
+            digest = hashlib.file_digest(out, "sha256").hexdigest()
         rc = os.waitstatus_to_exitcode(status)
         proc.returncode = rc
         peak = max(peak, usage.ru_maxrss / 1024)
         cpu.append(usage.ru_utime + usage.ru_stime)
-    return statistics.median(samples), rc, peak, statistics.median(cpu)
+    return statistics.median(samples), rc, peak, statistics.median(cpu), digest
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--agents", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--before", type=Path, help="an earlier tree to plan with too, side by side (its plans must match)")
     args = parser.parse_args()
     deploy = shutil.which("deploy") or sys.exit("`deploy` is not on PATH: pip install -e . first")
     with tempfile.TemporaryDirectory() as tmp:
-        base, _, _, base_cpu = timed([sys.executable, "-c", "pass"], args.runs)
-        helps, _, _, help_cpu = timed([deploy, "--help"], args.runs)
+        base, _, _, base_cpu, _ = timed([sys.executable, "-c", "pass"], args.runs)
+        helps, _, _, help_cpu, _ = timed([deploy, "--help"], args.runs)
         print(f"python -c pass           : {base * 1000:8.1f} ms wall, {base_cpu * 1000:8.1f} ms CPU (median of {args.runs})")
         print(f"deploy --help            : {helps * 1000:8.1f} ms wall, {help_cpu * 1000:8.1f} ms CPU ({help_cpu / base_cpu:.1f}x interpreter start)")
         for n in args.agents:
             path = Path(tmp) / f"bench-{n}.yaml"
             path.write_text(yaml.safe_dump(decision_file(n)))
-            plan, rc, rss, cpu = timed([deploy, "plan", str(path), "--json"], args.runs)
-            print(f"deploy plan ({n} agents): {plan * 1000:8.1f} ms wall, {cpu * 1000:8.1f} ms CPU (exit {rc}); "
-                  f"{(cpu - base_cpu) / n * 1000:.2f} ms CPU per agent; peak RSS {rss:,.0f} MB")
+            trees: list[tuple[str, list[str], dict[str, str] | None, Path | None]] = [("", [deploy], None, None)]
+            if args.before:
+                # `-m` puts the working directory first on sys.path: each tree runs from its own root
+                module = [sys.executable, "-m", "agentdeploy"]
+                before = args.before.resolve()
+                trees = [("before: ", module, {**os.environ, "PYTHONPATH": str(before)}, before), ("after:  ", module, None, ROOT)]
+            digests = set()
+            for label, command, env, cwd in trees:
+                plan, rc, rss, cpu, digest = timed([*command, "plan", str(path), "--json"], args.runs, env, cwd)
+                digests.add(digest)
+                print(f"{label}deploy plan ({n} agents): {plan * 1000:8.1f} ms wall, {cpu * 1000:8.1f} ms CPU (exit {rc}); "
+                      f"{(cpu - base_cpu) / n * 1000:.2f} ms CPU per agent; peak RSS {rss:,.0f} MB; plan sha256 {digest[:12]}", flush=True)
+            if args.before:
+                print(f"plans identical ({n} agents): {'yes' if len(digests) == 1 else 'NO'}")
 
 
 if __name__ == "__main__":

@@ -26,15 +26,17 @@ def show(as_json: bool, catalog_files: tuple[Path, ...]) -> None:
     if as_json:
         click.echo(json.dumps(catalog_json(cat), indent=2))
         return
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"catalog {cat.version} (as of {cat.as_of})")
+    # The terminal's width (80 when unknown): ids and dates never wrap, figures and sources fold.
+    table = Table(title=f"catalog {cat.version} (as of {cat.as_of})", box=box.SIMPLE_HEAD, pad_edge=False)
     for col in ("kind", "id", "figures", "source", "as_of"):
-        table.add_column(col, overflow="fold")
+        table.add_column(col, overflow="fold", no_wrap=col in ("id", "as_of"))
     for row in catalog_rows(cat):
         table.add_row(*(str(row[c]) for c in ("kind", "id", "figures", "source", "as_of")))
-    console = Console(width=max(140, Console().width))
+    console = Console()
     console.print(table)
     if cat.applied_overrides:
         console.print("overrides applied, in order: " + ", ".join(cat.applied_overrides))

@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "cost": ("ops_cmd", "cost", "Actual spend per agent against the plan's projection."),
     "status": ("ops_cmd", "status", "Per-agent route, fleet health, budget and alarms."),
     "batch": ("batch_cmd", "batch", "Submit, follow and fetch Message Batches for batch agents."),
+    "spend": ("spend_cmd", "spend", "Publish a gateway-less stack's per-agent Claude spend for its alarms."),
 }
 
 

@@ -78,7 +78,10 @@ def reap(stack: str, idle_minutes: int | None, dry_run: bool, treat_missing_as_i
 @click.option("--claude-source", type=click.Choice(["auto", "admin", "gateway"]), default="auto", show_default=True,
               help="Claude spend from the Admin API (needs ANTHROPIC_ADMIN_KEY), the gateway's metric, or auto.")
 @click.option("--admin-url", help="Admin API base URL (default: ANTHROPIC_ADMIN_BASE_URL or https://api.anthropic.com).")
-@click.option("--key-name", "key_template", default="{stack}/{agent}", show_default=True, help="How each agent's API key is named.")
+@click.option("--stack-key-name", "stack_key_template", default="{stack}", show_default=True,
+              help="How the stack's Anthropic key is named in the Console (its usage checks the gateway's per-agent split).")
+@click.option("--key-name", "key_template", default="{stack}/{agent}", show_default=True,
+              help="How a per-agent API key is named, where an operator made one (its usage is then exact).")
 @click.option("--workspace-id", help="Only count Claude usage of this workspace.")
 @click.option("--gpu-source", type=click.Choice(["ec2", "cost-explorer"]), default="ec2", show_default=True,
               help="GPU spend from EC2 instance hours x catalog price, or from Cost Explorer by the agent tag.")
@@ -86,19 +89,22 @@ def reap(stack: str, idle_minutes: int | None, dry_run: bool, treat_missing_as_i
               help="Use this plan file or plan JSON (`deploy plan FILE --write` / `--json`) as it is, instead of the stack's.")
 @aws_options
 def cost(stack: str, since: str | None, until: str | None, as_json: bool, chart: Path | None, drift_pct: float, horizon: str,
-         claude_source: str, admin_url: str | None, key_template: str, workspace_id: str | None, gpu_source: str,
-         plan_json: Path | None, region: str | None, profile: str | None) -> None:
+         claude_source: str, admin_url: str | None, stack_key_template: str, key_template: str, workspace_id: str | None,
+         gpu_source: str, plan_json: Path | None, region: str | None, profile: str | None) -> None:
     """Actual spend per agent against the plan's projection and budget.
 
-    Claude: the Admin API's usage report by API key (one key per agent, named STACK/AGENT), priced
-    with the catalog and checked against the billed cost report; the gateway's SpendUSD metric for
-    agents without a key. GPU: instance hours x catalog price (spot or on-demand).
-    Exit codes: 0 reported, 2 unknown stack, stale plan file or bad option, 4 missing credentials, 1 an API failed.
+    Claude: the stack provisions one Anthropic key for all its agents, so the split per agent is
+    the gateway's SpendUSD metric; the Admin API's usage of that key (named STACK), priced with
+    the catalog, checks it, and the billed cost report checks the catalog. An agent with a key of
+    its own (STACK/AGENT) is read from the Admin API exactly. GPU: instance hours x catalog price
+    (spot or on-demand). A stack without GPU agents read through the Admin API needs no AWS
+    credentials. Exit codes: 0 reported, 2 unknown stack, stale plan file, bad option or a region
+    other than the plan's, 4 missing credentials, 1 an API failed.
     """
     from agentdeploy.ops.commands import run_cost
 
     report = run_cost(stack, since, until, plan_json, claude_source, admin_url, key_template, workspace_id,
-                      drift_pct, horizon, region, profile, gpu_source)
+                      drift_pct, horizon, region, profile, gpu_source, stack_key_template)
     if chart is not None:
         from agentdeploy.ops.cost_chart import write_cost_chart
         from agentdeploy.planner import load_catalog

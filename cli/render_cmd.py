@@ -4,6 +4,10 @@ Writes the gateway config (what `deploy serve` reads), the plan file (the plan w
 its decision file and catalog, as `deploy plan --write` writes it), each API agent's client
 config, and each self-hosted agent's vLLM command line and node user data. Secrets appear only
 as references (env var names, hashes of client keys), never as values.
+
+A plan without a gateway (`infrastructure.gateway.deploy: false`, the planner's call for a small
+API-only stack) gets no gateway.yaml: its clients call Claude directly with their agent's file,
+and the output says why, with the plan's own reasons. Gateway options are refused for it.
 """
 
 from __future__ import annotations
@@ -53,12 +57,6 @@ def render(decision_file: Path, out_dir: Path, catalog_files: tuple[Path, ...], 
     """
     from agentdeploy.errors import InvalidInput
     from agentdeploy.planner import build_plan, load_decision_file, spec_catalog
-    from agentdeploy.planner.planfile import plan_file_for
-    from agentdeploy.serving.config import BudgetStoreSpec, SecretRef, dump_yaml
-    from agentdeploy.templates.agent_config import agent_config_document
-    from agentdeploy.templates.gateway_config import build_gateway_config, client_key_hashes_from_env
-    from agentdeploy.templates.gpu_node import GpuNodeSpec, render_user_data
-    from agentdeploy.templates.vllm_args import shell_command, vllm_serve_argv
 
     spec = load_decision_file(decision_file)
     catalog = spec_catalog(spec, catalog_files)
@@ -67,6 +65,53 @@ def render(decision_file: Path, out_dir: Path, catalog_files: tuple[Path, ...], 
     unknown = sorted(set(vllm) - {a.name for a in plan.agents if a.route == "gpu"})
     if unknown:
         raise InvalidInput(f"--vllm-replica names agents that are not self-hosted in the plan: {', '.join(unknown)}")
+    gateway_options = {"--anthropic-base-url": anthropic_base_url, "--replicas-dir": replicas_dir,
+                       "--node-health-port": node_health_port, "--redis-url-env": redis_url}
+    with_gateway = plan.infrastructure is None or plan.infrastructure.gateway.deploy
+    if not with_gateway:
+        given = [name for name, value in gateway_options.items() if value is not None]
+        if given:
+            raise InvalidInput(
+                f"{', '.join(given)} configure{'s' if len(given) == 1 else ''} the gateway, which the plan leaves out "
+                "(see `deploy plan`: infrastructure.gateway)",
+                hint="drop the option, or set `stack.gateway: true` in the decision file to render a gateway")
+    files: dict[str, str] = {}
+    if with_gateway:
+        files["gateway.yaml"] = _gateway_yaml(plan, catalog, vllm, anthropic_base_url, replicas_dir, node_health_port,
+                                              redis_url)
+    files.update(_files(plan, catalog, decision_file, catalog_files, out_dir))
+    for rel, text in files.items():
+        path = out_dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    stale = out_dir / "gateway.yaml"
+    removed = not with_gateway and stale.is_file()
+    if removed:  # an earlier render's config would serve a gateway the plan no longer has
+        stale.unlink()
+    why = [] if with_gateway or plan.infrastructure is None else list(plan.infrastructure.gateway.why)
+    if as_json:
+        click.echo(json.dumps({"out": str(out_dir), "files": sorted(files), "gateway": with_gateway, "why_no_gateway": why,
+                               "removed": ["gateway.yaml"] if removed else []}, indent=2))
+        return
+    for rel in sorted(files):
+        click.echo(f"wrote {out_dir / rel}")
+    if with_gateway:
+        click.echo(f"serve it: deploy serve --config {out_dir / 'gateway.yaml'}")
+        return
+    if removed:
+        click.echo(f"removed {stale} (an earlier render's; this plan has no gateway)")
+    click.echo("no gateway.yaml: the plan leaves this stack without a gateway")
+    for line in why:
+        click.echo(f"  {line}")
+    click.echo(f"clients call Claude with {out_dir / 'agents'}/<agent>.json; to run a gateway anyway set "
+               "`stack.gateway: true` in the decision file")
+
+
+def _gateway_yaml(plan: Any, catalog: Any, vllm: dict[str, list[str]], anthropic_base_url: str | None,
+                  replicas_dir: str | None, node_health_port: int | None, redis_url: str | None) -> str:
+    from agentdeploy.serving.config import BudgetStoreSpec, SecretRef, dump_yaml
+    from agentdeploy.templates.gateway_config import build_gateway_config, client_key_hashes_from_env
+
     kwargs: dict[str, Any] = {}
     if anthropic_base_url:
         kwargs["anthropic_base_url"] = anthropic_base_url.rstrip("/")
@@ -76,8 +121,17 @@ def render(decision_file: Path, out_dir: Path, catalog_files: tuple[Path, ...], 
         plan, catalog, vllm_replicas=vllm, replicas_dir=replicas_dir, node_health_port=node_health_port,
         client_key_hashes=client_key_hashes_from_env([a.name for a in plan.agents]), **kwargs,
     )
+    return dump_yaml(config)
+
+
+def _files(plan: Any, catalog: Any, decision_file: Path, catalog_files: tuple[Path, ...], out_dir: Path) -> dict[str, str]:
+    """The plan file, each API agent's client config, each GPU agent's vLLM command and user data."""
+    from agentdeploy.planner.planfile import plan_file_for
+    from agentdeploy.templates.agent_config import agent_config_document
+    from agentdeploy.templates.gpu_node import GpuNodeSpec, render_user_data
+    from agentdeploy.templates.vllm_args import shell_command, vllm_serve_argv
+
     files: dict[str, str] = {
-        "gateway.yaml": dump_yaml(config),
         "plan.json": json.dumps(plan_file_for(plan, out_dir / "plan.json", decision_file, catalog,
                                               catalog_files).document(), indent=2) + "\n",
     }
@@ -89,13 +143,4 @@ def render(decision_file: Path, out_dir: Path, catalog_files: tuple[Path, ...], 
             files[f"gpu/{agent.name}/user-data.yaml"] = render_user_data(
                 GpuNodeSpec(stack=plan.stack, agent=agent.name, region=plan.region, fleet=agent.fleet)
             )
-    for rel, text in files.items():
-        path = out_dir / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    if as_json:
-        click.echo(json.dumps({"out": str(out_dir), "files": sorted(files)}, indent=2))
-    else:
-        for rel in sorted(files):
-            click.echo(f"wrote {out_dir / rel}")
-        click.echo(f"serve it: deploy serve --config {out_dir / 'gateway.yaml'}")
+    return files

@@ -220,5 +220,12 @@ def _print_outputs(values: dict[str, Any]) -> None:
         for name in sorted(endpoints):
             table.add_row(name, str(routes.get(name, "")), str(endpoints[name]))
         console.print(table)
-    for key in sorted(set(values) - {"gatewayUrl", "agentEndpoints", "routes"}):
+    configs = values.get("agentConfigs") or {}
+    if not values.get("gatewayUrl") and configs:  # a gateway-less stack: clients read these
+        console.print(f"no gateway: {values.get('gateway', '')}")
+        table = Table("agent", "route", "config")
+        for name in sorted(configs):
+            table.add_row(name, str(routes.get(name, "")), str(configs[name]))
+        console.print(table)
+    for key in sorted(set(values) - {"gatewayUrl", "agentEndpoints", "routes", "agentConfigs", "gateway"}):
         console.print(f"{key}: {values[key]}")

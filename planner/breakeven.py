@@ -12,18 +12,25 @@ from collections.abc import Callable
 Curve = Callable[[float], float]
 
 
-def break_even(api: Curve, gpu: Curve, lo: float = 10.0, hi: float = 1e9, tolerance: float = 1e-4) -> float | None:
-    if gpu(lo) <= api(lo):
+def break_even(api: Curve, gpu: Curve, lo: float = 10.0, hi: float = 1e9, tolerance: float = 1e-4, gpu_floor: float = 0.0) -> float | None:
+    """`gpu_floor`, a bound the fleet never costs less than, skips pricing the fleet at volumes
+    whose API bill is under it (the fleet cannot be cheaper there): the same points, the same answer."""
+
+    def cheaper(v: float) -> bool:
+        api_v = api(v)
+        return gpu_floor <= api_v and gpu(v) <= api_v
+
+    if cheaper(lo):
         return lo
     prev = lo
     v = lo
     while v < hi:
         v = min(hi, v * 1.5)
-        if gpu(v) <= api(v):
+        if cheaper(v):
             a, b = prev, v
             while (b - a) / b > tolerance:
                 mid = (a + b) / 2
-                if gpu(mid) <= api(mid):
+                if cheaper(mid):
                     b = mid
                 else:
                     a = mid

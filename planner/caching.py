@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 from agentdeploy.planner.catalog import ClaudeModel
 from agentdeploy.planner.plan import CacheTTL
@@ -90,6 +91,7 @@ def _phi(x: float) -> float:
     return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
 
 
+@lru_cache(maxsize=4096)  # volume-free: the same few (TTL, gap, cv) for every volume an agent is priced at
 def gap_within(ttl_s: float, mean_s: float, cv: float) -> float:
     """P(gap <= TTL) for a lognormal gap of this mean and coefficient of variation (cv 0: exact)."""
     if cv <= 0:
@@ -99,6 +101,7 @@ def gap_within(ttl_s: float, mean_s: float, cv: float) -> float:
     return _phi((math.log(ttl_s) - mu) / math.sqrt(s2))
 
 
+@lru_cache(maxsize=4096)
 def mean_min_gap(ttl_s: float, mean_s: float, cv: float) -> float:
     """E[min(gap, TTL)]: how long one gap keeps the entry live, on average."""
     if cv <= 0:
@@ -155,26 +158,31 @@ def conversation_bill(profile: Profile, model: ClaudeModel, option: CacheOption,
     On the Batch API the conversation breakpoint is never offered and every turn's static hit
     chance is `hits.first` (requests of one conversation are not timed together).
     """
+    return _bill(profile.static_prefix_tokens, profile.input_tokens_per_turn, profile.output_tokens_per_turn, profile.turns,
+                 profile.resend_history, model.min_cacheable_tokens, option, hits.first, hits.own, batch)
+
+
+@lru_cache(maxsize=65536)  # caching off, or hits saturated at high volume: one bill serves many volumes
+def _bill(S: int, In: int, Out: int, T: int, resend_history: bool, minimum: int, option: CacheOption, first: float, own_live: float,
+          batch: bool) -> TokenBill:
     # S: static prefix; In, Out: new input and output per turn; T: turns
-    S, In, Out, T = profile.static_prefix_tokens, profile.input_tokens_per_turn, profile.output_tokens_per_turn, profile.turns
-    minimum = model.min_cacheable_tokens
     static_cacheable = option.enabled and S >= minimum and S > 0
-    own = 0.0 if batch else hits.own
+    own = 0.0 if batch else own_live
     uncached = write = read = 0.0
     static_hits = conv_hits = 0.0
     # A read needs an entry: only a turn whose own breakpoint was cacheable (at or over the
     # model's minimum) wrote its prefix; turns under the minimum write nothing to read back.
     prev_written = False
     for k in range(1, T + 1):
-        history = (k - 1) * (In + Out) if profile.resend_history else 0
+        history = (k - 1) * (In + Out) if resend_history else 0
         lead = 0 if static_cacheable else S  # static tokens not covered by their own breakpoint
         dynamic = lead + history + In
         conv_cacheable = option.conversation and not batch and T > 1 and (S + history + In) >= minimum
-        reads_own = conv_cacheable and prev_written and profile.resend_history and k > 1
+        reads_own = conv_cacheable and prev_written and resend_history and k > 1
         p_own = own if reads_own else 0.0
         # the static prefix: live when the previous turn was within the TTL, or another conversation's
         if static_cacheable:
-            p_static = hits.first if (k == 1 or batch) else 1.0 - (1.0 - own) * (1.0 - hits.first)
+            p_static = first if (k == 1 or batch) else 1.0 - (1.0 - own) * (1.0 - first)
             read += p_static * S
             write += (1 - p_static) * S
             static_hits += p_static

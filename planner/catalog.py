@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
+from types import MappingProxyType
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -64,6 +66,13 @@ class Sourced(_Figures):
     notes: str = ""
 
 
+@lru_cache(maxsize=256)
+def _token_rates(input_mtok: float, output_mtok: float, write_5m: float, write_1h: float, read: float) -> Mapping[TokenKind, float]:
+    base = input_mtok / 1e6
+    return MappingProxyType({"input": base, "output": output_mtok / 1e6, "cache_write_5m": base * write_5m, "cache_write_1h": base * write_1h,
+            "cache_read": base * read})
+
+
 class ClaudeModel(Sourced):
     name: str
     input_usd_per_mtok: float = Field(ge=0)
@@ -86,15 +95,14 @@ class ClaudeModel(Sourced):
     selectable: bool = True
 
     def usd_per_token(self, kind: TokenKind) -> float:
-        base = self.input_usd_per_mtok / 1e6
-        rates: dict[TokenKind, float] = {
-            "input": base,
-            "output": self.output_usd_per_mtok / 1e6,
-            "cache_write_5m": base * self.cache_write_5m_multiplier,
-            "cache_write_1h": base * self.cache_write_1h_multiplier,
-            "cache_read": base * self.cache_read_multiplier,
-        }
-        return rates[kind]
+        return self.token_rates[kind]
+
+    @property
+    def token_rates(self) -> Mapping[TokenKind, float]:
+        """USD per token of each kind (the planner reads these ~350,000 times for 1,000 agents:
+        worked out once per distinct set of prices, never stale after a `model_copy`)."""
+        return _token_rates(self.input_usd_per_mtok, self.output_usd_per_mtok, self.cache_write_5m_multiplier,
+                            self.cache_write_1h_multiplier, self.cache_read_multiplier)
 
     def prices(self) -> TokenPrices:
         """The five per-token prices, the shape the gateway's meter bills with."""

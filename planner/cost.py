@@ -38,23 +38,34 @@ class MonthCost:
         return CostItems(**asdict(self))
 
 
+def _priced(bill: TokenBill, model: ClaudeModel, option: CacheOption, batch: bool, conversations: float) -> tuple[float, float, float, float, float]:
+    write_kind: TokenKind = "cache_write_1h" if option.ttl == "1h" else "cache_write_5m"
+    rates = model.token_rates
+    uncached = bill.uncached_input * rates["input"] * conversations
+    write = bill.cache_write * rates[write_kind] * conversations
+    read = bill.cache_read * rates["cache_read"] * conversations
+    output = bill.output * rates["output"] * conversations
+    return uncached, write, read, output, (-(uncached + write + read + output) * model.batch_discount if batch else 0.0)
+
+
 def price_bill(bill: TokenBill, model: ClaudeModel, option: CacheOption, *, batch: bool, conversations: float) -> MonthCost:
     """Monthly cost of `conversations` conversations billed as `bill`."""
-    write_kind: TokenKind = "cache_write_1h" if option.ttl == "1h" else "cache_write_5m"
-    uncached = bill.uncached_input * model.usd_per_token("input") * conversations
-    write = bill.cache_write * model.usd_per_token(write_kind) * conversations
-    read = bill.cache_read * model.usd_per_token("cache_read") * conversations
-    output = bill.output * model.usd_per_token("output") * conversations
-    gross = uncached + write + read + output
-    discount = -gross * model.batch_discount if batch else 0.0
+    uncached, write, read, output, discount = _priced(bill, model, option, batch, conversations)
     return MonthCost(
         uncached_input=round(uncached, 6),
         cache_write=round(write, 6),
         cache_read=round(read, 6),
         output=round(output, 6),
         batch_discount=round(discount, 6),
-        total=round(gross + discount, 6),
+        total=round(uncached + write + read + output + discount, 6),
     )
+
+
+def price_total(bill: TokenBill, model: ClaudeModel, option: CacheOption, *, batch: bool, conversations: float) -> float:
+    """`price_bill(...).total` without the items: the month-by-month ramp and the break-even
+    scan need only the total, and skipping five roundings and an object is a third of the cost."""
+    uncached, write, read, output, discount = _priced(bill, model, option, batch, conversations)
+    return round(uncached + write + read + output + discount, 6)
 
 
 def gpu_items(
@@ -68,7 +79,7 @@ def gpu_items(
 ) -> MonthCost:
     od = on_demand_hours * on_demand_rate
     spot = spot_hours * spot_rate
-    total = od + spot + fallback_api_usd + ops_overhead_usd
+    total = od + spot + fallback_api_usd + ops_overhead_usd  # `gpu_total` must sum in this order
     return MonthCost(
         gpu_on_demand=round(od, 6),
         gpu_spot=round(spot, 6),
@@ -76,3 +87,9 @@ def gpu_items(
         ops_overhead=round(ops_overhead_usd, 6),
         total=round(total, 6),
     )
+
+
+def gpu_total(*, on_demand_hours: float, spot_hours: float, on_demand_rate: float, spot_rate: float, fallback_api_usd: float,
+              ops_overhead_usd: float) -> float:
+    """`gpu_items(...).total` alone (the same sum in the same order)."""
+    return round(on_demand_hours * on_demand_rate + spot_hours * spot_rate + fallback_api_usd + ops_overhead_usd, 6)

@@ -11,7 +11,16 @@ from agentdeploy.planner.agent_context import AgentContext, ops_overhead, volume
 from agentdeploy.planner.breakeven import Curve, break_even
 from agentdeploy.planner.caching import OPTIONS, CacheOption
 from agentdeploy.planner.catalog import Catalog
-from agentdeploy.planner.options import ApiOption, GpuOption, api_cost_at, best_api_option, gpu_cost_at, gpu_month
+from agentdeploy.planner.options import (
+    ApiOption,
+    GpuOption,
+    api_cost_at,
+    api_total_at,
+    best_api_option,
+    fleet_month_floor,
+    gpu_cost_at,
+    gpu_month_total,
+)
 from agentdeploy.planner.plan import AgentPlan, Baseline, MonthlyUSD, Totals
 from agentdeploy.planner.quality import judge
 from agentdeploy.planner.spec import AgentDecision, Spec
@@ -26,7 +35,7 @@ def break_even_volume(ctx: AgentContext, gpu: GpuOption | None, api_ref: ApiOpti
 
     def api_curve(v: float) -> float:
         if v not in seen:
-            seen[v] = api_cost_at(agent, api_ref.model, api_ref.cache, catalog, v, batch=False)[0].total
+            seen[v] = api_total_at(agent, api_ref.model, api_ref.cache, catalog, v, batch=False)
         return seen[v]
 
     same = gpu.fallback.model_id == api_ref.model_id and gpu.fallback.cache == api_ref.cache
@@ -34,9 +43,9 @@ def break_even_volume(ctx: AgentContext, gpu: GpuOption | None, api_ref: ApiOpti
     def gpu_curve(v: float) -> float:
         # the fleet's fallback is the API reference itself: its bill at v is the API curve's
         fallback_usd = api_curve(v) if same else None
-        return gpu_month(ctx, gpu.open_model, gpu.instance, gpu.fallback, v, fallback_usd)[0].total
+        return gpu_month_total(ctx, gpu.open_model, gpu.instance, gpu.fallback, v, fallback_usd)
 
-    value = break_even(api_curve, gpu_curve)
+    value = break_even(api_curve, gpu_curve, gpu_floor=fleet_month_floor(ctx, gpu.instance))
     return None if value is None else round(value, 1)
 
 

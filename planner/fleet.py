@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 
 from agentdeploy.planner.catalog import Assumptions, GpuInstance, InstancePerf, OpenModel
-from agentdeploy.planner.cost import MonthCost, gpu_items
+from agentdeploy.planner.cost import MonthCost, gpu_items, gpu_total
 from agentdeploy.planner.latency import (
     Estimate,
     gpu_estimate,
@@ -89,18 +89,12 @@ def replica_for(agent: AgentDecision, perf: InstancePerf, assumptions: Assumptio
     return Replica(capacity, duration, compute_s)
 
 
-def shape_fleet(
-    agent: AgentDecision, perf: InstancePerf, traffic: Traffic, assumptions: Assumptions, idle_minutes: int,
-    prefill_tok_s: float, cold_start_s: float, replica: Replica | None = None,
-) -> FleetShape:
-    r = replica or replica_for(agent, perf, assumptions, prefill_tok_s)
+def _hours(agent: AgentDecision, r: Replica, traffic: Traffic, idle_minutes: int, cold_start_s: float) -> tuple[int, int, float, float]:
+    """(base replicas, peak replicas, replica hours, on-demand hours) a month."""
     capacity, duration, compute_s = r.capacity, r.duration_s, r.compute_s
-    profile = agent.profile
     avg_conc, peak_conc = traffic.avg_rps * duration, traffic.peak_rps * duration
     base = max(1, math.ceil(avg_conc / capacity), math.ceil(traffic.avg_rps * compute_s))
     peak = max(base, math.ceil(peak_conc / capacity), math.ceil(traffic.peak_rps * compute_s))
-    # At the planned concurrency per replica (not the cap), latency is what users see on average load.
-    planned = gpu_estimate(perf, profile, min(capacity, max(1.0, peak_conc / peak)), prefill_tok_s)
     hours = traffic.active_hours_per_day
     tail = 0.0 if hours >= 24 else idle_minutes / 60.0
     boot = cold_start_s / 3600.0
@@ -110,6 +104,19 @@ def shape_fleet(
     replica_hours = per_day * traffic.days_per_month
     od_base = min(on_demand_base(agent), base)
     od_hours = od_base * (hours + tail + (boot if hours < 24 else 0.0)) * traffic.days_per_month
+    return base, peak, replica_hours, od_hours
+
+
+def shape_fleet(
+    agent: AgentDecision, perf: InstancePerf, traffic: Traffic, assumptions: Assumptions, idle_minutes: int,
+    prefill_tok_s: float, cold_start_s: float, replica: Replica | None = None,
+) -> FleetShape:
+    r = replica or replica_for(agent, perf, assumptions, prefill_tok_s)
+    capacity, duration = r.capacity, r.duration_s
+    base, peak, replica_hours, od_hours = _hours(agent, r, traffic, idle_minutes, cold_start_s)
+    avg_conc, peak_conc = traffic.avg_rps * duration, traffic.peak_rps * duration
+    # At the planned concurrency per replica (not the cap), latency is what users see on average load.
+    planned = gpu_estimate(perf, agent.profile, min(capacity, max(1.0, peak_conc / peak)), prefill_tok_s)
     return FleetShape(
         capacity_per_replica=capacity,
         average_replicas=round(max(1.0, avg_conc / capacity), 3),
@@ -129,15 +136,20 @@ def fallback_share(shape: FleetShape, traffic: Traffic, assumptions: Assumptions
     - the busy hour's requests above the base replicas' share while the extra replicas boot;
     - a spot interruption takes one replica's share of the traffic until its replacement serves.
     """
+    return _share(shape.base_replicas, shape.peak_replicas, shape.spot_hours, shape.replica_hours_per_month, traffic, assumptions, cold_start_s)
+
+
+def _share(base: int, peak: int, spot_hours: float, replica_hours: float, traffic: Traffic, assumptions: Assumptions,
+           cold_start_s: float) -> float:
     hours = traffic.active_hours_per_day
     day_s = hours * 3600.0
     cold = min(1.0, cold_start_s / day_s) if hours < 24 else 0.0
     spill = 0.0
-    if shape.peak_replicas > shape.base_replicas:
+    if peak > base:
         busy_s = day_s * PEAK_SHARE_OF_DAY
-        spill = (1 - shape.base_replicas / shape.peak_replicas) * min(cold_start_s, busy_s) / day_s * traffic.peak_factor
-    interruptions = shape.spot_hours * assumptions.spot_interruptions_per_month / 730.0
-    lost = interruptions * cold_start_s / 3600.0 / shape.replica_hours_per_month if shape.replica_hours_per_month else 0.0
+        spill = (1 - base / peak) * min(cold_start_s, busy_s) / day_s * traffic.peak_factor
+    interruptions = spot_hours * assumptions.spot_interruptions_per_month / 730.0
+    lost = interruptions * cold_start_s / 3600.0 / replica_hours if replica_hours else 0.0
     return min(1.0, cold + spill + lost)
 
 
@@ -159,3 +171,15 @@ def fleet_cost(
         fallback_api_usd=share * fallback_api_monthly_usd,
         ops_overhead_usd=ops_overhead_usd,
     )
+
+
+def fleet_total(agent: AgentDecision, instance: GpuInstance, replica: Replica, traffic: Traffic, assumptions: Assumptions,
+                idle_minutes: int, fallback_api_monthly_usd: float, ops_overhead_usd: float) -> float:
+    """`fleet_cost(...).total` without the fleet's latency estimate or items (the month-by-month
+    ramp and the break-even scan need only the total): the same hours, share and sum."""
+    base, peak, replica_hours, od_hours = _hours(agent, replica, traffic, idle_minutes, instance.cold_start_s)
+    spot_hours = max(0.0, replica_hours - od_hours)
+    share = _share(base, peak, spot_hours, replica_hours, traffic, assumptions, instance.cold_start_s)
+    return gpu_total(on_demand_hours=od_hours, spot_hours=spot_hours, on_demand_rate=instance.on_demand_usd_per_hour,
+                     spot_rate=instance.spot_usd_per_hour, fallback_api_usd=share * fallback_api_monthly_usd,
+                     ops_overhead_usd=ops_overhead_usd)

@@ -22,8 +22,16 @@ from agentdeploy.planner.caching import (
     conversation_bill,
 )
 from agentdeploy.planner.catalog import Catalog, ClaudeModel, GpuInstance, OpenModel
-from agentdeploy.planner.cost import MonthCost, price_bill
-from agentdeploy.planner.fleet import FleetShape, Replica, fleet_cost, prefill_rate, replica_for, shape_fleet
+from agentdeploy.planner.cost import MonthCost, price_bill, price_total
+from agentdeploy.planner.fleet import (
+    FleetShape,
+    Replica,
+    fleet_cost,
+    fleet_total,
+    prefill_rate,
+    replica_for,
+    shape_fleet,
+)
 from agentdeploy.planner.latency import Estimate, api_estimate, batch_estimate
 from agentdeploy.planner.spec import AgentDecision
 from agentdeploy.planner.traffic import traffic_for
@@ -98,6 +106,13 @@ def api_cost_at(agent: AgentDecision, model: ClaudeModel, cache: CacheOption, ca
     return price_bill(bill, model, cache, batch=batch, conversations=conversations), bill
 
 
+def api_total_at(agent: AgentDecision, model: ClaudeModel, cache: CacheOption, catalog: Catalog, conversations: float, *, batch: bool) -> float:
+    """`api_cost_at(...)[0].total` alone, for the ramp and the break-even scan."""
+    hits = hits_at(agent, cache, catalog, conversations, batch=batch)
+    bill = conversation_bill(agent.profile, model, cache, hits, batch=batch)
+    return price_total(bill, model, cache, batch=batch, conversations=conversations)
+
+
 def ramp_volumes(agent: AgentDecision, launch: float, m12: float) -> list[float]:
     """Conversations a month for months 1..12 under the decision file's ramp."""
     ramp = agent.volume.ramp
@@ -158,7 +173,7 @@ def api_with_months(agent: AgentDecision, option: ApiOption, catalog: Catalog, l
     batch = option.route == "batch"
     months = tuple(
         option.launch.total if i == 0 else option.month_12.total if i == 11
-        else api_cost_at(agent, option.model, option.cache, catalog, v, batch=batch)[0].total
+        else api_total_at(agent, option.model, option.cache, catalog, v, batch=batch)
         for i, v in enumerate(ramp_volumes(agent, launch_volume, m12_volume))
     )
     return replace(option, months=months)
@@ -183,7 +198,7 @@ def gpu_cost_at(
     prefill = prefill_rate(perf, instance, open_model, catalog.assumptions)
     shape = shape_fleet(agent, perf, traffic, catalog.assumptions, idle_minutes, prefill, instance.cold_start_s, replica)
     if fallback_usd is None:
-        fallback_usd = api_cost_at(agent, fallback.model, fallback.cache, catalog, conversations, batch=False)[0].total
+        fallback_usd = api_total_at(agent, fallback.model, fallback.cache, catalog, conversations, batch=False)
     items = fleet_cost(agent, instance, shape, catalog.assumptions, fallback_usd, ops_overhead, traffic)
     return items, shape
 
@@ -205,18 +220,44 @@ def with_months(ctx: AgentContext, option: GpuOption) -> GpuOption:
     fb = option.fallback.months if len(option.fallback.months) == 12 else (None,) * 12
     months = tuple(
         option.launch.total if i == 0 else option.month_12.total if i == 11
-        else gpu_month(ctx, option.open_model, option.instance, option.fallback, v, fb[i])[0].total
+        else gpu_month_total(ctx, option.open_model, option.instance, option.fallback, v, fb[i])
         for i, v in enumerate(volumes)
     )
     return replace(option, months=months)
 
 
-def gpu_month(ctx: AgentContext, open_model: OpenModel, instance: GpuInstance, fallback: ApiOption, volume: float,
-            fallback_usd: float | None) -> tuple[MonthCost, FleetShape]:
-    """`gpu_cost_at` for this agent, with its replica's volume-free figures worked out once."""
+def _replica(ctx: AgentContext, open_model: OpenModel, instance: GpuInstance) -> Replica:
+    """The replica's volume-free figures for this agent, worked out once per (model, instance)."""
     key = (id(open_model), id(instance))
     replica = ctx.replicas.get(key)
     if replica is None:
         perf = instance.perf[open_model.size_class]
         replica = ctx.replicas[key] = replica_for(ctx.agent, perf, ctx.catalog.assumptions, prefill_rate(perf, instance, open_model, ctx.catalog.assumptions))
+    return replica
+
+
+def gpu_month(ctx: AgentContext, open_model: OpenModel, instance: GpuInstance, fallback: ApiOption, volume: float,
+            fallback_usd: float | None) -> tuple[MonthCost, FleetShape]:
+    """`gpu_cost_at` for this agent, with its replica's volume-free figures worked out once."""
+    replica = _replica(ctx, open_model, instance)
     return gpu_cost_at(ctx.agent, instance, open_model, fallback, ctx.catalog, volume, ctx.ops_overhead, ctx.idle_minutes, fallback_usd, replica)
+
+
+def gpu_month_total(ctx: AgentContext, open_model: OpenModel, instance: GpuInstance, fallback: ApiOption, volume: float,
+                    fallback_usd: float | None) -> float:
+    """`gpu_month(...)[0].total` alone: no latency estimate, no items (the ramp, the break-even scan)."""
+    agent, catalog = ctx.agent, ctx.catalog
+    traffic = traffic_for(agent, volume, catalog.assumptions.days_per_month)
+    if fallback_usd is None:
+        fallback_usd = api_total_at(agent, fallback.model, fallback.cache, catalog, volume, batch=False)
+    return fleet_total(agent, instance, _replica(ctx, open_model, instance), traffic, catalog.assumptions, ctx.idle_minutes, fallback_usd,
+                       ctx.ops_overhead)
+
+
+def fleet_month_floor(ctx: AgentContext, instance: GpuInstance) -> float:
+    """A bound no month of a fleet on `instance` costs less than: its ops overhead and one replica
+    through the active hours at the cheaper rate (the share of a cent lost to rounding the
+    month's total to six decimals, and float sums, taken off so the bound stays a bound)."""
+    days, hours = ctx.catalog.assumptions.days_per_month, ctx.agent.volume.resolved_active_hours
+    month = ctx.ops_overhead + hours * days * min(instance.spot_usd_per_hour, instance.on_demand_usd_per_hour)
+    return month * (1 - 1e-9) - 1e-6

@@ -6,7 +6,8 @@ reading. libyaml is 6x faster but has two traps: PyYAML's C composer recurses on
 libyaml's *events* are used (its parser keeps its state on the heap: deep nesting is an error,
 never a crash), and this module composes them iteratively into ruamel.yaml nodes, resolving each
 scalar with ruamel.yaml's YAML 1.2 resolver and building it with ruamel.yaml's constructor. The
-tree and the data are therefore what the pure parser makes; the nodes keep libyaml's marks.
+tree and the data are therefore what the pure parser makes; the nodes keep libyaml's start marks
+only (a line is all the planner asks of a node; end marks were a third of a 10,000-agent tree).
 
 Anything this path does not vouch for returns None and the caller parses with ruamel.yaml, whose
 errors and warnings are the ones users see: a parse error, characters YAML refuses, directives,
@@ -16,6 +17,7 @@ anchors and aliases, explicit tags, a collection as a key, tags other than the f
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import yaml
@@ -24,10 +26,8 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import Reader
 
 _PLAIN_TAGS = frozenset(f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null"))
-try:
-    from yaml.cyaml import CParser as _CParser
-except ImportError:  # PyYAML built without libyaml: every file takes the pure parser
-    _CParser = None
+_CParser: Any = getattr(importlib.import_module("yaml.cyaml"), "CParser", None) if yaml.__with_libyaml__ else None
+# None: PyYAML built without libyaml, and every file takes the pure parser
 
 
 def compose_fast(text: str, max_depth: int) -> tuple[Node, Any] | None:
@@ -63,7 +63,11 @@ class _Scalars:
             tag = self.resolver.resolve(ScalarNode, value, implicit)
             if str(tag) not in _PLAIN_TAGS:
                 raise _Unvouched(str(tag))
-            found = (tag, self.constructor.construct_object(ScalarNode(tag, value), deep=True))
+            try:
+                data = self.constructor.construct_object(ScalarNode(tag, value), deep=True)
+            except Exception as err:  # a 5,000-digit integer, a bad float: the pure path says which line
+                raise _Unvouched(str(tag)) from err
+            found = (tag, data)
             self.seen[key] = found
         return found
 
@@ -86,7 +90,6 @@ def _compose(parser: Any, max_depth: int) -> tuple[Node, Any]:
         kind = type(event)
         if kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
             node, data, _, _ = stack.pop()
-            node.end_mark = event.end_mark
         else:
             if event.anchor is not None or kind is yaml.AliasEvent or getattr(event, "tag", None) is not None:
                 raise _Unvouched("anchor, alias or tag")
@@ -94,7 +97,7 @@ def _compose(parser: Any, max_depth: int) -> tuple[Node, Any]:
                 raise _Unvouched("depth")
             if kind is yaml.ScalarEvent:
                 tag, data = scalars.get(event.value, event.implicit)
-                node = ScalarNode(tag, event.value, event.start_mark, event.end_mark, style=event.style)
+                node = ScalarNode(tag, event.value, event.start_mark, None, style=event.style or None)  # plain: None, as ruamel
             elif kind is yaml.MappingStartEvent:
                 node, data = MappingNode(map_tag, [], event.start_mark, None, flow_style=event.flow_style), {}
                 stack.append([node, data, None, None])
@@ -115,6 +118,8 @@ def _compose(parser: Any, max_depth: int) -> tuple[Node, Any]:
         elif frame[2] is None:
             if not isinstance(node, ScalarNode):
                 raise _Unvouched("a collection as a key")
+            if data in frame[1]:  # `1:` and `1.0:`, `true:` and `1:`: ruamel.yaml refuses what a dict merges
+                raise _Unvouched("equal keys")
             frame[2], frame[3] = node, data
         else:
             frame[0].value.append((frame[2], node))

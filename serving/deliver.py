@@ -219,6 +219,7 @@ async def _stream(ledger: Ledger, ctx: RequestContext, step: Step, target: Targe
     ledger.charge(ctx, step, usage)
     broke, why_not = res, ""
     if res.reason:
+        opened.resp.close()  # stop the broken upstream before asking another one
         target.breaker.failure()
         ledger.metrics.stream_errors.inc((ctx.agent.name, up.name, res.reason))
         ledger.metrics.errors.inc((ctx.agent.name, up.name, res.reason))

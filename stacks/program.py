@@ -25,7 +25,8 @@ from agentdeploy.planner.plan import Plan
 from agentdeploy.stacks.settings import NAMESPACE, ProvisionSettings, parse_settings
 
 if TYPE_CHECKING:
-    from agentdeploy.stacks.components.secrets import SecretInputs
+    from agentdeploy.stacks.components.alerts import Alerts
+    from agentdeploy.stacks.components.secrets import SecretInputs, StackSecrets
 
 #: Secret config keys (set with `pulumi config set --secret`), besides CONFIG_ANTHROPIC_KEY.
 CONFIG_CLIENT_KEYS = f"{NAMESPACE}:gatewayClientKeys"
@@ -50,39 +51,84 @@ class StackResult:
     components: dict[str, pulumi.Resource] = field(default_factory=dict)
 
 
+def gateway_deployed(plan: Plan) -> bool:
+    """The planner's decision (`plan.infrastructure.gateway.deploy`); a plan written before the
+    planner decided it had a gateway in every stack, so it keeps one."""
+    return plan.infrastructure is None or plan.infrastructure.gateway.deploy
+
+
 def build_stack(plan: Plan, catalog: Catalog, settings: ProvisionSettings, secrets: SecretInputs) -> StackResult:
+    """Resources for the plan. Without a gateway (the planner's call for a small API-only stack)
+    there is nothing to network either: no VPC, NAT, load balancer, budget store or image; the
+    stack is the Anthropic key's secret, each agent's config in SSM, and the alerts."""
     from agentdeploy.stacks.components.alerts import Alerts
     from agentdeploy.stacks.components.api_agent import ApiAgent
-    from agentdeploy.stacks.components.budget_store import SharedBudgetStore
-    from agentdeploy.stacks.components.gateway import GatewayService
-    from agentdeploy.stacks.components.gpu_fleet import FleetLoadBalancer, GpuFleet, listener_ports
-    from agentdeploy.stacks.components.network import Network
     from agentdeploy.stacks.components.secrets import StackSecrets
-    from agentdeploy.stacks.gated import gated_agents, require_token
-    from agentdeploy.stacks.node_volume import node_volume
-    from agentdeploy.templates.gateway import BUDGET_STORE_ENV, gateway_config_yaml, parse_client_keys
+    from agentdeploy.stacks.gated import require_token
 
     stack = plan.stack
     result = StackResult()
     gpu_agents = [a for a in plan.agents if a.route == "gpu"]
+    with_gateway = gateway_deployed(plan)
+    if gpu_agents and not with_gateway:
+        raise InvalidInput(
+            f"stack {stack}: the plan has GPU agents ({', '.join(a.name for a in gpu_agents)}) but no gateway",
+            hint="a fleet needs the gateway (fallback, spill): drop `stack.gateway: false` and plan again")
     require_token(catalog, gpu_agents, secrets.hugging_face_token is not None, stack)
-    needs_token = {a.name for a in gated_agents(catalog, gpu_agents)}
-    network = Network("network", stack, settings)
     stored = StackSecrets("secrets", stack, secrets, [a.name for a in gpu_agents])
     alerts = Alerts("alerts", plan, activate_cost_allocation_tag=settings.activate_cost_allocation_tag)
+    result.components.update(secrets=stored, alerts=alerts)
+    api_agents: dict[str, ApiAgent] = {}
+    for agent in plan.agents:
+        if agent.route != "gpu":
+            api_agents[agent.name] = ApiAgent(f"agent-{agent.name}", stack, agent, stored.anthropic_key_arn)
+            result.components[f"agent-{agent.name}"] = api_agents[agent.name]
+    result.outputs = {
+        "alertTopicArn": alerts.topic_arn,
+        "routes": {a.name: a.route for a in plan.agents},
+        # where each API agent's rendered config lives: what a client reads to call Claude
+        "agentConfigs": {name: f"ssm:{a.parameter_name}" for name, a in api_agents.items()},
+    }
+    if not with_gateway:
+        result.outputs.update(gatewayUrl=None, agentEndpoints={}, fleets={}, gateway=NO_GATEWAY_EXPORT)
+        return result
+    _build_gateway(plan, catalog, settings, secrets, stored, alerts, result)
+    return result
+
+
+#: The `gateway` export of a gateway-less stack: what clients do instead.
+NO_GATEWAY_EXPORT = (
+    "none: clients call Claude directly with each agent's config (agentConfigs: SSM parameters); spend alarms read "
+    "SpendUSDDay, published by `deploy spend publish` from the Usage and Cost API; no run-time budget enforcement, "
+    "no fallback"
+)
+
+
+def _build_gateway(plan: Plan, catalog: Catalog, settings: ProvisionSettings, secrets: SecretInputs,
+                   stored: StackSecrets, alerts: Alerts, result: StackResult) -> None:
+    """The network, the gateway (service, image, load balancer, budget store) and the fleets."""
+    from agentdeploy.stacks.components.budget_store import SharedBudgetStore
+    from agentdeploy.stacks.components.gateway import GatewayService
+    from agentdeploy.stacks.components.gpu_fleet import FleetLoadBalancer, GpuFleet, listener_ports
+    from agentdeploy.stacks.components.network import Network
+    from agentdeploy.stacks.gated import gated_agents
+    from agentdeploy.stacks.node_volume import node_volume
+    from agentdeploy.templates.gateway import BUDGET_STORE_ENV, gateway_config_yaml, parse_client_keys
+
+    stack = plan.stack
+    settings.check_gateway_edge(where=f"stack {stack}")
+    gpu_agents = [a for a in plan.agents if a.route == "gpu"]
+    needs_token = {a.name for a in gated_agents(catalog, gpu_agents)}
+    network = Network("network", stack, settings)
     gateway = GatewayService("gateway", stack, plan.region, settings, vpc_id=network.vpc_id,
                              public_subnet_ids=network.public_subnet_ids, private_subnet_ids=network.private_subnet_ids)
     budget_store = SharedBudgetStore("budget-store", stack, vpc_id=network.vpc_id, subnet_ids=network.private_subnet_ids,
                                client_sg_id=gateway.security_group_id, node_type=settings.budget_store_node_type)
-    result.components.update(network=network, secrets=stored, alerts=alerts, gateway=gateway, budget_store=budget_store)
+    result.components.update(network=network, gateway=gateway, budget_store=budget_store)
     if settings.plain_http_exposed():
         pulumi.log.warn(PLAIN_HTTP_WARNING)
 
     endpoints: dict[str, pulumi.Output] = {a.name: agent_endpoint(gateway.url, a.name) for a in plan.agents}
-    for agent in plan.agents:
-        if agent.route != "gpu":
-            result.components[f"agent-{agent.name}"] = ApiAgent(f"agent-{agent.name}", stack, agent,
-                                                                stored.anthropic_key_arn)
 
     fleet_urls: dict[str, pulumi.Output[str]] = {}
     fleets: dict[str, GpuFleet] = {}
@@ -133,14 +179,12 @@ def build_stack(plan: Plan, catalog: Catalog, settings: ProvisionSettings, secre
         image = built.ref
     gateway.deploy_service(config_yaml, secret_env, image)
 
-    result.outputs = {
+    result.outputs.update({
         "gatewayUrl": gateway.url,
         "agentEndpoints": pulumi.Output.all(**endpoints) if endpoints else {},
-        "alertTopicArn": alerts.topic_arn,
         "fleets": pulumi.Output.all(**{name: fleet.asg_name for name, fleet in fleets.items()}) if fleets else {},
-        "routes": {a.name: a.route for a in plan.agents},
-    }
-    return result
+        "gateway": "deployed",
+    })
 
 
 PLAIN_HTTP_WARNING = (

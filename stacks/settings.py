@@ -87,13 +87,18 @@ class ProvisionSettings(BaseModel):
             )
         return self
 
-    @model_validator(mode="after")
-    def _gateway_never_plain_on_the_internet(self) -> ProvisionSettings:
+    def check_gateway_edge(self, where: str = "stack config") -> None:
+        """Refuse a gateway that would serve plain HTTP on the internet without the opt-out.
+        Checked where the gateway is built, not on parse: a gateway-less stack has no edge."""
         if self.gateway_scheme == "internet-facing" and not self.certificate_arn and not self.gateway_plain_http:
-            raise ValueError(
-                "an internet-facing gateway needs HTTPS: set certificateArn (an ACM certificate) and gatewayDomain, "
-                "or gatewayScheme: internal (reachable only inside the VPC), or, knowing keys and prompts then "
-                "cross the internet in clear text, gatewayPlainHttp: true")
+            raise InvalidInput(f"{where}: invalid agentdeploy settings", details=[
+                f"{NAMESPACE}:certificateArn: an internet-facing gateway needs HTTPS: set certificateArn (an ACM certificate) "
+                "and gatewayDomain, or gatewayScheme: internal (reachable only inside the VPC), or, knowing keys and "
+                "prompts then cross the internet in clear text, gatewayPlainHttp: true"],
+                hint="fix these keys under `config:` in the stack's Pulumi.<stack>.yaml")
+
+    @model_validator(mode="after")
+    def _gateway_edge_consistent(self) -> ProvisionSettings:
         if self.certificate_arn and not self.gateway_domain:
             raise ValueError("certificateArn is set: also set gatewayDomain, the name the certificate covers "
                              "(the exported URL uses it; no certificate covers the load balancer's own DNS name)")

@@ -176,6 +176,7 @@ def build_gateway_config(
                 node_health_port=node_health_port,
                 breaker=BreakerSpec(open_s=agent.fleet.probe_interval_s,
                                     max_open_s=agent.fleet.breaker_max_open_s) if agent.fleet else None,
+                continuation=True,  # vLLM continues a final assistant message (mid-stream failover)
             )
             chain = [builder.vllm_entry(agent, upstream)]
             if agent.fallback_model:

@@ -136,6 +136,7 @@ def run_cost(
     region: str | None,
     profile: str | None,
     gpu_source: str = "ec2",
+    stack_key_template: str = "{stack}",
 ):
     import os
 
@@ -152,6 +153,11 @@ def run_cost(
         raise InvalidInput("--drift must be a positive percentage", hint="e.g. --drift 25")
     if "{agent}" not in key_template:
         raise InvalidInput(f"--key-name {key_template!r} must contain {{agent}}", hint="e.g. --key-name '{stack}/{agent}'")
+    try:
+        stack_key_template.format(stack=stack)
+    except (KeyError, IndexError, ValueError):
+        raise InvalidInput(f"--stack-key-name {stack_key_template!r} may use {{stack}} only",
+                           hint="e.g. --stack-key-name '{stack}' or a literal key name") from None
     plan, catalog = stack_plan(stack, plan_json)
     use_admin = claude_source == "admin" or (claude_source == "auto" and bool(os.environ.get(KEY_ENV)))
     admin = AdminClient(base_url=admin_url) if use_admin else None
@@ -161,6 +167,7 @@ def run_cost(
             plan, catalog, stack, start, end, session.client("ec2"), session.client("cloudwatch"), admin,
             threshold=drift_pct / 100, horizon=horizon, key_template=key_template, workspace_id=workspace_id,
             cost_explorer=session.client("ce") if gpu_source == "cost-explorer" else None,
+            stack_key_template=stack_key_template, autoscaling=session.client("autoscaling"),
         )
     finally:
         if admin is not None:

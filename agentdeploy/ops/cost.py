@@ -1,13 +1,19 @@
 """Actual spend per agent against the plan's projection and budget (`deploy cost`).
 
-How an agent's Claude spend is identified: each agent calls Claude with its own API key, named
-`<stack>/<agent>` (the template is configurable). The Admin API's usage report, grouped by API
-key, model and service tier, gives the tokens; the catalog prices them (batch discount and cache
-multipliers included). The cost report (cents, per workspace) is the billed total: it is shown
-beside the attributed sum, and a gap between the catalog-priced usage of the whole organisation
-and the billed total is reported, because it means the catalog's prices are stale. Where an
-agent has no key of its own, the gateway's per-agent `SpendUSD` metric is used instead, and the
-report says so per agent.
+How an agent's Claude spend is identified. The stack provisions ONE Anthropic key, shared by every
+agent behind the gateway, so the provider cannot split it per agent; the gateway can: it prices
+each response with the catalog and publishes it per agent (metric `SpendUSD`, dimensions Stack
+and Agent). That metric is the per-agent attribution. The Admin API is the check: the usage of
+the stack's key (named `<stack>` in the Console; the template is configurable), priced with the
+catalog, must match the sum the gateway attributed; a gap over 1% is reported, because it means
+traffic reached Claude with the stack's key around the gateway, or the gateway's metric is lost.
+Workspaces would split spend too, but one key belongs to one workspace, so they would need a key
+per agent, which the stack does not provision. Where an operator did create a key per agent
+(named `<stack>/<agent>`), its usage is exact and is used for that agent instead.
+
+The cost report (cents, per workspace) is the billed total: it is shown beside the attributed
+sum, and a gap between the catalog-priced usage of the whole organisation and the billed total
+is reported, because it means the catalog's prices are stale.
 
 Batch spend: the usage rows at service_tier `batch` (priced at the catalog's batch discount) are
 summed per agent beside the total, so a batch-route agent's spend is read against its projection
@@ -38,6 +44,8 @@ from agentdeploy.planner.catalog import Catalog, ClaudeModel
 from agentdeploy.planner.plan import Plan
 
 KEY_NAME_TEMPLATE = "{stack}/{agent}"
+#: How the one key the stack provisions is named in the Anthropic Console.
+STACK_KEY_TEMPLATE = "{stack}"
 DEFAULT_DRIFT = 0.25
 Horizon = Literal["launch", "month_12"]
 _DATE_SUFFIX = re.compile(r"-\d{8}$")
@@ -91,11 +99,14 @@ class ClaudeSpend:
     unpriced_models: set[str] = field(default_factory=set)
     #: the part of `by_agent` spent at service_tier batch
     batch_by_agent: dict[str, Decimal] = field(default_factory=dict)
+    #: catalog-priced usage per API key id
+    by_key: dict[str, Decimal] = field(default_factory=dict)
 
 
 def attribute_usage(rows: Iterable[Any], owners: dict[str, str], catalog: Catalog) -> ClaudeSpend:
     by_agent: dict[str, Decimal] = defaultdict(Decimal)
     batch: dict[str, Decimal] = defaultdict(Decimal)
+    by_key: dict[str, Decimal] = defaultdict(Decimal)
     org = Decimal(0)
     unpriced: set[str] = set()
     for row in rows:
@@ -104,12 +115,14 @@ def attribute_usage(rows: Iterable[Any], owners: dict[str, str], catalog: Catalo
             unpriced.add(str(row.model))
             continue
         org += usd
+        if row.api_key_id:
+            by_key[row.api_key_id] += usd
         agent = owners.get(row.api_key_id or "")
         if agent is not None:
             by_agent[agent] += usd
             if row.service_tier == "batch":
                 batch[agent] += usd
-    return ClaudeSpend(dict(by_agent), org, unpriced, dict(batch))
+    return ClaudeSpend(dict(by_agent), org, unpriced, dict(batch), dict(by_key))
 
 
 # -- GPU -----------------------------------------------------------------------------------------
@@ -231,6 +244,9 @@ class CostReport:
     warnings: list[str] = field(default_factory=list)
     #: the agents' spend through the Message Batches API, summed
     claude_batch_usd: float = 0.0
+    #: usage of the stack's own Anthropic key (Admin API, catalog-priced): the check on the
+    #: gateway's per-agent attribution; None when the key was not found or not read
+    claude_stack_key_usd: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -333,6 +349,22 @@ def batch_share(route: str, claude_usd: float, source: str, admin_batch_usd: flo
     if source == "gateway-metric":
         return claude_usd if route == "batch" else 0.0
     return admin_batch_usd
+
+
+def attribution_gap_warning(key_usd: float, attributed_usd: float, key_name: str, tolerance: float = 0.01) -> str | None:
+    """A warning when the stack key's usage and what the gateway attributed per agent disagree by
+    more than 1% (and a cent): spend around the gateway with the stack's key, or lost metrics."""
+    gap = key_usd - attributed_usd
+    base = max(abs(key_usd), abs(attributed_usd))
+    if base == 0 or abs(gap) <= 0.01 or abs(gap) / base <= tolerance:
+        return None
+    more = "more" if gap > 0 else "less"
+    return (
+        f"the Anthropic key {key_name} spent ${key_usd:.2f} (Admin API, catalog-priced), ${abs(gap):.2f} {more} than the "
+        f"${attributed_usd:.2f} the gateway attributed to agents"
+        + ("; something calls Claude with the stack's key around the gateway" if gap > 0
+           else "; the gateway's metric counts spend the key did not make (another key configured?)")
+    )
 
 
 def billed_gap_warning(billed: Decimal, priced: Decimal, tolerance: float = 0.01) -> str | None:

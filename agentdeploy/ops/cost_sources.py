@@ -9,13 +9,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from agentdeploy.errors import MissingDependency
 from agentdeploy.naming import METRIC_SPEND_USD, ROLE_GPU_FLEET, TAG_ROLE, TAG_STACK, tag_filters
 from agentdeploy.ops.anthropic_admin import AdminClient
 from agentdeploy.ops.aws import AwsClient
 from agentdeploy.ops.cost import (
     KEY_NAME_TEMPLATE,
+    STACK_KEY_TEMPLATE,
     GpuSpend,
+    InstanceUsage,
     attribute_usage,
+    attribution_gap_warning,
     billed_gap_warning,
     gpu_spend,
     instance_hours,
@@ -40,6 +44,9 @@ class ClaudeActuals:
     billed_usd: float | None = None
     org_priced_usd: float | None = None
     warnings: list[str] = field(default_factory=list)
+    #: catalog-priced usage of the stack's own key, and its name (None: no key of that name)
+    stack_key_usd: float | None = None
+    stack_key_name: str = ""
 
 
 def claude_from_admin(
@@ -51,10 +58,15 @@ def claude_from_admin(
     until: datetime,
     key_template: str = KEY_NAME_TEMPLATE,
     workspace_id: str | None = None,
+    stack_key_template: str = STACK_KEY_TEMPLATE,
 ) -> ClaudeActuals:
-    """Per-agent Claude spend from usage by API key, plus the billed total for comparison."""
+    """Per-agent Claude spend of agents with a key of their own, the usage of the stack's shared
+    key (to check the gateway's attribution against), and the billed total."""
     agents = [a.name for a in plan.agents]
-    owners = key_owners(client.api_keys(), stack, agents, key_template)
+    keys = client.api_keys()
+    owners = key_owners(keys, stack, agents, key_template)
+    stack_key = stack_key_template.format(stack=stack)
+    stack_key_ids = {k.id for k in keys if k.name == stack_key}
     end = day_ceiling(until)
     usage = client.usage(since, end)
     if workspace_id is not None:
@@ -64,16 +76,22 @@ def claude_from_admin(
     if workspace_id is not None:
         billed_rows = [r for r in billed_rows if r.workspace_id == workspace_id]
     billed = sum((r.amount_usd for r in billed_rows), Decimal(0))
-    out = ClaudeActuals(billed_usd=float(round(billed, 6)), org_priced_usd=float(round(spend.org_priced, 6)))
+    out = ClaudeActuals(billed_usd=float(round(billed, 6)), org_priced_usd=float(round(spend.org_priced, 6)),
+                        stack_key_name=stack_key)
+    if stack_key_ids:
+        out.stack_key_usd = float(round(sum((spend.by_key.get(k, Decimal(0)) for k in stack_key_ids), Decimal(0)), 6))
     keyed = set(owners.values())
     for name in agents:
         if name in keyed:
             out.by_agent[name] = (float(spend.by_agent.get(name, Decimal(0))), "admin-api")
             out.batch_by_agent[name] = float(spend.batch_by_agent.get(name, Decimal(0)))
     missing = [a for a in agents if a not in keyed]
-    if missing:
-        names = ", ".join(key_template.format(stack=stack, agent=a) for a in missing)
-        out.warnings.append(f"no Anthropic API key named {names}; those agents' Claude spend comes from the gateway metric")
+    if missing and not stack_key_ids:
+        out.warnings.append(
+            f"no Anthropic API key named {stack_key} (the stack's key) or per agent "
+            f"({', '.join(key_template.format(stack=stack, agent=a) for a in missing)}): the gateway's per-agent "
+            "metric is not checked against the provider's usage; name the stack's key in the Console, or pass --stack-key-name"
+        )
     if spend.unpriced_models:
         out.warnings.append(f"usage of models not in the catalog was not priced: {', '.join(sorted(spend.unpriced_models))}")
     gap = billed_gap_warning(billed, spend.org_priced)
@@ -92,7 +110,18 @@ def claude_from_gateway(cw: AwsClient, agents: list[str], stack: str, since: dat
     return out
 
 
-def gpu_from_ec2(ec2: AwsClient, catalog: Catalog, stack: str, since: datetime, until: datetime) -> tuple[dict[str, GpuSpend], list[str]]:
+def gpu_from_ec2(
+    ec2: AwsClient,
+    catalog: Catalog,
+    stack: str,
+    since: datetime,
+    until: datetime,
+    autoscaling: AwsClient | None = None,
+    fleet_types: dict[str, str] | None = None,
+) -> tuple[dict[str, GpuSpend], list[str]]:
+    """GPU spend from the instances EC2 lists, plus (given `autoscaling`) those it no longer
+    lists, from the stack's fleets' scaling activity history (priced at `fleet_types`, agent ->
+    the plan's instance type, on-demand)."""
     reservations = ec2.paginate(
         "describe_instances",
         "Reservations",
@@ -100,8 +129,39 @@ def gpu_from_ec2(ec2: AwsClient, catalog: Catalog, stack: str, since: datetime, 
     )
     instances = [i for r in reservations for i in r.get("Instances", [])]
     usages, warnings = instance_hours(instances, since, until)
+    if autoscaling is not None:
+        gone, gone_warnings = _gone_from_history(autoscaling, stack, {i["InstanceId"] for i in instances},
+                                                 fleet_types or {}, since, until)
+        usages += gone
+        warnings += gone_warnings
     by_agent, price_warnings = gpu_spend(usages, catalog)
     return by_agent, warnings + price_warnings
+
+
+def _gone_from_history(
+    autoscaling: AwsClient, stack: str, listed: set[str], fleet_types: dict[str, str], since: datetime, until: datetime
+) -> tuple[list[InstanceUsage], list[str]]:
+    from agentdeploy.ops.fleets import list_fleets
+    from agentdeploy.ops.gpu_history import gone_instance_usage
+
+    usages: list[InstanceUsage] = []
+    warnings: list[str] = []
+    for fleet in list_fleets(autoscaling, stack):
+        itype = fleet_types.get(fleet.agent or "") or next((i.instance_type for i in fleet.instances), "")
+        activities = autoscaling.paginate("describe_scaling_activities", "Activities", AutoScalingGroupName=fleet.name)
+        found, notes = gone_instance_usage(activities, listed, fleet.agent, itype, since, until)
+        usages += found
+        warnings += [f"{fleet.name}: {n}" for n in notes]
+        hours = sum(u.hours for u in found)
+        if hours > 0:
+            warnings.append(f"{fleet.name}: {hours:.2f} h of instances EC2 no longer lists (from the scaling activity "
+                            f"history) priced as {itype} on-demand; --gpu-source cost-explorer is exact")
+    return usages, warnings
+
+
+def fleet_types(plan: Plan) -> dict[str, str]:
+    """agent -> the plan's instance type for its fleet."""
+    return {a.name: a.fleet.instance_type for a in plan.agents if a.fleet is not None}
 
 
 def collect_report(
@@ -118,37 +178,64 @@ def collect_report(
     key_template: str = KEY_NAME_TEMPLATE,
     workspace_id: str | None = None,
     cost_explorer: AwsClient | None = None,
+    stack_key_template: str = STACK_KEY_TEMPLATE,
+    autoscaling: AwsClient | None = None,
 ):
     """Read every source and build the report (admin=None: Claude spend from the gateway metric only;
-    cost_explorer given: GPU spend from Cost Explorer instead of EC2 instance hours)."""
+    cost_explorer given: GPU spend from Cost Explorer instead of EC2 instance hours).
+
+    A stack without GPU agents never asks EC2; read with the Admin API it needs no AWS at all: when
+    CloudWatch cannot be read for want of credentials, the stack key's total is reported without
+    the per-agent split, and the report says so.
+    """
     from agentdeploy.ops.cost import build_report
 
     agents = [a.name for a in plan.agents]
+    has_gpu = any(a.route == "gpu" or a.fleet is not None for a in plan.agents)
     warnings: list[str] = []
     claude: dict[str, tuple[float, str]] = {}
     billed = priced = None
     batch: dict[str, float] = {}
+    actuals: ClaudeActuals | None = None
     if admin is not None:
-        actuals = claude_from_admin(admin, plan, catalog, stack, since, until, key_template, workspace_id)
+        actuals = claude_from_admin(admin, plan, catalog, stack, since, until, key_template, workspace_id, stack_key_template)
         claude.update(actuals.by_agent)
         batch.update(actuals.batch_by_agent)
         billed, priced = actuals.billed_usd, actuals.org_priced_usd
         warnings += actuals.warnings
     rest = [a for a in agents if a not in claude]
+    metered: dict[str, tuple[float, str]] = {}
+    metered_read = bool(rest)
     if rest:
-        claude.update(claude_from_gateway(cloudwatch, rest, stack, since, until))
+        try:
+            metered = claude_from_gateway(cloudwatch, rest, stack, since, until)
+        except MissingDependency as err:
+            if has_gpu or actuals is None:
+                raise
+            metered_read = False
+            warnings.append(f"the gateway's per-agent metric was not read ({err.message}): Claude spend is not split "
+                            "per agent; the stack key's total is above")
+        claude.update(metered)
+    if actuals is not None and actuals.stack_key_usd is not None and metered_read:
+        gap = attribution_gap_warning(actuals.stack_key_usd, sum(usd for usd, _ in metered.values()), actuals.stack_key_name)
+        if gap:
+            warnings.append(gap)
     unknown = [a.name for a in plan.agents if a.name not in claude and a.route != "gpu"]
-    if unknown:
+    if unknown and metered_read:
         warnings.append(f"no Claude spend found for {', '.join(unknown)} (no API key of its own and no gateway metric)")
+    gpu: dict[str, GpuSpend] = {}
     if cost_explorer is not None:
         gpu, gpu_warnings = gpu_from_cost_explorer(cost_explorer, stack, since, until)
-    else:
-        gpu, gpu_warnings = gpu_from_ec2(ec2, catalog, stack, since, until)
-    warnings += gpu_warnings
-    return build_report(
+        warnings += gpu_warnings
+    elif has_gpu:
+        gpu, gpu_warnings = gpu_from_ec2(ec2, catalog, stack, since, until, autoscaling, fleet_types(plan))
+        warnings += gpu_warnings
+    report = build_report(
         plan, catalog, stack, since, until, claude, gpu, threshold=threshold, horizon=horizon,  # type: ignore[arg-type]
         warnings=warnings, claude_billed_usd=billed, claude_org_priced_usd=priced, claude_batch=batch,
     )
+    report.claude_stack_key_usd = None if actuals is None else actuals.stack_key_usd
+    return report
 
 
 def gpu_from_cost_explorer(ce: AwsClient, stack: str, since: datetime, until: datetime) -> tuple[dict[str, GpuSpend], list[str]]:

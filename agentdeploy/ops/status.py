@@ -18,7 +18,7 @@ from typing import Any
 
 from agentdeploy.naming import DIM_AGENT, DIM_STACK, TAG_AGENT, TAG_STACK
 from agentdeploy.ops.aws import AwsClient
-from agentdeploy.ops.cost_sources import claude_from_gateway, gpu_from_ec2
+from agentdeploy.ops.cost_sources import claude_from_gateway, fleet_types, gpu_from_ec2
 from agentdeploy.ops.fleets import Fleet, describe_instances, list_fleets
 from agentdeploy.planner.catalog import Catalog
 from agentdeploy.planner.plan import Plan
@@ -180,7 +180,7 @@ def collect_status(
     by_agent = {f.agent: f for f in fleets if f.agent}
     names = [a.name for a in plan.agents]
     claude = claude_from_gateway(cloudwatch, names, stack, month_start, now)
-    gpu, _ = gpu_from_ec2(ec2, catalog, stack, month_start, now)
+    gpu, _ = gpu_from_ec2(ec2, catalog, stack, month_start, now, autoscaling, fleet_types(plan))
     found = stack_alarms(cloudwatch, stack)
     alarms = [al for al in found if not al["scaling"]]
     agents: list[AgentStatus] = []

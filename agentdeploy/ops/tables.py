@@ -46,43 +46,42 @@ def print_reap(reports: list[Any], stack: str, region: str, dry_run: bool) -> No
     for col in ("desired", "window", "peak"):
         _figure(table, col)
     _text(table, "action")
-    _text(table, "reason")
     for r in reports:
         if r.action == "scale-to-zero":
             action = "would scale to 0" if dry_run else ("scaled to 0" if r.applied else "FAILED")
         else:
             action = "keep"
         peak = "-" if r.peak_demand is None else f"{r.peak_demand:g}"
-        table.add_row(r.fleet, r.agent or "-", str(r.desired_before), f"{r.idle_minutes} min", peak, action, r.reason)
+        table.add_row(r.fleet, r.agent or "-", str(r.desired_before), f"{r.idle_minutes} min", peak, action)
     console.print(table)
     for r in reports:
-        if r.error:
-            console.print(f"[red]FAILED[/red] {r.fleet}: {r.error}")
+        console.print(f"{r.fleet}: {r.reason}" + (f" — [red]FAILED[/red]: {r.error}" if r.error else ""))
 
 
 def print_cost(report: Any) -> None:
     console = _console()
     table = _table(f"cost {report.stack}: {report.since[:10]} .. {report.until[:16]} ({report.period_days:g} days)")
     _text(table, "agent")
-    _text(table, "route")
     for col in ("claude", "gpu", "actual", "projected", "drift", "budget"):
         _figure(table, col)
-    _text(table, "flags")
     for a in report.agents:
         drift = "-" if a.drift_pct is None else f"{a.drift_pct:+.0f}%"
-        table.add_row(a.agent, a.route, _money(a.claude_usd), _money(a.gpu_usd), _money(a.actual_usd),
-                      _money(a.projected_usd), drift, f"{a.budget_used_pct:.0f}%", ", ".join(a.flags) or "ok")
-    table.add_row("total", "", "", "", _money(report.actual_usd), _money(report.projected_usd), "", "", "")
+        table.add_row(a.agent, _money(a.claude_usd), _money(a.gpu_usd), _money(a.actual_usd),
+                      _money(a.projected_usd), drift, f"{a.budget_used_pct:.0f}%")
+    table.add_row("total", "", "", _money(report.actual_usd), _money(report.projected_usd), "", "")
     console.print(table)
     console.print("budget: the share of the agent's monthly budget spent in the period")
     sources: dict[str, list[str]] = {}
     for a in report.agents:
+        console.print(f"{a.agent} ({a.route}): {', '.join(a.flags) or 'ok'}")
         sources.setdefault(a.claude_source, []).append(a.agent)
         if a.route == "gpu":
             console.print(f"gpu {a.agent}: {a.gpu_spot_hours:g} h spot, {a.gpu_on_demand_hours:g} h on-demand")
     for source, names in sources.items():
         if source != "none":
             console.print(f"Claude spend from {source}: {', '.join(names)}")
+    if report.claude_stack_key_usd is not None:
+        console.print(f"Claude spend of the stack's key (Admin API, catalog-priced): {_money(report.claude_stack_key_usd)}")
     if report.claude_billed_usd is not None:
         console.print(f"Claude billed (cost report, whole organisation/workspace): {_money(report.claude_billed_usd)}; "
                       f"usage priced with the catalog: {_money(report.claude_org_priced_usd)}")
@@ -109,15 +108,16 @@ def print_status(status: Any) -> None:
     _text(table, "agent")
     _text(table, "route")
     _text(table, "model")
-    for col in ("desired", "healthy", "spot", "od", "spent", "budget"):
+    for col in ("fleet", "spot/od", "spent", "budget"):
         _figure(table, col)
     for a in status.agents:
         f = a.fleet
-        fleet = ("-", "-", "-", "-") if f is None else (str(f.desired), str(f.healthy), str(f.spot), str(f.on_demand))
+        fleet = ("-", "-") if f is None else (f"{f.desired}/{f.healthy}", f"{f.spot}/{f.on_demand}")
         used = "-" if a.budget_used_pct is None else f"{a.budget_used_pct:g}%"
         table.add_row(a.agent, a.route, a.model, *fleet, _money(a.spent_month_usd), used)
     console.print(table)
-    console.print("desired/healthy/spot/od: the GPU fleet's instances; budget: month-to-date share of the monthly budget")
+    console.print("fleet: desired/healthy instances; spot/od: spot/on-demand; spent, budget: this month, and its "
+                  "share of the monthly budget")
     for a in status.agents:
         if a.fleet is not None:
             console.print(f"{a.agent}: fleet {a.fleet.name} ({', '.join(a.fleet.instance_types) or 'no instances'})")

@@ -74,7 +74,9 @@ def main() -> None:
         r.token_delay_s = args.token_ms / 1000
     cfg = gateway_config(claude.base_url, replicas=[r.base_url for r in reps], log_requests=False,
                          gpu_agent={"max_tokens_cap": 64, "max_tokens_default": 64},
-                         vllm={"continuation": True, "stall_timeout_s": STALL_S, "metrics_poll_s": 0})
+                         vllm={"continuation": True, "stall_timeout_s": STALL_S, "metrics_poll_s": 0},
+                         # Breaks are the experiment: replica 1 must stay in rotation through all of them.
+                         breaker={"failure_threshold": 10**6, "failure_rate": 1.0, "window": 10**6})
     gw = start_gateway(cfg, tempfile.mkdtemp(prefix="bench-continuation-"), env=env_for(claude))
     cases = {
         "uninterrupted": ({}, {}),
@@ -90,7 +92,12 @@ def main() -> None:
             for name, (fault, body) in cases.items():
                 if fault:
                     reps[0].fault(**fault)  # the first attempt goes to replica 1 (listed first, equal load)
+                seen = len(reps[1].requests)
                 gaps[name].append(_gap(gw.url, k, **body))
+                # Proof the case ran as named: a break was continued on replica 2 exactly when injected.
+                assert len(reps[1].requests) == seen + bool(fault), name
+                if fault:
+                    assert bool(reps[1].requests[-1]["body"].get("continue_final_message")) == ("prefill" in name), name
     finally:
         gw.stop()
         for r in reps:

@@ -7,6 +7,11 @@ by Anthropic, so the per-agent alarms read the gateway's SpendUSD metric instead
 its own share of the budgets as the plan split them (`BudgetPlan.aws_usd` and `gateway_usd`,
 the latter paced per day in `BudgetPlan.pace`); both fire at the plan's thresholds. Nothing is
 worked out here: the gateway's config enforces the same shares.
+
+A gateway-less stack has no gateway to publish SpendUSD. `deploy spend publish` reads each
+agent's spend from the Usage and Cost API instead and publishes the UTC day's running total
+(SpendUSDDay, every datapoint stamped inside its day): its alarms take the day's Maximum, so a
+re-run that publishes the same total again never counts twice, where Sum would.
 """
 
 from __future__ import annotations
@@ -17,7 +22,14 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from agentdeploy.naming import DIM_AGENT, DIM_STACK, METRIC_NAMESPACE, METRIC_SPEND_USD, TAG_STACK
+from agentdeploy.naming import (
+    DIM_AGENT,
+    DIM_STACK,
+    METRIC_NAMESPACE,
+    METRIC_SPEND_DAY_USD,
+    METRIC_SPEND_USD,
+    TAG_STACK,
+)
 from agentdeploy.planner.plan import Plan
 from agentdeploy.stacks.common import ROLE_ALERTS, ROLE_BUDGET, tags
 
@@ -73,6 +85,25 @@ def spend_alarms(plan: Plan) -> list[SpendAlarm]:
     return [SpendAlarm(a.name, p.pct, p.daily_usd) for a in plan.agents for p in a.budget.pace]
 
 
+@dataclass(frozen=True)
+class SpendMetric:
+    """What the spend alarms read, matching what is published into it."""
+
+    name: str
+    #: Sum of the gateway's per-interval increments, or Maximum of a day's running totals.
+    statistic: str
+    period_s: int = 86400
+
+
+def spend_metric(plan: Plan) -> SpendMetric:
+    """The gateway's increments (SpendUSD, Sum) where the plan deploys it; otherwise the day
+    totals `deploy spend publish` writes (SpendUSDDay, Maximum). A plan from before the planner
+    decided on the gateway always had one."""
+    if plan.infrastructure is None or plan.infrastructure.gateway.deploy:
+        return SpendMetric(METRIC_SPEND_USD, "Sum")
+    return SpendMetric(METRIC_SPEND_DAY_USD, "Maximum")
+
+
 class Alerts(pulumi.ComponentResource):
     topic_arn: pulumi.Output[str]
 
@@ -112,14 +143,15 @@ class Alerts(pulumi.ComponentResource):
             cost_filters=[{"name": "TagKeyValue", "values": [tag_filter_value(stack)]}],
             notifications=notifications, tags=tags(stack, f"agentdeploy-{stack}", role=ROLE_BUDGET), opts=child,
         )
+        metric = spend_metric(plan)
         for alarm in spend_alarms(plan):
             alarm_name = f"agentdeploy-{stack}-{alarm.agent}-spend-{alarm.pct}pct"
             aws.cloudwatch.MetricAlarm(
                 f"{name}-{alarm.agent}-spend-{alarm.pct}", name=alarm_name,
                 alarm_description=(f"{alarm.agent}: spending at a pace that reaches {alarm.pct}% of its "
                                    f"monthly budget (${alarm.daily_usd}/day)"),
-                namespace=METRIC_NAMESPACE, metric_name=METRIC_SPEND_USD,
-                dimensions={DIM_STACK: stack, DIM_AGENT: alarm.agent}, statistic="Sum", period=86400,
+                namespace=METRIC_NAMESPACE, metric_name=metric.name,
+                dimensions={DIM_STACK: stack, DIM_AGENT: alarm.agent}, statistic=metric.statistic, period=metric.period_s,
                 evaluation_periods=1, threshold=alarm.daily_usd, comparison_operator="GreaterThanThreshold",
                 treat_missing_data="notBreaching", alarm_actions=[topic.arn],
                 tags=tags(stack, alarm_name, agent=alarm.agent, role=ROLE_BUDGET), opts=child,

@@ -50,7 +50,9 @@ def _ids(events) -> set:
 @pytest.mark.parametrize("fault", [{"cut_after": 3}, {"stall_after": 3, "stall_s": 5}, {"malformed_after": 3}])
 def test_a_broken_stream_is_finished_on_the_other_replica(pair, fault):
     gw, first, other, claude = pair()
-    first.fault(**fault)
+    # Tokens 20 ms apart: the first token is read alone, so the break lands after it (a garbled
+    # chunk read in the same batch as the first token would be a failure before the first token).
+    first.fault(**fault, token_delay_s=0.02)
     r, text = stream_chat(gw.url, GPU_KEY, stream_options={"include_usage": True})
     assert r.status_code == 200
     events = sse_events(text)
@@ -77,7 +79,7 @@ def test_an_anthropic_client_gets_one_stitched_message(pair):
     import httpx
 
     gw, first, other, claude = pair()
-    first.fault(cut_after=2)
+    first.fault(cut_after=2, token_delay_s=0.02)
     body = {"model": "gpu-agent", "max_tokens": 16, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
     with httpx.stream("POST", gw.url + "/v1/messages", json=body, headers={"x-api-key": GPU_KEY}, timeout=20) as r:
         text = "".join(r.iter_text())
@@ -93,7 +95,7 @@ def test_an_anthropic_client_gets_one_stitched_message(pair):
 
 def test_no_other_replica_ends_with_the_real_failure(pair):
     gw, first, other, claude = pair(replicas=1)
-    first.fault(cut_after=3)
+    first.fault(cut_after=3, token_delay_s=0.02)
     r, text = stream_chat(gw.url, GPU_KEY)
     events = sse_events(text)
     [err] = [d["error"] for _, d in events if isinstance(d, dict) and "error" in d]
@@ -104,7 +106,7 @@ def test_no_other_replica_ends_with_the_real_failure(pair):
 
 def test_an_upstream_not_marked_for_continuation_is_never_asked(pair):
     gw, first, other, claude = pair(continuation=False)
-    first.fault(cut_after=3)
+    first.fault(cut_after=3, token_delay_s=0.02)
     r, text = stream_chat(gw.url, GPU_KEY)
     [err] = [d["error"] for _, d in sse_events(text) if isinstance(d, dict) and "error" in d]
     assert CUT.search(err["message"]) and "cannot continue" in err["message"]
@@ -127,7 +129,7 @@ def test_claude_is_never_asked_to_continue(pair):
 
 def test_at_temperature_0_the_other_replica_replays_and_is_verified(pair):
     gw, first, other, claude = pair()
-    first.fault(cut_after=3)
+    first.fault(cut_after=3, token_delay_s=0.02)
     r, text = stream_chat(gw.url, GPU_KEY, temperature=0, stream_options={"include_usage": True})
     events = sse_events(text)
     assert openai_text(events) == WHOLE
@@ -141,7 +143,7 @@ def test_at_temperature_0_the_other_replica_replays_and_is_verified(pair):
 
 def test_a_replay_that_differs_is_not_sent_on(pair):
     gw, first, other, claude = pair()
-    first.fault(cut_after=3)
+    first.fault(cut_after=3, token_delay_s=0.02)
     other.fault(tokens=2)  # the replay says less than the client already holds: not the same answer
     r, text = stream_chat(gw.url, GPU_KEY, temperature=0)
     events = sse_events(text)

@@ -64,8 +64,8 @@ def test_streams_broken_by_a_killed_replica_end_with_the_uninterrupted_text(vllm
         gw = gateway_factory(_config(claude_emulator, [victim.base_url, other.base_url]), env=env_for(claude_emulator))
         boxes = [{"lines": []} for _ in range(2)]
 
-        def reader(box: dict) -> None:
-            with httpx.stream("POST", gw.url + "/v1/chat/completions", json=_body(), timeout=180,
+        def reader(box: dict, url: str = gw.url) -> None:
+            with httpx.stream("POST", url + "/v1/chat/completions", json=_body(), timeout=180,
                               headers={"authorization": f"Bearer {GPU_KEY}"}) as resp:
                 box["status"] = resp.status_code
                 for line in resp.iter_lines():

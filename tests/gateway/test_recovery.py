@@ -183,4 +183,6 @@ def test_render_copies_the_plans_recovery_settings_per_agent():
     cfg = build_gateway_config(plan, catalog)
     up = cfg.upstreams["vllm-ticket-router"]
     assert up.breaker == BreakerSpec(open_s=1.5, max_open_s=6.0)
+    assert up.continuation  # vLLM replicas finish each other's broken streams
     assert cfg.upstreams["anthropic"].breaker is None  # Claude keeps the global breaker
+    assert not cfg.upstreams["anthropic"].continuation

@@ -13,8 +13,8 @@ import boto3
 from agentdeploy.naming import DIM_AGENT, DIM_STACK, METRIC_NAMESPACE, ROLE_GPU_FLEET, stack_tags
 
 
-def launch_template(name: str = "gpu-node", instance_type: str = "g5.xlarge") -> None:
-    ec2 = boto3.client("ec2")
+def launch_template(name: str = "gpu-node", instance_type: str = "g5.xlarge", region: str | None = None) -> None:
+    ec2 = boto3.client("ec2", region_name=region)
     existing = ec2.describe_launch_templates()["LaunchTemplates"]
     if any(t["LaunchTemplateName"] == name for t in existing):
         return
@@ -31,29 +31,31 @@ def fleet(
     min_size: int = 0,
     role: str | None = ROLE_GPU_FLEET,
     instance_type: str = "g5.xlarge",
+    region: str | None = None,
 ) -> None:
     """An Auto Scaling group as the Pulumi program creates it (tags propagated to instances).
 
-    MinSize defaults to 0, a plan's scale-to-zero fleet; a warm floor passes `min_size`.
+    MinSize defaults to 0, a plan's scale-to-zero fleet; a warm floor passes `min_size`; `region`
+    defaults to the environment's (us-east-1).
     """
     template = f"lt-{instance_type.replace('.', '-')}"
-    launch_template(template, instance_type)
+    launch_template(template, instance_type, region)
     tags = stack_tags(stack, agent, role) if stack else {}
     if not stack and agent:
         tags["agentdeploy:agent"] = agent
-    boto3.client("autoscaling").create_auto_scaling_group(
+    boto3.client("autoscaling", region_name=region).create_auto_scaling_group(
         AutoScalingGroupName=name,
         MinSize=min_size,
         MaxSize=max(desired, 4),
         DesiredCapacity=desired,
         LaunchTemplate={"LaunchTemplateName": template},
-        AvailabilityZones=["us-east-1a"],
+        AvailabilityZones=[f"{region or 'us-east-1'}a"],
         Tags=[{"Key": k, "Value": v, "PropagateAtLaunch": True} for k, v in tags.items()],
     )
 
 
-def group(name: str) -> dict:
-    return boto3.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[name])[
+def group(name: str, region: str | None = None) -> dict:
+    return boto3.client("autoscaling", region_name=region).describe_auto_scaling_groups(AutoScalingGroupNames=[name])[
         "AutoScalingGroups"
     ][0]
 

@@ -7,6 +7,9 @@ credential chain with every source emptied.
 
 from __future__ import annotations
 
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import boto3
@@ -129,3 +132,62 @@ def test_unreachable_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(OperationFailed) as caught:
         AwsSession(region="us-east-1").client("autoscaling").call("describe_auto_scaling_groups")
     assert "cannot reach" in caught.value.message
+
+
+class _NotAws(BaseHTTPRequestHandler):
+    """What answers when AWS_ENDPOINT_URL points at a web server or a proxy's error page."""
+
+    status = 404
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        body = b"<html><body><h1>Not Found</h1><p>nginx</html"
+        self.send_response(self.status)
+        self.send_header("content-type", "text/html")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def not_aws():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _NotAws)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_an_answer_that_is_not_aws_is_a_clear_failure(aws, project: Path, not_aws: str) -> None:
+    """botocore's ResponseParserError is no BotoCoreError: it used to escape as a traceback."""
+    from .deploy_cli import assert_clean_error, deploy
+
+    proc = deploy("reap", "--stack", "router", env={"AWS_ENDPOINT_URL": not_aws})
+    assert_clean_error(proc, 1, f"error: {not_aws} did not answer autoscaling:DescribeAutoScalingGroups as AWS does")
+    assert "hint: check AWS_ENDPOINT_URL" in proc.stderr
+    status = deploy("status", "--stack", "router", "--json", env={"AWS_ENDPOINT_URL": not_aws})
+    assert status.returncode == 1 and "Traceback" not in status.stderr
+    assert json.loads(status.stdout)["error"] == "OperationFailed"
+
+
+def test_a_malformed_region_is_invalid_input(aws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from .deploy_cli import assert_clean_error, deploy
+
+    monkeypatch.delenv("AGENTDEPLOY_PROJECT", raising=False)  # a stack known by tags alone: --region is used
+    monkeypatch.chdir(tmp_path)
+    proc = deploy("reap", "--stack", "remote", "--region", "us_east_1")
+    assert_clean_error(proc, 2, "error: 'us_east_1' is not an AWS region name")
+    spot = deploy("catalog", "refresh-spot", "--region", "us_east_1")
+    assert_clean_error(spot, 2, "'us_east_1' is not an AWS region name")
+
+
+def test_a_malformed_endpoint_url_is_invalid_input(aws, project: Path) -> None:
+    from .deploy_cli import assert_clean_error, deploy
+
+    proc = deploy("status", "--stack", "router", env={"AWS_ENDPOINT_URL": "not a url"})
+    assert_clean_error(proc, 2, "cannot use the AWS endpoint for autoscaling: Invalid endpoint: not a url")
+    assert "AWS_ENDPOINT_URL" in proc.stderr

@@ -20,7 +20,9 @@ import pytest
 from click.testing import CliRunner
 
 from agentdeploy.cli.main import cli
+from agentdeploy.errors import OperationFailed
 from agentdeploy.naming import DIM_AGENT, DIM_STACK, METRIC_DEMAND, METRIC_NAMESPACE, stack_tags
+from agentdeploy.ops.aws import AwsClient
 from agentdeploy.planner import build_plan, load_catalog, load_decision_file
 
 from . import cloud
@@ -86,7 +88,7 @@ def test_reap_treat_missing_as_idle_flag(aws, project: Path, monkeypatch: pytest
     from agentdeploy.ops import commands, reaper
 
     later = datetime.now(UTC) + timedelta(hours=2)
-    monkeypatch.setattr(commands, "reap", lambda *a, **kw: reaper.reap(*a, **{**kw, "clock": lambda: later}))
+    monkeypatch.setattr(commands, "reap_outcome", lambda *a, **kw: reaper.reap_outcome(*a, **{**kw, "clock": lambda: later}))
     cloud.fleet("router-tr", "router", "ticket-router", desired=1)
     kept = CliRunner().invoke(cli, ["reap", "--stack", "router", "--json"])
     assert kept.exit_code == 0, kept.output
@@ -258,3 +260,76 @@ def test_cost_gpu_from_cost_explorer(aws, project: Path) -> None:
     assert by["ticket-router"]["gpu_usd"] == pytest.approx(12.3456)
     assert by["answer-drafts"]["gpu_usd"] == 0
     assert any("(untagged)" in w for w in doc["warnings"])  # spend without an agent tag is reported, not lost
+
+
+def test_usage_errors_are_json_under_json(aws, project: Path) -> None:
+    """A bad option value is click's usage error: with --json it is still one JSON document on stdout."""
+    proc = deploy("reap", "--stack", "router", "--idle-minutes", "0", "--json")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    doc = json.loads(proc.stdout)
+    assert (doc["error"], doc["exit_code"]) == ("UsageError", 2)
+    assert "--idle-minutes" in doc["message"]
+    missing = deploy("status", "--json")  # --stack is required
+    assert missing.returncode == 2
+    assert "--stack" in json.loads(missing.stdout)["message"]
+
+
+class _Updates(AwsClient):
+    """The autoscaling client with a hook just before each UpdateAutoScalingGroup."""
+
+    def __init__(self, inner: AwsClient, before_update):
+        super().__init__(inner.raw)
+        self.before_update = before_update
+
+    def call(self, method: str, **kwargs):
+        if method == "update_auto_scaling_group":
+            self.before_update(kwargs["AutoScalingGroupName"])
+        return super().call(method, **kwargs)
+
+
+def _reap_later_with(monkeypatch: pytest.MonkeyPatch, before_update) -> None:
+    """`deploy reap` two hours on (every fleet past its window), its writes going through `_Updates`."""
+    from agentdeploy.ops import commands, reaper
+
+    later = datetime.now(UTC) + timedelta(hours=2)
+
+    def outcome(asg, *a, **kw):
+        return reaper.reap_outcome(_Updates(asg, before_update), *a, **{**kw, "clock": lambda: later})
+
+    monkeypatch.setattr(commands, "reap_outcome", outcome)
+
+
+def test_partial_reap_json_keeps_every_fleets_report(aws, project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cloud.fleet("router-a", "router", "ticket-router", desired=1)
+    cloud.fleet("router-b", "router", "other", desired=1)
+
+    def deny_b(name: str) -> None:
+        if name == "router-b":
+            raise OperationFailed("AWS autoscaling:UpdateAutoScalingGroup failed: ScalingActivityInProgress")
+
+    _reap_later_with(monkeypatch, deny_b)
+    result = CliRunner().invoke(cli, ["reap", "--stack", "router", "--json", "--treat-missing-as-idle"])
+    assert result.exit_code == 5
+    doc = json.loads(result.stdout)
+    by = {f["fleet"]: f for f in doc["fleets"]}
+    assert by["router-a"]["applied"] is True and by["router-a"]["error"] is None
+    assert by["router-b"]["applied"] is False and "ScalingActivityInProgress" in by["router-b"]["error"]
+    assert (doc["error"]["error"], doc["error"]["exit_code"]) == ("PartialChange", 5)
+    assert cloud.group("router-a")["DesiredCapacity"] == 0 and cloud.group("router-b")["DesiredCapacity"] == 1
+
+
+def test_a_group_deleted_just_before_the_write_is_kept(aws, project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """AWS's "AutoScalingGroup name not found" on the update means there is nothing left to scale: kept, exit 0."""
+    cloud.fleet("router-tr", "router", "ticket-router", desired=1)
+
+    def delete(name: str) -> None:
+        boto3.client("autoscaling").delete_auto_scaling_group(AutoScalingGroupName=name, ForceDelete=True)
+
+    _reap_later_with(monkeypatch, delete)
+    result = CliRunner().invoke(cli, ["reap", "--stack", "router", "--json", "--treat-missing-as-idle"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    (fleet,) = doc["fleets"]
+    assert (fleet["action"], fleet["applied"], fleet["error"]) == ("keep", False, None)
+    assert "AutoScalingGroup name not found" in fleet["reason"]
+    assert doc["error"] is None

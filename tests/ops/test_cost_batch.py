@@ -113,10 +113,13 @@ def test_deploy_cost_json_shows_batch_spend(aws, project: Path, admin_api: Admin
 def test_deploy_cost_table_says_batch_spend_against_projection(aws, project: Path, admin_api: AdminServer, monkeypatch) -> None:
     _batch_world(admin_api)
     monkeypatch.setenv("ANTHROPIC_ADMIN_KEY", ADMIN_KEY)
-    result = CliRunner().invoke(cli, ["cost", "--stack", "shop", "--admin-url", admin_api.url])
+    # One fixed period for both runs: with "until now" the projection (and its rounded drift) moves between them.
+    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    period = ["--since", day.date().isoformat(), "--until", (day + timedelta(days=1)).date().isoformat()]
+    result = CliRunner().invoke(cli, ["cost", "--stack", "shop", "--admin-url", admin_api.url, *period])
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
-    doc = json.loads(CliRunner().invoke(cli, ["cost", "--stack", "shop", "--admin-url", admin_api.url, "--json"]).output)
+    doc = json.loads(CliRunner().invoke(cli, ["cost", "--stack", "shop", "--admin-url", admin_api.url, "--json", *period]).output)
     md = next(a for a in doc["agents"] if a["agent"] == "marketing-drafts")
     drift = f"{100 * (BATCH_USD / md['projected_usd'] - 1):+.0f}%"
     assert f"batch route marketing-drafts: $7.65 through the Message Batches API against ${md['projected_usd']:,.2f} projected at batch prices ({drift})" in text

@@ -53,8 +53,44 @@ def test_override_keeps_provenance_and_flags_odd_quotes() -> None:
     assert "DescribeSpotPriceHistory" in entry["source"]
     assert "us-east-1" in entry["source"]
     assert cat.gpu_instances["g5.xlarge"].source in entry["field_sources"]["on_demand_usd_per_hour"]
-    assert any("g6.xlarge" in w and "above on-demand" in w for w in warnings)
+    assert any("g6.xlarge" in w and "above on-demand" in w and "not written" in w for w in warnings)
+    assert "g6.xlarge" not in doc["gpu_instances"]  # an outlier is never written unless accepted
     assert any("no spot price" in w and "p5.4xlarge" in w for w in warnings)
+
+
+def test_an_outlier_keeps_the_previous_refreshs_figure() -> None:
+    cat = load_catalog(include_home=False)
+    earlier = {"spot_usd_per_hour": 0.31, "source": "earlier refresh", "as_of": "2026-11-01"}
+    quotes = {"g6.xlarge": SpotQuote("g6.xlarge", 0.00001, 0.00001, 0.00001, 6)}  # under 5% of on-demand
+    doc, warnings = override_document(quotes, cat.gpu_instances, "us-east-1", date(2026, 11, 23),
+                                      previous={"g6.xlarge": earlier})
+    assert doc["gpu_instances"]["g6.xlarge"] == earlier
+    assert any("under 5% of on-demand" in w and "the previous refresh's figure kept" in w for w in warnings)
+    accepted, warnings = override_document(quotes, cat.gpu_instances, "us-east-1", date(2026, 11, 23),
+                                           accept_outliers=True, previous={"g6.xlarge": earlier})
+    assert accepted["gpu_instances"]["g6.xlarge"]["spot_usd_per_hour"] == 0.00001
+    assert any("written as asked" in w for w in warnings)
+
+
+def test_outliers_are_not_written_unless_accepted(aws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto quotes $0.00001/h for every type: implausible, so nothing is written and the plan keeps its prices."""
+    import json
+
+    from .deploy_cli import assert_clean_error, deploy
+
+    monkeypatch.setenv("AGENTDEPLOY_HOME", str(tmp_path / "home"))
+    proc = deploy("catalog", "refresh-spot", "--region", "us-east-1")
+    assert_clean_error(proc, 1, "every spot quote from us-east-1 looks implausible; nothing written")
+    assert "under 5% of on-demand" in proc.stderr and "--accept-outliers" in proc.stderr
+    assert not (tmp_path / "home" / "catalog.d" / "spot-us-east-1.yaml").exists()
+    builtin = load_catalog(include_home=False).gpu_instances["g6.xlarge"].spot_usd_per_hour
+    assert load_catalog().gpu_instances["g6.xlarge"].spot_usd_per_hour == builtin
+    as_json = deploy("catalog", "refresh-spot", "--region", "us-east-1", "--json")
+    assert as_json.returncode == 1
+    assert json.loads(as_json.stdout)["error"] == "OperationFailed"
+    accepted = deploy("catalog", "refresh-spot", "--region", "us-east-1", "--accept-outliers", "--json")
+    assert accepted.returncode == 0, accepted.stderr
+    assert json.loads(accepted.stdout)["gpu_instances"]["g6.xlarge"]["spot_usd_per_hour"] == pytest.approx(0.00001)
 
 
 def test_refresh_round_trips_into_the_planner(aws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -64,7 +100,8 @@ def test_refresh_round_trips_into_the_planner(aws, tmp_path: Path, monkeypatch: 
     router_before = before.agent("ticket-router")
     assert router_before.fleet is not None
 
-    result = CliRunner().invoke(cli, ["catalog", "refresh-spot", "--region", "us-east-1"])
+    # moto's quotes are outliers (see test_outliers_are_not_written_unless_accepted): accepted here.
+    result = CliRunner().invoke(cli, ["catalog", "refresh-spot", "--region", "us-east-1", "--accept-outliers"])
     assert result.exit_code == 0, result.output
     path = tmp_path / "home" / "catalog.d" / "spot-us-east-1.yaml"
     written = yaml.safe_load(path.read_text())["gpu_instances"]
@@ -114,8 +151,8 @@ def test_refresh_without_credentials_is_exit_4(aws, tmp_path: Path, monkeypatch:
 def test_refresh_keeps_regions_apart(aws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two regions' spot files live side by side; each plan reads only its own region's."""
     monkeypatch.setenv("AGENTDEPLOY_HOME", str(tmp_path / "home"))
-    assert CliRunner().invoke(cli, ["catalog", "refresh-spot", "--region", "us-west-2"]).exit_code == 0
-    result = CliRunner().invoke(cli, ["catalog", "refresh-spot", "--region", "us-east-1", "--json"])
+    assert CliRunner().invoke(cli, ["catalog", "refresh-spot", "--region", "us-west-2", "--accept-outliers"]).exit_code == 0
+    result = CliRunner().invoke(cli, ["catalog", "refresh-spot", "--region", "us-east-1", "--json", "--accept-outliers"])
     assert result.exit_code == 0, result.output
     import json
 
@@ -128,7 +165,7 @@ def test_refresh_keeps_regions_apart(aws, tmp_path: Path, monkeypatch: pytest.Mo
 def _spot_file(home: Path, region: str, price: float) -> None:
     cat = load_catalog(include_home=False)
     doc, _ = override_document({"g5.xlarge": SpotQuote("g5.xlarge", price, price, price, 1)}, cat.gpu_instances,
-                               region, date(2026, 11, 23))
+                               region, date(2026, 11, 23), accept_outliers=True)
     write_override(doc, region, home)
 
 
@@ -142,10 +179,10 @@ def test_refresh_compares_with_the_same_region_only(aws, tmp_path: Path, monkeyp
     monkeypatch.setenv("AGENTDEPLOY_HOME", str(home))
     builtin = load_catalog(include_home=False).gpu_instances["g5.xlarge"].spot_usd_per_hour
     _spot_file(home, "us-west-2", 7.77)  # another region's figure must not be the "was"
-    result = CliRunner().invoke(cli, ["catalog", "refresh-spot", "--region", "us-east-1"])
+    result = CliRunner().invoke(cli, ["catalog", "refresh-spot", "--region", "us-east-1", "--accept-outliers"])
     assert result.exit_code == 0, result.output
     assert _was(result.output, "g5.xlarge") == f"${builtin:g}/h)"
     _spot_file(home, "us-east-1", 0.42)  # this region's previous refresh is
-    result = CliRunner().invoke(cli, ["catalog", "refresh-spot", "--region", "us-east-1"])
+    result = CliRunner().invoke(cli, ["catalog", "refresh-spot", "--region", "us-east-1", "--accept-outliers"])
     assert result.exit_code == 0, result.output
     assert _was(result.output, "g5.xlarge") == "$0.42/h)"

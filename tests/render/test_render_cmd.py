@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import yaml
 from click.testing import CliRunner
 
 from agentdeploy.cli.main import cli
@@ -15,10 +16,19 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 CANARY = "sk-canary-7f3a9c1e-never-written"
 
 
+def _with_gateway(tmp_path: Path) -> Path:
+    """The service business with `stack.gateway: true` (its plan has no gateway otherwise)."""
+    doc = yaml.safe_load((EXAMPLES / "service-business.yaml").read_text())
+    doc["stack"]["gateway"] = True
+    path = tmp_path / "business-with-gateway.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
 def test_render_writes_loadable_gateway_config_and_agent_files(tmp_path, monkeypatch):
     monkeypatch.setenv("AGENTDEPLOY_KEY_INTAKE", CANARY)
     out = tmp_path / "out"
-    result = CliRunner().invoke(cli, ["render", str(EXAMPLES / "service-business.yaml"), "--out", str(out), "--json"])
+    result = CliRunner().invoke(cli, ["render", str(_with_gateway(tmp_path)), "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output
     files = json.loads(result.stdout)["files"]
     assert {"gateway.yaml", "plan.json", "agents/intake.json", "agents/sales-brief.json", "agents/marketing-drafts.json"} <= set(files)
@@ -34,6 +44,42 @@ def test_render_writes_loadable_gateway_config_and_agent_files(tmp_path, monkeyp
     assert intake["anthropic_api_key_env"] == "ANTHROPIC_API_KEY"
     plan = json.loads((out / "plan.json").read_text())
     assert [a["name"] for a in plan["agents"]] == ["intake", "sales-brief", "marketing-drafts"]
+
+
+def test_render_of_a_gateway_less_plan_writes_client_configs_and_says_why_no_gateway(tmp_path):
+    """The service business as written: the planner leaves out the gateway, so render writes each
+    agent's client config and the plan, no gateway.yaml, and prints the plan's reasons."""
+    from agentdeploy.planner import build_plan, load_decision_file
+
+    plan = build_plan(load_decision_file(EXAMPLES / "service-business.yaml"))
+    assert plan.infrastructure is not None and not plan.infrastructure.gateway.deploy
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "gateway.yaml").write_text("stack: from-an-earlier-render\n")  # what a reader could still serve
+    result = CliRunner().invoke(cli, ["render", str(EXAMPLES / "service-business.yaml"), "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["gateway"] is False and doc["removed"] == ["gateway.yaml"]
+    assert set(doc["files"]) == {"plan.json", "agents/intake.json", "agents/sales-brief.json", "agents/marketing-drafts.json"}
+    assert doc["why_no_gateway"] == plan.infrastructure.gateway.why
+    assert not (out / "gateway.yaml").exists()
+    for agent in plan.agents:
+        client = json.loads((out / f"agents/{agent.name}.json").read_text())
+        assert (client["model"], client["max_tokens"], client["cache"]["ttl"]) == (agent.model, agent.max_tokens, agent.cache.ttl)
+    text = CliRunner().invoke(cli, ["render", str(EXAMPLES / "service-business.yaml"), "--out", str(out)])
+    assert text.exit_code == 0, text.output
+    assert "no gateway.yaml: the plan leaves this stack without a gateway" in text.output
+    assert "no run-time budget enforcement" in text.output and "stack.gateway: true" in text.output
+    assert "deploy serve" not in text.output
+
+
+def test_render_refuses_gateway_options_for_a_gateway_less_plan(tmp_path):
+    result = CliRunner().invoke(cli, ["render", str(EXAMPLES / "service-business.yaml"), "--out", str(tmp_path),
+                                      "--redis-url-env", "REDIS_URL"])
+    assert result.exit_code == 2
+    assert "--redis-url-env configures the gateway, which the plan leaves out" in result.output
+    assert "stack.gateway: true" in result.output
+    assert not list(tmp_path.iterdir())  # nothing written
 
 
 def test_render_gpu_agents_get_vllm_command_and_user_data(tmp_path):

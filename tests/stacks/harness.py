@@ -243,3 +243,23 @@ def strings_in(value: Any) -> list[str]:
 
 def catalog():
     return load_catalog(include_home=False)
+
+
+def with_gateway(tmp: Path, example: str = "service-business.yaml") -> Path:
+    """The example with `stack.gateway: true`: a stack the planner would leave gateway-less,
+    forced to run the gateway (what the gateway's own tests provision)."""
+    doc = yaml.safe_load((EXAMPLES / example).read_text())
+    doc["stack"]["gateway"] = True
+    path = tmp / f"gateway-{example}"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def dev_with_gateway(tmp: Path) -> dict[str, str]:
+    """The committed dev stack's config (plain-HTTP opt-out included) over its decision file
+    with the gateway forced on."""
+    from agentdeploy.stacks.dryrun import stack_config_values
+
+    config, _ = stack_config_values(ROOT / "stacks" / "Pulumi.dev.yaml")
+    config["agentdeploy:decisionFile"] = str(with_gateway(tmp))
+    return config

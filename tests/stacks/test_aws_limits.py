@@ -20,7 +20,7 @@ from agentdeploy.stacks.limits import (
     check_user_data,
 )
 from agentdeploy.stacks.policy import Resource
-from tests.stacks.harness import EXAMPLES, run_main
+from tests.stacks.harness import EXAMPLES, dev_with_gateway, run_main
 
 SG = "aws:ec2/securityGroup:SecurityGroup"
 TG = "aws:lb/targetGroup:TargetGroup"
@@ -116,22 +116,32 @@ def test_every_example_stays_within_aws_limits(example, longest, tmp_path):
     run = run_main({"agentdeploy:decisionFile": path, "aws:region": "us-east-1",
                     "agentdeploy:anthropicApiKey": "sk-ant-test-0000000000"}, ["agentdeploy:anthropicApiKey"], stack=stack)
     resources = [Resource(r.typ, r.name, r.inputs) for r in run.mocks.resources]
-    assert len(resources) > 40
+    # a gateway-less stack (the planner's call for the service business) is its agents' configs,
+    # the key's secret and the alerts; one with the gateway is ten times that
+    assert len(resources) > (40 if run.exports["gateway"] == "deployed" else 10)
     violations = check_limits(resources)
     assert violations == [], "\n".join(map(str, violations))
 
 
-def test_preflight_refuses_a_violation_naming_resource_and_rule(monkeypatch):
-    """What `deploy preview` runs before Pulumi: a name over the limit is exit 2 with the resource."""
-    from agentdeploy.stackconfig import find_project_root
+def test_preflight_refuses_a_violation_naming_resource_and_rule(monkeypatch, tmp_path):
+    """What `deploy preview` runs before Pulumi: a name over the limit is exit 2 with the resource.
+    The dev stack's config over its decision file with the gateway forced on (the plan leaves
+    the service business without one)."""
     from agentdeploy.stacks import limits
     from agentdeploy.stacks.dryrun import preflight
 
+    config_file = tmp_path / "Pulumi.dev.yaml"
+    config_file.write_text(yaml.safe_dump({"config": dev_with_gateway(tmp_path)}))
     monkeypatch.setitem(limits.NAME_RULES, "aws:lb/loadBalancer:LoadBalancer", NameRule("name", 10))
     with pytest.raises(InvalidInput) as err:
-        preflight(find_project_root() / "stacks" / "Pulumi.dev.yaml", "dev")
+        preflight(config_file, "dev")
     assert err.value.exit_code == 2
     assert any("[aws-name-length] gateway-alb" in d for d in err.value.details), err.value.details
     monkeypatch.setitem(limits.NAME_RULES, "aws:lb/loadBalancer:LoadBalancer", NAME_RULES[TG])
-    warnings = preflight(find_project_root() / "stacks" / "Pulumi.dev.yaml", "dev").warnings
+    warnings = preflight(config_file, "dev").warnings
     assert any("gatewayPlainHttp is true" in w for w in warnings)
+    # as committed, the plan leaves dev without a gateway: nothing serves plain HTTP, no warning
+    from agentdeploy.stackconfig import find_project_root
+
+    committed = preflight(find_project_root() / "stacks" / "Pulumi.dev.yaml", "dev")
+    assert committed.violations == [] and not any("gatewayPlainHttp" in w for w in committed.warnings)

@@ -35,8 +35,10 @@ def _gateway_listeners(run):
     {"gatewayScheme": "internal", "hostedZoneId": "Z1"},  # a zone with no record name
 ])
 def test_settings_refuse_an_unsafe_or_unreachable_edge(values):
+    """The plain-HTTP rule is checked where the gateway is built (a gateway-less stack has no
+    edge to secure); the others on parse."""
     with pytest.raises(InvalidInput) as err:
-        parse_settings({"decisionFile": "x", **values})
+        parse_settings({"decisionFile": "x", **values}).check_gateway_edge()
     assert "agentdeploy:" in "\n".join(err.value.details)
 
 

@@ -15,7 +15,7 @@ from agentdeploy.stackconfig import find_project_root, list_stacks
 from agentdeploy.stacks.dryrun import stack_config_values
 from agentdeploy.stacks.limits import check_name, check_security_group
 from agentdeploy.stacks.policy import Resource, plain
-from tests.stacks.harness import EXAMPLES, Run, run_main
+from tests.stacks.harness import EXAMPLES, Run, dev_with_gateway, run_main
 
 LONG_AGENT = "ticket-router-for-the-emea-support-queue"
 LONG_STACK = "staging-emea-support-queue-eu-central-01"
@@ -41,14 +41,32 @@ def _long_gpu_stack(tmp_path_factory) -> tuple[Run, dict[str, str]]:
     return run, config
 
 
-STACKS = [*list_stacks(find_project_root()), "long-gpu"]
+def _dev_with_gateway(tmp_path_factory) -> tuple[Run, dict[str, str]]:
+    """The committed dev stack (plain-HTTP opt-out included) with the gateway forced on: as
+    committed, the planner leaves its three Claude agents without one."""
+    config = dev_with_gateway(tmp_path_factory.mktemp("dev-gateway"))
+    config["agentdeploy:anthropicApiKey"] = "sk-ant-test-0000000000"
+    return run_main(config, ["agentdeploy:anthropicApiKey"], stack="dev"), config
+
+
+STACKS = [*list_stacks(find_project_root()), "long-gpu", "dev-gateway"]
 
 
 @pytest.fixture(scope="module", params=STACKS)
 def stack(request, tmp_path_factory) -> tuple[str, Run, dict[str, str]]:
     if request.param == "long-gpu":
         return (request.param, *_long_gpu_stack(tmp_path_factory))
+    if request.param == "dev-gateway":
+        return (request.param, *_dev_with_gateway(tmp_path_factory))
     return (request.param, *_committed(request.param))
+
+
+def _has_gateway(run: Run) -> bool:
+    return run.exports["gateway"] == "deployed"
+
+
+def _has_fleets(name: str) -> bool:
+    return name not in ("dev", "dev-gateway")
 
 
 def _resources(run: Run) -> list[Resource]:
@@ -67,16 +85,16 @@ def test_the_committed_stacks_are_dev_and_prod():
 def test_no_security_group_description_aws_rejects(stack):
     _, run, _ = stack
     groups = [r for r in _resources(run) if r.typ == "aws:ec2/securityGroup:SecurityGroup"]
-    assert groups
+    assert bool(groups) == _has_gateway(run)
     assert [str(v) for r in groups for v in check_security_group(r)] == []
 
 
 def test_no_alb_or_target_group_name_over_32(stack):
     name, run, _ = stack
     elb = [r for r in _resources(run) if r.typ in ("aws:lb/loadBalancer:LoadBalancer", "aws:lb/targetGroup:TargetGroup")]
-    assert elb
+    assert bool(elb) == _has_gateway(run)
     assert [str(v) for r in elb for v in check_name(r)] == []
-    if name != "dev":  # GPU stacks: the fleet's target group is named explicitly, within 32
+    if _has_fleets(name):  # GPU stacks: the fleet's target group is named explicitly, within 32
         fleet_tgs = [r.inputs["name"] for r in elb if r.name.startswith("fleet-") and r.typ.endswith("TargetGroup")]
         assert fleet_tgs
         assert all(len(n) <= 32 for n in fleet_tgs)
@@ -89,7 +107,7 @@ BY_NAME = re.compile(r"pip[^\n]*\binstall\b[^\n]*(?<![/\w.-])['\"]?agentdeploy(?
 def test_no_node_installs_agentdeploy_by_name_from_an_index(stack):
     name, run, _ = stack
     documents = _user_data(run)
-    assert bool(documents) == (name != "dev")
+    assert bool(documents) == _has_fleets(name)
     for doc in documents:
         assert not BY_NAME.search(doc), "a node pip-installs agentdeploy by name"
         # the node agent is the stack's own wheel, checked against its recorded SHA-256
@@ -104,7 +122,7 @@ def test_a_launching_lifecycle_hook(stack):
     name, run, _ = stack
     groups = run.mocks.of_type("aws:autoscaling/group:Group")
     hooks = run.mocks.of_type("aws:autoscaling/lifecycleHook:LifecycleHook")
-    assert bool(groups) == (name != "dev")
+    assert bool(groups) == _has_fleets(name)
     for group in groups:
         launching = [h for h in hooks if h.inputs["autoscalingGroupName"] == group.inputs["name"]
                      and h.inputs["lifecycleTransition"] == "autoscaling:EC2_INSTANCE_LAUNCHING"]
@@ -125,6 +143,9 @@ def test_a_shared_budget_store(stack):
     from agentdeploy.templates.gateway import BUDGET_STORE_ENV
 
     _, run, _ = stack
+    if not _has_gateway(run):  # nothing to share a budget between: no store at all
+        assert run.mocks.of_type("aws:elasticache/replicationGroup:ReplicationGroup") == []
+        return
     redis = run.mocks.one("aws:elasticache/replicationGroup:ReplicationGroup")
     assert redis.inputs["transitEncryptionEnabled"] is True
     assert redis.inputs["engine"] == "redis"
@@ -141,7 +162,7 @@ def test_a_shared_budget_store(stack):
 
 def test_no_internet_facing_listener_serves_plain_http_except_by_the_opt_out(stack):
     _, run, config = stack
-    opted_out = config.get("agentdeploy:gatewayPlainHttp") == "true"
+    opted_out = config.get("agentdeploy:gatewayPlainHttp") == "true" and _has_gateway(run)
     public = {f"arn:aws:loadbalancer:us-east-1:123456789012:{r.name}"
               for r in run.mocks.of_type("aws:lb/loadBalancer:LoadBalancer") if r.inputs.get("internal") is False}
     plain_http = [r.name for r in run.mocks.of_type("aws:lb/listener:Listener")

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / "templates" / "gitops" / "agentdeploy.yml"
 #: How GitHub runs a `run:` step on Linux for each `shell:` value (None: no shell given anywhere).
 GITHUB_SHELLS = {None: "bash -e {0}", "bash": "bash --noprofile --norc -eo pipefail {0}", "sh": "sh -e {0}"}
-#: Stands in for the CLI: plan prints a table, check/up/reap fail with $FAIL_RC for stack $FAIL_STACK;
+#: Stands in for the CLI: plan prints a table, check/up/reap/spend fail with $FAIL_RC for stack $FAIL_STACK;
 #: every call is logged to $DEPLOY_LOG.
 FAKE_DEPLOY = """#!/bin/bash
 echo "$*" >> "${DEPLOY_LOG:-/dev/null}"
@@ -30,6 +30,8 @@ case "$1" in
          echo '{"resources": 62, "violations": [], "warnings": ["plain http"]}' ;;
   preview|up|reap) [ "$3" = "${FAIL_STACK:-}" ] && { echo "failed: $3" >&2; exit "${FAIL_RC:-5}"; }
               echo '{"changes": {"create": 3, "same": 1}}' ;;
+  spend) [ "$4" = "${FAIL_STACK:-}" ] && { echo "failed: $4" >&2; exit "${FAIL_RC:-5}"; }
+         echo '{"published": 6}' ;;
   *) exit 2 ;;
 esac
 """
@@ -235,3 +237,20 @@ def test_reap_runs_every_stack_in_its_own_region_and_exits_with_the_worst_code(w
     assert calls == ["reap --stack dev --region us-east-1 --json", "reap --stack prod --region us-east-1 --json"]
     log.unlink()
     assert _run_step(wf, job, step, tmp_path, DEPLOY_LOG=str(log))[0] == 0
+
+
+def test_scheduled_spend_publish_runs_for_gateway_less_stacks_only(wf, tmp_path):
+    """dev (the service business) is gateway-less by its plan, prod runs a fleet and its gateway:
+    only dev's spend is published, in its own region, after reap whatever reap did."""
+    job = wf["jobs"]["reap"]
+    names = [s.get("name") for s in job["steps"]]
+    assert names.index("deploy spend publish") > names.index("deploy reap")
+    step = _step(job, "deploy spend publish")
+    assert step["if"] == "always()"
+    assert step["env"]["ANTHROPIC_ADMIN_KEY"] == "${{ secrets.ANTHROPIC_ADMIN_KEY }}"
+    log = tmp_path / "deploy.log"
+    rc, _ = _run_step(wf, job, step, tmp_path, DEPLOY_LOG=str(log))
+    assert rc == 0
+    assert log.read_text().splitlines() == ["spend publish --stack dev --region us-east-1 --json"]
+    log.unlink()
+    assert _run_step(wf, job, step, tmp_path, FAIL_STACK="dev", FAIL_RC="4", DEPLOY_LOG=str(log))[0] == 4

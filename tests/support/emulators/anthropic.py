@@ -19,7 +19,7 @@ Faults are queued through a control API and consumed by the next matching reques
 Fault fields (all optional): status, retry_after, message, error_type (error response);
 delay_s (before any byte), ttft_s (after message_start, before the first delta),
 stall_after / stall_s (pause mid-stream), cut_after (drop the connection after N deltas),
-malformed_after (send a broken event after N deltas), reset (drop the connection before any
+malformed_after (send a broken event after N deltas; 0: in place of the first), reset (drop the connection before any
 byte of an answer), token_delay_s, output_tokens,
 refusal (stop_reason "refusal"), tool_call {"name","input"}, sse_error / sse_error_after (an
 in-band `error` event such as "overloaded_error" after a 200, after N deltas, default 0, as the
@@ -397,6 +397,11 @@ class ClaudeEmulator:
         await resp.write(ev("message_start", {"type": "message_start", "message": start}))
         if fault.get("ttft_s"):
             await asyncio.sleep(fault["ttft_s"])
+        if fault.get("malformed_after") == 0:
+            # A broken event where the first delta should be: garbled before any token.
+            await resp.write(b"event: content_block_start\ndata: {\"type\": \"content_block_st\n\n")
+            await resp.write_eof()
+            return resp
         delay = float(fault.get("token_delay_s", self.state.token_delay_s))
         sent = 0
         index = 0
