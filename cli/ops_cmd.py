@@ -130,7 +130,12 @@ def cost(stack: str, since: str | None, until: str | None, as_json: bool, chart:
 def status(stack: str, gateway_url: str | None, as_json: bool, plan_json: Path | None, region: str | None, profile: str | None) -> None:
     """Per agent: route, fleet desired/healthy and spot vs on-demand, budget used, alarms in ALARM.
 
-    Exit codes: 0 reported (see `healthy` in the output), 2 unknown stack or stale plan file, 4 credentials, 1 AWS failed.
+    Not healthy (the output's `problems` say why): an alarm firing, the gateway not ready, a GPU
+    agent with no fleet, or a fleet with fewer healthy instances than desired. Alarms that only
+    drive scaling policies (target tracking, scale-to-zero, wake) are the scale loop at work: they
+    are listed as `scaling_alarms`, never as faults. The region is the plan's.
+    Exit codes: 0 reported (see `healthy` in the output), 2 unknown stack, stale plan file or a
+    region other than the plan's, 4 credentials, 1 AWS failed.
     """
     from agentdeploy.ops.commands import run_status
 

@@ -223,7 +223,11 @@ async def _stream(ledger: Ledger, ctx: RequestContext, step: Step, target: Targe
         target.breaker.failure()
         ledger.metrics.stream_errors.inc((ctx.agent.name, up.name, res.reason))
         ledger.metrics.errors.inc((ctx.agent.name, up.name, res.reason))
-        res, usage, why_not = await _continue(ledger, ctx, step, opened, out, res, parser.usage.input_tokens, resume)
+        try:
+            res, usage, why_not = await _continue(ledger, ctx, step, opened, out, res, parser.usage.input_tokens, resume)
+        except fb.ClientGone:
+            ledger.account(ctx, step, usage, ctx.cost - cost0, 499, ttft, perf() - ctx.t_in, overhead, broke.reason, out.continued)
+            return resp
     else:
         opened.resp.release()
         target.breaker.success()
@@ -340,23 +344,29 @@ async def _continue(ledger: Ledger, ctx: RequestContext, step: Step, opened: fb.
         out.usage = (functools.partial(summed, first_input, before, op2.parser.usage) if replay is None
                      else functools.partial(_as_is, op2.parser.usage))
         broke = res
+        out.continued.append(broke.reason)
         try:
             res = await fb.pump(op2, up.stall_timeout, out.send)
             if replay is not None and replay.left and not res.reason:
                 raise ReplayMismatch("the replay ended before the text sent")
         except ReplayMismatch as exc:
+            out.continued.pop()  # nothing of it reached the client
             op2.resp.close()
             t2.breaker.release()  # a different answer is no fault of the replica's
             ledger.charge(ctx, step, billed(op2.parser.usage, ctx.est_prompt, ctx.max_tokens))
             metrics.continuations.inc((ctx.agent.name, up.name, "replay_mismatch"))
             return broke, usage, f"{exc} (on {t2.url})"
-        except BaseException:
+        except BaseException as exc:
+            # The client left (or the task was cancelled): stop the continuation, charge what it
+            # may have generated, and let the caller account the request.
+            op2.resp.close()
             t2.breaker.release()
+            if isinstance(exc, fb.ClientGone):
+                ledger.charge(ctx, step, billed(op2.parser.usage, ctx.est_prompt, ctx.max_tokens))
             raise
         finally:
             t2.in_flight -= 1
             out.replay = out.raw_replay = None
-        out.continued.append(broke.reason)
         usage = out.usage()
         ledger.charge(ctx, step, billed(op2.parser.usage, ctx.est_prompt, ctx.max_tokens))
         if res.reason:

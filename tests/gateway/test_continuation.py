@@ -5,6 +5,7 @@ the other replica, in the same client stream. Real vLLM: test_continuation_vllm.
 from __future__ import annotations
 
 import re
+import time
 
 import orjson
 import pytest
@@ -159,3 +160,26 @@ def test_which_requests_replay():
 
     assert replays({"temperature": 0}) and replays({"temperature": 0.0}) and replays({"seed": 7, "temperature": 1})
     assert not replays({}) and not replays({"temperature": 0.7}) and not replays({"seed": True})
+
+
+def test_a_client_that_leaves_during_a_continuation_is_accounted_and_the_gateway_carries_on(pair):
+    import httpx
+
+    gw, first, other, claude = pair()
+    first.fault(cut_after=2, tokens=40, token_delay_s=0.02)
+    other.fault(tokens=40, token_delay_s=0.05)
+    body = {"model": "x", "stream": True, "max_tokens": 60, "messages": [{"role": "user", "content": "hi"}]}
+    with httpx.stream("POST", gw.url + "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {GPU_KEY}"}, timeout=20) as r:
+        for line in r.iter_lines():
+            if "tok3 " in line:  # text from the continuation: leave mid-way through it
+                break
+    # The gateway notices at its next writes; its log line says 499 and names the break carried over.
+    deadline = time.monotonic() + 10
+    while not any('"status":499' in ln for ln in gw.log_text().splitlines()):
+        assert time.monotonic() < deadline, gw.log_text()[-2000:]
+        time.sleep(0.05)
+    line = next(orjson.loads(ln) for ln in gw.log_text().splitlines() if '"status":499' in ln)
+    assert line["continued"]
+    assert "Traceback" not in gw.log_text() and "internal error" not in gw.log_text()
+    r2, text = stream_chat(gw.url, GPU_KEY)
+    assert r2.status_code == 200 and openai_text(sse_events(text)) == WHOLE
