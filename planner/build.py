@@ -26,7 +26,6 @@ from agentdeploy.planner.catalog import Catalog, load_catalog
 from agentdeploy.planner.context import claude_misfit, open_misfit
 from agentdeploy.planner.curves import baseline
 from agentdeploy.planner.fleet import fits
-from agentdeploy.planner.gcpause import paused_gc
 from agentdeploy.planner.infra import infrastructure, shares
 from agentdeploy.planner.latency import BATCH_LIMIT_S, BATCH_P95_S
 from agentdeploy.planner.options import (
@@ -60,11 +59,6 @@ def spec_catalog(spec: Spec, override_files: Sequence[Path] = ()) -> Catalog:
 
 def build_plan(spec: Spec, catalog: Catalog | None = None, *, scale: float = 1.0) -> Plan:
     """Plan every agent of `spec`; raise `Infeasible` naming each agent that has no option."""
-    with paused_gc():
-        return _build_plan(spec, catalog, scale=scale)
-
-
-def _build_plan(spec: Spec, catalog: Catalog | None = None, *, scale: float = 1.0) -> Plan:
     check_scale(scale)
     catalog = catalog or spec_catalog(spec)
     relax.check_references(spec, catalog)

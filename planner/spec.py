@@ -26,7 +26,6 @@ from agentdeploy.planner.catalog import TASKS
 from agentdeploy.planner.figures import out_of_window
 from agentdeploy.planner.frontdoor import read_decision_source, refuse, text_problems
 from agentdeploy.planner.frontdoor import where as file_line
-from agentdeploy.planner.gcpause import paused_gc
 from agentdeploy.planner.problems import describe
 from agentdeploy.planner.textcheck import clip
 from agentdeploy.planner.yamlsource import YamlSource
@@ -347,13 +346,12 @@ class Spec(_Strict):
 def load_decision_file(path: str | Path, text: str | None = None) -> Spec:
     """Read and validate a decision file; every user mistake becomes one `InvalidInput`."""
     path = Path(path)
-    with paused_gc():  # see gcpause: tens of thousands of nodes and models, no cycles
-        source = read_decision_source(path, text)
-        details = text_problems(source)
-        try:
-            spec = Spec.model_validate(source.data)
-        except ValidationError as err:
-            details += [describe(e, Spec, lambda loc: file_line(source, loc)) for e in err.errors()]
+    source = read_decision_source(path, text)
+    details = text_problems(source)
+    try:
+        spec = Spec.model_validate(source.data)
+    except ValidationError as err:
+        details += [describe(e, Spec, lambda loc: file_line(source, loc)) for e in err.errors()]
     if details:
         raise refuse(path, details) from None
     spec._source = source

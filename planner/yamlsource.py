@@ -29,7 +29,6 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 
-from agentdeploy.planner.gcpause import paused_gc
 from agentdeploy.planner.yamlfast import compose_fast
 
 #: Deeper than any decision file or catalog (they nest five levels); the parser recurses per level.
@@ -95,8 +94,7 @@ def read_yaml_file(path: Path) -> YamlSource:
 def load_yaml_source(path: Path, text: str | None = None) -> YamlSource:
     text = decode(path, path.read_bytes()) if text is None else text
     try:
-        with paused_gc():
-            root, data = _parse(path, text)
+        root, data = _parse(path, text)
     except YamlSyntaxError:
         raise
     except MarkedYAMLError as err:

@@ -24,6 +24,9 @@ DEFAULT_BASE_URL = "https://api.anthropic.com"
 KEY_ENV = "ANTHROPIC_ADMIN_KEY"
 BASE_URL_ENV = "ANTHROPIC_ADMIN_BASE_URL"
 API_VERSION = "2023-06-01"
+#: `deploy cost`'s way on without the key (a command with no other source passes its own hint).
+MISSING_KEY_HINT = ("create an Admin key (sk-ant-admin...) in the Claude Console and export it, "
+                    "or use --claude-source gateway to read the per-agent spend metric instead")
 RETRY_STATUSES = {429, 500, 502, 503, 504, 529}
 MAX_PAGES = 1000
 
@@ -93,14 +96,13 @@ class AdminClient:
         base_url: str | None = None,
         retry: AdminRetry | None = None,
         timeout_s: float = 30.0,
+        missing_hint: str = MISSING_KEY_HINT,
     ):
+        """`missing_hint`: what the caller's command can do without the key (the default is
+        `deploy cost`'s, which has the spend metric to fall back on)."""
         key = api_key or os.environ.get(KEY_ENV)
         if not key:
-            raise MissingDependency(
-                f"no Anthropic Admin API key: {KEY_ENV} is not set",
-                hint="create an Admin key (sk-ant-admin...) in the Claude Console and export it, "
-                "or use --claude-source gateway to read the gateway's per-agent spend metric instead",
-            )
+            raise MissingDependency(f"no Anthropic Admin API key: {KEY_ENV} is not set", hint=missing_hint)
         import httpx
 
         self._base = (base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL).rstrip("/")

@@ -141,7 +141,7 @@ def run_cost(
     import os
 
     from agentdeploy.ops.anthropic_admin import KEY_ENV, AdminClient
-    from agentdeploy.ops.cost_sources import collect_report
+    from agentdeploy.ops.cost_sources import collect_report, metered_spend
     from agentdeploy.ops.stackplan import stack_plan
 
     now = datetime.now(UTC)
@@ -173,7 +173,7 @@ def run_cost(
         if admin is not None:
             admin.close()
     if not use_admin:
-        report.warnings.insert(0, f"Claude spend from the gateway's metric only ({KEY_ENV} not set)")
+        report.warnings.insert(0, f"Claude spend from {metered_spend(plan).what} only ({KEY_ENV} not set)")
     return report
 
 

@@ -9,7 +9,8 @@ catalog, must match the sum the gateway attributed; a gap over 1% is reported, b
 traffic reached Claude with the stack's key around the gateway, or the gateway's metric is lost.
 Workspaces would split spend too, but one key belongs to one workspace, so they would need a key
 per agent, which the stack does not provision. Where an operator did create a key per agent
-(named `<stack>/<agent>`), its usage is exact and is used for that agent instead.
+(named `<stack>/<agent>`), its usage is exact and is used for that agent instead. A gateway-less
+stack's per-agent metric is the day totals `deploy spend publish` writes (`SpendUSDDay`).
 
 The cost report (cents, per workspace) is the billed total: it is shown beside the attributed
 sum, and a gap between the catalog-priced usage of the whole organisation and the billed total
@@ -345,26 +346,38 @@ def build_report(
 def batch_share(route: str, claude_usd: float, source: str, admin_batch_usd: float) -> float:
     """The part of an agent's Claude spend made at batch prices: the Admin API says it per
     service tier; the gateway's metric does not, but for a batch-route agent it holds batch
-    spend only (the gateway refuses that agent's realtime requests)."""
-    if source == "gateway-metric":
+    spend only (the gateway refuses that agent's realtime requests). The published day totals
+    do not either; a batch agent's share of the stack's key is its batch-tier usage only, so it
+    is taken as batch too (an agent's own key may also hold realtime usage: the Admin API,
+    read directly, tells it apart)."""
+    if source in ("gateway-metric", "published-metric"):
         return claude_usd if route == "batch" else 0.0
     return admin_batch_usd
 
 
-def attribution_gap_warning(key_usd: float, attributed_usd: float, key_name: str, tolerance: float = 0.01) -> str | None:
-    """A warning when the stack key's usage and what the gateway attributed per agent disagree by
-    more than 1% (and a cent): spend around the gateway with the stack's key, or lost metrics."""
+def attribution_gap_warning(
+    key_usd: float, attributed_usd: float, key_name: str, tolerance: float = 0.01, gateway: bool = True
+) -> str | None:
+    """A warning when the stack key's usage and what the spend metric attributed per agent
+    disagree by more than 1% (and a cent). With a gateway: spend around it with the stack's key,
+    or lost metrics. Without (`deploy spend publish`'s day totals): usage no agent's planned model
+    and tier matches, a publish not run since, or one row charged to several agents."""
     gap = key_usd - attributed_usd
     base = max(abs(key_usd), abs(attributed_usd))
     if base == 0 or abs(gap) <= 0.01 or abs(gap) / base <= tolerance:
         return None
     more = "more" if gap > 0 else "less"
-    return (
-        f"the Anthropic key {key_name} spent ${key_usd:.2f} (Admin API, catalog-priced), ${abs(gap):.2f} {more} than the "
-        f"${attributed_usd:.2f} the gateway attributed to agents"
-        + ("; something calls Claude with the stack's key around the gateway" if gap > 0
-           else "; the gateway's metric counts spend the key did not make (another key configured?)")
-    )
+    if gateway:
+        who = "the gateway attributed to agents"
+        why = ("something calls Claude with the stack's key around the gateway" if gap > 0
+               else "the gateway's metric counts spend the key did not make (another key configured?)")
+    else:
+        who = "`deploy spend publish` published for agents"
+        why = ("a model or tier no agent is planned on used the key, or the latest usage is not published yet "
+               "(is `deploy spend publish` scheduled?)" if gap > 0
+               else "agents sharing a model and tier were each charged all of it (see `deploy spend publish`)")
+    return (f"the Anthropic key {key_name} spent ${key_usd:.2f} (Admin API, catalog-priced), ${abs(gap):.2f} {more} than the "
+            f"${attributed_usd:.2f} {who}; {why}")
 
 
 def billed_gap_warning(billed: Decimal, priced: Decimal, tolerance: float = 0.01) -> str | None:

@@ -1,6 +1,9 @@
-"""Where `deploy cost` reads actual spend: the Admin API, the gateway's metric, EC2.
+"""Where `deploy cost` and `deploy status` read actual spend: the Admin API, the spend metric, EC2.
 
-Thin edges over the pure functions in cost.py; each returns plain figures plus warnings.
+Thin edges over the pure functions in cost.py; each returns plain figures plus warnings. The
+per-agent Claude spend metric depends on the kind of stack the plan made: the gateway's
+increments (`SpendUSD`, summed) where it runs, else the day totals `deploy spend publish`
+writes (`SpendUSDDay`, each day's Maximum) — the same metric the stack's spend alarms read.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from agentdeploy.errors import MissingDependency
-from agentdeploy.naming import METRIC_SPEND_USD, ROLE_GPU_FLEET, TAG_ROLE, TAG_STACK, tag_filters
+from agentdeploy.naming import METRIC_SPEND_DAY_USD, METRIC_SPEND_USD, ROLE_GPU_FLEET, TAG_ROLE, TAG_STACK, tag_filters
 from agentdeploy.ops.anthropic_admin import AdminClient
 from agentdeploy.ops.aws import AwsClient
 from agentdeploy.ops.cost import (
@@ -26,6 +29,7 @@ from agentdeploy.ops.cost import (
     key_owners,
 )
 from agentdeploy.ops.metrics import metric_sum
+from agentdeploy.ops.spend_publish import day_start, gateway_less, published_total
 from agentdeploy.planner.catalog import Catalog
 from agentdeploy.planner.plan import Plan
 
@@ -89,8 +93,8 @@ def claude_from_admin(
     if missing and not stack_key_ids:
         out.warnings.append(
             f"no Anthropic API key named {stack_key} (the stack's key) or per agent "
-            f"({', '.join(key_template.format(stack=stack, agent=a) for a in missing)}): the gateway's per-agent "
-            "metric is not checked against the provider's usage; name the stack's key in the Console, or pass --stack-key-name"
+            f"({', '.join(key_template.format(stack=stack, agent=a) for a in missing)}): {metered_spend(plan).what} "
+            "is not checked against the provider's usage; name the stack's key in the Console, or pass --stack-key-name"
         )
     if spend.unpriced_models:
         out.warnings.append(f"usage of models not in the catalog was not priced: {', '.join(sorted(spend.unpriced_models))}")
@@ -100,14 +104,62 @@ def claude_from_admin(
     return out
 
 
-def claude_from_gateway(cw: AwsClient, agents: list[str], stack: str, since: datetime, until: datetime) -> dict[str, tuple[float, str]]:
-    """Per-agent spend the gateway accounted (metric SpendUSD); agents with no series are absent."""
+@dataclass(frozen=True)
+class MeteredSpend:
+    """Where a stack's per-agent Claude spend is metered in CloudWatch, and how to speak of it."""
+
+    metric: str
+    #: the cost report's `claude_source` for spend read from it
+    source: str
+    #: the metric in a sentence
+    what: str
+    #: an agent's status note when it has no series yet
+    missing: str
+
+
+GATEWAY_METERED = MeteredSpend(METRIC_SPEND_USD, "gateway-metric", "the gateway's per-agent metric (SpendUSD)",
+                               "no spend metric from the gateway yet")
+PUBLISHED_METERED = MeteredSpend(METRIC_SPEND_DAY_USD, "published-metric",
+                                 "the per-agent day totals `deploy spend publish` writes (SpendUSDDay)",
+                                 "no spend published yet (SpendUSDDay; is `deploy spend publish` scheduled?)")
+
+
+def metered_spend(plan: Plan) -> MeteredSpend:
+    """The gateway's metric where the plan runs the gateway, else the published day totals."""
+    return PUBLISHED_METERED if gateway_less(plan) else GATEWAY_METERED
+
+
+def claude_from_metric(
+    cw: AwsClient, plan: Plan, agents: list[str], stack: str, since: datetime, until: datetime
+) -> dict[str, tuple[float, str]]:
+    """Per-agent Claude spend from the stack's spend metric; agents with nothing there are absent.
+
+    The gateway's increments are summed over the window; published day totals count whole UTC
+    days (each day's Maximum), the days holding `since` and `until` included."""
+    metered = metered_spend(plan)
     out: dict[str, tuple[float, str]] = {}
     for name in agents:
-        reading = metric_sum(cw, METRIC_SPEND_USD, stack, name, since, until)
+        if metered is PUBLISHED_METERED:
+            total = published_total(cw, stack, name, since, until)
+            if total is not None:
+                out[name] = (total, metered.source)
+            continue
+        reading = metric_sum(cw, metered.metric, stack, name, since, until)
         if reading.series:
-            out[name] = (reading.value or 0.0, "gateway-metric")
+            out[name] = (reading.value or 0.0, metered.source)
     return out
+
+
+def whole_day_warning(since: datetime, until: datetime, now: datetime) -> str | None:
+    """Published day totals cannot be cut inside a day: say so when the window does (a window
+    ending now is fine: today's total is the spend so far)."""
+    cut = [f"--since {since.isoformat()}"] if since != day_start(since) else []
+    if until != day_start(until) and day_start(until) < day_start(now):
+        cut.append(f"--until {until.isoformat()}")
+    if not cut:
+        return None
+    return (f"{' and '.join(cut)} cut{'s' if len(cut) == 1 else ''} a UTC day, but the published spend is per whole day: "
+            "those days count whole; pass dates for an exact window")
 
 
 def gpu_from_ec2(
@@ -181,7 +233,7 @@ def collect_report(
     stack_key_template: str = STACK_KEY_TEMPLATE,
     autoscaling: AwsClient | None = None,
 ):
-    """Read every source and build the report (admin=None: Claude spend from the gateway metric only;
+    """Read every source and build the report (admin=None: Claude spend from the spend metric only;
     cost_explorer given: GPU spend from Cost Explorer instead of EC2 instance hours).
 
     A stack without GPU agents never asks EC2; read with the Admin API it needs no AWS at all: when
@@ -204,25 +256,30 @@ def collect_report(
         billed, priced = actuals.billed_usd, actuals.org_priced_usd
         warnings += actuals.warnings
     rest = [a for a in agents if a not in claude]
+    kind = metered_spend(plan)
     metered: dict[str, tuple[float, str]] = {}
     metered_read = bool(rest)
     if rest:
         try:
-            metered = claude_from_gateway(cloudwatch, rest, stack, since, until)
+            metered = claude_from_metric(cloudwatch, plan, rest, stack, since, until)
         except MissingDependency as err:
             if has_gpu or actuals is None:
                 raise
             metered_read = False
-            warnings.append(f"the gateway's per-agent metric was not read ({err.message}): Claude spend is not split "
+            warnings.append(f"{kind.what} was not read ({err.message}): Claude spend is not split "
                             "per agent; the stack key's total is above")
         claude.update(metered)
+        cut = whole_day_warning(since, until, datetime.now(UTC)) if metered and kind is PUBLISHED_METERED else None
+        if cut:
+            warnings.append(cut)
     if actuals is not None and actuals.stack_key_usd is not None and metered_read:
-        gap = attribution_gap_warning(actuals.stack_key_usd, sum(usd for usd, _ in metered.values()), actuals.stack_key_name)
+        gap = attribution_gap_warning(actuals.stack_key_usd, sum(usd for usd, _ in metered.values()), actuals.stack_key_name,
+                                      gateway=kind is GATEWAY_METERED)
         if gap:
             warnings.append(gap)
     unknown = [a.name for a in plan.agents if a.name not in claude and a.route != "gpu"]
     if unknown and metered_read:
-        warnings.append(f"no Claude spend found for {', '.join(unknown)} (no API key of its own and no gateway metric)")
+        warnings.append(f"no Claude spend found for {', '.join(unknown)} (no API key of its own and nothing in {kind.metric})")
     gpu: dict[str, GpuSpend] = {}
     if cost_explorer is not None:
         gpu, gpu_warnings = gpu_from_cost_explorer(cost_explorer, stack, since, until)

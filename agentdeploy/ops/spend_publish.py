@@ -34,6 +34,10 @@ from agentdeploy.planner.catalog import Catalog
 from agentdeploy.planner.plan import Plan
 
 DAY = timedelta(days=1)
+#: What to do without ANTHROPIC_ADMIN_KEY: this command has no other source to fall back on.
+ADMIN_KEY_HINT = ("create an Admin key (sk-ant-admin...) in the Claude Console and export it where `deploy spend publish` "
+                  "runs (the GitOps job reads it from its secret store): the Usage and Cost Admin API is the only record "
+                  "of a gateway-less stack's spend")
 #: CloudWatch refuses datapoints stamped more than two weeks in the past.
 MAX_AGE = timedelta(days=14)
 #: PutMetricData takes at most 1,000 metric datums per request (CloudWatch quotas).
@@ -193,9 +197,15 @@ def check_window(since: datetime, until: datetime, now: datetime) -> None:
             hint=f"use --since {(now - MAX_AGE + DAY).date()} or later")
 
 
+def gateway_less(plan: Plan) -> bool:
+    """Whether the plan leaves the gateway out, so this command (not the gateway) publishes the
+    agents' spend. A plan from before the planner decided on the gateway always had one."""
+    return plan.infrastructure is not None and not plan.infrastructure.gateway.deploy
+
+
 def require_gateway_less(plan: Plan) -> None:
     """A stack with a gateway already publishes SpendUSD; a second publisher would double its alarms' view."""
-    if plan.infrastructure is None or plan.infrastructure.gateway.deploy:
+    if not gateway_less(plan):
         raise InvalidInput(
             f"stack {plan.stack} runs the gateway, which publishes each agent's spend (SpendUSD) itself",
             hint="`deploy spend publish` is for gateway-less stacks (plan.infrastructure.gateway.deploy: false)")
@@ -224,7 +234,7 @@ def run_publish(
     plan, catalog = stack_plan(stack, plan_json)
     plan = plan.model_copy(update={"stack": stack})
     require_gateway_less(plan)
-    with AdminClient(base_url=admin_url) as admin:
+    with AdminClient(base_url=admin_url, missing_hint=ADMIN_KEY_HINT) as admin:
         result = collect(admin, plan, catalog, start, end, key_template, stack_key_template)
     if not dry_run:
         session = AwsSession(region=stack_region(plan.region, region), profile=profile)
@@ -237,7 +247,7 @@ def is_gateway_less(stack: str) -> bool:
     from agentdeploy.ops.stackplan import stack_plan
 
     plan, _ = stack_plan(stack)
-    return plan.infrastructure is not None and not plan.infrastructure.gateway.deploy
+    return gateway_less(plan)
 
 
 def published_total(cloudwatch: Any, stack: str, agent: str, since: datetime, until: datetime) -> float | None:

@@ -1,7 +1,8 @@
 """`deploy status`: per agent, what is running against what was planned, in one read-only pass.
 
 Fleets are found by tag (never by name), alarms by the Stack dimension or the stack tag, budget
-use is month-to-date spend (the gateway's SpendUSD metric plus GPU instance hours x catalog
+use is month-to-date spend (the stack's Claude spend metric — the gateway's SpendUSD, or the
+day totals `deploy spend publish` writes for a gateway-less stack — plus GPU instance hours x catalog
 price) against the plan's monthly budget, and the gateway's health is its own /readyz.
 
 An alarm whose only actions are Auto Scaling policies is the fleet's own scaling machinery (target
@@ -18,7 +19,7 @@ from typing import Any
 
 from agentdeploy.naming import DIM_AGENT, DIM_STACK, TAG_AGENT, TAG_STACK
 from agentdeploy.ops.aws import AwsClient
-from agentdeploy.ops.cost_sources import claude_from_gateway, fleet_types, gpu_from_ec2
+from agentdeploy.ops.cost_sources import claude_from_metric, fleet_types, gpu_from_ec2, metered_spend
 from agentdeploy.ops.fleets import Fleet, describe_instances, list_fleets
 from agentdeploy.planner.catalog import Catalog
 from agentdeploy.planner.plan import Plan
@@ -179,7 +180,7 @@ def collect_status(
     instances = describe_instances(ec2, [i.instance_id for f in fleets for i in f.instances])
     by_agent = {f.agent: f for f in fleets if f.agent}
     names = [a.name for a in plan.agents]
-    claude = claude_from_gateway(cloudwatch, names, stack, month_start, now)
+    claude = claude_from_metric(cloudwatch, plan, names, stack, month_start, now)
     gpu, _ = gpu_from_ec2(ec2, catalog, stack, month_start, now, autoscaling, fleet_types(plan))
     found = stack_alarms(cloudwatch, stack)
     alarms = [al for al in found if not al["scaling"]]
@@ -193,7 +194,7 @@ def collect_status(
         if a.name in claude or a.name in gpu:
             spent = claude.get(a.name, (0.0, ""))[0] + (gpu[a.name].usd if a.name in gpu else 0.0)
         else:
-            notes.append("no spend metric from the gateway yet")
+            notes.append(metered_spend(plan).missing)
         agents.append(
             AgentStatus(
                 agent=a.name,

@@ -8,7 +8,6 @@ must return None, so the pure parser and its error messages take over.
 
 from __future__ import annotations
 
-import gc
 import subprocess
 import sys
 import warnings
@@ -20,7 +19,6 @@ import pytest
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from agentdeploy.planner import yamlsource
-from agentdeploy.planner.gcpause import paused_gc
 from agentdeploy.planner.yamlfast import compose_fast
 from agentdeploy.planner.yamlsource import MAX_DEPTH, YamlSyntaxError
 
@@ -133,17 +131,3 @@ def test_deep_nesting_never_reaches_a_recursive_c_composer(text):
     done = subprocess.run([sys.executable, "-c", code], input=text, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "None"
-
-
-def test_the_collector_is_restored_as_it_was():
-    assert gc.isenabled()
-    with paused_gc():
-        assert not gc.isenabled()
-    assert gc.isenabled()
-    gc.disable()
-    try:
-        with paused_gc():
-            pass
-        assert not gc.isenabled()
-    finally:
-        gc.enable()
