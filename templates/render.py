@@ -18,6 +18,8 @@ from typing import Any
 import jinja2
 import yaml
 
+from agentdeploy.errors import InvalidInput
+
 TEMPLATE_DIR = Path(__file__).parent
 
 
@@ -32,8 +34,15 @@ def systemd_quote(value: Any) -> str:
     systemd expands `%` specifiers and `$VAR` in Exec lines, so both are escaped; words with
     spaces, quotes or backslashes are double-quoted with C-style escapes.
     """
-    text = str(value).replace("%", "%%").replace("$", "$$")
-    if text and not any(c in text for c in ' \t"\'\\;'):
+    text = str(value)
+    bad = sorted({f"U+{ord(c):04X}" for c in text if ord(c) < 0x20 or ord(c) == 0x7F})
+    if bad:
+        # A newline would end the Exec= line and start a directive of the attacker's choosing;
+        # the decision file refuses control characters, and this is the last line of defence.
+        raise InvalidInput(f"refusing to write a control character ({', '.join(bad)}) into a systemd unit",
+                           hint="remove it from the decision file or catalog value it came from")
+    text = text.replace("%", "%%").replace("$", "$$")
+    if text and not any(c in text for c in ' "\'\\;'):
         return text
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 

@@ -27,7 +27,7 @@ DRAIN_OVERHEAD_S = 15
 #: Name of the systemd environment variable holding the argument list (see systemd_environment).
 SYSTEMD_ARGS_VAR = "VLLM_SERVE_ARGS"
 
-_SAFE_ARG = re.compile(r"^[A-Za-z0-9_./:@+=,-]+$")
+_SAFE_ARG = re.compile(r"[A-Za-z0-9_./:@+=,-]+")  # fullmatch: `$` would pass a final newline
 
 
 def max_num_seqs(fleet: FleetPlan) -> int:
@@ -54,7 +54,7 @@ def _check(fleet: FleetPlan) -> None:
         problems.append(f"fleet.max_model_len={fleet.max_model_len}: must be positive")
     for field in ("hf_repo", "served_model_name"):
         value = getattr(fleet, field)
-        if not _SAFE_ARG.match(value):
+        if not _SAFE_ARG.fullmatch(value):
             problems.append(f"fleet.{field}={value!r}: only letters, digits and ._/:@+=,- are allowed")
     if problems:
         raise InvalidInput("the fleet plan cannot be turned into a vLLM command line", details=problems)
@@ -101,7 +101,7 @@ def systemd_environment(fleet: FleetPlan, *, host: str = "0.0.0.0", port: int = 
     expanded. The API key is not here: it comes from an EnvironmentFile as VLLM_API_KEY.
     """
     args = vllm_serve_args(fleet, host=host, port=port)
-    unsafe = [a for a in args if not _SAFE_ARG.match(a)]
+    unsafe = [a for a in args if not _SAFE_ARG.fullmatch(a)]
     if unsafe:
         raise InvalidInput(f"vLLM arguments not safe for a systemd Environment= line: {unsafe}")
     return f'Environment="{SYSTEMD_ARGS_VAR}={" ".join(args)}"'

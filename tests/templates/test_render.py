@@ -33,3 +33,12 @@ def test_shell_quote_keeps_one_word():
 ])
 def test_systemd_quoting(word, expected):
     assert systemd_argv([word]) == expected
+
+
+@pytest.mark.parametrize("word", ["intake\n", "us-east-1\nLD_PRELOAD=/tmp/evil.so", "a\rb", "tab\there", "nul\x00"])
+def test_systemd_quoting_refuses_control_characters(word):
+    """security.md finding 9: a newline in an Exec= word would start a directive of its own."""
+    from agentdeploy.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="control character"):
+        systemd_argv(["vllm", word])

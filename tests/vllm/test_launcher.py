@@ -183,3 +183,11 @@ def test_vllm_own_parser_rejects_a_wrong_flag_and_value(vllm_parsed: dict) -> No
     assert "--shutdown-timeout-s" in wrong_flag["error"]
     assert not wrong_value["ok"]
     assert "--max-model-len" in wrong_value["error"]
+
+
+@pytest.mark.parametrize("field", ["hf_repo", "served_model_name"])
+def test_a_final_newline_is_not_a_safe_argument(field: str) -> None:
+    """security.md finding 9: `$` matches before a final newline; the check matches whole."""
+    with pytest.raises(InvalidInput) as exc:
+        launcher.vllm_serve_args(_fleet(**{field: "tiny-llama\n"}))
+    assert [d for d in exc.value.details if d.startswith(f"fleet.{field}=")], exc.value.details
