@@ -1,7 +1,7 @@
 """Mid-stream continuation with REAL vLLM on CPU (issue 13, item 1): two replicas of the tiny test
-model; one is frozen then killed while streams flow through the gateway; every stream ends with
-exactly the text an uninterrupted run produces, and none with an error (replay-and-verify: the
-requests ask for reproducible decoding).
+model; the one serving a stream is frozen then killed mid-answer; the stream ends with exactly
+the text an uninterrupted run produces, and no error (replay-and-verify: the request asks for
+reproducible decoding).
 
 The break is made certain, not hoped for: the first replica's engine is paused (SIGSTOP of its
 children: the API server keeps its connections) only once the client has read text from it, and
@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.vllm]
 
 SERVED = "tiny-llama"
 PROMPT = "tell me a story"
-MAX_TOKENS = 300
+MAX_TOKENS = 480
 
 
 def _config(claude, urls):
@@ -60,9 +60,12 @@ def test_streams_broken_by_a_killed_replica_end_with_the_uninterrupted_text(vllm
     assert len(reference) > 50
     for _attempt in range(3):
         victim = vllm_factory(SERVED)
-        assert _direct(victim.base_url) == reference  # same model, same greedy answer on either replica
+        assert _direct(victim.base_url) == reference  # same model, same seeded answer on either replica
         gw = gateway_factory(_config(claude_emulator, [victim.base_url, other.base_url]), env=env_for(claude_emulator))
-        boxes = [{"lines": []} for _ in range(2)]
+        # One stream: the replay then runs alone on the other replica. vLLM does not promise the
+        # same seeded sample when the batch around a request differs, so a replay beside other
+        # traffic may differ — and is then refused (test_continuation.py covers that outcome).
+        boxes = [{"lines": []}]
 
         def reader(box: dict, url: str = gw.url) -> None:
             with httpx.stream("POST", url + "/v1/chat/completions", json=_body(), timeout=180,
@@ -73,8 +76,7 @@ def test_streams_broken_by_a_killed_replica_end_with_the_uninterrupted_text(vllm
 
         threads = [threading.Thread(target=reader, args=(b,)) for b in boxes]
         for t in threads:
-            t.start()
-            time.sleep(0.2)  # the first goes to the first replica (least load, listed first)
+            t.start()  # to the first replica: both idle, the first listed wins the tie
         deadline = time.monotonic() + 60
         while not any('"content"' in ln for ln in boxes[0]["lines"]):
             assert time.monotonic() < deadline, "no text ever reached the client"
@@ -99,7 +101,7 @@ def test_streams_broken_by_a_killed_replica_end_with_the_uninterrupted_text(vllm
         assert openai_text(events) == reference
         assert len({d["id"] for _, d in events if isinstance(d, dict) and "id" in d}) == 1
     m = gw.metrics()
-    assert metric_value(m, "agentdeploy_gateway_continuations_total", agent="gpu-agent", outcome="continued") >= 1
+    assert metric_value(m, "agentdeploy_gateway_continuations_total", agent="gpu-agent", outcome="continued") == 1
 
 
 def test_vllm_accepts_the_prefill_continuation_the_gateway_builds(vllm_server):
