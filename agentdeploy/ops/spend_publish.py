@@ -253,12 +253,13 @@ def is_gateway_less(stack: str) -> bool:
 def published_total(cloudwatch: Any, stack: str, agent: str, since: datetime, until: datetime) -> float | None:
     """What was published for an agent over whole UTC days, summed: each day's Maximum (its
     latest running total), never the Sum of the republished totals. None: nothing published.
-    For readers of a gateway-less stack's spend (`deploy status`, `deploy cost`).
+    For readers of a gateway-less stack's spend (`deploy status`, `deploy cost`). An `until` at
+    midnight ends the window there: the day it starts is not counted.
 
     One query per day, so each day is exactly one bucket whatever the service's alignment of
     periods to StartTime (moto aligns to the first datapoint instead)."""
     total, seen = 0.0, False
-    for day in days_between(since, until):
+    for day in (d for d in days_between(since, until) if d < until):
         points = cloudwatch.call(
             "get_metric_statistics", Namespace=METRIC_NAMESPACE, MetricName=METRIC_SPEND_DAY_USD,
             Dimensions=[{"Name": DIM_STACK, "Value": stack}, {"Name": DIM_AGENT, "Value": agent}],

@@ -26,6 +26,7 @@ from agentdeploy.naming import (
     VLLM_PORT,
 )
 from agentdeploy.planner.plan import AgentPlan, FleetPlan
+from agentdeploy.serving.node.drain import HOOK_HEARTBEAT_EXTRA_S
 from agentdeploy.stacks.common import (
     assume_role_policy,
     policy_json,
@@ -39,6 +40,7 @@ from agentdeploy.stacks.components.fleet_scaling import FleetScaling
 from agentdeploy.stacks.components.node_artifacts import NodeArtifacts
 from agentdeploy.stacks.node_volume import NodeVolume
 from agentdeploy.templates.gpu_node import HF_TOKEN_ENV, GpuNodeSpec, render_user_data
+from agentdeploy.templates.vllm_args import SPOT_NOTICE_S
 
 LISTENER_PORT_BASE = 20000
 #: The terminating lifecycle hook the node agent completes after draining.
@@ -82,6 +84,17 @@ def launch_hook_timeout_s(cold_start_s: float) -> int:
     """How long a launching node may take to turn healthy before the group abandons it: twice
     the plan's cold start (at least 15 minutes), within AWS's 2-hour heartbeat limit."""
     return min(MAX_HOOK_TIMEOUT_S, max(900, math.ceil(cold_start_s * 2)))
+
+
+def deregistration_delay_s(fleet: FleetPlan) -> int:
+    """How long the load balancer keeps a draining node's connections open after it leaves the
+    target group: past the end of the node's drain, so no request is cut while vLLM may still
+    finish it. The node agent deregisters when its drain starts and lets vLLM run until the
+    drain's deadline (less a margin): the spot notice's two minutes, or for a scale-in its
+    drain budget, vLLM's shutdown timeout plus the agent's allowance before SIGTERM and for the
+    lifecycle hook (HOOK_HEARTBEAT_EXTRA_S). The later of the two is the delay (AWS allows up
+    to 3600 s; vllm_args caps the shutdown timeout well below)."""
+    return math.ceil(max(SPOT_NOTICE_S, fleet.shutdown_timeout_s + HOOK_HEARTBEAT_EXTRA_S))
 
 
 def target_group_name(stack: str, agent: str) -> str:
@@ -205,7 +218,7 @@ class GpuFleet(pulumi.ComponentResource):
         # drain from; the ASG's name is fixed (`base`), so nothing here waits on the group.
         self.target_group = aws.lb.TargetGroup(
             f"{name}-tg", name=target_group_name(stack, agent.name), port=VLLM_PORT, protocol="HTTP", target_type="instance", vpc_id=vpc_id,
-            deregistration_delay=fleet.shutdown_timeout_s,
+            deregistration_delay=deregistration_delay_s(fleet),
             health_check={"enabled": True, "path": "/healthz", "port": str(NODE_HEALTH_PORT), "protocol": "HTTP",
                           "matcher": "200", "interval": 15, "timeout": 5, "healthy_threshold": 2,
                           "unhealthy_threshold": 3},

@@ -4,6 +4,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.ops.admin_server import admin_api  # noqa: F401  (fixture)
 from tests.support.moto import aws, moto_server  # noqa: F401  (fixtures)
@@ -24,3 +25,14 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("AGENTDEPLOY_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("ANTHROPIC_ADMIN_KEY", raising=False)
     return root
+
+
+@pytest.fixture
+def gateway_shop(project: Path) -> Path:
+    """`shop` with the gateway pinned in (the service business alone goes without one), so the
+    gateway's SpendUSD is the stack's per-agent spend metric."""
+    path = project / "shop.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc["stack"]["gateway"] = True
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return project

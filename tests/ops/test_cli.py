@@ -150,7 +150,7 @@ def test_cost_errors(aws, project: Path) -> None:
     assert_clean_error(deploy("cost", "--stack", "shop", "--since", "2030-01-01"), 2, "is not before")
 
 
-def test_cost_from_gateway_metric_only(aws, project: Path) -> None:
+def test_cost_from_gateway_metric_only(aws, gateway_shop: Path) -> None:
     cloud.put_metric("SpendUSD", "shop", "intake", 1.25, datetime.now(UTC) - timedelta(minutes=5))
     proc = deploy("cost", "--stack", "shop", "--json", "--since", (datetime.now(UTC) - timedelta(days=1)).date().isoformat())
     assert proc.returncode == 0, proc.stderr

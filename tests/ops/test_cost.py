@@ -47,10 +47,12 @@ def catalog(tmp_path, monkeypatch):
 
 @pytest.fixture
 def plan(catalog) -> Plan:
-    """service-business's three Claude agents plus high-volume-router's GPU ticket-router."""
+    """service-business's three Claude agents plus high-volume-router's GPU ticket-router, with
+    the router's gateway (a stack with a GPU agent always runs one)."""
     sb = build_plan(load_decision_file(ROOT / "examples" / "service-business.yaml"), catalog)
     hv = build_plan(load_decision_file(ROOT / "examples" / "high-volume-router.yaml"), catalog)
-    return sb.model_copy(update={"stack": "shop", "agents": sb.agents + [hv.agent("ticket-router")]})
+    return sb.model_copy(update={"stack": "shop", "agents": sb.agents + [hv.agent("ticket-router")],
+                                 "infrastructure": hv.infrastructure})
 
 
 def _row(model: str, tier: str = "standard", key: str = "k", **tokens: int) -> SimpleNamespace:

@@ -43,7 +43,7 @@ def _admin_env(admin_api: AdminServer) -> dict[str, str]:
     return {"ANTHROPIC_ADMIN_KEY": ADMIN_KEY, "ANTHROPIC_ADMIN_BASE_URL": admin_api.url}
 
 
-def test_the_gateway_splits_the_stack_keys_spend_and_the_admin_api_checks_it(aws, project: Path, admin_api: AdminServer) -> None:
+def test_the_gateway_splits_the_stack_keys_spend_and_the_admin_api_checks_it(aws, gateway_shop: Path, admin_api: AdminServer) -> None:
     _usage(admin_api, [{"id": "k-shop", "name": "shop"}, {"id": "k-else", "name": "elsewhere"}],
            [("k-shop", 1_000_000, 300_000), ("k-else", 5_000_000, 0)])
     now = datetime.now(UTC)
@@ -60,7 +60,7 @@ def test_the_gateway_splits_the_stack_keys_spend_and_the_admin_api_checks_it(aws
     assert not any("no Anthropic API key named" in w for w in doc["warnings"])
 
 
-def test_spend_around_the_gateway_with_the_stack_key_is_reported(aws, project: Path, admin_api: AdminServer) -> None:
+def test_spend_around_the_gateway_with_the_stack_key_is_reported(aws, gateway_shop: Path, admin_api: AdminServer) -> None:
     _usage(admin_api, [{"id": "k-shop", "name": "prod-shop-key"}], [("k-shop", 1_000_000, 300_000)])
     cloud.put_metric(METRIC_SPEND_USD, "shop", "intake", 1.5, datetime.now(UTC) - timedelta(minutes=30))
     proc = deploy("cost", "--stack", "shop", "--json", "--since", _since(), "--stack-key-name", "prod-{stack}-key",
@@ -107,7 +107,7 @@ def test_a_claude_only_stack_needs_no_aws_credentials(project: Path, admin_api: 
     assert not any("AWS" in w for w in doc["warnings"])
 
 
-def test_a_claude_only_stack_without_aws_reports_the_stack_keys_total(project: Path, admin_api: AdminServer,
+def test_a_claude_only_stack_without_aws_reports_the_stack_keys_total(gateway_shop: Path, admin_api: AdminServer,
                                                                        tmp_path: Path) -> None:
     _usage(admin_api, [{"id": "k-shop", "name": "shop"}], [("k-shop", 1_000_000, 300_000)])
     env = _without_aws(admin_api, tmp_path)
@@ -115,6 +115,6 @@ def test_a_claude_only_stack_without_aws_reports_the_stack_keys_total(project: P
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["claude_stack_key_usd"] == pytest.approx(2.5)
-    assert any("the gateway's per-agent metric was not read (no AWS credentials found)" in w for w in doc["warnings"])
+    assert any("the gateway's per-agent metric (SpendUSD) was not read (no AWS credentials found)" in w for w in doc["warnings"])
     # A stack with GPU agents still needs AWS: its GPU spend cannot be read without it.
     assert_clean_error(_run(env, "cost", "--stack", "router", "--since", _since()), 4, "no AWS credentials found")

@@ -48,7 +48,7 @@ def test_reap_fits(busy_router, project: Path) -> None:
     assert "router-ticket-router-fleet-0123456789: up for 0 min only" in proc.stdout
 
 
-def test_cost_fits(aws, project: Path, admin_api: AdminServer) -> None:
+def test_cost_fits(aws, gateway_shop: Path, admin_api: AdminServer) -> None:
     import httpx
 
     day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)

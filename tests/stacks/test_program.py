@@ -175,7 +175,7 @@ def test_target_group_waits_for_model_load(run, plan):
     hc = tg.inputs["healthCheck"]
     assert (hc["path"], hc["port"]) == ("/healthz", "8081")
     assert tg.inputs["port"] == 8000
-    assert tg.inputs["deregistrationDelay"] == _fleet(plan).fleet.shutdown_timeout_s
+    # its deregistration delay outlasts the node's drain: test_fleet_drain.py
 
 
 def test_only_the_gateway_reaches_vllm(run):
