@@ -67,7 +67,7 @@ def render(decision_file: Path, out_dir: Path, catalog_files: tuple[Path, ...], 
         raise InvalidInput(f"--vllm-replica names agents that are not self-hosted in the plan: {', '.join(unknown)}")
     gateway_options = {"--anthropic-base-url": anthropic_base_url, "--replicas-dir": replicas_dir,
                        "--node-health-port": node_health_port, "--redis-url-env": redis_url}
-    with_gateway = plan.infrastructure is None or plan.infrastructure.gateway.deploy
+    with_gateway = plan.deploys_gateway
     if not with_gateway:
         given = [name for name, value in gateway_options.items() if value is not None]
         if given:

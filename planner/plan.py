@@ -265,6 +265,13 @@ class Plan(_Model):
     catalog: CatalogRef
     infrastructure: StackInfrastructure | None = None
 
+    @property
+    def deploys_gateway(self) -> bool:
+        """The planner's decision (`infrastructure.gateway.deploy`), read by render, the stack,
+        its alarms and the ops commands alike; a plan written before the planner decided it had a
+        gateway in every stack, so it keeps one."""
+        return self.infrastructure is None or self.infrastructure.gateway.deploy
+
     def agent(self, name: str) -> AgentPlan:
         for a in self.agents:
             if a.name == name:

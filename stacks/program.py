@@ -51,12 +51,6 @@ class StackResult:
     components: dict[str, pulumi.Resource] = field(default_factory=dict)
 
 
-def gateway_deployed(plan: Plan) -> bool:
-    """The planner's decision (`plan.infrastructure.gateway.deploy`); a plan written before the
-    planner decided it had a gateway in every stack, so it keeps one."""
-    return plan.infrastructure is None or plan.infrastructure.gateway.deploy
-
-
 def build_stack(plan: Plan, catalog: Catalog, settings: ProvisionSettings, secrets: SecretInputs) -> StackResult:
     """Resources for the plan. Without a gateway (the planner's call for a small API-only stack)
     there is nothing to network either: no VPC, NAT, load balancer, budget store or image; the
@@ -69,7 +63,7 @@ def build_stack(plan: Plan, catalog: Catalog, settings: ProvisionSettings, secre
     stack = plan.stack
     result = StackResult()
     gpu_agents = [a for a in plan.agents if a.route == "gpu"]
-    with_gateway = gateway_deployed(plan)
+    with_gateway = plan.deploys_gateway
     if gpu_agents and not with_gateway:
         raise InvalidInput(
             f"stack {stack}: the plan has GPU agents ({', '.join(a.name for a in gpu_agents)}) but no gateway",

@@ -200,7 +200,7 @@ def check_window(since: datetime, until: datetime, now: datetime) -> None:
 def gateway_less(plan: Plan) -> bool:
     """Whether the plan leaves the gateway out, so this command (not the gateway) publishes the
     agents' spend. A plan from before the planner decided on the gateway always had one."""
-    return plan.infrastructure is not None and not plan.infrastructure.gateway.deploy
+    return not plan.deploys_gateway
 
 
 def require_gateway_less(plan: Plan) -> None:

@@ -99,7 +99,7 @@ def spend_metric(plan: Plan) -> SpendMetric:
     """The gateway's increments (SpendUSD, Sum) where the plan deploys it; otherwise the day
     totals `deploy spend publish` writes (SpendUSDDay, Maximum). A plan from before the planner
     decided on the gateway always had one."""
-    if plan.infrastructure is None or plan.infrastructure.gateway.deploy:
+    if plan.deploys_gateway:
         return SpendMetric(METRIC_SPEND_USD, "Sum")
     return SpendMetric(METRIC_SPEND_DAY_USD, "Maximum")
 

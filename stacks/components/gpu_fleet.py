@@ -86,6 +86,15 @@ def launch_hook_timeout_s(cold_start_s: float) -> int:
     return min(MAX_HOOK_TIMEOUT_S, max(900, math.ceil(cold_start_s * 2)))
 
 
+def lifecycle_hooks(fleet: FleetPlan, ready_timeout_s: int) -> list[HookSpec]:
+    """The ready hook (abandoned if the node never turns healthy) and the drain hook, whose
+    heartbeat is the node agent's whole drain: vLLM's shutdown timeout plus the agent's own
+    allowance before SIGTERM and after vLLM exits (serving/node/drain.py)."""
+    drain_s = math.ceil(fleet.shutdown_timeout_s + HOOK_HEARTBEAT_EXTRA_S)
+    return [HookSpec(READY_HOOK, "autoscaling:EC2_INSTANCE_LAUNCHING", ready_timeout_s, "ABANDON"),
+            HookSpec(DRAIN_HOOK, "autoscaling:EC2_INSTANCE_TERMINATING", drain_s, "CONTINUE")]
+
+
 def deregistration_delay_s(fleet: FleetPlan) -> int:
     """How long the load balancer keeps a draining node's connections open after it leaves the
     target group: past the end of the node's drain, so no request is cut while vLLM may still
@@ -287,8 +296,7 @@ class GpuFleet(pulumi.ComponentResource):
         self.asg_name = self.asg.name
         # Standalone hooks (not initial_lifecycle_hooks, which reach a group only at creation),
         # so a change to either reaches the existing group.
-        hooks = [HookSpec(READY_HOOK, "autoscaling:EC2_INSTANCE_LAUNCHING", hook_s, "ABANDON"),
-                 HookSpec(DRAIN_HOOK, "autoscaling:EC2_INSTANCE_TERMINATING", fleet.shutdown_timeout_s + 30, "CONTINUE")]
+        hooks = lifecycle_hooks(fleet, hook_s)
         self.ready_hook = hooks[0].create(f"{name}-ready-hook", self.asg.name, child)
         self.drain_hook = hooks[1].create(f"{name}-drain-hook", self.asg.name, child)
         self.fallback = OnDemandFallback(
