@@ -38,7 +38,8 @@ def test_submit_status_results_through_the_gateway(claude_emulator, gateway_fact
     sub = _run(["batch", "submit", str(drafts), "--agent", "marketing-drafts", "--gateway-url", gw.url, *base])
     assert sub.exit_code == 0, sub.output
     doc = json.loads(sub.output)
-    assert doc["requests"] == N and doc["resumed"] is False
+    assert doc["requests"] == N
+    assert doc["resumed"] is False
     bid = doc["id"]
     assert json.loads((state / f"{bid}.json").read_text())["agent"] == "marketing-drafts"
 
@@ -48,9 +49,11 @@ def test_submit_status_results_through_the_gateway(claude_emulator, gateway_fact
 
     claude._call("POST", "/_emulator/batches/process", {"requests": 30})
     st = json.loads(_run(["batch", "status", bid, *base]).output)
-    assert st["processing_status"] == "in_progress" and st["request_counts"]["succeeded"] == 30
+    assert st["processing_status"] == "in_progress"
+    assert st["request_counts"]["succeeded"] == 30
     early = _run(["batch", "results", bid, "--out", str(tmp_path / "r.jsonl"), "--no-wait", *base])
-    assert early.exit_code == EXIT_INVALID and not (tmp_path / "r.jsonl").exists()
+    assert early.exit_code == EXIT_INVALID
+    assert not (tmp_path / "r.jsonl").exists()
 
     claude._call("POST", "/_emulator/batches/process", {})
     out = tmp_path / "results.jsonl"
@@ -79,7 +82,8 @@ def test_submit_and_wait_straight_to_the_api_with_the_agent_config(claude_emulat
     args = ["batch", "submit", str(_file(tmp_path, 10)), "--agent-config", str(cfg), "--api-url", claude.base_url, "--wait", "--out", str(out),
             "--poll-s", "0", "--state-dir", str(tmp_path / "s"), "--json"]
     missing = _run(args, env={"ANTHROPIC_API_KEY": ""})
-    assert missing.exit_code == EXIT_MISSING and "ANTHROPIC_API_KEY" in missing.output
+    assert missing.exit_code == EXIT_MISSING
+    assert "ANTHROPIC_API_KEY" in missing.output
     done = _run(args, env={"ANTHROPIC_API_KEY": claude.api_key})
     claude._call("POST", "/_emulator/batches/config", {"auto": False})
     assert done.exit_code == 0, done.output
@@ -94,9 +98,11 @@ def test_bad_input_names_the_line(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps(_requests(1)[0]) + "\n{not json\n")
     r = _run(["batch", "submit", str(bad), "--agent", "marketing-drafts", "--gateway-url", "http://127.0.0.1:9"])
-    assert r.exit_code == EXIT_INVALID and f"{bad}:2" in r.output
+    assert r.exit_code == EXIT_INVALID
+    assert f"{bad}:2" in r.output
     r = _run(["batch", "status", "msgbatch_nope", "--state-dir", str(tmp_path)])
-    assert r.exit_code == EXIT_INVALID and "no batch msgbatch_nope" in r.output
+    assert r.exit_code == EXIT_INVALID
+    assert "no batch msgbatch_nope" in r.output
 
 
 def test_direct_mode_refuses_what_one_batch_cannot_hold():

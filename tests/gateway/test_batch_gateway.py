@@ -65,18 +65,22 @@ def test_batch_through_gateway_settles_at_batch_prices(claude_emulator, gateway_
     r = httpx.post(gw.url + "/v1/messages/batches", json={"requests": _requests()}, headers=_h(), timeout=30)
     assert r.status_code == 200, r.text
     batch = r.json()
-    assert batch["processing_status"] == "in_progress" and batch["request_counts"]["processing"] == N
+    assert batch["processing_status"] == "in_progress"
+    assert batch["request_counts"]["processing"] == N
     reserved = Decimal(r.headers["x-agentdeploy-reserved-usd"])
     assert reserved > 0
 
     _drive(claude, "/_emulator/batches/process", {"requests": 40})
     mid = httpx.get(gw.url + f"/v1/messages/batches/{batch['id']}", headers=_h(), timeout=30).json()
-    assert mid["processing_status"] == "in_progress" and mid["request_counts"]["succeeded"] == 40 and mid["results_url"] is None
+    assert mid["processing_status"] == "in_progress"
+    assert mid["request_counts"]["succeeded"] == 40
+    assert mid["results_url"] is None
     assert metric_value(gw.metrics(), "agentdeploy_gateway_cost_usd_total", agent="marketing-drafts") == 0  # nothing settled yet
 
     _drive(claude, "/_emulator/batches/process")
     done = httpx.get(gw.url + f"/v1/messages/batches/{batch['id']}", headers=_h(), timeout=30).json()
-    assert done["processing_status"] == "ended" and done["request_counts"]["succeeded"] == N
+    assert done["processing_status"] == "ended"
+    assert done["request_counts"]["succeeded"] == N
     assert done["results_url"] == f"{gw.url}/v1/messages/batches/{batch['id']}/results"
 
     res = httpx.get(done["results_url"], headers=_h(), timeout=30)
@@ -101,7 +105,9 @@ def test_batch_through_gateway_settles_at_batch_prices(claude_emulator, gateway_
     assert metric_value(page, "agentdeploy_gateway_tokens_total", agent="marketing-drafts", type="output") == 256 * N
     assert expected < reserved * 1_000_000  # the worst case covered it
     settled = [json.loads(x) for x in gw.log_text().splitlines() if '"batch_settled"' in x]
-    assert len(settled) == 1 and settled[0]["cost_usd"] == expected / 1e6 and settled[0]["results"] == {"succeeded": N}
+    assert len(settled) == 1
+    assert settled[0]["cost_usd"] == expected / 1e6
+    assert settled[0]["results"] == {"succeeded": N}
 
     # a second read settles nothing twice
     httpx.get(done["results_url"], headers=_h(), timeout=30)
@@ -114,11 +120,14 @@ def test_realtime_request_for_batch_agent_is_refused(claude_emulator, gateway_fa
     claude = claude_emulator
     gw = gateway_factory(_config(claude), env=env_for(claude))
     r = messages(gw.url, MARKETING_KEY, "draft now please")
-    assert r.status_code == 400 and r.headers["x-agentdeploy-error"] == "batch_only"
-    assert "/v1/messages/batches" in r.json()["error"]["message"] and "deploy batch submit" in r.json()["error"]["message"]
+    assert r.status_code == 400
+    assert r.headers["x-agentdeploy-error"] == "batch_only"
+    assert "/v1/messages/batches" in r.json()["error"]["message"]
+    assert "deploy batch submit" in r.json()["error"]["message"]
     chat = httpx.post(gw.url + "/v1/chat/completions", json={"model": "x", "messages": [{"role": "user", "content": "now"}]},
                       headers={"authorization": f"Bearer {MARKETING_KEY}"}, timeout=20)
-    assert chat.status_code == 400 and "/v1/batches" in chat.json()["error"]["message"]
+    assert chat.status_code == 400
+    assert "/v1/batches" in chat.json()["error"]["message"]
     assert claude.requests() == []  # nothing went upstream at full price
 
 
@@ -127,7 +136,8 @@ def test_budget_that_cannot_hold_the_worst_case_submits_nothing(claude_emulator,
     claude._call("DELETE", "/_emulator/batches")
     gw = gateway_factory(_config(claude, budget={"monthly_usd": 0.01, "policy": "block"}), env=env_for(claude))
     r = httpx.post(gw.url + "/v1/messages/batches", json={"requests": _requests(20)}, headers=_h(), timeout=30)
-    assert r.status_code == 429 and r.headers["x-agentdeploy-error"] == "budget_exceeded"
+    assert r.status_code == 429
+    assert r.headers["x-agentdeploy-error"] == "budget_exceeded"
     assert "batch prices" in r.json()["error"]["message"]
     upstream = httpx.get(claude.base_url + "/v1/messages/batches", headers=_h(claude.api_key)).json()
     assert upstream["data"] == []
@@ -139,16 +149,19 @@ def test_bad_batches_are_refused_naming_the_request(claude_emulator, gateway_fac
     reqs = _requests(3)
     reqs[2]["custom_id"] = reqs[0]["custom_id"]
     r = httpx.post(gw.url + "/v1/messages/batches", json={"requests": reqs}, headers=_h(), timeout=30)
-    assert r.status_code == 400 and "requests.2.custom_id" in r.json()["error"]["message"]
+    assert r.status_code == 400
+    assert "requests.2.custom_id" in r.json()["error"]["message"]
     reqs = _requests(2)
     reqs[1]["params"]["stream"] = True
     r = httpx.post(gw.url + "/v1/messages/batches", json={"requests": reqs}, headers=_h(), timeout=30)
-    assert r.status_code == 400 and "requests.1.params.stream" in r.json()["error"]["message"]
+    assert r.status_code == 400
+    assert "requests.1.params.stream" in r.json()["error"]["message"]
     # a realtime agent's key may not use the batch room, and nobody without a key may
     from tests.gateway.helpers import API_KEY
 
     r = httpx.post(gw.url + "/v1/messages/batches", json={"requests": _requests(1)}, headers=_h(API_KEY), timeout=30)
-    assert r.status_code == 400 and "not a batch agent" in r.json()["error"]["message"]
+    assert r.status_code == 400
+    assert "not a batch agent" in r.json()["error"]["message"]
     assert httpx.get(gw.url + "/v1/messages/batches/msgbatch_x", headers=_h("nope"), timeout=30).status_code == 401
     assert httpx.get(gw.url + "/v1/messages/batches/msgbatch_x", headers=_h(), timeout=30).status_code == 404
 
@@ -178,7 +191,9 @@ def test_expired_requests_bill_nothing_and_release_their_reservation(claude_emul
     _drive(claude, "/_emulator/batches/process", {"requests": 2})
     _drive(claude, "/_emulator/batches/advance", {"seconds": 24 * 3600})  # the API's 24 h, compressed
     end = httpx.get(gw.url + f"/v1/messages/batches/{b['id']}", headers=_h(), timeout=30).json()
-    assert end["processing_status"] == "ended" and end["request_counts"]["expired"] == 3 and end["request_counts"]["succeeded"] == 2
+    assert end["processing_status"] == "ended"
+    assert end["request_counts"]["expired"] == 3
+    assert end["request_counts"]["succeeded"] == 2
     expected = _batch_priced_micro(claude._call("GET", "/_emulator/batches/usage"))
     page = gw.metrics()
     assert metric_value(page, "agentdeploy_gateway_cost_usd_total", agent="marketing-drafts") == expected / 1e6

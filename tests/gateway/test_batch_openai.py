@@ -32,20 +32,27 @@ def test_openai_shape_batch_end_to_end(claude_emulator, gateway_factory):
     up = httpx.post(gw.url + "/v1/files", headers=AUTH, data={"purpose": "batch"}, files={"file": ("drafts.jsonl", _lines(N), "application/jsonl")}, timeout=30)
     assert up.status_code == 200, up.text
     f = up.json()
-    assert f["object"] == "file" and f["purpose"] == "batch" and f["bytes"] == len(_lines(N))
+    assert f["object"] == "file"
+    assert f["purpose"] == "batch"
+    assert f["bytes"] == len(_lines(N))
 
     r = httpx.post(gw.url + "/v1/batches", headers=AUTH, json={"input_file_id": f["id"], "endpoint": "/v1/chat/completions",
                                                               "completion_window": "24h"}, timeout=30)
     assert r.status_code == 200, r.text
     b = r.json()
-    assert b["object"] == "batch" and b["status"] == "in_progress" and b["request_counts"] == {"total": N, "completed": 0, "failed": 0}
+    assert b["object"] == "batch"
+    assert b["status"] == "in_progress"
+    assert b["request_counts"] == {"total": N, "completed": 0, "failed": 0}
 
     claude._call("POST", "/_emulator/batches/process", {"requests": 50})
     mid = httpx.get(gw.url + f"/v1/batches/{b['id']}", headers=AUTH, timeout=30).json()
-    assert mid["status"] == "in_progress" and mid["request_counts"]["completed"] == 50 and mid["output_file_id"] is None
+    assert mid["status"] == "in_progress"
+    assert mid["request_counts"]["completed"] == 50
+    assert mid["output_file_id"] is None
     claude._call("POST", "/_emulator/batches/process", {})
     done = httpx.get(gw.url + f"/v1/batches/{b['id']}", headers=AUTH, timeout=30).json()
-    assert done["status"] == "completed" and done["request_counts"] == {"total": N, "completed": N, "failed": 0}
+    assert done["status"] == "completed"
+    assert done["request_counts"] == {"total": N, "completed": N, "failed": 0}
     assert done["error_file_id"] is None
 
     out = httpx.get(gw.url + f"/v1/files/{done['output_file_id']}/content", headers=AUTH, timeout=30)
@@ -70,7 +77,8 @@ def test_openai_shape_errors_and_cancel(claude_emulator, gateway_factory):
     bad = b'{"custom_id": "a", "method": "POST", "url": "/v1/embeddings", "body": {}}\n'
     f = httpx.post(gw.url + "/v1/files", headers=AUTH, data={"purpose": "batch"}, files={"file": ("x.jsonl", bad)}, timeout=30).json()
     r = httpx.post(gw.url + "/v1/batches", headers=AUTH, json={"input_file_id": f["id"], "endpoint": "/v1/chat/completions"}, timeout=30)
-    assert r.status_code == 400 and "line 1" in r.json()["error"]["message"]
+    assert r.status_code == 400
+    assert "line 1" in r.json()["error"]["message"]
     assert httpx.post(gw.url + "/v1/files", headers={"authorization": "Bearer nope"}, data={"purpose": "batch"},
                       files={"file": ("x.jsonl", bad)}, timeout=30).status_code == 401
 
@@ -81,8 +89,10 @@ def test_openai_shape_errors_and_cancel(claude_emulator, gateway_factory):
     assert c["status"] == "cancelling"
     claude._call("POST", "/_emulator/batches/process", {})
     end = httpx.get(gw.url + f"/v1/batches/{b['id']}", headers=AUTH, timeout=30).json()
-    assert end["status"] == "cancelled" and end["request_counts"] == {"total": 4, "completed": 1, "failed": 3}
+    assert end["status"] == "cancelled"
+    assert end["request_counts"] == {"total": 4, "completed": 1, "failed": 3}
     errs = [json.loads(x) for x in httpx.get(gw.url + f"/v1/files/{end['error_file_id']}/content", headers=AUTH, timeout=30).text.splitlines()]
-    assert len(errs) == 3 and all(e["error"]["code"] == "batch_canceled" and e["response"] is None for e in errs)
+    assert len(errs) == 3
+    assert all(e["error"]["code"] == "batch_canceled" and e["response"] is None for e in errs)
     listed = httpx.get(gw.url + "/v1/batches", headers=AUTH, timeout=30).json()
     assert [x["id"] for x in listed["data"]] == [b["id"]]

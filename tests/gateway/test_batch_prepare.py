@@ -18,13 +18,15 @@ def _reqs(n: int, size: int = 10) -> list[dict]:
 
 
 def test_limits_are_the_apis():
-    assert MAX_REQUESTS == 100_000 and MAX_BYTES == 256 * 1024 * 1024
+    assert MAX_REQUESTS == 100_000
+    assert MAX_BYTES == 256 * 1024 * 1024
 
 
 def test_split_by_count_and_by_bytes_keeps_order():
     reqs = _reqs(7)
     parts = split(reqs, max_requests=3)
-    assert [len(p) for p in parts] == [3, 3, 1] and [r for p in parts for r in p] == reqs
+    assert [len(p) for p in parts] == [3, 3, 1]
+    assert [r for p in parts for r in p] == reqs
     one = len(orjson.dumps(reqs[0])) + 1
     parts = split(reqs, max_bytes=len(b'{"requests":[]}') + 2 * one)
     assert [len(p) for p in parts] == [2, 2, 2, 1]
@@ -52,7 +54,8 @@ def test_prepare_pins_caps_caches_and_groups_shared_prefixes():
     prepared = prepare(_agent(), reqs)
     assert [r["custom_id"] for r in prepared.requests] == ["r0", "r2", "r1", "r3"]  # shared prefixes adjacent
     first = prepared.requests[0]["params"]
-    assert first["model"] == "claude-sonnet-4-6" and first["max_tokens"] == 100
+    assert first["model"] == "claude-sonnet-4-6"
+    assert first["max_tokens"] == 100
     assert first["system"][-1]["cache_control"] == {"type": "ephemeral", "ttl": "1h"}
     assert prepared.worst_micro > 0
 
@@ -88,7 +91,13 @@ def test_parts_merge_into_one_batch_view():
                 "created_at": "2026-12-01T00:00:00Z", "expires_at": "2026-12-02T00:00:00Z", "cancel_initiated_at": None}
 
     view = merge_view(rec, [part("ended", "2026-12-01T01:00:00Z", succeeded=3), part("in_progress", None, processing=2)], "U")
-    assert view["id"] == "msgbatch_agd1" and view["processing_status"] == "in_progress" and view["results_url"] is None
-    assert view["request_counts"]["succeeded"] == 3 and view["request_counts"]["processing"] == 2 and view["ended_at"] is None
+    assert view["id"] == "msgbatch_agd1"
+    assert view["processing_status"] == "in_progress"
+    assert view["results_url"] is None
+    assert view["request_counts"]["succeeded"] == 3
+    assert view["request_counts"]["processing"] == 2
+    assert view["ended_at"] is None
     view = merge_view(rec, [part("ended", "2026-12-01T01:00:00Z", succeeded=3), part("ended", "2026-12-01T02:00:00Z", expired=2)], "U")
-    assert view["processing_status"] == "ended" and view["ended_at"] == "2026-12-01T02:00:00Z" and view["results_url"] == "U"
+    assert view["processing_status"] == "ended"
+    assert view["ended_at"] == "2026-12-01T02:00:00Z"
+    assert view["results_url"] == "U"

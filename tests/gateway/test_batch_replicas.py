@@ -68,7 +68,9 @@ def test_batch_made_on_one_replica_settles_once_across_replicas_and_restarts(cla
     assert results(a) == got[0]  # and a later read settles nothing again
 
     settled = _settled_lines(a, b)
-    assert len(settled) == 1 and settled[0]["cost_usd"] == expected / 1e6 and settled[0]["batch_id"] == batch_id
+    assert len(settled) == 1
+    assert settled[0]["cost_usd"] == expected / 1e6
+    assert settled[0]["batch_id"] == batch_id
     assert _budget_keys(r) == (expected, expected)  # reservation released, spend counted once
     pages = [a.metrics(), b.metrics()]
     assert sum(metric_value(p, "agentdeploy_gateway_cost_usd_total", agent="marketing-drafts") for p in pages) == expected / 1e6
@@ -120,11 +122,13 @@ def test_openai_shape_file_and_batch_on_different_replicas(claude_emulator, gate
     a.stop()
     a = gateway_factory(cfg, env=env)
     done = httpx.get(a.url + f"/v1/batches/{oa_id}", headers=AUTH, timeout=30).json()
-    assert done["status"] == "completed" and done["request_counts"] == {"total": 6, "completed": 6, "failed": 0}
+    assert done["status"] == "completed"
+    assert done["request_counts"] == {"total": 6, "completed": 6, "failed": 0}
     out = httpx.get(b.url + f"/v1/files/{done['output_file_id']}/content", headers=AUTH, timeout=30)
     assert sorted(json.loads(x)["custom_id"] for x in out.text.splitlines()) == sorted(f"launch email #{i}" for i in range(6))
     assert [x["id"] for x in httpx.get(b.url + "/v1/batches", headers=AUTH, timeout=30).json()["data"]] == [oa_id]
-    assert len(_settled_lines(a, b)) == 1 and _budget_keys(r) == (expected, expected)
+    assert len(_settled_lines(a, b)) == 1
+    assert _budget_keys(r) == (expected, expected)
     # another agent's key does not see it
     assert httpx.get(a.url + f"/v1/batches/{oa_id}", headers={"authorization": f"Bearer {API_KEY}"}, timeout=30).status_code == 404
 
@@ -139,9 +143,11 @@ def test_unreachable_store_is_a_clear_503_not_a_lost_batch(claude_emulator, gate
     cfg, env = _shared(claude, f"redis://{LOOPBACK}:{free_port()}/0")  # nothing listens there
     gw = gateway_factory(cfg, env=env)
     got = httpx.get(gw.url + "/v1/messages/batches/msgbatch_x", headers=_h(), timeout=30)
-    assert got.status_code == 503 and "batch store unreachable" in got.json()["error"]["message"]
+    assert got.status_code == 503
+    assert "batch store unreachable" in got.json()["error"]["message"]
     oa = httpx.get(gw.url + "/v1/batches/batch_x", headers=AUTH, timeout=30)
-    assert oa.status_code == 503 and "batch store unreachable" in oa.json()["error"]["message"]
+    assert oa.status_code == 503
+    assert "batch store unreachable" in oa.json()["error"]["message"]
     made = httpx.post(gw.url + "/v1/messages/batches", json={"requests": _requests(2)}, headers=_h(), timeout=30)
     assert made.status_code == 503  # the block budget cannot be checked either
     assert httpx.get(claude.base_url + "/v1/messages/batches", headers=_h(claude.api_key)).json()["data"] == []

@@ -55,7 +55,8 @@ def test_failures_before_the_first_token_are_invisible(gw, claude_emulator, faul
     if stream:
         r, text = stream_chat(gw.url, API_KEY)
         events = sse_events(text)
-        assert events[-1] == (None, "[DONE]") and openai_text(events)
+        assert events[-1] == (None, "[DONE]")
+        assert openai_text(events)
         assert not any(isinstance(d, dict) and "error" in d for _, d in events)
     else:
         r = chat(gw.url, API_KEY)

@@ -66,14 +66,16 @@ def test_a_broken_stream_is_finished_on_the_other_replica(pair, fault):
     [usage] = [d["usage"] for _, d in events if isinstance(d, dict) and d.get("usage")]
     assert (usage["prompt_tokens"], usage["completion_tokens"]) == (10, 6)
     [cont] = [q["body"] for q in other.requests]
-    assert cont["continue_final_message"] is True and cont["add_generation_prompt"] is False
+    assert cont["continue_final_message"] is True
+    assert cont["add_generation_prompt"] is False
     assert cont["messages"][-1] == {"role": "assistant", "content": "tok0 tok1 tok2 "}
     assert cont["max_tokens"] == 16 - 3
     assert claude.requests() == []
     m = gw.metrics()
     assert metric_value(m, "agentdeploy_gateway_continuations_total", agent="gpu-agent", outcome="continued") == 1
     line = next(orjson.loads(ln) for ln in gw.log_text().splitlines() if ln.startswith("{") and '"continued"' in ln)
-    assert line["status"] == 200 and line["continued"]
+    assert line["status"] == 200
+    assert line["continued"]
 
 
 def test_an_anthropic_client_gets_one_stitched_message(pair):
@@ -86,7 +88,8 @@ def test_an_anthropic_client_gets_one_stitched_message(pair):
         text = "".join(r.iter_text())
     events = sse_events(text)
     names = [n for n, _ in events]
-    assert names.count("message_start") == 1 and names[-1] == "message_stop"
+    assert names.count("message_start") == 1
+    assert names[-1] == "message_stop"
     assert "error" not in names
     deltas = "".join(d["delta"]["text"] for n, d in events if n == "content_block_delta")
     assert deltas == WHOLE
@@ -100,7 +103,8 @@ def test_no_other_replica_ends_with_the_real_failure(pair):
     r, text = stream_chat(gw.url, GPU_KEY)
     events = sse_events(text)
     [err] = [d["error"] for _, d in events if isinstance(d, dict) and "error" in d]
-    assert CUT.search(err["message"]) and "not continued: no other replica" in err["message"]
+    assert CUT.search(err["message"])
+    assert "not continued: no other replica" in err["message"]
     assert events[-1] != (None, "[DONE]")
     assert claude.requests() == []
 
@@ -110,7 +114,8 @@ def test_an_upstream_not_marked_for_continuation_is_never_asked(pair):
     first.fault(cut_after=3, token_delay_s=0.02)
     r, text = stream_chat(gw.url, GPU_KEY)
     [err] = [d["error"] for _, d in sse_events(text) if isinstance(d, dict) and "error" in d]
-    assert CUT.search(err["message"]) and "cannot continue" in err["message"]
+    assert CUT.search(err["message"])
+    assert "cannot continue" in err["message"]
     assert other.requests == []
 
 
@@ -121,7 +126,8 @@ def test_claude_is_never_asked_to_continue(pair):
     claude.faults({"cut_after": 2})
     r, text = stream_chat(gw.url, API_KEY)
     [err] = [d["error"] for _, d in sse_events(text) if isinstance(d, dict) and "error" in d]
-    assert CUT.search(err["message"]) and "prefill" in err["message"]
+    assert CUT.search(err["message"])
+    assert "prefill" in err["message"]
     assert "400" not in err["message"]
     assert len(claude.requests()) == 1
     with pytest.raises(ValidationError, match="prefill"):
@@ -134,7 +140,8 @@ def test_at_temperature_0_the_other_replica_replays_and_is_verified(pair):
     r, text = stream_chat(gw.url, GPU_KEY, temperature=0, stream_options={"include_usage": True})
     events = sse_events(text)
     assert openai_text(events) == WHOLE
-    assert events[-1] == (None, "[DONE]") and len(_ids(events)) == 1
+    assert events[-1] == (None, "[DONE]")
+    assert len(_ids(events)) == 1
     [usage] = [d["usage"] for _, d in events if isinstance(d, dict) and d.get("usage")]
     assert (usage["prompt_tokens"], usage["completion_tokens"]) == (10, 6)  # the replay's own usage
     [replayed] = [q["body"] for q in other.requests]
@@ -150,7 +157,8 @@ def test_a_replay_that_differs_is_not_sent_on(pair):
     events = sse_events(text)
     assert openai_text(events) == "tok0 tok1 tok2 "  # nothing of the replay reached the client
     [err] = [d["error"] for _, d in events if isinstance(d, dict) and "error" in d]
-    assert CUT.search(err["message"]) and "replay" in err["message"]
+    assert CUT.search(err["message"])
+    assert "replay" in err["message"]
     m = gw.metrics()
     assert metric_value(m, "agentdeploy_gateway_continuations_total", agent="gpu-agent", outcome="replay_mismatch") == 1
 
@@ -158,8 +166,12 @@ def test_a_replay_that_differs_is_not_sent_on(pair):
 def test_which_requests_replay():
     from agentdeploy.serving.continuation import replays
 
-    assert replays({"temperature": 0}) and replays({"temperature": 0.0}) and replays({"seed": 7, "temperature": 1})
-    assert not replays({}) and not replays({"temperature": 0.7}) and not replays({"seed": True})
+    assert replays({"temperature": 0})
+    assert replays({"temperature": 0.0})
+    assert replays({"seed": 7, "temperature": 1})
+    assert not replays({})
+    assert not replays({"temperature": 0.7})
+    assert not replays({"seed": True})
 
 
 def test_a_client_that_leaves_during_a_continuation_is_accounted_and_the_gateway_carries_on(pair):
@@ -180,6 +192,8 @@ def test_a_client_that_leaves_during_a_continuation_is_accounted_and_the_gateway
         time.sleep(0.05)
     line = next(orjson.loads(ln) for ln in gw.log_text().splitlines() if '"status":499' in ln)
     assert line["continued"]
-    assert "Traceback" not in gw.log_text() and "internal error" not in gw.log_text()
+    assert "Traceback" not in gw.log_text()
+    assert "internal error" not in gw.log_text()
     r2, text = stream_chat(gw.url, GPU_KEY)
-    assert r2.status_code == 200 and openai_text(sse_events(text)) == WHOLE
+    assert r2.status_code == 200
+    assert openai_text(sse_events(text)) == WHOLE

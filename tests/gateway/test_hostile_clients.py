@@ -39,9 +39,11 @@ def test_no_key_no_body_read_slow_clients_cut_and_floods_refused(gw, claude_emul
     port = gw.port
     # 31 MiB declared, not one byte sent: the key is checked first, in the client's protocol.
     r = _raw(port, b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: 32505856\r\n\r\n")
-    assert r.startswith(b"HTTP/1.1 401 Unauthorized\r\n") and b'"authentication_error"' in r
+    assert r.startswith(b"HTTP/1.1 401 Unauthorized\r\n")
+    assert b'"authentication_error"' in r
     r = _raw(port, b"POST /v1/messages HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: 40000000\r\n\r\n")
-    assert r.startswith(b"HTTP/1.1 401 Unauthorized\r\n") and b'"type":"error"' in r
+    assert r.startswith(b"HTTP/1.1 401 Unauthorized\r\n")
+    assert b'"type":"error"' in r
     # Only the APIs take a body: 31 MiB declared on /healthz or an unknown path is refused at once.
     assert _raw(port, b"POST /healthz HTTP/1.1\r\nhost: x\r\ncontent-length: 32505856\r\n\r\n").startswith(b"HTTP/1.1 413 ")
     assert _raw(port, b"PUT /nope HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n").startswith(b"HTTP/1.1 413 ")
@@ -100,7 +102,8 @@ def test_metrics_need_an_operator_key_on_the_client_port(gw):
     assert httpx.get(gw.url + "/metrics", timeout=5).status_code == 401
     assert httpx.get(gw.url + "/metrics", headers={"authorization": f"Bearer {API_KEY}"}, timeout=5).status_code == 401
     r = httpx.get(gw.url + "/metrics", headers={"authorization": f"Bearer {OPERATOR_KEY}"}, timeout=5)
-    assert r.status_code == 200 and "agentdeploy_gateway_requests_total" in r.text
+    assert r.status_code == 200
+    assert "agentdeploy_gateway_requests_total" in r.text
     assert "agentdeploy_gateway_in_flight" in gw.metrics()  # the operator listener, loopback, no key
     # An operator key calls no agent.
     r = httpx.post(gw.url + "/v1/chat/completions", headers={"authorization": f"Bearer {OPERATOR_KEY}"},

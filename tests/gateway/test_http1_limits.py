@@ -32,7 +32,8 @@ def test_slow_headers_and_slow_bodies_get_408_and_the_connection_closes() -> Non
     partial_headers, partial_body, healthy = run(scenario())
     assert partial_headers.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
     assert partial_body.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
-    assert b"connection: close" in partial_headers and b"connection: close" in partial_body
+    assert b"connection: close" in partial_headers
+    assert b"connection: close" in partial_body
     assert healthy.startswith(b"HTTP/1.1 200 OK")
 
 
@@ -128,7 +129,8 @@ def test_every_pipelined_request_before_a_close_is_answered_in_order() -> None:
     out = run(scenario())
     answers = out.split(b"HTTP/1.1 200 OK\r\n")[1:]
     assert [a.rsplit(b"GET /echo ", 1)[1].split(b" ")[0] for a in answers] == [b"0", b"1", b"2", b"last"]
-    assert b"connection: close" in answers[-1] and all(b"connection: close" not in a for a in answers[:-1])
+    assert b"connection: close" in answers[-1]
+    assert all(b"connection: close" not in a for a in answers[:-1])
     assert b"never" not in out
 
 
@@ -180,4 +182,5 @@ def test_a_client_that_stops_reading_is_cut_after_the_send_timeout() -> None:
             await server.close(1)
 
     errors = run(scenario())
-    assert len(errors) == 1 and isinstance(errors[0], ConnectionResetError)
+    assert len(errors) == 1
+    assert isinstance(errors[0], ConnectionResetError)

@@ -149,7 +149,8 @@ def test_a_post_resent_after_a_reused_connection_dies_unanswered_is_reported():
             resp.release()
         assert seen == {"connections": 2, "requests": 3}
         assert pool.resends == 1
-        assert reported and reported[0][0] == f"127.0.0.1:{port}"
+        assert reported
+        assert reported[0][0] == f"127.0.0.1:{port}"
         pool.close()
         server.close()
 

@@ -63,7 +63,8 @@ def test_serve_binds_loopback_by_default_and_warns_when_block_budgets_live_in_me
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
         log = (tmp_path / "gw.log").read_text()
         assert '"host":"127.0.0.1"' in log  # no --host: loopback, never 0.0.0.0 by surprise
-        assert "warning: budget store is in memory" in log and "api-agent" in log
+        assert "warning: budget store is in memory" in log
+        assert "api-agent" in log
     finally:
         proc.stop(grace_s=5)
     with_redis = {**cfg, "budget_store": {"backend": "redis", "redis_url": {"env": "R"}}}

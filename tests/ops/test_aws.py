@@ -170,7 +170,8 @@ def test_an_answer_that_is_not_aws_is_a_clear_failure(aws, project: Path, not_aw
     assert_clean_error(proc, 1, f"error: {not_aws} did not answer autoscaling:DescribeAutoScalingGroups as AWS does")
     assert "hint: check AWS_ENDPOINT_URL" in proc.stderr
     status = deploy("status", "--stack", "router", "--json", env={"AWS_ENDPOINT_URL": not_aws})
-    assert status.returncode == 1 and "Traceback" not in status.stderr
+    assert status.returncode == 1
+    assert "Traceback" not in status.stderr
     assert json.loads(status.stdout)["error"] == "OperationFailed"
 
 

@@ -38,15 +38,19 @@ def test_reap_uses_the_plan_window_and_keeps_a_young_fleet(aws, project: Path) -
     plan = build_plan(load_decision_file(project / "router.yaml"), load_catalog())
     (fleet,) = doc["fleets"]
     assert fleet["idle_minutes"] == plan.agent("ticket-router").fleet.idle_minutes
-    assert fleet["action"] == "keep" and "idle window" in fleet["reason"]
-    assert doc["dry_run"] is True and cloud.group("router-tr")["DesiredCapacity"] == 1
+    assert fleet["action"] == "keep"
+    assert "idle window" in fleet["reason"]
+    assert doc["dry_run"] is True
+    assert cloud.group("router-tr")["DesiredCapacity"] == 1
 
 
 def test_reap_table_output(aws, project: Path) -> None:
     cloud.fleet("router-tr", "router", "ticket-router", desired=1)
     result = CliRunner().invoke(cli, ["reap", "--stack", "router", "--idle-minutes", "30"])
     assert result.exit_code == 0, result.output
-    assert "router-tr" in result.output and "keep" in result.output and "30 min" in result.output
+    assert "router-tr" in result.output
+    assert "keep" in result.output
+    assert "30 min" in result.output
 
 
 def test_reap_unknown_stack(aws, project: Path) -> None:
@@ -77,7 +81,8 @@ def test_reap_access_denied(aws, project: Path) -> None:
         as_json = deploy("reap", "--stack", "router", "--json", env=env)
     assert_clean_error(proc, 4, "error: AWS denied autoscaling:DescribeAutoScalingGroups (AccessDenied)")
     assert "hint: grant autoscaling:DescribeAutoScalingGroups" in proc.stderr
-    assert as_json.returncode == 4 and "Traceback" not in as_json.stderr
+    assert as_json.returncode == 4
+    assert "Traceback" not in as_json.stderr
     doc = json.loads(as_json.stdout)
     assert (doc["error"], doc["exit_code"]) == ("MissingDependency", 4)
     assert cloud.group("router-tr")["DesiredCapacity"] == 1
@@ -93,12 +98,15 @@ def test_reap_treat_missing_as_idle_flag(aws, project: Path, monkeypatch: pytest
     kept = CliRunner().invoke(cli, ["reap", "--stack", "router", "--json"])
     assert kept.exit_code == 0, kept.output
     (fleet,) = json.loads(kept.output)["fleets"]
-    assert fleet["action"] == "keep" and "no demand data" in fleet["reason"] and "--treat-missing-as-idle" in fleet["reason"]
+    assert fleet["action"] == "keep"
+    assert "no demand data" in fleet["reason"]
+    assert "--treat-missing-as-idle" in fleet["reason"]
     assert cloud.group("router-tr")["DesiredCapacity"] == 1
     reaped = CliRunner().invoke(cli, ["reap", "--stack", "router", "--json", "--treat-missing-as-idle"])
     assert reaped.exit_code == 0, reaped.output
     doc = json.loads(reaped.output)
-    assert doc["treat_missing_as_idle"] is True and doc["fleets"][0]["applied"] is True
+    assert doc["treat_missing_as_idle"] is True
+    assert doc["fleets"][0]["applied"] is True
     assert cloud.group("router-tr")["DesiredCapacity"] == 0
 
 
@@ -127,7 +135,8 @@ def test_cost_json_never_shows_the_admin_key(aws, project: Path, admin_api: Admi
     assert ADMIN_KEY not in proc.stdout + proc.stderr
     doc = json.loads(proc.stdout)
     intake = next(a for a in doc["agents"] if a["agent"] == "intake")
-    assert intake["claude_usd"] == pytest.approx(2.5) and intake["claude_source"] == "admin-api"
+    assert intake["claude_usd"] == pytest.approx(2.5)
+    assert intake["claude_source"] == "admin-api"
     assert doc["claude_billed_usd"] == pytest.approx(2.5)
     assert doc["drift_threshold_pct"] == 10
     assert any("shop/sales-brief" in w for w in doc["warnings"])  # no key for that agent: said so
@@ -139,7 +148,9 @@ def test_cost_table_and_chart(aws, project: Path, admin_api: AdminServer, tmp_pa
     chart = tmp_path / "cost.png"
     result = CliRunner().invoke(cli, ["cost", "--stack", "shop", "--admin-url", admin_api.url, "--chart", str(chart)])
     assert result.exit_code == 0, result.output
-    assert "intake" in result.output and "$2.50" in result.output and ADMIN_KEY not in result.output
+    assert "intake" in result.output
+    assert "$2.50" in result.output
+    assert ADMIN_KEY not in result.output
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -207,7 +218,8 @@ def test_status_json(aws, project: Path, gateway: str) -> None:
     fleet = by["ticket-router"]["fleet"]
     assert (fleet["desired"], fleet["healthy"], fleet["on_demand"], fleet["spot"]) == (2, 2, 2, 0)
     assert fleet["instance_types"] == ["g6.xlarge"]
-    assert by["ticket-router"]["route"] == "gpu" and by["ticket-router"]["alarms"] == ["router-tr-queue"]
+    assert by["ticket-router"]["route"] == "gpu"
+    assert by["ticket-router"]["alarms"] == ["router-tr-queue"]
     assert by["answer-drafts"]["fleet"] is None and by["answer-drafts"]["route"] == "api"  # on the API until its switch point
     assert sorted(a["name"] for a in doc["alarms"]) == ["router-budget", "router-tr-queue"]
     assert doc["gateway"]["ready"] is True and doc["healthy"] is False  # alarms are firing
@@ -220,7 +232,9 @@ def test_status_table_with_unreachable_gateway(aws, project: Path) -> None:
 
     result = CliRunner().invoke(cli, ["status", "--stack", "shop", "--gateway-url", f"http://127.0.0.1:{free_port()}"])
     assert result.exit_code == 0, result.output
-    assert "NOT READY" in result.output and "not healthy" in result.output and "intake" in result.output
+    assert "NOT READY" in result.output
+    assert "not healthy" in result.output
+    assert "intake" in result.output
 
 
 def test_status_unknown_stack(aws, project: Path) -> None:
@@ -265,7 +279,8 @@ def test_cost_gpu_from_cost_explorer(aws, project: Path) -> None:
 def test_usage_errors_are_json_under_json(aws, project: Path) -> None:
     """A bad option value is click's usage error: with --json it is still one JSON document on stdout."""
     proc = deploy("reap", "--stack", "router", "--idle-minutes", "0", "--json")
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
     doc = json.loads(proc.stdout)
     assert (doc["error"], doc["exit_code"]) == ("UsageError", 2)
     assert "--idle-minutes" in doc["message"]
@@ -312,10 +327,13 @@ def test_partial_reap_json_keeps_every_fleets_report(aws, project: Path, monkeyp
     assert result.exit_code == 5
     doc = json.loads(result.stdout)
     by = {f["fleet"]: f for f in doc["fleets"]}
-    assert by["router-a"]["applied"] is True and by["router-a"]["error"] is None
-    assert by["router-b"]["applied"] is False and "ScalingActivityInProgress" in by["router-b"]["error"]
+    assert by["router-a"]["applied"] is True
+    assert by["router-a"]["error"] is None
+    assert by["router-b"]["applied"] is False
+    assert "ScalingActivityInProgress" in by["router-b"]["error"]
     assert (doc["error"]["error"], doc["error"]["exit_code"]) == ("PartialChange", 5)
-    assert cloud.group("router-a")["DesiredCapacity"] == 0 and cloud.group("router-b")["DesiredCapacity"] == 1
+    assert cloud.group("router-a")["DesiredCapacity"] == 0
+    assert cloud.group("router-b")["DesiredCapacity"] == 1
 
 
 def test_a_group_deleted_just_before_the_write_is_kept(aws, project: Path, monkeypatch: pytest.MonkeyPatch) -> None:

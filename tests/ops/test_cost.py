@@ -84,7 +84,8 @@ def test_attribution_by_key_name(catalog) -> None:
             _row("mystery-model", key="a1", output_tokens=10)]
     spend = attribute_usage(rows, owners, catalog)
     assert spend.by_agent == {"intake": Decimal("1")}
-    assert spend.org_priced == Decimal("6") and spend.unpriced_models == {"mystery-model"}
+    assert spend.org_priced == Decimal("6")
+    assert spend.unpriced_models == {"mystery-model"}
 
 
 def test_instance_hours_clip_to_the_period() -> None:
@@ -104,7 +105,8 @@ def test_instance_hours_clip_to_the_period() -> None:
     ]
     usages, warnings = instance_hours(instances, since, until)
     assert [(u.instance_id, u.spot, u.hours) for u in usages] == [("i-1", False, 24.0), ("i-2", True, 3.5)]
-    assert len(warnings) == 1 and "i-3" in warnings[0]
+    assert len(warnings) == 1
+    assert "i-3" in warnings[0]
 
 
 def test_gpu_spend_prices_spot_and_on_demand(catalog) -> None:
@@ -149,7 +151,9 @@ def test_report_prorates_projection_and_budget(plan: Plan, catalog) -> None:
     assert intake.budget_used_pct == pytest.approx(100 * 3.325 / plan.agent("intake").budget.monthly_usd, abs=0.01)
     assert intake.drift_pct == pytest.approx(100 * (3.325 / intake.projected_usd - 1), abs=0.01)
     silent = next(a for a in report.agents if a.agent == "sales-brief")
-    assert silent.claude_source == "none" and silent.actual_usd == 0 and "under-projection" in silent.flags
+    assert silent.claude_source == "none"
+    assert silent.actual_usd == 0
+    assert "under-projection" in silent.flags
 
 
 def _setup_world(admin_api: AdminServer, real_now: datetime) -> None:

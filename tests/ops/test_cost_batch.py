@@ -67,7 +67,8 @@ def test_batch_agent_against_its_projection(plan: Plan, catalog) -> None:
     leak = build_report(plan, catalog, "shop", since, until, {"marketing-drafts": (BATCH_USD + REALTIME_USD, "admin-api")}, {},
                         claude_batch={"marketing-drafts": BATCH_USD})
     md = next(a for a in leak.agents if a.agent == "marketing-drafts")
-    assert md.claude_batch_usd == pytest.approx(BATCH_USD) and md.projected_usd == pytest.approx(projected, abs=1e-6)
+    assert md.claude_batch_usd == pytest.approx(BATCH_USD)
+    assert md.projected_usd == pytest.approx(projected, abs=1e-6)
     assert md.drift_pct == pytest.approx(100 * ((BATCH_USD + REALTIME_USD) / md.projected_usd - 1), abs=0.01)
     assert "realtime-spend" in md.flags
     assert leak.claude_batch_usd == pytest.approx(BATCH_USD)
@@ -79,7 +80,8 @@ def test_batch_agent_against_its_projection(plan: Plan, catalog) -> None:
     # the gateway's metric has no tier; a batch agent's is all batch (realtime is refused), an api agent's none
     metric = build_report(plan, catalog, "shop", since, until, {"marketing-drafts": (1.5, "gateway-metric"), "intake": (2.0, "gateway-metric")}, {})
     by = {a.agent: a for a in metric.agents}
-    assert by["marketing-drafts"].claude_batch_usd == 1.5 and "realtime-spend" not in by["marketing-drafts"].flags
+    assert by["marketing-drafts"].claude_batch_usd == 1.5
+    assert "realtime-spend" not in by["marketing-drafts"].flags
     assert by["intake"].claude_batch_usd == 0
 
 
@@ -103,8 +105,10 @@ def test_deploy_cost_json_shows_batch_spend(aws, project: Path, admin_api: Admin
     doc = json.loads(proc.stdout)
     md = next(a for a in doc["agents"] if a["agent"] == "marketing-drafts")
     assert (md["route"], md["claude_source"]) == ("batch", "admin-api")
-    assert md["claude_batch_usd"] == pytest.approx(BATCH_USD) and md["claude_usd"] == pytest.approx(BATCH_USD + REALTIME_USD)
-    assert "realtime-spend" in md["flags"] and md["projected_usd"] > 0
+    assert md["claude_batch_usd"] == pytest.approx(BATCH_USD)
+    assert md["claude_usd"] == pytest.approx(BATCH_USD + REALTIME_USD)
+    assert "realtime-spend" in md["flags"]
+    assert md["projected_usd"] > 0
     assert doc["claude_batch_usd"] == pytest.approx(BATCH_USD)
     # the billed cost report halves batch too: it agrees with the catalog-priced usage
     assert doc["claude_billed_usd"] == pytest.approx(BATCH_USD + REALTIME_USD)

@@ -59,7 +59,8 @@ def test_reap_and_status_read_the_plans_region(aws, eu_stack: str) -> None:
     reaped = deploy("reap", "--stack", eu_stack, "--dry-run", "--json", env=env)
     assert reaped.returncode == 0, reaped.stderr
     doc = json.loads(reaped.stdout)
-    assert doc["region"] == EU and [f["fleet"] for f in doc["fleets"]] == ["far-tr"]
+    assert doc["region"] == EU
+    assert [f["fleet"] for f in doc["fleets"]] == ["far-tr"]
     # An explicit --region equal to the plan's wins over a different environment.
     status = deploy("status", "--stack", eu_stack, "--json", "--region", EU)
     assert status.returncode == 0, status.stderr

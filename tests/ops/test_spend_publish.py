@@ -89,7 +89,8 @@ def test_publish_twice_the_alarm_sees_each_days_figure_once(world):
     assert _alarm_sees("sales-brief", TODAY) == [3.0]
     assert _alarm_sees("marketing-drafts", TODAY) == [1.5]
     assert _alarm_sees("intake", YESTERDAY) == [2.0]
-    assert first.unattributed_usd == 0.5 and any("matches no agent" in w for w in first.warnings)
+    assert first.unattributed_usd == 0.5
+    assert any("matches no agent" in w for w in first.warnings)
 
     run_publish("shop", None, None, admin_url=world.url, now=NOW)  # the scheduled job runs again
     assert _alarm_sees("intake", TODAY) == [1.5]
@@ -129,7 +130,8 @@ def test_a_shared_key_several_agents_could_have_used_charges_each_of_them():
     spend, source, rest, warnings = attribute_days([row], plan, load_catalog(include_home=False), {}, {"k_shop"})
     day = TODAY.date().isoformat()
     assert spend[("sales-brief", day)] == spend[("sales-brief-2", day)] == 3
-    assert source[("sales-brief", day)] == "stack-key-shared" and rest == 0
+    assert source[("sales-brief", day)] == "stack-key-shared"
+    assert rest == 0
     assert any("sales-brief, sales-brief-2" in w for w in warnings)
 
 
@@ -157,7 +159,8 @@ def test_cli_dry_run_prints_each_agents_days_and_publishes_nothing(world):
     proc = deploy("spend", "publish", "--stack", "shop", "--admin-url", world.url, "--dry-run", "--json")
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
-    assert doc["dry_run"] is True and doc["published"] == 0
+    assert doc["dry_run"] is True
+    assert doc["published"] == 0
     assert {d["agent"] for d in doc["days"]} == {"intake", "sales-brief", "marketing-drafts"}
     assert sum(d["usd"] for d in doc["days"] if d["agent"] == "intake") == pytest.approx(1.0)
     assert boto3.client("cloudwatch").list_metrics(Namespace=METRIC_NAMESPACE)["Metrics"] == []

@@ -73,7 +73,8 @@ def test_a_planned_gpu_agent_without_a_fleet_is_unhealthy(aws, project: Path) ->
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     by = {a["agent"]: a for a in doc["agents"]}
-    assert by["ticket-router"]["route"] == "gpu" and by["ticket-router"]["fleet"] is None
+    assert by["ticket-router"]["route"] == "gpu"
+    assert by["ticket-router"]["fleet"] is None
     assert doc["healthy"] is False
     assert doc["problems"] == ["ticket-router: planned on a GPU fleet, but none is tagged for it"]
     table = deploy("status", "--stack", "router")

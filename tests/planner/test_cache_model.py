@@ -48,7 +48,8 @@ def test_batch_hits_come_from_the_batch_size():
 
 def test_service_business_meets_floors_and_beats_the_baseline_by_60_percent():
     plan = build_plan(load_decision_file(EXAMPLES / "service-business.yaml"), CATALOG)
-    assert plan.baseline.saving_pct.launch >= 60 and plan.baseline.saving_pct.month_12 >= 60
+    assert plan.baseline.saving_pct.launch >= 60
+    assert plan.baseline.saving_pct.month_12 >= 60
     assert all(a.latency.p95_estimate_s <= (a.latency.ceiling_s or 1e12) for a in plan.agents)
     intake = plan.agent("intake")
     # launch month's hit rates per breakpoint are in the plan and the why-line
@@ -58,20 +59,26 @@ def test_service_business_meets_floors_and_beats_the_baseline_by_60_percent():
     haiku = CATALOG.claude_models["claude-haiku-4-5"]
     assert intake.latency.ttft_p95_s == pytest.approx(haiku.ttft_p95_s + 6.96 * haiku.ttft_s_per_1k_input_tokens, abs=1e-3)
     # a small API-only stack whose budgets only alert runs no gateway, and says what that means
-    assert plan.infrastructure is not None and plan.infrastructure.gateway.deploy is False
+    assert plan.infrastructure is not None
+    assert plan.infrastructure.gateway.deploy is False
     assert any("no run-time budget enforcement and no fallback" in w for w in plan.infrastructure.gateway.why)
 
 
 def test_the_ramp_keeps_the_api_until_the_fleet_pays_and_says_when():
     plan = build_plan(load_decision_file(EXAMPLES / "high-volume-router.yaml"), CATALOG)
     drafts = plan.agent("answer-drafts")
-    assert drafts.route == "api" and drafts.switch is not None
-    assert 2 <= drafts.switch.month <= 12 and drafts.switch.year_usd_saved > 0
+    assert drafts.route == "api"
+    assert drafts.switch is not None
+    assert 2 <= drafts.switch.month <= 12
+    assert drafts.switch.year_usd_saved > 0
     assert drafts.switch.conversations_per_month == drafts.break_even_conversations_per_month
     assert any(w.startswith("stay on claude-haiku-4-5 until about") and "then move to a fleet" in w for w in drafts.why)
-    assert drafts.cost.year_usd == pytest.approx(sum(drafts.cost.months_usd), abs=0.05) and len(drafts.cost.months_usd) == 12
+    assert drafts.cost.year_usd == pytest.approx(sum(drafts.cost.months_usd), abs=0.05)
+    assert len(drafts.cost.months_usd) == 12
     router = plan.agent("ticket-router")
-    assert router.route == "gpu" and plan.infrastructure is not None and plan.infrastructure.gateway.deploy
+    assert router.route == "gpu"
+    assert plan.infrastructure is not None
+    assert plan.infrastructure.gateway.deploy
     assert plan.totals.monthly_usd.launch == pytest.approx(plan.totals.agents_usd.launch + plan.infrastructure.monthly_usd, abs=0.01)
 
 
@@ -86,7 +93,8 @@ def test_a_long_prompt_rules_out_a_fleet_whose_prefill_misses_the_ceiling(write_
 
 
 def test_small_things(write_decision):
-    assert usd(-520.72) == "-$520.72" and usd(1234.5) == "$1,234.50"
+    assert usd(-520.72) == "-$520.72"
+    assert usd(1234.5) == "$1,234.50"
     assert decision_file_schema()["properties"]["agents"]["propertyNames"]["pattern"] == "^[a-z][a-z0-9-]{0,39}$"
     text = "version: 1\nstack: {name: t}\nagents:\n  a:\n    latency: {p95_s: 10}\n    quality: {wrong_answer_cost: low, task: qa}\n" \
         "    volume: {conversations_per_month: 100}\n    profile: {input_tokens_per_turn: 10, output_tokens_per_turn: 10}\n" \
@@ -100,8 +108,10 @@ def test_chart_layout_marks_the_choice_and_keeps_markers_readable():
 
     plan = build_plan(load_decision_file(EXAMPLES / "high-volume-router.yaml"), CATALOG)
     router, drafts = plan.agent("ticket-router"), plan.agent("answer-drafts")
-    assert curve_labels(router)[1].endswith("— chosen") and curve_labels(drafts)[0].endswith("— chosen")
-    assert [label for label, _ in markers(drafts)][:2] == ["launch", "12 mo"] and markers(drafts)[2][0].startswith("switch (month")
+    assert curve_labels(router)[1].endswith("— chosen")
+    assert curve_labels(drafts)[0].endswith("— chosen")
+    assert [label for label, _ in markers(drafts)][:2] == ["launch", "12 mo"]
+    assert markers(drafts)[2][0].startswith("switch (month")
     one = build_plan(load_decision_file(EXAMPLES / "service-business.yaml"), CATALOG).agent("intake").model_copy(
         update={"volume": {"launch": 1500.0, "month_12": 1500.0}, "break_even_conversations_per_month": 600_000.0})
     assert [label for label, _ in markers(one)] == ["launch = 12 mo", "break-even 600,000"]
@@ -155,12 +165,15 @@ def test_the_gateway_is_deployed_where_enforcement_guards_more_than_it_costs(wri
     fixed = round(sum(gateway_items(CATALOG).values()) + 0.045 * 730, 2)
     busy = {"conversations_per_month": 100_000}  # Haiku, $600 a month: 20% of it is more than the gateway's fixed cost
     plan = build_plan(load_decision_file(write_decision(decision_doc({"a": agent_doc(volume=busy, budget_policy="block")}))), CATALOG)
-    assert plan.infrastructure is not None and plan.infrastructure.gateway.deploy
+    assert plan.infrastructure is not None
+    assert plan.infrastructure.gateway.deploy
     assert plan.infrastructure.gateway.fixed_usd_per_month == fixed
     assert plan.infrastructure.monthly_usd == pytest.approx(fixed + 0.3, abs=0.011)  # + three spend alarms
     small = build_plan(load_decision_file(write_decision(decision_doc({"a": agent_doc(budget_policy="block")}), "small.yaml")), CATALOG)
-    assert small.infrastructure is not None and not small.infrastructure.gateway.deploy
+    assert small.infrastructure is not None
+    assert not small.infrastructure.gateway.deploy
     assert "guards at most" in small.infrastructure.gateway.why[0]
     pinned = build_plan(load_decision_file(write_decision(decision_doc({"a": agent_doc()}, gateway=True), "pinned.yaml")), CATALOG)
-    assert pinned.infrastructure is not None and pinned.infrastructure.gateway.deploy
+    assert pinned.infrastructure is not None
+    assert pinned.infrastructure.gateway.deploy
     assert pinned.totals.infrastructure_usd == pytest.approx(fixed + 0.3, abs=0.011)

@@ -38,7 +38,8 @@ def test_turn_under_the_minimum_leaves_nothing_to_read(write_decision):
     a = plan_one(write_decision, profile={"turns": 2, "input_tokens_per_turn": 2000, "output_tokens_per_turn": 1500})
     # with caching: 1000 x (2000 x $1/M + 5500 x $1.25/M + 3000 x $5/M) = $23.875
     # off:          1000 x (7500 x $1/M + 3000 x $5/M)                   = $22.50
-    assert a.model == "claude-haiku-4-5" and a.cache.enabled is False
+    assert a.model == "claude-haiku-4-5"
+    assert a.cache.enabled is False
     assert a.cost.monthly_usd.launch == pytest.approx(22.50)
 
 
@@ -55,7 +56,9 @@ def test_four_turn_conversation_cache_by_hand(write_decision):
     #   turn 4: 7,500                  -> 5,500 read, 2,000 written
     # 5m per conversation: 1,500 x $3/M + 7,500 x $3.75/M + 9,000 x $0.30/M + 2,000 x $15/M = $0.065325
     # 1h: writes at $6/M -> $0.0822; off: 18,000 x $3/M + $0.03 = $0.084
-    assert a.cache.enabled and a.cache.ttl == "5m" and a.cache.breakpoints == ["system", "conversation"]
+    assert a.cache.enabled
+    assert a.cache.ttl == "5m"
+    assert a.cache.breakpoints == ["system", "conversation"]
     items = a.cost.items["launch"]
     assert items.uncached_input == pytest.approx(4.5)
     assert items.cache_write == pytest.approx(28.125)

@@ -32,7 +32,8 @@ def test_published_claude_prices():
     assert sonnet.usd_per_token("cache_write_5m") * 1e6 == pytest.approx(3.75)
     assert sonnet.usd_per_token("cache_write_1h") * 1e6 == pytest.approx(6)
     assert sonnet.usd_per_token("cache_read") * 1e6 == pytest.approx(0.3)
-    assert haiku.min_cacheable_tokens == 4096 and sonnet.min_cacheable_tokens == 2048
+    assert haiku.min_cacheable_tokens == 4096
+    assert sonnet.min_cacheable_tokens == 2048
     assert cat.gpu_instances["g5.xlarge"].on_demand_usd_per_hour == 1.006
     assert cat.gpu_instances["p5.4xlarge"].on_demand_usd_per_hour == 6.88
 
@@ -42,7 +43,8 @@ def test_a_models_prices_are_its_five_per_token_rates():
     prices = sonnet.prices()
     for kind in TOKEN_KINDS:
         assert prices.of(kind) == sonnet.usd_per_token(kind), kind
-    assert prices.input * 1e6 == pytest.approx(3) and prices.output * 1e6 == pytest.approx(15)
+    assert prices.input * 1e6 == pytest.approx(3)
+    assert prices.output * 1e6 == pytest.approx(15)
     assert prices.worst_input == prices.cache_write_1h
 
 
@@ -79,7 +81,8 @@ def test_new_model_without_source_is_rejected(tmp_path):
     with pytest.raises(InvalidInput) as err:
         load_catalog([new], include_home=False)
     joined = "\n".join(err.value.details)
-    assert "claude-x.source" in joined and "claude-x.as_of" in joined
+    assert "claude-x.source" in joined
+    assert "claude-x.as_of" in joined
 
 
 def test_spot_overrides_apply_only_to_their_region(tmp_path, monkeypatch):
@@ -151,7 +154,8 @@ def test_decision_file_catalog_section_errors_have_lines(write_decision):
     path = write_decision(doc)
     line = next(i for i, text in enumerate(path.read_text().splitlines(), 1) if "ouput_usd_per_mtok" in text)
     result = CliRunner().invoke(cli, ["plan", str(path)])
-    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
     assert (
         f"{path}:{line}: catalog.claude_models.claude-haiku-4-5.ouput_usd_per_mtok: unknown key; did you mean 'output_usd_per_mtok'?"
         in result.output

@@ -27,7 +27,8 @@ def test_json_contract():
         assert {"ceiling_s", "p95_estimate_s"} <= set(agent["latency"])
         assert {"launch", "month_12"} <= set(agent["cost"]["monthly_usd"])
         assert isinstance(agent["cost"]["per_conversation_usd"], float)
-        assert agent["why"] and all(isinstance(w, str) for w in agent["why"])
+        assert agent["why"]
+        assert all(isinstance(w, str) for w in agent["why"])
     assert doc["totals"]["monthly_usd"]["month_12"] >= doc["totals"]["monthly_usd"]["launch"]
 
 
@@ -37,15 +38,19 @@ def test_table_and_markdown_show_every_agent():
     md = runner.invoke(cli, ["plan", str(EXAMPLES / "high-volume-router.yaml"), "--markdown"])
     assert table.exit_code == md.exit_code == 0
     for name in ("ticket-router", "answer-drafts"):
-        assert name in table.output and f"| {name} |" in md.output
-    assert "break-even" in md.output and "Naive baseline" in md.output and "<details>" in md.output
+        assert name in table.output
+        assert f"| {name} |" in md.output
+    assert "break-even" in md.output
+    assert "Naive baseline" in md.output
+    assert "<details>" in md.output
 
 
 def test_chart_writes_png(tmp_path):
     out = tmp_path / "cost.png"
     result = CliRunner().invoke(cli, ["plan", str(EXAMPLES / "high-volume-router.yaml"), "--chart", str(out)])
     assert result.exit_code == 0, result.output
-    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert out.stat().st_size > 10_000
 
 
 def test_infeasible_exit_code_3(write_decision):
@@ -66,12 +71,15 @@ def test_errors_in_json_mode_are_json(write_decision):
 def test_unknown_pinned_model_is_invalid_with_line(write_decision):
     path = write_decision(decision_doc({"a": agent_doc(overrides={"model": "claude-haiku-9"})}))
     result = CliRunner().invoke(cli, ["plan", str(path)])
-    assert result.exit_code == 2 and "unknown model 'claude-haiku-9'" in result.output and f"{path}:" in result.output
+    assert result.exit_code == 2
+    assert "unknown model 'claude-haiku-9'" in result.output
+    assert f"{path}:" in result.output
 
 
 def test_schema_command():
     result = CliRunner().invoke(cli, ["schema"])
-    assert result.exit_code == 0 and json.loads(result.stdout)["title"] == "agentdeploy decision file"
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["title"] == "agentdeploy decision file"
 
 
 HEAVY = ("pulumi", "pulumi_aws", "boto3", "botocore", "httpx", "matplotlib", "aiohttp")
@@ -103,7 +111,8 @@ def test_scale_flag_multiplies_volume(write_decision):
     runner = CliRunner()
     one = json.loads(runner.invoke(cli, ["plan", str(path), "--json"]).stdout)
     three = json.loads(runner.invoke(cli, ["plan", str(path), "--json", "--scale", "3"]).stdout)
-    assert three["volume_scale"] == 3.0 and three["agents"][0]["volume"]["launch"] == 3000
+    assert three["volume_scale"] == 3.0
+    assert three["agents"][0]["volume"]["launch"] == 3000
     # Haiku, no caching: 3 x $6.00
     assert one["agents"][0]["cost"]["monthly_usd"]["launch"] == 6.0
     assert three["agents"][0]["cost"]["monthly_usd"]["launch"] == 18.0
@@ -122,4 +131,6 @@ def test_catalog_flag_applies_an_override_file(write_decision, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("claude_models:\n  claude-haiku-4-5:\n    output_usd_per_mtk: 4.0\n")
     result = CliRunner().invoke(cli, ["plan", str(path), "--catalog", str(bad)])
-    assert result.exit_code == 2 and f"{bad}:3:" in result.output and "did you mean 'output_usd_per_mtok'?" in result.output
+    assert result.exit_code == 2
+    assert f"{bad}:3:" in result.output
+    assert "did you mean 'output_usd_per_mtok'?" in result.output

@@ -33,7 +33,8 @@ def test_too_small_a_context_excludes_the_model_with_a_reason(write_decision):
     # qa / medium: Haiku (200,000) would be the cheapest; only the 1M-context models hold 254,512
     assert a.model == "claude-sonnet-4-6"
     note = next(w for w in a.why if w.startswith("excluded for their context windows"))
-    assert "claude-haiku-4-5 (200,000)" in note and "llama-3.1-8b (131,072)" in note
+    assert "claude-haiku-4-5 (200,000)" in note
+    assert "llama-3.1-8b (131,072)" in note
     assert "254,512 tokens: static prefix 100,000 + history 102,000 + input 50,000 + max_tokens 2,512" in note
 
 
@@ -50,8 +51,10 @@ def test_no_model_fits_is_infeasible_naming_the_context(write_decision, tmp_path
     text = infeasible(write_decision, profile={**LONG, "static_prefix_tokens": 950_000})
     # 950,000 + 102,000 + 50,000 + 2,512 = 1,104,512 against Sonnet 4.6's 1,000,000
     assert "the largest request (1,104,512 tokens" in text
-    assert "largest: claude-sonnet-4-6, 1,000,000 tokens" in text and "cut 104,512 tokens" in text
-    assert f"{tmp_path}" in text and "decisions.yaml:" in text
+    assert "largest: claude-sonnet-4-6, 1,000,000 tokens" in text
+    assert "cut 104,512 tokens" in text
+    assert f"{tmp_path}" in text
+    assert "decisions.yaml:" in text
 
 
 def test_pinned_model_too_small_is_infeasible(write_decision):
@@ -65,4 +68,5 @@ def test_fleet_max_model_len_holds_the_largest_request():
     spec = load_decision_file(EXAMPLES / "high-volume-router.yaml")
     a = build_plan(spec, CATALOG).agent("ticket-router")
     request = largest_request(spec.agents["ticket-router"].profile, a.max_tokens)
-    assert a.fleet is not None and request.total <= a.fleet.max_model_len <= CATALOG.open_models[a.model].context_tokens
+    assert a.fleet is not None
+    assert request.total <= a.fleet.max_model_len <= CATALOG.open_models[a.model].context_tokens

@@ -26,7 +26,8 @@ def test_realtime_haiku_by_hand(write_decision):
     assert a.cost.monthly_usd.launch == pytest.approx(expected)
     assert a.cost.per_conversation_usd == pytest.approx(0.006)
     items = a.cost.items["launch"]
-    assert items.uncached_input == pytest.approx(2.0) and items.output == pytest.approx(4.0)
+    assert items.uncached_input == pytest.approx(2.0)
+    assert items.output == pytest.approx(4.0)
     assert a.cache.enabled is False
 
 
@@ -57,21 +58,25 @@ def test_cached_prefix_by_hand(write_decision):
     off = S * SONNET_IN + 500 * SONNET_IN + 500 * SONNET_OUT
     five, hour = per_conv(300, 3.75e-6), per_conv(3600, 6e-6)
     best = min(off, five, hour)
-    assert a.cache.enabled and a.cache.ttl == ("5m" if five < hour else "1h")
+    assert a.cache.enabled
+    assert a.cache.ttl == ("5m" if five < hour else "1h")
     assert a.cost.monthly_usd.launch == pytest.approx(best * volume, rel=1e-4)
     assert a.cost.monthly_usd.launch < off * volume
 
 
 def test_prefix_below_minimum_is_not_cached(write_decision):
     a = plan_one(write_decision, profile={"turns": 3, "input_tokens_per_turn": 100, "output_tokens_per_turn": 100, "static_prefix_tokens": 1000})
-    assert a.model == "claude-haiku-4-5" and a.cache.enabled is False
+    assert a.model == "claude-haiku-4-5"
+    assert a.cache.enabled is False
     assert any("under claude-haiku-4-5's 4096-token minimum" in w for w in a.why)
 
 
 def test_gpu_fleet_by_hand():
     plan = build_plan(load_decision_file(EXAMPLES / "high-volume-router.yaml"))
     a = plan.agent("ticket-router")
-    assert a.route == "gpu" and a.fleet is not None and a.fallback_model == "claude-haiku-4-5"
+    assert a.route == "gpu"
+    assert a.fleet is not None
+    assert a.fallback_model == "claude-haiku-4-5"
     m12 = a.cost.items["month_12"]
     # one g6.xlarge replica, all spot, 24 h x 30.4 days at $0.32/h
     assert a.fleet.instance_type == "g6.xlarge"
@@ -92,7 +97,9 @@ def test_baseline_and_saving():
     plan = build_plan(load_decision_file(EXAMPLES / "service-business.yaml"))
     assert plan.baseline.model == "claude-sonnet-4-6"
     infra = plan.infrastructure
-    assert infra is not None and infra.gateway.deploy is False and infra.items == {"spend_alarms": 0.9}
+    assert infra is not None
+    assert infra.gateway.deploy is False
+    assert infra.items == {"spend_alarms": 0.9}
     assert plan.totals.infrastructure_usd == 0.9
     assert plan.totals.monthly_usd.launch == pytest.approx(sum(a.cost.monthly_usd.launch for a in plan.agents) + 0.9, abs=0.02)
     assert plan.baseline.infrastructure_usd == 0.9  # the naive setup still pays its spend alarms
@@ -100,7 +107,8 @@ def test_baseline_and_saving():
     assert plan.baseline.saving_usd.month_12 > 0
     routes = {a.name: a.route for a in plan.agents}
     assert routes == {"intake": "api", "sales-brief": "api", "marketing-drafts": "batch"}
-    assert plan.agent("intake").model == "claude-haiku-4-5" and plan.agent("sales-brief").model == "claude-sonnet-4-6"
+    assert plan.agent("intake").model == "claude-haiku-4-5"
+    assert plan.agent("sales-brief").model == "claude-sonnet-4-6"
 
 
 def test_scale_what_if_doubles_token_costs():

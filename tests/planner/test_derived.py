@@ -58,7 +58,8 @@ def test_pace_alarms_pace_the_gateways_share_over_the_catalogs_days_per_month(wr
     doc["catalog"] = {"assumptions": assumptions}
     spec = load_decision_file(write_decision(doc))
     budget = build_plan(spec).agents[0].budget
-    assert budget.monthly_usd == 140 and budget.gateway_usd + budget.aws_usd == pytest.approx(140)
+    assert budget.monthly_usd == 140
+    assert budget.gateway_usd + budget.aws_usd == pytest.approx(140)
     assert [(p.pct, p.daily_usd) for p in budget.pace] == [(pct, round(budget.gateway_usd * pct / 100 / 28.0, 4)) for pct in (50, 100)]
 
     for a in router_plan().values():
@@ -88,7 +89,8 @@ def test_other_policies_reach_the_gateway_unchanged(write_decision, policy):
 
 def test_self_hosted_first_token_budget_leaves_the_fallback_its_p95_inside_the_ceiling(write_decision):
     full = router_plan()["ticket-router"]
-    assert full.latency.measure == "full_response" and full.fallback_model == "claude-haiku-4-5"
+    assert full.latency.measure == "full_response"
+    assert full.fallback_model == "claude-haiku-4-5"
     haiku = CATALOG.claude_models["claude-haiku-4-5"]
     # the fallback's p95 first token grows with the prompt: 1,500 static + 900 input tokens
     full_fallback = haiku.ttft_p95_s + 2.4 * haiku.ttft_s_per_1k_input_tokens
@@ -96,7 +98,8 @@ def test_self_hosted_first_token_budget_leaves_the_fallback_its_p95_inside_the_c
     assert full.latency.self_hosted_ttft_s == pytest.approx(max(0.25, min(2.5 / 2, 2.5 - full_fallback)), abs=1e-3)
     first = build_plan(load_decision_file(write_decision(decision_doc(
         {"a": agent_doc(latency={"p95_s": 20, "audience": "interactive"}, overrides={"model": "llama-3.1-8b"})})))).agents[0]
-    assert first.latency.measure == "first_token" and first.fallback_model
+    assert first.latency.measure == "first_token"
+    assert first.fallback_model
     fallback = CATALOG.claude_models[first.fallback_model]
     assert first.latency.self_hosted_ttft_s == pytest.approx(20 - (fallback.ttft_p95_s + 2.0 * fallback.ttft_s_per_1k_input_tokens), abs=1e-3)
 

@@ -74,7 +74,8 @@ def test_yaml_1_1_booleans_are_words_not_numbers(tmp_path, word):
 def test_sexagesimal_is_a_string_not_ninety(tmp_path):
     text = EXAMPLE.replace("turns: 4", "turns: 1:30")
     path, out = _invalid(tmp_path, text)
-    assert f"{path}:{_line(text, '1:30')}: agents.intake.profile.turns:" in out and "(got '1:30')" in out
+    assert f"{path}:{_line(text, '1:30')}: agents.intake.profile.turns:" in out
+    assert "(got '1:30')" in out
 
 
 def test_cache_off_unquoted_is_the_word_off(tmp_path):
@@ -124,7 +125,8 @@ def test_duplicate_keys_in_a_catalog_file_name_both_lines(tmp_path):
 
 def test_names_match_whole_not_before_a_final_newline():
     assert NAME_RE.match("intake\n") and not NAME_RE.fullmatch("intake\n")  # why fullmatch
-    assert REGION_RE.fullmatch("us-east-1") and not REGION_RE.fullmatch("us-east-1\n")
+    assert REGION_RE.fullmatch("us-east-1")
+    assert not REGION_RE.fullmatch("us-east-1\n")
 
 
 @pytest.mark.parametrize("key", ['"intake\\n"', '"intake\\r"', "Intake", "intake_", "'1intake'", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"])
@@ -229,7 +231,8 @@ def test_a_raw_control_byte_is_reported_with_its_line(tmp_path):
 def test_huge_values_are_clipped_in_messages(tmp_path):
     huge = "x" * 1_000_000
     path, out = _invalid(tmp_path, EXAMPLE.replace("name: service-business", f"name: {huge}"))
-    assert "(1,000,002 characters)" in out and len(out) < 2_000
+    assert "(1,000,002 characters)" in out
+    assert len(out) < 2_000
     path, out = _invalid(tmp_path, EXAMPLE.replace("  intake:", f"  {'y' * 100_000}:"))
     assert len(out) < 2_000
 
@@ -237,7 +240,8 @@ def test_huge_values_are_clipped_in_messages(tmp_path):
 def test_many_problems_are_counted_not_all_listed(tmp_path):
     agents = "".join(f"  a{i}: {{}}\n" for i in range(200))
     path, out = _invalid(tmp_path, f"version: 1\nstack: {{name: many}}\nagents:\n{agents}")
-    assert "800 problems in the decision file" in out and "... and 760 more" in out
+    assert "800 problems in the decision file" in out
+    assert "... and 760 more" in out
     assert len(out.splitlines()) < 50
 
 
@@ -344,13 +348,17 @@ def test_json_plan_is_strict_json(tmp_path):
 def test_json_errors_are_strict_json(tmp_path):
     _, result = _plan(tmp_path, EXAMPLE.replace("turns: 4", "turns: .inf"), "--json")
     document = _strict(result.stdout)
-    assert result.exit_code == 2 and document["exit_code"] == 2 and document["error"] == "InvalidInput"
+    assert result.exit_code == 2
+    assert document["exit_code"] == 2
+    assert document["error"] == "InvalidInput"
 
 
 def test_json_usage_errors_are_strict_json(tmp_path):
     _, result = _plan(tmp_path, EXAMPLE, "--json", "--scale", "lots")
     document = _strict(result.stdout)
-    assert result.exit_code == 2 and document["error"] == "UsageError" and "--scale" in document["message"]
+    assert result.exit_code == 2
+    assert document["error"] == "UsageError"
+    assert "--scale" in document["message"]
 
 
 def test_a_non_finite_number_in_the_output_is_an_error_not_infinity():
@@ -369,9 +377,11 @@ def test_an_unexpected_exception_is_one_line_not_a_traceback(tmp_path, monkeypat
 
     monkeypatch.setattr(agentdeploy.planner, "build_plan", broken)
     _, result = _plan(tmp_path, EXAMPLE, "--json")
-    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
     document = _strict(result.stdout)
-    assert document["error"] == "InternalError" and "ZeroDivisionError" in document["message"]
+    assert document["error"] == "InternalError"
+    assert "ZeroDivisionError" in document["message"]
     assert "error: internal error: ZeroDivisionError: float division by zero" in result.stderr
     monkeypatch.setenv("AGENTDEPLOY_DEBUG", "1")
     _, result = _plan(tmp_path, EXAMPLE)

@@ -35,7 +35,8 @@ def test_pinned_open_model_means_self_hosting(write_decision):
     # cheapest fleet: one g6.xlarge, on-demand (interactive, 10 s ceiling), 24 h x 30.4 days at $0.8048/h,
     # plus the catalog's $500 ops overhead; round-the-clock traffic never starts cold and an
     # on-demand replica is never interrupted, so nothing falls back to Haiku
-    assert a.fleet.instance_type == "g6.xlarge" and a.fleet.on_demand_base_capacity == 1
+    assert a.fleet.instance_type == "g6.xlarge"
+    assert a.fleet.on_demand_base_capacity == 1
     assert a.cost.monthly_usd.launch == pytest.approx(24 * 30.4 * 0.8048 + 500, abs=0.01)
     assert a.cost.items["launch"].fallback_api == 0
     assert any(w.startswith("ops overhead $500 per fleet-month") for w in a.why)
@@ -47,7 +48,8 @@ def test_pinned_open_model_that_misses_the_ceiling_names_the_corner(write_decisi
     text = " ".join(err.details)
     # fastest: p5.4xlarge at low load, 0.07 s x 0.3 + the 2,000-token prompt's prefill at
     # 989 TFLOPS x 0.4 / (2 x 8e9) = 24,725 tok/s (0.081 s) + 0.05 s network = 0.152 s
-    assert "llama-3.1-8b is pinned (self-hosted)" in text and "fastest: llama-3.1-8b on p5.4xlarge, 0.15 s" in text
+    assert "llama-3.1-8b is pinned (self-hosted)" in text
+    assert "fastest: llama-3.1-8b on p5.4xlarge, 0.15 s" in text
     assert "raise latency.p95_s from 0.05 to 0.2 s, or unpin overrides.model" in text
 
 
@@ -58,16 +60,20 @@ def test_pinned_open_model_runs_a_batch_agent_on_the_fleet(write_decision):
 
 def test_route_pins(write_decision):
     api = plan_one(write_decision, latency={"audience": "batch"}, overrides={"route": "api"})
-    assert (api.route, api.batch) == ("api", False) and "route api pinned in overrides" in api.why
+    assert (api.route, api.batch) == ("api", False)
+    assert "route api pinned in overrides" in api.why
     gpu = plan_one(write_decision, quality=CLASSIFY, overrides={"route": "gpu"})
-    assert gpu.route == "gpu" and "route gpu pinned in overrides" in gpu.why
+    assert gpu.route == "gpu"
+    assert "route gpu pinned in overrides" in gpu.why
     err = error_of(write_decision, overrides={"route": "batch"})  # interactive, 10 s ceiling
-    assert err.exit_code == 3 and "raise latency.p95_s to at least 3600" in " ".join(err.details)
+    assert err.exit_code == 3
+    assert "raise latency.p95_s to at least 3600" in " ".join(err.details)
 
 
 def test_claude_model_pin_shows_in_why(write_decision):
     a = plan_one(write_decision, overrides={"model": "claude-opus-4-7"})
-    assert a.model == "claude-opus-4-7" and "model claude-opus-4-7 pinned in overrides" in a.why
+    assert a.model == "claude-opus-4-7"
+    assert "model claude-opus-4-7 pinned in overrides" in a.why
     # 1000 x (2000 x $5/M + 800 x $25/M)
     assert a.cost.monthly_usd.launch == pytest.approx(30.0)
 
@@ -78,10 +84,12 @@ def test_cache_pins(write_decision):
     auto = plan_one(write_decision, volume=busy, profile=prefix, overrides={"model": "claude-sonnet-4-6"})
     other = "1h" if auto.cache.ttl == "5m" else "5m"
     pinned = plan_one(write_decision, volume=busy, profile=prefix, overrides={"model": "claude-sonnet-4-6", "cache": other})
-    assert pinned.cache.ttl == other and f"prompt caching pinned to {other} in overrides" in pinned.why
+    assert pinned.cache.ttl == other
+    assert f"prompt caching pinned to {other} in overrides" in pinned.why
     assert pinned.cost.monthly_usd.launch > auto.cost.monthly_usd.launch  # the pin costs money, and the plan shows it
     off = plan_one(write_decision, volume=busy, profile=prefix, overrides={"model": "claude-sonnet-4-6", "cache": "off"})
-    assert off.cache.enabled is False and "prompt caching off: pinned off in overrides" in off.why
+    assert off.cache.enabled is False
+    assert "prompt caching off: pinned off in overrides" in off.why
 
 
 def test_5m_cache_pin_on_a_batch_agent_is_invalid_with_line(write_decision):
@@ -101,7 +109,8 @@ def test_5m_cache_pin_on_a_slow_backend_keeps_it_realtime(write_decision):
 
 def test_instance_type_pin_means_that_fleet(write_decision):
     a = plan_one(write_decision, quality=CLASSIFY, overrides={"instance_type": "g6e.xlarge"})
-    assert a.route == "gpu" and a.fleet.instance_type == "g6e.xlarge"
+    assert a.route == "gpu"
+    assert a.fleet.instance_type == "g6e.xlarge"
     assert "instance type g6e.xlarge pinned in overrides (route gpu)" in a.why
 
 
@@ -113,4 +122,5 @@ def test_instance_type_pin_means_that_fleet(write_decision):
 ])
 def test_contradicting_pins_are_invalid(write_decision, overrides, says):
     err = error_of(write_decision, quality=CLASSIFY, overrides=overrides)
-    assert err.exit_code == 2 and says in " ".join(err.details)
+    assert err.exit_code == 2
+    assert says in " ".join(err.details)

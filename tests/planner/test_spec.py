@@ -13,7 +13,8 @@ from .conftest import EXAMPLES, agent_doc, decision_doc
 @pytest.mark.parametrize("name", ["service-business.yaml", "high-volume-router.yaml"])
 def test_examples_load(name):
     spec = load_decision_file(EXAMPLES / name)
-    assert spec.agents and spec.stack.name
+    assert spec.agents
+    assert spec.stack.name
 
 
 def test_defaults_resolve_from_the_three_answers(write_decision):
@@ -55,7 +56,9 @@ def test_wrong_value_names_the_valid_ones(write_decision):
     with pytest.raises(InvalidInput) as err:
         load_decision_file(path)
     detail = "\n".join(err.value.details)
-    assert "agents.a.quality.wrong_answer_cost" in detail and "'low'" in detail and "'huge'" in detail
+    assert "agents.a.quality.wrong_answer_cost" in detail
+    assert "'low'" in detail
+    assert "'huge'" in detail
     assert err.value.exit_code == 2
 
 
@@ -71,7 +74,8 @@ def test_yaml_syntax_error_has_line(write_decision):
     path = write_decision("version: 1\nstack:\n  name: [unclosed\nagents: {}\n")
     with pytest.raises(InvalidInput) as err:
         load_decision_file(path)
-    assert f"{path}:" in err.value.message and "not valid YAML" in err.value.message
+    assert f"{path}:" in err.value.message
+    assert "not valid YAML" in err.value.message
 
 
 def test_inconsistent_latency_is_rejected(write_decision):
@@ -86,7 +90,8 @@ def test_bad_agent_name_and_email(write_decision):
     with pytest.raises(InvalidInput) as err:
         load_decision_file(path)
     text = "\n".join(err.value.details)
-    assert "Bad_Name" in text and "not-an-email" in text
+    assert "Bad_Name" in text
+    assert "not-an-email" in text
 
 
 def test_usd_wrong_answer_cost_maps_to_levels(write_decision):

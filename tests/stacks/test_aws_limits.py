@@ -144,4 +144,5 @@ def test_preflight_refuses_a_violation_naming_resource_and_rule(monkeypatch, tmp
     from agentdeploy.stackconfig import find_project_root
 
     committed = preflight(find_project_root() / "stacks" / "Pulumi.dev.yaml", "dev")
-    assert committed.violations == [] and not any("gatewayPlainHttp" in w for w in committed.warnings)
+    assert committed.violations == []
+    assert not any("gatewayPlainHttp" in w for w in committed.warnings)

@@ -64,7 +64,8 @@ def test_user_data_references_secrets_by_arn(run):
     lt = run.mocks.one("aws:ec2/launchTemplate:LaunchTemplate")
     user_data = base64.b64decode(lt.inputs["userData"]).decode()
     assert user_data.startswith("#cloud-config")
-    assert "VLLM_API_KEY=arn:aws:" in user_data and "HF_TOKEN=arn:aws:" in user_data
+    assert "VLLM_API_KEY=arn:aws:" in user_data
+    assert "HF_TOKEN=arn:aws:" in user_data
     for canary in CANARIES.values():
         assert canary not in user_data
     assert "generated-vllm-key" not in user_data  # the random vLLM key stays out too

@@ -50,7 +50,8 @@ def _pinned(tmp_path, gateway: bool):
 @pytest.fixture(scope="module")
 def business():
     plan = build_plan(load_decision_file(EXAMPLES / "service-business.yaml"))
-    assert plan.infrastructure is not None and plan.infrastructure.gateway.deploy is False
+    assert plan.infrastructure is not None
+    assert plan.infrastructure.gateway.deploy is False
     return plan
 
 
@@ -75,12 +76,14 @@ def test_gateway_less_stack_registers_nothing_only_the_gateway_needs(bare_run):
 def test_gateway_less_stack_keeps_configs_key_and_alerts(bare_run, business):
     secrets = [r.inputs["name"] for r in bare_run.mocks.of_type("aws:secretsmanager/secret:Secret")]
     # the key (and the Hugging Face token the harness configures, stored though nothing reads it)
-    assert "agentdeploy/test/anthropic-api-key" in secrets and len(secrets) <= 2
+    assert "agentdeploy/test/anthropic-api-key" in secrets
+    assert len(secrets) <= 2
     params = {r.inputs["name"]: json.loads(plain(r.inputs["value"])) for r in bare_run.mocks.of_type("aws:ssm/parameter:Parameter")}
     assert set(params) == {f"/agentdeploy/test/{a.name}/config" for a in business.agents}
     for agent in business.agents:
         doc = params[f"/agentdeploy/test/{agent.name}/config"]
-        assert doc["model"] == agent.model and doc["max_tokens"] == agent.max_tokens
+        assert doc["model"] == agent.model
+        assert doc["max_tokens"] == agent.max_tokens
         assert doc["cache"]["ttl"] == agent.cache.ttl
         assert doc["anthropic_api_key_secret_arn"].startswith("arn:aws:secret:")
     bare_run.mocks.one("aws:budgets/budget:Budget")
@@ -89,7 +92,9 @@ def test_gateway_less_stack_keeps_configs_key_and_alerts(bare_run, business):
 
 def test_gateway_less_exports_say_so_and_where_configs_are(bare_run, business):
     out = bare_run.exports
-    assert out["gatewayUrl"] is None and out["agentEndpoints"] == {} and out["fleets"] == {}
+    assert out["gatewayUrl"] is None
+    assert out["agentEndpoints"] == {}
+    assert out["fleets"] == {}
     assert out["gateway"].startswith("none: clients call Claude directly")
     assert out["agentConfigs"] == {a.name: f"ssm:/agentdeploy/test/{a.name}/config" for a in business.agents}
     assert out["routes"] == {a.name: a.route for a in business.agents}
@@ -101,7 +106,8 @@ def test_gateway_less_alarms_read_the_day_totals_with_maximum(bare_run, business
     assert len(alarms) == sum(len(a.budget.pace) for a in business.agents)
     for alarm in alarms:
         assert alarm.inputs["metricName"] == METRIC_SPEND_DAY_USD
-        assert alarm.inputs["statistic"] == "Maximum" and alarm.inputs["period"] == 86400
+        assert alarm.inputs["statistic"] == "Maximum"
+        assert alarm.inputs["period"] == 86400
     intake = next(a for a in business.agents if a.name == "intake")
     at_100 = next(r for r in alarms if r.inputs["dimensions"][DIM_AGENT] == "intake" and "100pct" in r.inputs["name"])
     assert at_100.inputs["threshold"] == next(p.daily_usd for p in intake.budget.pace if p.pct == 100)
@@ -113,11 +119,13 @@ def test_stack_gateway_true_still_builds_the_gateway(forced_run):
                 "aws:elasticache/replicationGroup:ReplicationGroup", "aws:ec2/natGateway:NatGateway",
                 "docker-build:index:Image"):
         assert typ in types, typ
-    assert forced_run.exports["gatewayUrl"] and forced_run.exports["gateway"] == "deployed"
+    assert forced_run.exports["gatewayUrl"]
+    assert forced_run.exports["gateway"] == "deployed"
     assert set(forced_run.exports["agentEndpoints"]) == {"intake", "sales-brief", "marketing-drafts"}
     # the gateway publishes increments: its alarms sum them
     spend = forced_run.mocks.of_type(ALARM)
-    assert spend and all(r.inputs["metricName"] == METRIC_SPEND_USD and r.inputs["statistic"] == "Sum" for r in spend)
+    assert spend
+    assert all(r.inputs["metricName"] == METRIC_SPEND_USD and r.inputs["statistic"] == "Sum" for r in spend)
 
 
 def test_stack_gateway_false_matches_the_planners_own_choice(tmp_path, bare_run):
@@ -146,7 +154,8 @@ def test_a_plan_with_a_fleet_and_no_gateway_is_refused(tmp_path):
     with pytest.raises(InvalidInput) as err:
         build_stack(plan, catalog(), parse_settings({"decisionFile": "x.yaml", "gatewayScheme": "internal"}, where="test"),
                     SecretInputs(anthropic_api_key=None))  # type: ignore[arg-type]
-    assert "ticket-router" in str(err.value) and "stack.gateway" in (err.value.hint or "")
+    assert "ticket-router" in str(err.value)
+    assert "stack.gateway" in (err.value.hint or "")
 
 
 @pytest.mark.parametrize("gateway", [None, True], ids=["planned-gateway-less", "gateway-forced"])

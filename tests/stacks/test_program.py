@@ -78,7 +78,8 @@ def test_mixed_instances_policy_matches_plan(run, plan):
     assert dist["onDemandPercentageAboveBaseCapacity"] == fleet.on_demand_percentage_above_base
     assert dist["spotAllocationStrategy"] == fleet.spot_allocation_strategy == "price-capacity-optimized"
     overrides = [o["instanceType"] for o in mip["launchTemplate"]["overrides"]]
-    assert overrides[0] == fleet.instance_type and set(overrides) == set(fleet.instance_types) | {fleet.instance_type}
+    assert overrides[0] == fleet.instance_type
+    assert set(overrides) == set(fleet.instance_types) | {fleet.instance_type}
     assert len(overrides) >= 2
     assert mip["launchTemplate"]["launchTemplateSpecification"]["launchTemplateId"].startswith("lt-")
     assert asg.inputs["capacityRebalance"] is True
@@ -138,10 +139,12 @@ def test_asg_tags_propagate_and_name_the_fleet(run, plan):
 def test_scale_to_zero_alarm_and_policy(run, plan):
     fleet = _fleet(plan).fleet
     idle = run.mocks.one(ALARM, "idle")
-    assert idle.inputs["namespace"] == METRIC_NAMESPACE and idle.inputs["metricName"] == METRIC_DEMAND
+    assert idle.inputs["namespace"] == METRIC_NAMESPACE
+    assert idle.inputs["metricName"] == METRIC_DEMAND
     assert idle.inputs["dimensions"] == {DIM_STACK: "test", DIM_AGENT: _fleet(plan).name}
     assert idle.inputs["period"] * idle.inputs["evaluationPeriods"] == fleet.idle_minutes * 60
-    assert idle.inputs["comparisonOperator"] == "LessThanOrEqualToThreshold" and idle.inputs["threshold"] == 0
+    assert idle.inputs["comparisonOperator"] == "LessThanOrEqualToThreshold"
+    assert idle.inputs["threshold"] == 0
     # Idle is a run of zeros the nodes publish; a gap in the data never scales a fleet in.
     assert idle.inputs["treatMissingData"] == "notBreaching"
     policy = run.mocks.one(POLICY, "idle")
@@ -227,7 +230,8 @@ def test_node_agent_knows_what_to_drain(run, plan):
     agent = _fleet(plan).name
     assert f"AGENTDEPLOY_TARGET_GROUP_ARNS=arn:aws:targetgroup:us-east-1:123456789012:fleet-{agent}-tg" in user_data
     # the node reads its group (spot or on-demand standby) from its instance tags
-    assert "AGENTDEPLOY_ASG_NAME=\n" in user_data and "aws:autoscaling:groupName" in user_data
+    assert "AGENTDEPLOY_ASG_NAME=\n" in user_data
+    assert "aws:autoscaling:groupName" in user_data
     asg = run.mocks.one(ASG, "router-asg")
     assert asg.inputs["name"] == f"agentdeploy-test-{agent}"
     assert "initialLifecycleHooks" not in asg.inputs  # those reach a group only when it is created
@@ -285,9 +289,12 @@ def test_api_and_batch_agents_publish_their_config(run, plan):
             continue
         value = plain(params[key].inputs["value"])  # pulumi-aws marks SSM values secret in state
         doc = json.loads(value)
-        assert doc["model"] == agent.model and doc["max_tokens"] == agent.max_tokens
-        assert doc["streaming"] == agent.streaming and doc["batch"] == (agent.route == "batch") == agent.batch
-        assert doc["cache"]["ttl"] == agent.cache.ttl and doc["cache"]["breakpoints"] == agent.cache.breakpoints
+        assert doc["model"] == agent.model
+        assert doc["max_tokens"] == agent.max_tokens
+        assert doc["streaming"] == agent.streaming
+        assert doc["batch"] == (agent.route == "batch") == agent.batch
+        assert doc["cache"]["ttl"] == agent.cache.ttl
+        assert doc["cache"]["breakpoints"] == agent.cache.breakpoints
         assert doc["anthropic_api_key_secret_arn"].startswith("arn:aws:secret:")
         assert "sk-ant" not in value
 
@@ -352,7 +359,8 @@ def test_gateway_config_points_fleets_at_their_listener(run, plan):
     container = json.loads(task.inputs["containerDefinitions"])[0]
     env = {e["name"]: e["value"] for e in container["environment"]}
     config = parse_config(yaml.safe_load(env["AGENTDEPLOY_GATEWAY_CONFIG"]))
-    assert config.stack == "test" and set(config.agents) == {a.name for a in plan.agents}
+    assert config.stack == "test"
+    assert set(config.agents) == {a.name for a in plan.agents}
     gpu = _fleet(plan).name
     upstream = config.upstreams[config.agents[gpu].chain[0].upstream]
     listener = next(r for r in run.mocks.of_type("aws:lb/listener:Listener") if r.name == f"fleet-{gpu}-listener")
@@ -377,7 +385,8 @@ def test_existing_vpc_is_used_as_is(decision):
     run = run_main(_config(decision, **{
         "agentdeploy:vpcId": "vpc-123", "agentdeploy:privateSubnetIds": '["subnet-a", "subnet-b"]',
         "agentdeploy:publicSubnetIds": '["subnet-c", "subnet-d"]'}), secret_keys=["agentdeploy:anthropicApiKey"])
-    assert not run.mocks.of_type("aws:ec2/vpc:Vpc") and not run.mocks.of_type("aws:ec2/natGateway:NatGateway")
+    assert not run.mocks.of_type("aws:ec2/vpc:Vpc")
+    assert not run.mocks.of_type("aws:ec2/natGateway:NatGateway")
     assert run.mocks.one(ASG, "router-asg").inputs["vpcZoneIdentifiers"] == ["subnet-a", "subnet-b"]
     assert run.mocks.one("aws:lb/loadBalancer:LoadBalancer", "gateway").inputs["subnets"] == ["subnet-c", "subnet-d"]
 
@@ -400,7 +409,8 @@ def test_spot_starved_fleet_falls_back_to_on_demand(run, plan):
     on-demand standby group (same template, target group and hooks); OK empties it."""
     fleet = _fleet(plan).fleet
     main, standby = run.mocks.one(ASG, "router-asg"), run.mocks.one(ASG, "ondemand-asg")
-    assert standby.inputs["name"] == main.inputs["name"] + "-ondemand" and standby.inputs["minSize"] == 0
+    assert standby.inputs["name"] == main.inputs["name"] + "-ondemand"
+    assert standby.inputs["minSize"] == 0
     dist = standby.inputs["mixedInstancesPolicy"]["instancesDistribution"]
     assert dist["onDemandPercentageAboveBaseCapacity"] == 100
     assert standby.inputs["targetGroupArns"] == main.inputs["targetGroupArns"]
@@ -416,9 +426,11 @@ def test_spot_starved_fleet_falls_back_to_on_demand(run, plan):
                if q.get("metric")}
     assert metrics == {"desired": ("GroupDesiredCapacity", {"AutoScalingGroupName": main.inputs["name"]}),
                        "serving": ("GroupInServiceInstances", {"AutoScalingGroupName": main.inputs["name"]})}
-    assert alarm.inputs["evaluationPeriods"] == 10 and alarm.inputs["treatMissingData"] == "notBreaching"
+    assert alarm.inputs["evaluationPeriods"] == 10
+    assert alarm.inputs["treatMissingData"] == "notBreaching"
     fill, empty = run.mocks.one(POLICY, "ondemand-fill"), run.mocks.one(POLICY, "ondemand-empty")
-    assert fill.inputs["scalingAdjustment"] == max(1, fleet.min_replicas) and empty.inputs["scalingAdjustment"] == 0
+    assert fill.inputs["scalingAdjustment"] == max(1, fleet.min_replicas)
+    assert empty.inputs["scalingAdjustment"] == 0
     assert alarm.inputs["alarmActions"] == [f"arn:aws:policy:us-east-1:123456789012:{fill.name}"]
     assert alarm.inputs["okActions"] == [f"arn:aws:policy:us-east-1:123456789012:{empty.name}"]
 
@@ -428,9 +440,11 @@ def test_node_logs_go_to_the_fleets_log_group(run, plan):
 
     agent = _fleet(plan).name
     group = run.mocks.one("aws:cloudwatch/logGroup:LogGroup", f"fleet-{agent}-logs")
-    assert group.inputs["name"] == f"/agentdeploy/test/{agent}/nodes" and group.inputs["retentionInDays"] == 30
+    assert group.inputs["name"] == f"/agentdeploy/test/{agent}/nodes"
+    assert group.inputs["retentionInDays"] == 30
     user_data = base64.b64decode(run.mocks.one("aws:ec2/launchTemplate:LaunchTemplate").inputs["userData"]).decode()
-    assert f'"log_group_name": "/agentdeploy/test/{agent}/nodes"' in user_data and "/opt/agentdeploy/bin/logs.sh" in user_data
+    assert f'"log_group_name": "/agentdeploy/test/{agent}/nodes"' in user_data
+    assert "/opt/agentdeploy/bin/logs.sh" in user_data
     # Session Manager instead of SSH: AWS's managed policy, no key pair, no port 22
     ssm = run.mocks.one("aws:iam/rolePolicyAttachment:RolePolicyAttachment", f"fleet-{agent}-ssm")
     assert ssm.inputs["policyArn"] == "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"

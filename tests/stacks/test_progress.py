@@ -29,8 +29,10 @@ def test_counts_applied_steps_failures_and_errors():
     p(_ev(diagnosticEvent={"message": "updating c: AccessDenied\n", "severity": "error", "color": "never"}))
     p(_ev(diagnosticEvent={"message": "just info", "severity": "info", "color": "never"}))
     assert (p.announced, p.finished) == (3, 2)
-    assert p.applied == {"create": 2} and p.applied_summary() == "2 create"
-    assert p.failed == ["c"] and p.errors == ["updating c: AccessDenied"]
+    assert p.applied == {"create": 2}
+    assert p.applied_summary() == "2 create"
+    assert p.failed == ["c"]
+    assert p.errors == ["updating c: AccessDenied"]
 
 
 def test_preview_steps_are_not_counted_as_applied():
@@ -38,7 +40,9 @@ def test_preview_steps_are_not_counted_as_applied():
     p(_ev(resourcePreEvent={"metadata": _meta("create", "a"), "planning": True}))
     p(_ev(resOutputsEvent={"metadata": _meta("create", "a"), "planning": True}))
     p(_ev(summaryEvent={"resourceChanges": {"create": 1}, "durationSeconds": 0, "maybeCorrupt": False}))
-    assert p.finished == 1 and not p.applied and p.changes == {"create": 1}
+    assert p.finished == 1
+    assert not p.applied
+    assert p.changes == {"create": 1}
 
 
 def test_draws_a_bar_on_a_console():
@@ -47,4 +51,5 @@ def test_draws_a_bar_on_a_console():
         p(_ev(resourcePreEvent={"metadata": _meta("create", "network-vpc")}))
         p(_ev(resOutputsEvent={"metadata": _meta("create", "network-vpc")}))
     text = out.getvalue()
-    assert "creating network-vpc" in text and "1/1" in text
+    assert "creating network-vpc" in text
+    assert "1/1" in text

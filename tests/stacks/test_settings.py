@@ -13,7 +13,9 @@ from tests.stacks.harness import mixed_decision_file, run_main
 
 def test_defaults():
     s = parse_settings({"decisionFile": "examples/x.yaml", "gatewayScheme": "internal"})
-    assert s.vpc_id is None and s.az_count == 2 and s.gateway_desired_count is None
+    assert s.vpc_id is None
+    assert s.az_count == 2
+    assert s.gateway_desired_count is None
     assert (s.gateway_tasks("dev"), s.gateway_tasks("prod"), s.gateway_tasks("prod-eu")) == (1, 2, 2)
     # AWS's public parameter for the Ubuntu 24.04 DLAMI (Python 3.12; we need >= 3.11)
     assert s.gpu_ami_parameter == "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-24.04/latest/ami-id"
@@ -67,12 +69,14 @@ def test_shipped_stack_configs_deploy_under_mocks(stack):
     root = find_project_root()
     assert stack in list_stacks(root)
     cfg = load_stack_config(stack, root)
-    assert cfg.config_file == root / "stacks" / f"Pulumi.{stack}.yaml" and cfg.decision_file.is_file()
+    assert cfg.config_file == root / "stacks" / f"Pulumi.{stack}.yaml"
+    assert cfg.decision_file.is_file()
     config = {k: (v if isinstance(v, str) else __import__("json").dumps(v)) for k, v in cfg.config.items()}
     config["agentdeploy:anthropicApiKey"] = "sk-ant-test-0000000000"
     run = run_main(config, ["agentdeploy:anthropicApiKey"], stack=stack)
     if stack == "dev":  # the planner leaves the service business's Claude agents without a gateway
-        assert run.exports["gatewayUrl"] is None and run.exports["gateway"].startswith("none:")
+        assert run.exports["gatewayUrl"] is None
+        assert run.exports["gateway"].startswith("none:")
         assert set(run.exports["agentConfigs"]) == {"intake", "sales-brief", "marketing-drafts"}
     else:
         assert run.exports["gatewayUrl"].startswith("http://")
@@ -96,14 +100,16 @@ def test_an_unset_gateway_image_is_built_and_pushed_by_the_stack_and_a_set_one_i
     run = run_main(config, ["agentdeploy:anthropicApiKey"], stack="dev")
     image = run.mocks.one("docker-build:index:Image")
     repo = run.mocks.one("aws:ecr/repository:Repository")
-    assert image.inputs["push"] is True and image.inputs["dockerfile"]["location"] == str(find_project_root() / "Dockerfile")
+    assert image.inputs["push"] is True
+    assert image.inputs["dockerfile"]["location"] == str(find_project_root() / "Dockerfile")
     assert image.inputs["registries"][0]["address"] == f"123456789012.dkr.ecr.us-east-1.amazonaws.com/{repo.inputs['name']}"
     container = json.loads(run.mocks.one("aws:ecs/taskDefinition:TaskDefinition").inputs["containerDefinitions"])[0]
     assert container["image"] == f"123456789012.dkr.ecr.us-east-1.amazonaws.com/agentdeploy-dev-gateway@sha256:{'0' * 64}"
 
     config["agentdeploy:gatewayImage"] = "123456789012.dkr.ecr.us-east-1.amazonaws.com/team-gateway@sha256:" + "1" * 64
     run = run_main(config, ["agentdeploy:anthropicApiKey"], stack="dev")
-    assert not run.mocks.of_type("docker-build:index:Image") and not run.mocks.of_type("aws:ecr/repository:Repository")
+    assert not run.mocks.of_type("docker-build:index:Image")
+    assert not run.mocks.of_type("aws:ecr/repository:Repository")
     container = json.loads(run.mocks.one("aws:ecs/taskDefinition:TaskDefinition").inputs["containerDefinitions"])[0]
     assert container["image"] == config["agentdeploy:gatewayImage"]
 

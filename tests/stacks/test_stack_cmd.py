@@ -96,7 +96,9 @@ def test_preview_json_reports_changes(env):
     result = deploy(env, "preview", "--stack", "dev", "--json")
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
-    assert doc["stack"] == "dev" and doc["operation"] == "preview" and doc["result"] == "succeeded"
+    assert doc["stack"] == "dev"
+    assert doc["operation"] == "preview"
+    assert doc["result"] == "succeeded"
     assert doc["changes"] == {"create": 2, "same": 1}
 
 
@@ -126,7 +128,8 @@ def test_up_shows_progress_from_engine_events(env):
     result = deploy(env, "up", "--stack", "dev", "--yes")
     assert result.returncode == 0, result.stderr
     assert "2/2" in result.stderr  # both announced steps finished
-    assert "gateway: http://gateway-123" in result.stdout and "ticket-router" in result.stdout
+    assert "gateway: http://gateway-123" in result.stdout
+    assert "ticket-router" in result.stdout
 
 
 def test_up_without_yes_when_not_interactive_refuses(env):
@@ -140,18 +143,22 @@ def test_up_without_yes_when_not_interactive_refuses(env):
 def test_down_needs_confirmation(env):
     existing(env, "dev")
     result = deploy(env, "down", "--stack", "dev")
-    assert result.returncode == 2 and "--yes" in result.stderr
+    assert result.returncode == 2
+    assert "--yes" in result.stderr
     assert argvs(env, "destroy") == []
     result = deploy(env, "down", "--stack", "dev", "--yes")
     assert result.returncode == 0, result.stderr
     (argv,) = argvs(env, "destroy")
-    assert "--skip-preview" in argv and "--yes" in argv and "--config-file" in argv
+    assert "--skip-preview" in argv
+    assert "--yes" in argv
+    assert "--config-file" in argv
 
 
 def test_down_of_a_stack_never_deployed_says_so(env):
     result = deploy(env, "down", "--stack", "dev", "--yes")
     assert result.returncode == 2
-    assert "has no state" in result.stderr and "deploy up --stack dev" in result.stderr
+    assert "has no state" in result.stderr
+    assert "deploy up --stack dev" in result.stderr
     assert not [c for c in calls(env) if c["argv"][:2] == ["stack", "init"]]  # never creates on down
     no_traceback(result)
 
@@ -161,7 +168,8 @@ def test_refresh_yes(env):
     result = deploy(env, "refresh", "--stack", "dev", "--yes", "--json")
     assert result.returncode == 0, result.stderr
     (argv,) = argvs(env, "refresh")
-    assert "--skip-preview" in argv and "--config-file" in argv
+    assert "--skip-preview" in argv
+    assert "--config-file" in argv
 
 
 def test_outputs(env):
@@ -178,7 +186,8 @@ def test_failed_up_that_changed_nothing_exits_1(env):
     fail(env, "up")
     result = deploy(env, "up", "--stack", "dev", "--yes")
     assert result.returncode == 1
-    assert "nothing was changed" in result.stderr and "UnauthorizedOperation" in result.stderr
+    assert "nothing was changed" in result.stderr
+    assert "UnauthorizedOperation" in result.stderr
     no_traceback(result)
 
 
@@ -188,7 +197,9 @@ def test_failed_up_after_some_changes_exits_5_naming_them(env):
     result = deploy(env, "up", "--stack", "dev", "--yes", "--json")
     assert result.returncode == 5
     err = json.loads(result.stdout)
-    assert err["exit_code"] == 5 and "1 create" in err["message"] and "fleet-router-asg" in err["message"]
+    assert err["exit_code"] == 5
+    assert "1 create" in err["message"]
+    assert "fleet-router-asg" in err["message"]
     no_traceback(result)
 
 
@@ -196,7 +207,8 @@ def test_missing_pulumi_cli(env):
     env["PATH"] = "/usr/bin:/bin"
     result = deploy(env, "preview", "--stack", "dev")
     assert result.returncode == 4
-    assert "Pulumi CLI" in result.stderr and "get.pulumi.com" in result.stderr
+    assert "Pulumi CLI" in result.stderr
+    assert "get.pulumi.com" in result.stderr
     no_traceback(result)
 
 
@@ -204,7 +216,8 @@ def test_missing_aws_credentials(env):
     del env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]
     result = deploy(env, "up", "--stack", "dev", "--yes")
     assert result.returncode == 4
-    assert "AWS credentials" in result.stderr and "AWS_PROFILE" in result.stderr
+    assert "AWS credentials" in result.stderr
+    assert "AWS_PROFILE" in result.stderr
     assert calls(env) == []
     no_traceback(result)
 
@@ -212,14 +225,16 @@ def test_missing_aws_credentials(env):
 def test_missing_passphrase(env):
     del env["PULUMI_CONFIG_PASSPHRASE"]
     result = deploy(env, "preview", "--stack", "dev")
-    assert result.returncode == 4 and "PULUMI_CONFIG_PASSPHRASE" in result.stderr
+    assert result.returncode == 4
+    assert "PULUMI_CONFIG_PASSPHRASE" in result.stderr
     no_traceback(result)
 
 
 def test_unknown_stack(env):
     result = deploy(env, "preview", "--stack", "staging")
     assert result.returncode == 2
-    assert "stack 'staging' does not exist" in result.stderr and "dev, prod" in result.stderr
+    assert "stack 'staging' does not exist" in result.stderr
+    assert "dev, prod" in result.stderr
     no_traceback(result)
 
 
@@ -253,6 +268,7 @@ def test_preview_checks_aws_limits_first(env):
     prod = deploy(env, "preview", "--stack", "prod", timeout=300)
     no_traceback(prod)
     assert prod.returncode == 2, prod.stderr
-    assert "meta-llama/Llama-3.2-3B-Instruct" in prod.stderr and "agentdeploy:huggingFaceToken" in prod.stderr
+    assert "meta-llama/Llama-3.2-3B-Instruct" in prod.stderr
+    assert "agentdeploy:huggingFaceToken" in prod.stderr
     assert "gatewayPlainHttp" not in prod.stderr
     assert not [a for a in argvs(env, "preview") if "stacks/Pulumi.prod.yaml" in " ".join(a)]  # Pulumi never ran

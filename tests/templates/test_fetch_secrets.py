@@ -50,4 +50,5 @@ def test_a_missing_secret_fails_the_unit_and_leaves_no_partial_file(aws, tmp_pat
     script, env = _script(tmp_path, fleet, {"VLLM_API_KEY": key, "HF_TOKEN": missing})
     result = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
-    assert not (tmp_path / "run" / "secrets.env").exists() and not (tmp_path / "run" / "secrets.env.tmp").exists()
+    assert not (tmp_path / "run" / "secrets.env").exists()
+    assert not (tmp_path / "run" / "secrets.env.tmp").exists()

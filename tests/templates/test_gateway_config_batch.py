@@ -18,7 +18,9 @@ def test_batch_agent_carries_the_catalogs_batch_discount():
     for agent in plan.agents:
         spec = cfg.agents[agent.name].batch
         if agent.batch:
-            assert spec is not None and spec.discount == catalog.claude(agent.model).batch_discount and spec.realtime == "reject"
+            assert spec is not None
+            assert spec.discount == catalog.claude(agent.model).batch_discount
+            assert spec.realtime == "reject"
         else:
             assert spec is None
     again = parse_config(yaml.safe_load(dump_yaml(cfg)))

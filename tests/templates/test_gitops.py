@@ -89,15 +89,19 @@ def _run_step(wf: dict, job: dict, step: dict, cwd: Path, outputs: dict | None =
 def test_triggers(wf):
     on = wf[True]  # YAML 1.1 reads the key `on` as a boolean
     assert set(on) >= {"pull_request", "push", "schedule"}
-    assert on["push"]["branches"] == ["main"] and on["schedule"][0]["cron"]
+    assert on["push"]["branches"] == ["main"]
+    assert on["schedule"][0]["cron"]
 
 
 def test_preview_comments_the_cost_table(wf):
     job = wf["jobs"]["preview"]
     assert job["if"] == "github.event_name == 'pull_request'"
     runs = _runs(job)
-    assert "deploy plan" in runs and "--markdown" in runs and "deploy check --stack" in runs
-    assert "gh pr comment" in runs and job["permissions"]["pull-requests"] == "write"
+    assert "deploy plan" in runs
+    assert "--markdown" in runs
+    assert "deploy check --stack" in runs
+    assert "gh pr comment" in runs
+    assert job["permissions"]["pull-requests"] == "write"
 
 
 def test_paths_cover_everything_that_changes_the_deployment(wf):
@@ -129,7 +133,8 @@ def test_a_failed_apply_fails_its_step(wf, tmp_path):
     rc, _ = _run_step(wf, job, step, tmp_path, STACK="prod", FAIL_STACK="prod", FAIL_RC="5")
     assert rc == 5
     rc, _ = _run_step(wf, job, step, tmp_path, STACK="dev", FAIL_STACK="prod")
-    assert rc == 0 and '"create": 3' in (tmp_path / "up-dev.json").read_text()
+    assert rc == 0
+    assert '"create": 3' in (tmp_path / "up-dev.json").read_text()
 
 
 def test_a_failed_preview_is_commented_then_fails_the_job(wf, tmp_path):
@@ -143,14 +148,17 @@ def test_a_failed_preview_is_commented_then_fails_the_job(wf, tmp_path):
     rc, out = _run_step(wf, job, preview, tmp_path, FAIL_STACK="prod", FAIL_RC="5")
     assert rc == 0, "the preview step must pass so the comment is posted"
     body = (tmp_path / "comment.md").read_text()
-    assert "**Check:** 62 resources within AWS's limits" in body and "**Check failed** (exit 5)" in body
+    assert "**Check:** 62 resources within AWS's limits" in body
+    assert "**Check failed** (exit 5)" in body
     assert "- warning: plain http" in body
-    assert body.count("| agent | route |") == 2 and (tmp_path / "summary.md").read_text() == body
+    assert body.count("| agent | route |") == 2
+    assert (tmp_path / "summary.md").read_text() == body
     rc, _ = _run_step(wf, job, fail, tmp_path, outputs={"preview": out})
     assert rc == 5
 
     rc, out = _run_step(wf, job, preview, tmp_path)
-    assert rc == 0 and "failed" not in (tmp_path / "comment.md").read_text()
+    assert rc == 0
+    assert "failed" not in (tmp_path / "comment.md").read_text()
     assert _run_step(wf, job, fail, tmp_path, outputs={"preview": out})[0] == 0
 
 
@@ -186,8 +194,10 @@ def test_pull_requests_get_no_passphrase_and_no_aws_role(wf):
     reach AWS. The passphrase lives only in the apply job (environments dev/prod)."""
     job = wf["jobs"]["preview"]
     text = yaml.safe_dump(job)
-    assert "PULUMI_CONFIG_PASSPHRASE" not in text and "secrets." not in text
-    assert "configure-aws-credentials" not in text and "id-token" not in job["permissions"]
+    assert "PULUMI_CONFIG_PASSPHRASE" not in text
+    assert "secrets." not in text
+    assert "configure-aws-credentials" not in text
+    assert "id-token" not in job["permissions"]
     assert "PULUMI_CONFIG_PASSPHRASE" not in yaml.safe_dump(wf.get("env", {}))
     assert "PULUMI_CONFIG_PASSPHRASE" not in yaml.safe_dump(wf["jobs"]["reap"])
     assert wf["jobs"]["apply"]["environment"] == "${{ matrix.stack }}"
@@ -214,7 +224,8 @@ def test_checkouts_do_not_persist_credentials(wf):
 
 def test_apply_and_reap_have_separate_concurrency_groups(wf):
     apply, reap = wf["jobs"]["apply"]["concurrency"], wf["jobs"]["reap"]["concurrency"]
-    assert apply["group"] != reap["group"] and not apply["group"].startswith(reap["group"])
+    assert apply["group"] != reap["group"]
+    assert not apply["group"].startswith(reap["group"])
     assert apply["cancel-in-progress"] is False  # a queued apply is never cancelled
     assert "concurrency" not in wf
 

@@ -128,15 +128,19 @@ def test_vllm_starts_with_the_launchers_arguments(fleet):
     expected = vllm_argv(fleet)
     assert argv[0] == f"/opt/agentdeploy/venv/bin/{Path(expected[0]).name}"
     assert argv[1:] == expected[1:]
-    assert fleet.hf_repo in argv and "--port" in argv and argv[argv.index("--port") + 1] == "8000"
+    assert fleet.hf_repo in argv
+    assert "--port" in argv
+    assert argv[argv.index("--port") + 1] == "8000"
     assert "EnvironmentFile=/run/agentdeploy/secrets.env" in unit  # VLLM_API_KEY arrives here at boot
 
 
 def test_node_agent_health_port_and_identity(fleet):
     files = _files(fleet)
     env = dict(line.split("=", 1) for line in files["/etc/agentdeploy/node.env"].splitlines() if line and not line.startswith("#"))
-    assert env["AGENTDEPLOY_STACK"] == "dev" and env["AGENTDEPLOY_AGENT"] == "router"
-    assert env["AGENTDEPLOY_HEALTH_PORT"] == "8081" and env["AGENTDEPLOY_VLLM_PORT"] == "8000"
+    assert env["AGENTDEPLOY_STACK"] == "dev"
+    assert env["AGENTDEPLOY_AGENT"] == "router"
+    assert env["AGENTDEPLOY_HEALTH_PORT"] == "8081"
+    assert env["AGENTDEPLOY_VLLM_PORT"] == "8000"
     unit = files["/etc/systemd/system/agentdeploy-node-agent.service"]
     assert "-m agentdeploy.serving.node" in unit
 
@@ -151,18 +155,22 @@ def test_node_agent_comes_from_the_stacks_wheel_checked_by_hash(fleet):
     """Never `pip install agentdeploy` from an index (the name is not ours there): the wheel
     the stack stored, refused unless its SHA-256 matches."""
     install = _files(fleet)["/opt/agentdeploy/bin/install.sh"]
-    assert WHEEL["node_wheel_bucket"] in install and WHEEL["node_wheel_key"] in install
+    assert WHEEL["node_wheel_bucket"] in install
+    assert WHEEL["node_wheel_key"] in install
     assert f'echo "{WHEEL["node_wheel_sha256"]}  $WHEEL" | sha256sum --check --strict -' in install
     pip_lines = [line for line in install.splitlines() if "pip\" install" in line]
-    assert pip_lines and not [line for line in pip_lines if "agentdeploy[" in line or "agentdeploy=" in line]
+    assert pip_lines
+    assert not [line for line in pip_lines if "agentdeploy[" in line or "agentdeploy=" in line]
 
 
 def test_ready_unit_completes_the_launching_hook(fleet):
     files = _files(fleet)
     ready = files["/opt/agentdeploy/bin/ready.sh"]
-    assert "http://127.0.0.1:8081/healthz" in ready and "complete_lifecycle_action" in ready
+    assert "http://127.0.0.1:8081/healthz" in ready
+    assert "complete_lifecycle_action" in ready
     env = files["/etc/agentdeploy/node.env"]
-    assert "AGENTDEPLOY_READY_HOOK=ready" in env and "AGENTDEPLOY_ASG_NAME=agentdeploy-dev-router" in env
+    assert "AGENTDEPLOY_READY_HOOK=ready" in env
+    assert "AGENTDEPLOY_ASG_NAME=agentdeploy-dev-router" in env
 
 
 def test_node_logs_are_shipped_from_every_unit(fleet):
@@ -180,7 +188,8 @@ def test_node_logs_are_shipped_from_every_unit(fleet):
         target = next(line.split(":", 1)[1] for line in text.splitlines() if line.startswith("StandardOutput=append:"))
         assert target in collected, unit
     logs = files["/opt/agentdeploy/bin/logs.sh"]
-    assert "937616F3450B7D806CBD9725D58167303B789C72" in logs and "gpg --batch --verify" in logs
+    assert "937616F3450B7D806CBD9725D58167303B789C72" in logs
+    assert "gpg --batch --verify" in logs
     doc = yaml.safe_load(render_user_data(_spec(fleet)))
     assert doc["runcmd"][-1] == ["/opt/agentdeploy/bin/logs.sh"]  # last: never in the way of serving
     assert "/opt/agentdeploy/bin/logs.sh" not in str(yaml.safe_load(render_user_data(_spec(fleet, log_group=""))))
