@@ -84,6 +84,10 @@ def test_status_of_a_gateway_less_stack_counts_the_published_day_totals(aws, pro
     assert by["intake"].budget_used_pct == round(100 * 3.5 / budget, 1)
     assert by["sales-brief"].spent_month_usd is None
     assert by["sales-brief"].notes == ["no spend published yet (SpendUSDDay; is `deploy spend publish` scheduled?)"]
+    # no gateway to probe, and status says why rather than asking for a URL
+    assert status.gateway.url is None
+    assert status.gateway.ready is None
+    assert status.gateway.detail.startswith("none: the plan deploys no gateway")
 
 
 def test_status_of_a_gateway_stack_still_sums_the_gateways_increments(aws, gateway_shop: Path) -> None:
@@ -93,6 +97,7 @@ def test_status_of_a_gateway_stack_still_sums_the_gateways_increments(aws, gatew
     by = {a.agent: a for a in status.agents}
     assert by["intake"].spent_month_usd == 1.0
     assert by["sales-brief"].notes == ["no spend metric from the gateway yet"]
+    assert status.gateway.detail == "gateway URL unknown (pass --gateway-url)"
 
 
 def _cost(planned, admin=None, since=MONTH_START, until=NOW):
