@@ -212,7 +212,7 @@ def collect_status(
         stack=stack,
         region=region,
         agents=agents,
-        gateway=gateway_status(gateway_url) if plan.deploys_gateway else GatewayStatus(
+        gateway=gateway_status(gateway_url) if gateway_url or plan.deploys_gateway else GatewayStatus(
             url=None, ready=None, detail="none: the plan deploys no gateway (clients call Claude directly)"),
         alarms=alarms,
         fleets_not_in_plan=sorted(f.name for f in fleets if f.agent not in names),
