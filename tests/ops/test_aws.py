@@ -8,8 +8,7 @@ credential chain with every source emptied.
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import boto3
@@ -18,6 +17,7 @@ from botocore.stub import Stubber
 
 from agentdeploy.errors import MissingDependency, OperationFailed
 from agentdeploy.ops.aws import AwsClient, AwsSession, RetryPolicy
+from tests.ops.cloud import loopback_http
 
 
 def _stubbed(service: str = "autoscaling"):
@@ -154,12 +154,8 @@ class _NotAws(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def not_aws():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _NotAws)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with loopback_http(_NotAws) as url:
+        yield url
 
 
 def test_an_answer_that_is_not_aws_is_a_clear_failure(aws, project: Path, not_aws: str) -> None:

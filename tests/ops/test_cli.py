@@ -9,9 +9,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import threading
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import boto3
@@ -24,6 +23,7 @@ from agentdeploy.errors import OperationFailed
 from agentdeploy.naming import DIM_AGENT, DIM_STACK, METRIC_DEMAND, METRIC_NAMESPACE, stack_tags
 from agentdeploy.ops.aws import AwsClient
 from agentdeploy.planner import build_plan, load_catalog, load_decision_file
+from tests.ops.cloud import loopback_http
 
 from . import cloud
 from .admin_server import ADMIN_KEY, AdminServer
@@ -188,12 +188,8 @@ class _Ready(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def gateway():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Ready)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with loopback_http(_Ready) as url:
+        yield url
 
 
 def _alarm(name: str, stack: str, agent: str | None, state: str = "ALARM", by_tag: bool = False) -> None:
