@@ -23,7 +23,13 @@ METRIC_NAMESPACE = "AgentDeploy"
 #: gateway's node check (`node_health_port`) and the agent's own default.
 NODE_HEALTH_PORT = 8081
 #: Per-fleet demand signal the autoscaler tracks and the reaper reads (requests waiting + running).
+#: Published by node agents only (the interval's maximum, polled every few seconds).
 METRIC_DEMAND = "Demand"
+#: Requests the gateway meant for a fleet but served elsewhere or refused because the fleet had
+#: no capacity (at zero, all nodes full or unhealthy), per agent: the wake signal, never tracked.
+METRIC_UNMET_DEMAND = "UnmetDemand"
+#: Requests a fleet served through the gateway, per agent (the gateway's view, never tracked).
+METRIC_FLEET_SERVED = "FleetServed"
 #: Requests waiting in vLLM's queue, per instance (target-tracking signal).
 METRIC_QUEUE_DEPTH = "QueueDepth"
 #: Requests in flight on one replica.

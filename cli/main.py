@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "status": ("ops_cmd", "status", "Per-agent route, fleet health, budget and alarms."),
     "batch": ("batch_cmd", "batch", "Submit, follow and fetch Message Batches for batch agents."),
     "spend": ("spend_cmd", "spend", "Publish a gateway-less stack's per-agent Claude spend for its alarms."),
+    "simulate": ("simulate_cmd", "simulate", "Simulate each GPU agent's scale loop from the plan (offline)."),
 }
 
 

@@ -141,6 +141,7 @@ def _files(plan: Any, catalog: Any, decision_file: Path, catalog_files: tuple[Pa
         if agent.fleet is not None:
             files[f"gpu/{agent.name}/vllm-serve.sh"] = "#!/bin/sh\n# API key: from the VLLM_API_KEY environment variable\nexec " + shell_command(vllm_serve_argv(agent.fleet)) + "\n"
             files[f"gpu/{agent.name}/user-data.yaml"] = render_user_data(
-                GpuNodeSpec(stack=plan.stack, agent=agent.name, region=plan.region, fleet=agent.fleet)
+                GpuNodeSpec(stack=plan.stack, agent=agent.name, region=plan.region, fleet=agent.fleet,
+                            engine_image=catalog.engine_image.reference)
             )
     return files

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from agentdeploy.planner.catalog import Catalog
-from agentdeploy.planner.fleet import Replica
 from agentdeploy.planner.plan import Route
+from agentdeploy.planner.pricers import AgentPricers
 from agentdeploy.planner.quality import quality_floor
 from agentdeploy.planner.spec import AgentDecision, Audience, Measure, Spec
 
@@ -58,9 +58,9 @@ class AgentContext:
     floor: int
     #: The route the overrides decide, None where the planner chooses.
     route_pin: Route | None
-    #: What each (open model, instance) replica does with this agent's requests, worked out once
-    #: (fleet.Replica; keyed by the catalog entries' ids, which live as long as the catalog).
-    replicas: dict[tuple[int, int], Replica] = field(default_factory=dict, compare=False, repr=False)
+    #: The agent's bills at any volume, each (model, caching, route) and (open model, instance)
+    #: worked out once (pricers.py).
+    pricers: AgentPricers = field(compare=False, repr=False)
 
     @classmethod
     def of(cls, name: str, agent: AgentDecision, spec: Spec, catalog: Catalog, scale: float) -> AgentContext:
@@ -79,6 +79,7 @@ class AgentContext:
             ceiling=latency.p95_s,
             floor=quality_floor(agent.quality),
             route_pin=effective_route(agent, catalog),
+            pricers=AgentPricers(agent, catalog, ops_overhead(spec, catalog), catalog.assumptions.idle_minutes_default),
         )
 
     @property

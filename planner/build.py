@@ -25,7 +25,7 @@ from agentdeploy.planner.budget import with_infrastructure
 from agentdeploy.planner.catalog import Catalog, load_catalog
 from agentdeploy.planner.context import claude_misfit, open_misfit
 from agentdeploy.planner.curves import baseline
-from agentdeploy.planner.fleet import fits
+from agentdeploy.planner.fleet_choice import gpu_options
 from agentdeploy.planner.infra import infrastructure, shares
 from agentdeploy.planner.latency import BATCH_LIMIT_S, BATCH_P95_S
 from agentdeploy.planner.options import (
@@ -34,9 +34,8 @@ from agentdeploy.planner.options import (
     GpuOption,
     api_with_months,
     best_api_option,
-    build_gpu_option,
     cache_choices,
-    with_months,
+    cheapest_priced,
 )
 from agentdeploy.planner.plan import AgentPlan, CatalogRef, MonthlyUSD, Plan, Totals
 from agentdeploy.planner.quality import Verdict, judge
@@ -187,13 +186,15 @@ def _shortlist(ctx: AgentContext, why: list[str]) -> Shortlist | str:
 class Candidates:
     """Every option priced for the agent, by route."""
 
-    #: Realtime API, one per shortlisted model, and those of them within the ceiling.
+    #: Realtime API, one per shortlisted model; those of them within the ceiling that could be the
+    #: cheapest over the year, priced month by month; the same of the Batch API.
     api: list[ApiOption]
     fast_api: list[ApiOption]
     batch: list[ApiOption]
     #: The Claude model a fleet falls back to (None: no Claude model meets the floor).
     fallback: ApiOption | None
-    #: Fleets that meet floor, context and ceiling, and those that missed only the ceiling.
+    #: Fleets that meet floor, context and ceiling and could be the cheapest over the year, and
+    #: those that missed only the ceiling (all of them where the route is pinned to gpu).
     gpu: list[GpuOption]
     gpu_misses: list[GpuOption]
 
@@ -211,21 +212,23 @@ def _candidates(ctx: AgentContext, shortlist: Shortlist, batch_ok: bool, why: li
     models = shortlist.models
 
     def api_option(m: str, *, batch: bool) -> ApiOption:
-        return best_api_option(agent, m, catalog.claude_models[m], catalog, ctx.launch_v, ctx.m12_v, batch=batch, months=False)
+        return best_api_option(agent, m, catalog.claude_models[m], catalog, ctx.launch_v, ctx.m12_v, batch=batch, months=False,
+                               pricers=ctx.pricers)
 
     def priced(o: ApiOption) -> ApiOption:
-        return api_with_months(agent, o, catalog, ctx.launch_v, ctx.m12_v)
+        return api_with_months(agent, o, ctx.launch_v, ctx.m12_v)
 
     # the months between launch and 12 are priced only for the options that can be chosen
     api_options = [api_option(m, batch=False) for m in models]
-    fast_api = [priced(o) for o in api_options if measure == "none" or o.estimate.measured(measure) <= (ceiling or math.inf)]
+    fast = [o for o in api_options if measure == "none" or o.estimate.measured(measure) <= (ceiling or math.inf)]
+    fast_api = cheapest_priced(agent, fast, ctx.launch_v, ctx.m12_v)
     api_options = [next((f for f in fast_api if f.model_id == o.model_id), o) for o in api_options]
     batch_options: list[ApiOption] = []
     if batch_ok and ctx.route_pin in (None, "batch"):
         if not cache_choices(agent, batch=True):
             why.append(explain.batch_ruled_out_by_cache_pin())
         else:
-            batch_options = [priced(api_option(m, batch=True)) for m in models]
+            batch_options = cheapest_priced(agent, [api_option(m, batch=True) for m in models], ctx.launch_v, ctx.m12_v)
             if ceiling is not None and ceiling < BATCH_LIMIT_S:
                 why.append(explain.batch_may_overrun(ceiling))
 
@@ -234,72 +237,13 @@ def _candidates(ctx: AgentContext, shortlist: Shortlist, batch_ok: bool, why: li
     # one still catches errors and spot losses (slower, but an answer), and the plan says so.
     fallback = chosen_api or min(api_options, key=lambda o: o.estimate.measured(measure) if measure != "none" else 0, default=None)
     fallback = priced(fallback) if fallback is not None else None
-    gpu, misses, open_too_small = _gpu_options(ctx, fallback)
+    gpu, misses, open_too_small = gpu_options(ctx, fallback)
     excluded = shortlist.too_small + open_too_small
     if excluded:
         why.append(explain.context_note(ctx, excluded))
     if chosen_api is None and fallback is not None and gpu:
         why.append(explain.slow_fallback(ctx, fallback))
     return Candidates(api_options, fast_api, batch_options, fallback, gpu, misses)
-
-
-def _gpu_options(ctx: AgentContext, fallback: ApiOption | None) -> tuple[list[GpuOption], list[GpuOption], list[tuple[str, int]]]:
-    """Fleets that meet floor, context and ceiling; those that missed only the ceiling; and the
-    open models meeting the floor whose context is too small (id, context tokens)."""
-    agent, catalog = ctx.agent, ctx.catalog
-    if ctx.audience == "batch" and ctx.route_pin != "gpu":
-        return [], [], []
-    if fallback is None:
-        return [], [], []
-    pinned = ctx.pinned
-    options: list[GpuOption] = []
-    misses: list[GpuOption] = []
-    too_small: list[tuple[str, int]] = []
-    for open_id, om in catalog.open_models.items():
-        if pinned and pinned in catalog.open_models and open_id != pinned:
-            continue
-        if pinned and pinned in catalog.claude_models:
-            continue
-        if not judge(open_id, om, agent.quality).passes and open_id != pinned:
-            continue
-        if open_misfit(agent, om, ctx.margin):
-            too_small.append((open_id, om.context_tokens))
-            continue
-        for itype, inst in catalog.gpu_instances.items():
-            if agent.overrides.instance_type and itype != agent.overrides.instance_type:
-                continue
-            if not fits(om, inst):
-                continue
-            option = build_gpu_option(ctx, open_id, itype, fallback)
-            if ctx.measure != "none" and option.estimate.measured(ctx.measure) > (ctx.ceiling or math.inf):
-                misses.append(option)
-                continue
-            options.append(option)
-    return _cheapest_over_the_year(ctx, options), misses, too_small
-
-
-def _cheapest_over_the_year(ctx: AgentContext, options: list[GpuOption]) -> list[GpuOption]:
-    """Price month by month only the fleets that can still be the cheapest over the year.
-
-    A fleet month costs at least its ops overhead and one replica through the active hours, so
-    launch + month 12 + ten such months bounds its year from below; a fleet whose bound is over
-    the cheapest year found so far cannot win and is left out (the result's minimum is exact).
-    """
-    days, hours = ctx.catalog.assumptions.days_per_month, ctx.agent.volume.resolved_active_hours
-
-    def floor(o: GpuOption) -> float:
-        month = ctx.ops_overhead + hours * days * min(o.instance.spot_usd_per_hour, o.instance.on_demand_usd_per_hour)
-        return o.launch.total + o.month_12.total + 10 * month
-
-    priced: list[GpuOption] = []
-    best = math.inf
-    for option in sorted(options, key=floor):
-        if floor(option) >= best:
-            break
-        full = with_months(ctx, option)
-        priced.append(full)
-        best = min(best, full.year_usd)
-    return priced
 
 
 # --- the route ---------------------------------------------------------------------------------

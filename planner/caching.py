@@ -130,10 +130,16 @@ def first_turn_hit(rate_per_s: float, covered_s: float, day_s: float) -> float:
     return 1.0 - miss
 
 
+def breakpoint_lifetimes(turns: int, ttl_s: float, gap_mean_s: float, gap_cv: float) -> tuple[float, float]:
+    """(P(a turn's own previous entry is live), seconds one conversation keeps the static prefix live):
+    volume-free, so worked out once per option."""
+    own = gap_within(ttl_s, gap_mean_s, gap_cv) if turns > 1 else 0.0
+    return own, ttl_s + (turns - 1) * mean_min_gap(ttl_s, gap_mean_s, gap_cv)
+
+
 def arrival_hits(profile: Profile, traffic: Traffic, ttl_s: float, gap_mean_s: float, gap_cv: float) -> Hits:
     """The per-conversation hit model for realtime requests (see the module docstring)."""
-    own = gap_within(ttl_s, gap_mean_s, gap_cv) if profile.turns > 1 else 0.0
-    covered = ttl_s + (profile.turns - 1) * mean_min_gap(ttl_s, gap_mean_s, gap_cv)
+    own, covered = breakpoint_lifetimes(profile.turns, ttl_s, gap_mean_s, gap_cv)
     active_s = traffic.active_seconds_per_month
     rate = traffic.conversations_per_month / active_s if active_s else 0.0
     return Hits(first=first_turn_hit(rate, covered, traffic.active_hours_per_day * 3600.0), own=own)
@@ -158,49 +164,120 @@ def conversation_bill(profile: Profile, model: ClaudeModel, option: CacheOption,
     On the Batch API the conversation breakpoint is never offered and every turn's static hit
     chance is `hits.first` (requests of one conversation are not timed together).
     """
-    return _bill(profile.static_prefix_tokens, profile.input_tokens_per_turn, profile.output_tokens_per_turn, profile.turns,
-                 profile.resend_history, model.min_cacheable_tokens, option, hits.first, hits.own, batch)
+    return bill_plan(profile, model.min_cacheable_tokens, option, hits.own, batch).bill(hits.first)
 
 
-@lru_cache(maxsize=65536)  # caching off, or hits saturated at high volume: one bill serves many volumes
-def _bill(S: int, In: int, Out: int, T: int, resend_history: bool, minimum: int, option: CacheOption, first: float, own_live: float,
-          batch: bool) -> TokenBill:
-    # S: static prefix; In, Out: new input and output per turn; T: turns
-    static_cacheable = option.enabled and S >= minimum and S > 0
-    own = 0.0 if batch else own_live
-    uncached = write = read = 0.0
-    static_hits = conv_hits = 0.0
-    # A read needs an entry: only a turn whose own breakpoint was cacheable (at or over the
-    # model's minimum) wrote its prefix; turns under the minimum write nothing to read back.
-    prev_written = False
-    for k in range(1, T + 1):
-        history = (k - 1) * (In + Out) if resend_history else 0
-        lead = 0 if static_cacheable else S  # static tokens not covered by their own breakpoint
-        dynamic = lead + history + In
-        conv_cacheable = option.conversation and not batch and T > 1 and (S + history + In) >= minimum
-        reads_own = conv_cacheable and prev_written and resend_history and k > 1
-        p_own = own if reads_own else 0.0
-        # the static prefix: live when the previous turn was within the TTL, or another conversation's
-        if static_cacheable:
-            p_static = first if (k == 1 or batch) else 1.0 - (1.0 - own) * (1.0 - first)
-            read += p_static * S
-            write += (1 - p_static) * S
-            static_hits += p_static
-        if reads_own:
-            # the previous turn's breakpoint covered everything up to its own input
-            read += p_own * (dynamic - Out - In)
-            write += p_own * (Out + In) + (1 - p_own) * dynamic
-            conv_hits += p_own
-        elif conv_cacheable:
-            write += dynamic
-        else:
-            uncached += dynamic
-        prev_written = conv_cacheable
-    return TokenBill(
-        uncached_input=uncached,
-        cache_write=write,
-        cache_read=read,
-        output=float(Out * T),
-        static_hit_rate=static_hits / T if static_cacheable else 0.0,
-        conversation_hit_rate=conv_hits / (T - 1) if option.conversation and T > 1 and not batch else 0.0,
-    )
+def bill_plan(profile: Profile, minimum: int, option: CacheOption, own_live: float, batch: bool) -> BillPlan:
+    return _plan(profile.static_prefix_tokens, profile.input_tokens_per_turn, profile.output_tokens_per_turn, profile.turns,
+                 profile.resend_history, minimum, option.enabled, option.conversation, own_live, batch)
+
+
+#: One step of a conversation's bill: whether the turn is a later one (its static hit chance
+#: includes its own previous request), then what it adds to the cache reads and writes whatever
+#: the static hit chance (None: nothing).
+_Step = tuple[bool, float | None, float | None]
+
+
+class BillPlan:
+    """One conversation's bill as a function of `first` alone, the chance that a first turn finds
+    the static prefix live; the planner prices each option at dozens of volumes and only that
+    chance changes between them. What does not depend on it (which breakpoints are cacheable, the
+    history each turn re-sends, the conversation breakpoint's reads and writes) is worked out
+    once, turn by turn; `bill` then adds up the same terms in the same order per turn.
+
+    Per turn k (S static prefix, In/Out new input and output, T turns):
+    - the static prefix, when cacheable (caching on, S at or over the model's minimum): read with
+      its hit chance (`first` on a first turn or on the Batch API, else 1 - (1 - own)(1 - first)),
+      written otherwise;
+    - the rest of the prompt (the static prefix when not cacheable, the re-sent history, the new
+      input): read up to the previous turn's conversation breakpoint when the gap was within the
+      TTL (chance `own`) and that turn wrote one, written at the new breakpoint, or uncached.
+    A read needs an entry: only a turn whose own breakpoint was cacheable (at or over the model's
+    minimum) wrote its prefix; turns under the minimum write nothing to read back.
+    """
+
+    __slots__ = ("static", "S", "turns", "keep", "steps", "uncached", "conv_hits", "output", "conv_rated", "write0", "read0")
+
+    def __init__(self, S: int, In: int, Out: int, T: int, resend_history: bool, minimum: int, enabled: bool, conversation: bool,
+                 own_live: float, batch: bool) -> None:
+        static_cacheable = enabled and S >= minimum and S > 0
+        own = 0.0 if batch else own_live
+        uncached = conv_hits = 0.0
+        steps: list[_Step] = []
+        prev_written = False
+        for k in range(1, T + 1):
+            history = (k - 1) * (In + Out) if resend_history else 0
+            lead = 0 if static_cacheable else S  # static tokens not covered by their own breakpoint
+            dynamic = lead + history + In
+            conv_cacheable = conversation and not batch and T > 1 and (S + history + In) >= minimum
+            reads_own = conv_cacheable and prev_written and resend_history and k > 1
+            read_add: float | None = None
+            write_add: float | None = None
+            if reads_own:
+                # the previous turn's breakpoint covered everything up to its own input
+                read_add = own * (dynamic - Out - In)
+                write_add = own * (Out + In) + (1 - own) * dynamic
+                conv_hits += own
+            elif conv_cacheable:
+                write_add = dynamic
+            else:
+                uncached += dynamic
+            steps.append((k > 1 and not batch, read_add, write_add))
+            prev_written = conv_cacheable
+        self.static, self.S, self.turns = static_cacheable, S, T
+        #: 1 - own: a later turn misses the static prefix only when its own gap and the others both missed.
+        self.keep = 1.0 - own
+        self.steps = tuple(steps)
+        self.uncached, self.conv_hits, self.output = uncached, conv_hits, float(Out * T)
+        self.conv_rated = conversation and T > 1 and not batch
+        self.write0, self.read0, _ = self._terms(0.0)
+
+    def _terms(self, first: float) -> tuple[float, float, float]:
+        """(cache writes, cache reads, static hits summed over the turns)."""
+        write = read = static_hits = 0.0
+        if self.static:
+            S = self.S
+            later = 1.0 - self.keep * (1.0 - first)
+            read_1, write_1, read_k, write_k = first * S, (1 - first) * S, later * S, (1 - later) * S
+            for is_later, read_add, write_add in self.steps:
+                if is_later:
+                    read += read_k
+                    write += write_k
+                    static_hits += later
+                else:
+                    read += read_1
+                    write += write_1
+                    static_hits += first
+                if read_add is not None:
+                    read += read_add
+                if write_add is not None:
+                    write += write_add
+            return write, read, static_hits
+        for _, read_add, write_add in self.steps:
+            if read_add is not None:
+                read += read_add
+            if write_add is not None:
+                write += write_add
+        return write, read, static_hits
+
+    def cached(self, first: float) -> tuple[float, float]:
+        """(cache writes, cache reads) of one conversation: all the pricing needs besides the constants."""
+        if not self.static:
+            return self.write0, self.read0
+        write, read, _ = self._terms(first)
+        return write, read
+
+    def bill(self, first: float) -> TokenBill:
+        write, read, static_hits = self._terms(first) if self.static else (self.write0, self.read0, 0.0)
+        T = self.turns
+        return TokenBill(
+            uncached_input=self.uncached,
+            cache_write=write,
+            cache_read=read,
+            output=self.output,
+            static_hit_rate=static_hits / T if self.static else 0.0,
+            conversation_hit_rate=self.conv_hits / (T - 1) if self.conv_rated else 0.0,
+        )
+
+
+_plan = lru_cache(maxsize=4096)(BillPlan)  # the same few plans serve every volume an agent is priced at

@@ -22,6 +22,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from agentdeploy.errors import InvalidInput
+from agentdeploy.images import EngineImage
 from agentdeploy.planner.figures import out_of_window
 from agentdeploy.planner.problems import clean_loc, describe
 from agentdeploy.planner.textcheck import control_characters, dotted
@@ -159,7 +160,7 @@ class GpuInstance(Sourced):
     #: Dense BF16 tensor TFLOPS of one GPU (datasheet), for the FLOPs-based prefill estimate.
     bf16_tflops: float = Field(gt=0)
     perf: dict[str, InstancePerf] = Field(default_factory=dict)
-    #: Alternative instance types of the same GPU class for mixed-instances overrides.
+    #: Other sizes of the same GPU (informational; the fleet's types come from planner/families.py).
     alternatives: list[str] = Field(default_factory=list)
 
 
@@ -218,6 +219,7 @@ class Catalog(BaseModel):
     claude_models: dict[str, ClaudeModel]
     open_models: dict[str, OpenModel]
     gpu_instances: dict[str, GpuInstance]
+    engine_image: EngineImage  # the vLLM engine image GPU nodes run (agentdeploy/images.py)
     assumptions: Assumptions
     infrastructure: Infrastructure
     #: Where each override came from, in the order applied.

@@ -7,7 +7,7 @@ Claude spend of traffic a self-hosted agent falls back on.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from agentdeploy.planner.caching import CacheOption, TokenBill
 from agentdeploy.planner.catalog import ClaudeModel
@@ -35,7 +35,11 @@ class MonthCost:
     total: float = 0.0
 
     def items(self) -> CostItems:
-        return CostItems(**asdict(self))
+        return CostItems(
+            uncached_input=self.uncached_input, cache_write=self.cache_write, cache_read=self.cache_read, output=self.output,
+            batch_discount=self.batch_discount, gpu_spot=self.gpu_spot, gpu_on_demand=self.gpu_on_demand, fallback_api=self.fallback_api,
+            ops_overhead=self.ops_overhead, total=self.total,
+        )
 
 
 def _priced(bill: TokenBill, model: ClaudeModel, option: CacheOption, batch: bool, conversations: float) -> tuple[float, float, float, float, float]:

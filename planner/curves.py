@@ -15,7 +15,6 @@ from agentdeploy.planner.options import (
     ApiOption,
     GpuOption,
     api_cost_at,
-    api_total_at,
     best_api_option,
     fleet_month_floor,
     gpu_cost_at,
@@ -30,13 +29,8 @@ def break_even_volume(ctx: AgentContext, gpu: GpuOption | None, api_ref: ApiOpti
     """Conversations/month where self-hosting the best qualifying open model costs what the API does."""
     if gpu is None or api_ref.route != "api":
         return None
-    agent, catalog = ctx.agent, ctx.catalog
-    seen: dict[float, float] = {}
-
-    def api_curve(v: float) -> float:
-        if v not in seen:
-            seen[v] = api_total_at(agent, api_ref.model, api_ref.cache, catalog, v, batch=False)
-        return seen[v]
+    api_pricer = ctx.pricers.api(api_ref.model, api_ref.cache, batch=False)
+    api_curve = api_pricer.total  # remembers each volume's total
 
     same = gpu.fallback.model_id == api_ref.model_id and gpu.fallback.cache == api_ref.cache
 
@@ -45,7 +39,7 @@ def break_even_volume(ctx: AgentContext, gpu: GpuOption | None, api_ref: ApiOpti
         fallback_usd = api_curve(v) if same else None
         return gpu_month_total(ctx, gpu.open_model, gpu.instance, gpu.fallback, v, fallback_usd)
 
-    value = break_even(api_curve, gpu_curve, gpu_floor=fleet_month_floor(ctx, gpu.instance))
+    value = break_even(api_curve, gpu_curve, gpu_floor=fleet_month_floor(ctx, gpu.instance), api_rate=api_pricer.max_per_conversation)
     return None if value is None else round(value, 1)
 
 

@@ -19,13 +19,7 @@ from dataclasses import dataclass
 
 from agentdeploy.planner.catalog import Assumptions, GpuInstance, InstancePerf, OpenModel
 from agentdeploy.planner.cost import MonthCost, gpu_items, gpu_total
-from agentdeploy.planner.latency import (
-    Estimate,
-    gpu_estimate,
-    largest_prompt_tokens,
-    mean_prompt_tokens,
-    per_stream_speed,
-)
+from agentdeploy.planner.latency import Estimate, Prompt, gpu_times, per_stream_speed, prompt_of
 from agentdeploy.planner.spec import AgentDecision
 from agentdeploy.planner.traffic import Traffic
 
@@ -76,35 +70,72 @@ class Replica:
     compute_s: float
 
 
-def replica_for(agent: AgentDecision, perf: InstancePerf, assumptions: Assumptions, prefill_tok_s: float) -> Replica:
+def replica_for(agent: AgentDecision, perf: InstancePerf, assumptions: Assumptions, prefill_tok_s: float, prompt: Prompt | None = None) -> Replica:
     capacity = max(1, math.floor(perf.knee_concurrency * assumptions.gpu_target_utilisation))
-    profile = agent.profile
-    estimate = gpu_estimate(perf, profile, capacity, prefill_tok_s)
-    prefill_s = mean_prompt_tokens(profile) / prefill_tok_s
+    p = prompt or prompt_of(agent.profile)
+    ttft, _ = gpu_times(perf, p.largest, p.p95_output, capacity, prefill_tok_s)
+    prefill_s = p.mean / prefill_tok_s
     speed = max(1e-9, per_stream_speed(perf, capacity))
     # the p95 first token already holds the largest prompt's prefill: use the mean prompt here
-    duration = estimate.ttft_p95_s - largest_prompt_tokens(profile) / prefill_tok_s + prefill_s + profile.output_tokens_per_turn / speed
+    duration = ttft - p.largest / prefill_tok_s + prefill_s + p.output / speed
     # a replica's compute: each request takes its prefill plus its share of the decode at capacity
-    compute_s = prefill_s + profile.output_tokens_per_turn / (speed * capacity)
+    compute_s = prefill_s + p.output / (speed * capacity)
     return Replica(capacity, duration, compute_s)
 
 
-def _hours(agent: AgentDecision, r: Replica, traffic: Traffic, idle_minutes: int, cold_start_s: float) -> tuple[int, int, float, float]:
-    """(base replicas, peak replicas, replica hours, on-demand hours) a month."""
+def replica_counts(r: Replica, avg_rps: float, peak_rps: float) -> tuple[int, int]:
+    """(base, peak) replicas: enough slots for the concurrency and enough compute for the rate."""
     capacity, duration, compute_s = r.capacity, r.duration_s, r.compute_s
-    avg_conc, peak_conc = traffic.avg_rps * duration, traffic.peak_rps * duration
-    base = max(1, math.ceil(avg_conc / capacity), math.ceil(traffic.avg_rps * compute_s))
-    peak = max(base, math.ceil(peak_conc / capacity), math.ceil(traffic.peak_rps * compute_s))
-    hours = traffic.active_hours_per_day
+    avg_conc, peak_conc = avg_rps * duration, peak_rps * duration
+    base = max(1, math.ceil(avg_conc / capacity), math.ceil(avg_rps * compute_s))
+    peak = max(base, math.ceil(peak_conc / capacity), math.ceil(peak_rps * compute_s))
+    return base, peak
+
+
+def replica_hours(on_demand: int, base: int, peak: int, hours: float, days: float, idle_minutes: int, cold_start_s: float) -> tuple[float, float]:
+    """(replica hours, on-demand hours) a month for `base` and `peak` replicas; `on_demand` base
+    replicas at most run on-demand."""
     tail = 0.0 if hours >= 24 else idle_minutes / 60.0
     boot = cold_start_s / 3600.0
     # every replica started in a day bills its boot: the base ones after each night's scale-to-zero
     boots_per_day = (base if hours < 24 else 0) + (peak - base)
     per_day = base * (hours + tail) + (peak - base) * hours * PEAK_SHARE_OF_DAY + boots_per_day * boot
-    replica_hours = per_day * traffic.days_per_month
-    od_base = min(on_demand_base(agent), base)
-    od_hours = od_base * (hours + tail + (boot if hours < 24 else 0.0)) * traffic.days_per_month
-    return base, peak, replica_hours, od_hours
+    od_base = min(on_demand, base)
+    od_hours = od_base * (hours + tail + (boot if hours < 24 else 0.0)) * days
+    return per_day * days, od_hours
+
+
+def _hours(agent: AgentDecision, r: Replica, traffic: Traffic, idle_minutes: int, cold_start_s: float) -> tuple[int, int, float, float]:
+    """(base replicas, peak replicas, replica hours, on-demand hours) a month."""
+    base, peak = replica_counts(r, traffic.avg_rps, traffic.peak_rps)
+    hours, od_hours = replica_hours(on_demand_base(agent), base, peak, traffic.active_hours_per_day, traffic.days_per_month, idle_minutes,
+                                    cold_start_s)
+    return base, peak, hours, od_hours
+
+
+def shape_of(prompt: Prompt, perf: InstancePerf, r: Replica, prefill_tok_s: float, counts: tuple[int, int], hours: tuple[float, float],
+             rates: tuple[float, float]) -> FleetShape:
+    """The fleet at (base, peak) replicas, (replica, on-demand) hours and (average, busiest-hour)
+    requests a second, with the latency its busiest hour sees."""
+    (base, peak), (replica_hours, od_hours), (avg_rps, peak_rps) = counts, hours, rates
+    capacity = r.capacity
+    return FleetShape(
+        capacity_per_replica=capacity,
+        average_replicas=round(max(1.0, avg_rps * r.duration_s / capacity), 3),
+        base_replicas=base,
+        peak_replicas=peak,
+        replica_hours_per_month=replica_hours,
+        on_demand_hours=od_hours,
+        spot_hours=max(0.0, replica_hours - od_hours),
+        estimate=planned_estimate(prompt, perf, r, prefill_tok_s, peak, peak_rps),
+    )
+
+
+def planned_estimate(prompt: Prompt, perf: InstancePerf, r: Replica, prefill_tok_s: float, peak: int, peak_rps: float) -> Estimate:
+    """The p95s at the concurrency each of `peak` replicas runs in the busiest hour (not the cap):
+    what users see."""
+    ttft, total = gpu_times(perf, prompt.largest, prompt.p95_output, min(r.capacity, max(1.0, peak_rps * r.duration_s / peak)), prefill_tok_s)
+    return Estimate(max(ttft, 0.0), total)
 
 
 def shape_fleet(
@@ -112,21 +143,8 @@ def shape_fleet(
     prefill_tok_s: float, cold_start_s: float, replica: Replica | None = None,
 ) -> FleetShape:
     r = replica or replica_for(agent, perf, assumptions, prefill_tok_s)
-    capacity, duration = r.capacity, r.duration_s
     base, peak, replica_hours, od_hours = _hours(agent, r, traffic, idle_minutes, cold_start_s)
-    avg_conc, peak_conc = traffic.avg_rps * duration, traffic.peak_rps * duration
-    # At the planned concurrency per replica (not the cap), latency is what users see on average load.
-    planned = gpu_estimate(perf, agent.profile, min(capacity, max(1.0, peak_conc / peak)), prefill_tok_s)
-    return FleetShape(
-        capacity_per_replica=capacity,
-        average_replicas=round(max(1.0, avg_conc / capacity), 3),
-        base_replicas=base,
-        peak_replicas=peak,
-        replica_hours_per_month=replica_hours,
-        on_demand_hours=od_hours,
-        spot_hours=max(0.0, replica_hours - od_hours),
-        estimate=Estimate(max(planned.ttft_p95_s, 0.0), planned.total_p95_s),
-    )
+    return shape_of(prompt_of(agent.profile), perf, r, prefill_tok_s, (base, peak), (replica_hours, od_hours), (traffic.avg_rps, traffic.peak_rps))
 
 
 def fallback_share(shape: FleetShape, traffic: Traffic, assumptions: Assumptions, cold_start_s: float) -> float:
@@ -136,18 +154,19 @@ def fallback_share(shape: FleetShape, traffic: Traffic, assumptions: Assumptions
     - the busy hour's requests above the base replicas' share while the extra replicas boot;
     - a spot interruption takes one replica's share of the traffic until its replacement serves.
     """
-    return _share(shape.base_replicas, shape.peak_replicas, shape.spot_hours, shape.replica_hours_per_month, traffic, assumptions, cold_start_s)
+    return share_of(shape.base_replicas, shape.peak_replicas, shape.spot_hours, shape.replica_hours_per_month, traffic.active_hours_per_day,
+                    traffic.peak_factor, assumptions, cold_start_s)
 
 
-def _share(base: int, peak: int, spot_hours: float, replica_hours: float, traffic: Traffic, assumptions: Assumptions,
-           cold_start_s: float) -> float:
-    hours = traffic.active_hours_per_day
+def share_of(base: int, peak: int, spot_hours: float, replica_hours: float, hours: float, peak_factor: float, assumptions: Assumptions,
+             cold_start_s: float) -> float:
+    """`fallback_share` from the fleet's counts and hours and the day's shape."""
     day_s = hours * 3600.0
     cold = min(1.0, cold_start_s / day_s) if hours < 24 else 0.0
     spill = 0.0
     if peak > base:
         busy_s = day_s * PEAK_SHARE_OF_DAY
-        spill = (1 - base / peak) * min(cold_start_s, busy_s) / day_s * traffic.peak_factor
+        spill = (1 - base / peak) * min(cold_start_s, busy_s) / day_s * peak_factor
     interruptions = spot_hours * assumptions.spot_interruptions_per_month / 730.0
     lost = interruptions * cold_start_s / 3600.0 / replica_hours if replica_hours else 0.0
     return min(1.0, cold + spill + lost)
@@ -179,7 +198,7 @@ def fleet_total(agent: AgentDecision, instance: GpuInstance, replica: Replica, t
     ramp and the break-even scan need only the total): the same hours, share and sum."""
     base, peak, replica_hours, od_hours = _hours(agent, replica, traffic, idle_minutes, instance.cold_start_s)
     spot_hours = max(0.0, replica_hours - od_hours)
-    share = _share(base, peak, spot_hours, replica_hours, traffic, assumptions, instance.cold_start_s)
+    share = share_of(base, peak, spot_hours, replica_hours, traffic.active_hours_per_day, traffic.peak_factor, assumptions, instance.cold_start_s)
     return gpu_total(on_demand_hours=od_hours, spot_hours=spot_hours, on_demand_rate=instance.on_demand_usd_per_hour,
                      spot_rate=instance.spot_usd_per_hour, fallback_api_usd=share * fallback_api_monthly_usd,
                      ops_overhead_usd=ops_overhead_usd)

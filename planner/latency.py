@@ -11,6 +11,7 @@ the conversation's largest (the last turn: static prefix, the history it re-send
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from agentdeploy.planner.catalog import ClaudeModel, InstancePerf
 from agentdeploy.planner.spec import Measure, Profile
@@ -64,12 +65,30 @@ def per_stream_speed(perf: InstancePerf, concurrency: float) -> float:
     return aggregate / c
 
 
+class Prompt(NamedTuple):
+    """The profile's figures a replica's latency and load read, worked out once per agent."""
+
+    largest: int
+    mean: float
+    p95_output: float
+    output: int
+
+
+def prompt_of(profile: Profile) -> Prompt:
+    return Prompt(largest_prompt_tokens(profile), mean_prompt_tokens(profile), p95_output_tokens(profile), profile.output_tokens_per_turn)
+
+
 def gpu_estimate(perf: InstancePerf, profile: Profile, concurrency: float, prefill_tok_s: float) -> Estimate:
+    return Estimate(*gpu_times(perf, largest_prompt_tokens(profile), p95_output_tokens(profile), concurrency, prefill_tok_s))
+
+
+def gpu_times(perf: InstancePerf, largest: int, p95_output: float, concurrency: float, prefill_tok_s: float) -> tuple[float, float]:
+    """(p95 first token, p95 whole answer) of a replica running `concurrency` streams."""
     c = max(1.0, concurrency)
     queue = perf.ttft_p95_s_at_knee * max(0.3, min(1.0, c / perf.knee_concurrency))
-    ttft = queue + largest_prompt_tokens(profile) / prefill_tok_s + GPU_NETWORK_S
+    ttft = queue + largest / prefill_tok_s + GPU_NETWORK_S
     speed = per_stream_speed(perf, c)
-    return Estimate(round(ttft, 3), round(ttft + p95_output_tokens(profile) / speed, 3))
+    return round(ttft, 3), round(ttft + p95_output / speed, 3)
 
 
 def batch_estimate() -> Estimate:

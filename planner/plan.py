@@ -112,7 +112,7 @@ class FleetPlan(_Model):
     hf_repo: str  # what vLLM loads
     served_model_name: str
     instance_type: str
-    #: Alternatives of the same GPU class, for the mixed-instances policy's overrides.
+    #: Every type the group may launch, chosen first (planner/families.py: the rule), for the overrides.
     instance_types: list[str]
     gpu: str
     on_demand_base_capacity: int

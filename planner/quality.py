@@ -9,6 +9,7 @@ Measured eval scores, when the decision file gives them, override these rules pe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from agentdeploy.planner.catalog import ClaudeModel, OpenModel
 from agentdeploy.planner.spec import Quality
@@ -43,9 +44,13 @@ def judge(model_id: str, model: ClaudeModel | OpenModel, quality: Quality) -> Ve
         ok = score >= evals.pass_threshold
         verb = "passes" if ok else "fails"
         return Verdict(ok, None, f"{model_id} {verb} the agent's evals ({score:.2f} vs threshold {evals.pass_threshold:.2f})")
-    floor = quality_floor(quality)
     tier = model.quality_tier if isinstance(model, ClaudeModel) else model.task_tiers.get(quality.task)
+    return _by_tier(model_id, tier, quality.task, quality_floor(quality))
+
+
+@lru_cache(maxsize=4096)  # a few models x tasks x floors; the planner asks for each per agent, several times
+def _by_tier(model_id: str, tier: int | None, task: str, floor: int) -> Verdict:
     if tier is None:
-        return Verdict(False, None, f"{model_id} is not fit for {quality.task} tasks")
+        return Verdict(False, None, f"{model_id} is not fit for {task} tasks")
     ok = tier >= floor
     return Verdict(ok, tier, f"{model_id} tier {tier} {'meets' if ok else 'is below'} floor {floor}")

@@ -16,6 +16,7 @@ from agentdeploy.planner.budget import budget_plan, degrade_model
 from agentdeploy.planner.catalog import Assumptions, Catalog
 from agentdeploy.planner.context import GPU_MAX_TOKENS, context_need, max_tokens_for
 from agentdeploy.planner.curves import break_even_volume
+from agentdeploy.planner.families import spread
 from agentdeploy.planner.fleet import on_demand_base
 from agentdeploy.planner.latency import self_hosted_ttft
 from agentdeploy.planner.options import ApiOption, Choice, GpuOption, hits_at, ramp_volumes
@@ -56,8 +57,10 @@ def agent_plan(ctx: AgentContext, choice: Choice, alternatives: Alternatives, wh
         quality_tier = choice.open_model.task_tiers.get(agent.quality.task)
         # vLLM caches prefixes by itself; the plan's cache settings are for the Claude fallback.
         why.append(explain.fleet_cache(agent, api_ref))
-        fleet = fleet_plan(agent, choice, assumptions)
+        types = spread(ctx.catalog, choice.open_model, choice.instance_type)
+        fleet = fleet_plan(agent, choice, assumptions, types.types)
         why.append(explain.fleet_line(fleet, api_ref))
+        why.append(types.reason)
         why.append(explain.ops_line(ctx, choice))
         gpu_monthly = _monthly(choice)
     else:
@@ -74,7 +77,7 @@ def agent_plan(ctx: AgentContext, choice: Choice, alternatives: Alternatives, wh
     if route != "batch" and ctx.measure != "none":
         why.insert(1, explain.latency_line(ctx, estimate))
     if route == "api":
-        why += [explain.missed_ceiling(ctx, o) for o in alternatives.api_options if o.month_12.total < choice.month_12.total and o is not choice]
+        why += [explain.missed_ceiling(ctx, o) for o in alternatives.api_options if o.totals[1] < choice.month_12.total and o is not choice]
     streaming = ctx.audience == "interactive" and route != "batch"
     why.append(explain.streaming_line(streaming))
     max_tokens = max_tokens_for(agent.profile, cap, assumptions.max_tokens_margin)
@@ -157,7 +160,7 @@ def cache_decision(agent: AgentDecision, option: ApiOption, ctx_catalog: Catalog
     )
 
 
-def fleet_plan(agent: AgentDecision, choice: GpuOption, assumptions: Assumptions) -> FleetPlan:
+def fleet_plan(agent: AgentDecision, choice: GpuOption, assumptions: Assumptions, instance_types: list[str]) -> FleetPlan:
     """The fleet the Pulumi program and node templates build: sized for the busier month."""
     shape_l, shape_m = choice.shape_launch, choice.shape_month_12
     peak = max(shape_l.peak_replicas, shape_m.peak_replicas)
@@ -169,7 +172,7 @@ def fleet_plan(agent: AgentDecision, choice: GpuOption, assumptions: Assumptions
         hf_repo=om.hf_repo,
         served_model_name=choice.open_id,
         instance_type=choice.instance_type,
-        instance_types=[choice.instance_type] + [t for t in inst.alternatives if t != choice.instance_type],
+        instance_types=instance_types,
         gpu=inst.gpu,
         on_demand_base_capacity=on_demand_base(agent),
         on_demand_percentage_above_base=0,

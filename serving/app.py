@@ -10,6 +10,10 @@ client errors) -> stream or collect the answer in the client's protocol (deliver
 the budget to what every attempt billed (in a `finally`) -> metrics and one log line, for
 every request, refusals and failures of the gateway itself included.
 
+Beside the requests: pollers (each replica's load and node health), fleet discovery (each GPU
+node from AWS: discovery.py), the wake of a fleet a request found without a healthy node
+(wake.py), and the CloudWatch publisher.
+
 Lifecycle: SIGTERM stops accepting, /readyz turns 503, in-flight requests drain for up to
 `drain_timeout_s`; SIGHUP reloads the config file (and replica files) without dropping
 connections.
@@ -44,6 +48,7 @@ from agentdeploy.serving.budget import (
 from agentdeploy.serving.chain import ChainWalker
 from agentdeploy.serving.config import GatewayConfig, load_config
 from agentdeploy.serving.deliver import Ledger, RequestContext
+from agentdeploy.serving.discovery import AwsFleetReader, discover_forever, first_reads, readers_for
 from agentdeploy.serving.http1 import Handler, Headers, Limits, Request, Response, Server, StreamResponse
 from agentdeploy.serving.httpclient import Pool
 from agentdeploy.serving.metrics import GatewayMetrics
@@ -51,7 +56,8 @@ from agentdeploy.serving.protocol.events import ApiKind
 from agentdeploy.serving.redact import Redactor
 from agentdeploy.serving.replies import Replies, json_reply
 from agentdeploy.serving.runtime import Runtime
-from agentdeploy.serving.upstreams import poll_forever
+from agentdeploy.serving.upstreams import NO_HEALTHY, Upstream, poll_forever
+from agentdeploy.serving.wake import FleetWaker, wakers_for
 
 log = logging.getLogger("agentdeploy.gateway")
 perf = time.perf_counter
@@ -84,7 +90,10 @@ class Gateway:
         self.replies = Replies(self.redactor)
         self.ledger = Ledger(self.metrics, self.redactor, config.log_requests)
         self.admission = Admission(self.store, self.ledger, self.replies)
-        self.chain = ChainWalker(self.pool, self.ledger, self.replies)
+        self.chain = ChainWalker(self.pool, self.ledger, self.replies, on_unmet=self._unmet)
+        self.wakers: dict[str, FleetWaker] = {}
+        self.readers: dict[str, AwsFleetReader] = {}
+        self._fleet_control()
         self.batches = BatchRoom(self)  # /v1/messages/batches, /v1/files, /v1/batches
         self.draining = False
         self.in_flight = 0
@@ -157,6 +166,7 @@ class Gateway:
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)
         # No cookies: upstream cookies must never leak between agents, and the jar costs time per request.
         self.session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+        await first_reads(self.runtime.upstreams, self.readers, self.metrics)  # nodes known before requests
         self._start_pollers()
         await self.batches.start()  # follow the batches not settled yet (shared store: any replica's)
         interval = self.runtime.config.cloudwatch_interval_s
@@ -179,6 +189,21 @@ class Gateway:
                 out[name] = agent.chain[0].upstream.name
         return out
 
+    def _fleet_control(self) -> None:
+        """Wakers and discovery readers for the fleets of the current config (kept across a
+        reload when their spec is unchanged: rate limits, AWS clients, known addresses)."""
+        ups = self.runtime.upstreams.values()
+        self.wakers = wakers_for({u.name: u.spec.wake for u in ups if u.spec.wake}, self.wakers, self.metrics)
+        self.readers = readers_for(ups, self.readers)
+
+    def _unmet(self, agent: str, up: Upstream, reason: str) -> None:
+        """A request meant for a fleet that could not take it: counted (UnmetDemand), and a fleet
+        without a healthy node is asked to wake (at most once per its interval, never waited for)."""
+        self.metrics.unmet.inc((agent, up.name, reason))
+        waker = self.wakers.get(up.name)
+        if reason == NO_HEALTHY and waker is not None:
+            waker.request()
+
     def _start_pollers(self) -> None:
         for task in self._pollers:
             task.cancel()
@@ -189,6 +214,9 @@ class Gateway:
             asyncio.ensure_future(poll_forever(session, up))
             for up in self.runtime.upstreams.values()
             if up.kind == "openai" and up.spec.metrics_poll_s > 0
+        ] + [
+            asyncio.ensure_future(discover_forever(self.runtime.upstreams[name], reader, self.metrics))
+            for name, reader in self.readers.items()
         ]
 
     async def stop(self) -> None:
@@ -196,6 +224,9 @@ class Gateway:
             task.cancel()
         if self._cloudwatch is not None:
             self._cloudwatch.cancel()
+        for waker in self.wakers.values():
+            if waker.task is not None:
+                waker.task.cancel()
         if self._background:
             await asyncio.wait(self._background, timeout=5)
         if self.session:
@@ -216,6 +247,7 @@ class Gateway:
             return False
         self.runtime = runtime
         self.ledger.log_requests = config.log_requests
+        self._fleet_control()
         if self.session is not None:
             self._start_pollers()
         log.info("config reloaded from %s", self.config_path)
@@ -246,6 +278,8 @@ class Gateway:
             # request that has ended, settled (a scraper, or a test, reads a settled state).
             await asyncio.wait(list(self._background), timeout=1.0)
         m = self.metrics
+        for gauge in (m.circuit, m.queue, m.draining):
+            gauge.values.clear()  # only the targets there are now: discovered nodes come and go
         for up in self.runtime.upstreams.values():
             for t in up.targets:
                 state = t.breaker.state

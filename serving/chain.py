@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import orjson
@@ -28,7 +29,7 @@ from agentdeploy.serving.protocol.requests import TranslationError, upstream_req
 from agentdeploy.serving.protocol.writers import client_error_type
 from agentdeploy.serving.replies import H_ERROR, H_MODEL, H_UPSTREAM, Replies, exhausted_error
 from agentdeploy.serving.runtime import Step
-from agentdeploy.serving.upstreams import Target
+from agentdeploy.serving.upstreams import Target, Upstream
 
 perf = time.perf_counter
 
@@ -44,12 +45,18 @@ class _Walk:
     payloads: dict[tuple[str, str], bytes] = field(default_factory=dict)
 
 
+#: Told when a request meant for a self-hosted fleet found it unable to take it: (agent,
+#: upstream, reason: no healthy node or all overloaded). The gateway counts it and wakes the fleet.
+UnmetHook = Callable[[str, Upstream, str], None]
+
+
 class ChainWalker:
-    def __init__(self, pool: Pool, ledger: Ledger, replies: Replies) -> None:
+    def __init__(self, pool: Pool, ledger: Ledger, replies: Replies, on_unmet: UnmetHook | None = None) -> None:
         self.pool = pool
         self.ledger = ledger
         self.metrics = ledger.metrics
         self.replies = replies
+        self.on_unmet = on_unmet
 
     async def run(self, ctx: RequestContext, chain: list[Step]) -> Response | StreamResponse:
         """Try each entry in order until one answers, or answer the client with the last failure."""
@@ -80,6 +87,8 @@ class ChainWalker:
         while True:
             target, why = up.pick(last_resort, step.ttft_timeout)
             if target is None:
+                if up.kind == "openai" and self.on_unmet is not None:
+                    self.on_unmet(ctx.agent.name, up, why)
                 return prev or fb.Failed(why, message=f"{up.name}: {why}")
             settled = False  # the breaker was told how the attempt went
             try:

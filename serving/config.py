@@ -7,8 +7,9 @@ by reference (an env var name or a file path); client keys only as SHA-256 hashe
 (`agentdeploy.serving.auth.hash_key`).
 
 - vLLM replicas: a static list in `replicas` and/or a `replicas_file` (one URL a line) the
-  gateway re-reads when it changes, so autoscaling never needs a restart; a config reload
-  (SIGHUP) re-reads everything else.
+  gateway re-reads when it changes, and/or a provisioned fleet's `discovery` (its nodes read
+  from AWS), so autoscaling never needs a restart; a config reload (SIGHUP) re-reads
+  everything else. `wake` lets the gateway raise a fleet at zero itself.
 - The last entry of a chain gets the generous `first_byte_timeout_s` (a late answer beats none).
 """
 
@@ -22,6 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from agentdeploy.errors import InvalidInput, MissingDependency
+from agentdeploy.naming import VLLM_PORT
 from agentdeploy.tokens import TokenPrices
 
 #: The Anthropic upstream's default base URL.
@@ -76,6 +78,38 @@ class BreakerSpec(_M):
     window: int = Field(default=10, ge=2)
 
 
+class DiscoverySpec(_M):
+    """Where the gateway finds a GPU fleet's nodes (serving/discovery.py): the target group's
+    health (healthy instance targets; draining ones get no new requests) and/or the Auto
+    Scaling group's InService instances, by private IP, re-read every `refresh_s`."""
+
+    region: str = Field(min_length=1)
+    target_group_arn: str | None = None
+    asg_name: str | None = None
+    #: Seconds between reads. The target group re-checks a node every 15 s, so faster buys
+    #: little; each read is one DescribeTargetHealth (plus DescribeInstances for a new node).
+    refresh_s: float = Field(default=5.0, ge=1.0)
+    #: The port vLLM listens on at each node (`http://<private ip>:<port>`).
+    port: int = Field(default=VLLM_PORT, gt=0, lt=65536)
+
+    @model_validator(mode="after")
+    def _source(self) -> DiscoverySpec:
+        if not self.target_group_arn and not self.asg_name:
+            raise ValueError("discovery needs `target_group_arn` (its health) or `asg_name` (its InService instances)")
+        return self
+
+
+class WakeSpec(_M):
+    """Raise a fleet at zero when requests arrive for it (serving/wake.py): SetDesiredCapacity
+    on `asg_name` to `capacity`, at most once per `min_interval_s`, off the request path."""
+
+    asg_name: str = Field(min_length=1)
+    capacity: int = Field(default=1, ge=1)
+    min_interval_s: float = Field(default=30.0, gt=0)
+    #: The group's region; None = the environment's (AWS_REGION).
+    region: str | None = None
+
+
 class UpstreamSpec(_M):
     kind: Literal["openai", "anthropic"]
     #: Anthropic: the API base URL. OpenAI-compatible: optional single URL (same as replicas=[url]).
@@ -103,9 +137,15 @@ class UpstreamSpec(_M):
     #: stream broken after its first token is finished on another replica. Never for Claude
     #: (current models reject assistant prefill) nor a server that may not know the flag.
     continuation: bool = False
+    #: Find the fleet's nodes from AWS and route to each directly (a GPU fleet of the stack).
+    discovery: DiscoverySpec | None = None
+    #: Raise the fleet's group from zero when a request finds no healthy node.
+    wake: WakeSpec | None = None
 
     @model_validator(mode="after")
     def _urls(self) -> UpstreamSpec:
+        if self.kind == "anthropic" and (self.discovery or self.wake):
+            raise ValueError("discovery and wake are for a self-hosted (openai) fleet, not Claude")
         if self.kind == "anthropic" and self.continuation:
             raise ValueError("continuation: Claude models reject assistant prefill; only a vLLM upstream can continue an answer")
         if self.kind == "anthropic" and not self.base_url:
@@ -222,7 +262,7 @@ class GatewayConfig(_M):
     first_byte_timeout_s: float = Field(default=60.0, gt=0)
     drain_timeout_s: float = Field(default=30.0, ge=0)
     log_requests: bool = True
-    #: Publish per-agent SpendUSD and wake-up Demand to CloudWatch every this many seconds
+    #: Publish per-agent SpendUSD, and UnmetDemand and FleetServed per GPU agent, to CloudWatch every this many seconds
     #: (0 = off; the provisioned stack turns it on, the task role may PutMetricData).
     cloudwatch_interval_s: float = Field(default=0.0, ge=0)
 

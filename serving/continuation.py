@@ -72,13 +72,18 @@ def refusal(sent: Sent, supported: bool, max_tokens: int) -> str:
 
 def continuation_payload(original: bytes, sent: Sent, max_tokens: int) -> bytes:
     """The original OpenAI-protocol request, with the text sent so far as a final assistant
-    message to continue, and only the tokens still allowed."""
+    message to continue, and only the tokens still allowed: the answer as a whole keeps the
+    client's bounds, so `max_tokens` and vLLM's `min_tokens` (no end of answer before it) both
+    count the tokens already sent."""
     req: dict[str, Any] = orjson.loads(original)
     req["messages"] = [*req.get("messages", []), {"role": "assistant", "content": sent.joined}]
     req["continue_final_message"] = True
     req["add_generation_prompt"] = False
     req["max_tokens"] = max_tokens - sent.chunks
     req.pop("max_completion_tokens", None)
+    min_tokens = req.get("min_tokens")
+    if isinstance(min_tokens, int) and not isinstance(min_tokens, bool):
+        req["min_tokens"] = max(0, min_tokens - sent.chunks)
     return orjson.dumps(req)
 
 

@@ -108,9 +108,13 @@ class GatewayMetrics:
         self.resends = Counter(p + "upstream_resends_total", "Requests sent again after a reused upstream connection failed unanswered.", ("target",))
         self.retries = Counter(p + "upstream_retries_total", "Attempts sent again to the same upstream (429/529 waits, transient failures).", ("agent", "upstream", "reason"))
         self.continuations = Counter(p + "continuations_total", "Streams broken after their first token, by outcome (continued, refused).", ("agent", "upstream", "outcome"))
+        self.unmet = Counter(p + "unmet_demand_total", "Requests meant for a self-hosted fleet it could not take (no healthy node, all full), by reason.", ("agent", "upstream", "reason"))
+        self.discovered = Gauge(p + "fleet_nodes", "Nodes discovery last found routable, per fleet upstream.", ("upstream",))
+        self.discovery_errors = Counter(p + "discovery_errors_total", "Failed reads of a fleet's nodes from AWS (the last list is kept), by error.", ("upstream", "error"))
+        self.wakes = Counter(p + "fleet_wakes_total", "Wake attempts for a fleet without a healthy node, by outcome (woken, already_up, rate_limited, error, ...).", ("upstream", "outcome"))
         self.all: list[Counter | Histogram] = [self.requests, self.errors, self.fallbacks, self.ttft, self.latency, self.overhead, self.tokens, self.cost,
                     self.budget_remaining, self.budget_rejections, self.circuit, self.queue, self.draining, self.in_flight, self.stream_errors,
-                    self.resends, self.retries, self.continuations]
+                    self.resends, self.retries, self.continuations, self.unmet, self.discovered, self.discovery_errors, self.wakes]
 
     def render(self) -> bytes:
         lines: list[str] = []

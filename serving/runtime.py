@@ -51,8 +51,7 @@ class Runtime:
         for name, up_spec in config.upstreams.items():
             up = Upstream(name, up_spec, config.breaker, secrets.get(name))
             if previous and name in previous.upstreams:
-                old = previous.upstreams[name]
-                up.set_urls([t.url for t in up.targets], keep={t.url: t for t in old.targets})
+                up.adopt(previous.upstreams[name])
             self.upstreams[name] = up
         self.agents: dict[str, Agent] = {}
         for name, spec in config.agents.items():

@@ -4,7 +4,8 @@ An OpenAI-compatible upstream (vLLM) has replicas; each carries a circuit breake
 requests this gateway has in flight to it, and the load its own `/metrics` reports
 (`vllm:num_requests_running` + `vllm:num_requests_waiting`). A poller reads those every
 `metrics_poll_s`, which doubles as the health probe (together with the node agent's /healthz
-when `node_health_port` is set), and re-reads `replicas_file`. The pick is the healthy replica
+when `node_health_port` is set), and re-reads `replicas_file`; a fleet's nodes found in AWS
+(discovery.py) join the static and file replicas as targets of their own. The pick is the healthy replica
 with the least load. A replica counts as overloaded when its load has reached
 `max_load_per_replica`, or when its queue over its measured finish rate would outlast the chain
 entry's first-token budget. A draining node is skipped, and an upstream with no healthy replica
@@ -113,8 +114,29 @@ class Upstream:
         self.targets: list[Target] = []
         self._file_mtime: float | None = None
         self._file_urls: list[str] = []
+        #: The fleet's nodes as discovery last found them (serving/discovery.py).
+        self.discovered: list[str] = []
         self.set_urls(self._static_urls())
         self.read_replicas_file()
+
+    def all_urls(self) -> list[str]:
+        return self._static_urls() + self._file_urls + self.discovered
+
+    def set_discovered(self, urls: list[str]) -> bool:
+        """Take discovery's node list; True when it changed. A node no longer listed keeps
+        its in-flight requests (they hold the Target) but gets no new ones."""
+        if urls == self.discovered:
+            return False
+        self.discovered = list(urls)
+        self.set_urls(self.all_urls())
+        return True
+
+    def adopt(self, old: Upstream) -> None:
+        """After a reload: keep the previous runtime's targets (breakers, load) and, for the
+        same discovery, the nodes it found (the next refresh corrects them)."""
+        if self.spec.discovery is not None and self.spec.discovery == old.spec.discovery:
+            self.discovered = list(old.discovered)
+        self.set_urls(self.all_urls(), keep={t.url: t for t in old.targets})
 
     def _static_urls(self) -> list[str]:
         urls = list(self.spec.replicas)
@@ -164,7 +186,7 @@ class Upstream:
             except OSError:
                 urls = []
         self._file_urls = urls
-        self.set_urls(self._static_urls() + urls)
+        self.set_urls(self.all_urls())
         log.info("replicas of %s now %s", self.name, [t.url for t in self.targets])
         return True
 

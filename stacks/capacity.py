@@ -61,21 +61,28 @@ def fleet_types(plan: Plan) -> list[str]:
     return sorted({t for a in plan.agents if a.fleet for t in [a.fleet.instance_type, *a.fleet.instance_types]})
 
 
+def fleet_classes(types: list[str], vcpus: Mapping[str, int]) -> dict[str, int]:
+    """Instance class -> vCPUs of the class's largest type among a fleet's `types`."""
+    out: dict[str, int] = {}
+    for t in types:
+        cls = instance_class(t)
+        if cls is not None:
+            out[cls] = max(out.get(cls, 0), vcpus.get(t, 0))
+    return out
+
+
 def needs(plan: Plan, vcpus: Mapping[str, int]) -> Needs:
-    """At max replicas on the largest of a fleet's types: spot for every replica (the usual
-    case), on-demand for every replica too (the fallback when spot runs out)."""
+    """At max replicas on the largest of a fleet's types, in every instance class its types
+    span (the group may launch any of them): spot for every replica (the usual case), and
+    on-demand for every replica too (the fallback when spot runs out)."""
     out = Needs()
     for agent in plan.agents:
         fleet = agent.fleet
         if fleet is None:
             continue
-        types = [fleet.instance_type, *fleet.instance_types]
-        cls = instance_class(fleet.instance_type)
-        if cls is None:
-            continue
-        per_node = max(vcpus.get(t, 0) for t in types)
-        out.on_demand[cls] = out.on_demand.get(cls, 0) + per_node * fleet.max_replicas
-        out.spot[cls] = out.spot.get(cls, 0) + per_node * fleet.max_replicas
+        for cls, per_node in fleet_classes([fleet.instance_type, *fleet.instance_types], vcpus).items():
+            out.on_demand[cls] = out.on_demand.get(cls, 0) + per_node * fleet.max_replicas
+            out.spot[cls] = out.spot.get(cls, 0) + per_node * fleet.max_replicas
     return out
 
 
@@ -84,9 +91,31 @@ def _request(code: str, value: int, region: str) -> str:
             f"--desired-value {value} --region {region}")
 
 
+def _blocked(facts: CapacityFacts) -> dict[str, set[str]]:
+    """Purchase option -> instance classes whose quota is below one node of the class."""
+    out: dict[str, set[str]] = {"on-demand": set(), "spot": set()}
+    for cls, (od_code, spot_code) in QUOTA_CODES.items():
+        smallest = min((v for t, v in facts.vcpus.items() if instance_class(t) == cls), default=1)
+        for label, code in (("on-demand", od_code), ("spot", spot_code)):
+            have = facts.quotas.get(code)
+            if have is not None and have < smallest:
+                out[label].add(cls)
+    return out
+
+
 def capacity_findings(plan: Plan, facts: CapacityFacts) -> list[Finding]:
     out: list[Finding] = []
     need = needs(plan, facts.vcpus)
+    blocked = _blocked(facts)
+    # per purchase option: the classes some fleet can launch in no other class than (its types
+    # all sit in blocked classes); a blocked quota there means nothing of that fleet launches
+    stranded: dict[str, set[str]] = {"on-demand": set(), "spot": set()}
+    for agent in plan.agents:
+        if agent.fleet is not None:
+            classes = set(fleet_classes([agent.fleet.instance_type, *agent.fleet.instance_types], facts.vcpus))
+            for label in stranded:
+                if classes and classes <= blocked[label]:
+                    stranded[label] |= classes
     for cls, (od_code, spot_code) in QUOTA_CODES.items():
         for label, code, wanted in (("on-demand", od_code, need.on_demand.get(cls, 0)),
                                     ("spot", spot_code, need.spot.get(cls, 0))):
@@ -97,9 +126,9 @@ def capacity_findings(plan: Plan, facts: CapacityFacts) -> list[Finding]:
                 out.append(Finding("warning", f"could not read the {label} {cls} vCPU quota ({code}) in {facts.region}; "
                                               f"the fleets need up to {wanted} vCPUs"))
             elif have < wanted:
-                # below one node of the class: nothing launches; below the maximum: fewer replicas
-                smallest = min((v for t, v in facts.vcpus.items() if instance_class(t) == cls), default=1)
-                level = "error" if have < smallest else "warning"
+                # below one node of the class, for a fleet with no type in another class:
+                # nothing launches; otherwise fewer replicas, or only the fleet's other types
+                level = "error" if cls in stranded[label] else "warning"
                 out.append(Finding(level, f"{label} {cls} vCPU quota in {facts.region} is {have:g}, the fleets need up to "
                                           f"{wanted}: request it with `{_request(code, wanted, facts.region)}`"))
     for agent in plan.agents:

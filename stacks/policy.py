@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import gzip
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -101,8 +102,10 @@ def check_tags(resource: Resource, stack: str | None = None) -> list[Violation]:
 def _decoded(text: str) -> list[str]:
     out = [text]
     try:
-        out.append(base64.b64decode(text, validate=True).decode())
-    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raw = base64.b64decode(text, validate=True)
+        # GPU nodes' user data is gzip-compressed (templates/gpu_node.encode_user_data)
+        out.append((gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode())
+    except (binascii.Error, UnicodeDecodeError, ValueError, OSError, EOFError):
         pass
     return out
 
@@ -159,7 +162,11 @@ def check_no_secret_values(resource: Resource) -> list[Violation]:
 # --- IAM scoped to named ARNs -------------------------------------------------------------
 
 #: Actions that have no resource-level ARNs; allowed on "*" only with the given condition key.
-UNSCOPABLE = {"cloudwatch:PutMetricData": "cloudwatch:namespace"}
+UNSCOPABLE = {"cloudwatch:PutMetricData": "cloudwatch:namespace",
+              # the gateway's discovery reads: no resource types; kept to the stack's region
+              "autoscaling:DescribeAutoScalingGroups": "aws:RequestedRegion",
+              "ec2:DescribeInstances": "aws:RequestedRegion",
+              "elasticloadbalancing:DescribeTargetHealth": "aws:RequestedRegion"}
 
 
 def _as_list(v: Any) -> list:

@@ -108,6 +108,7 @@ def _build_gateway(plan: Plan, catalog: Catalog, settings: ProvisionSettings, se
     from agentdeploy.stacks.gated import gated_agents
     from agentdeploy.stacks.node_volume import node_volume
     from agentdeploy.templates.gateway import BUDGET_STORE_ENV, gateway_config_yaml, parse_client_keys
+    from agentdeploy.templates.gateway_config import FleetRefs
 
     stack = plan.stack
     settings.check_gateway_edge(where=f"stack {stack}")
@@ -124,7 +125,6 @@ def _build_gateway(plan: Plan, catalog: Catalog, settings: ProvisionSettings, se
 
     endpoints: dict[str, pulumi.Output] = {a.name: agent_endpoint(gateway.url, a.name) for a in plan.agents}
 
-    fleet_urls: dict[str, pulumi.Output[str]] = {}
     fleets: dict[str, GpuFleet] = {}
     if gpu_agents:
         ports = listener_ports([a.name for a in gpu_agents])
@@ -144,10 +144,9 @@ def _build_gateway(plan: Plan, catalog: Catalog, settings: ProvisionSettings, se
                 # The token only where the weights are gated.
                 hf_token_arn=stored.hf_token_arn if agent.name in needs_token else None,
                 volume=node_volume(catalog, agent.fleet, settings.gpu_root_volume_gb),
-                vllm_requirement=settings.vllm_requirement, artifacts=artifacts, alert_topic_arn=alerts.topic_arn,
+                engine_image=settings.vllm_image or catalog.engine_image.reference, artifacts=artifacts, alert_topic_arn=alerts.topic_arn,
             )
             result.components[f"fleet-{agent.name}"] = fleets[agent.name] = fleet
-            fleet_urls[agent.name] = fleet.endpoint
 
     # The gateway's container gets secrets injected by ARN; client keys reach its config only
     # as SHA-256 hashes of random keys, which is safe to show, so the config is unsecreted:
@@ -155,11 +154,15 @@ def _build_gateway(plan: Plan, catalog: Catalog, settings: ProvisionSettings, se
     secret_env = {ANTHROPIC_KEY_ENV: stored.anthropic_key_arn, BUDGET_STORE_ENV: budget_store.url_secret_arn}
     for agent in gpu_agents:
         secret_env[vllm_key_env(agent.name)] = stored.vllm_key_arns[agent.name]
-    names = list(fleet_urls)
+    # The gateway finds each fleet's nodes from its target group and routes to them directly,
+    # and wakes its group from zero (the fleets' internal load balancer stays: its health checks
+    # are the target group's, which the group's ELB health check and the drain's deregistration use).
+    names = list(fleets)
+    refs = [pulumi.Output.all(f.asg_name, f.target_group.arn) for f in fleets.values()]
     client_keys = secrets.gateway_client_keys if secrets.gateway_client_keys is not None else pulumi.Output.from_input("")
-    config_yaml = pulumi.Output.all(client_keys, *fleet_urls.values()).apply(
-        lambda v: gateway_config_yaml(plan, catalog, dict(zip(names, v[1:], strict=True)), parse_client_keys(v[0]),
-                              shared_budget_store=True))
+    config_yaml = pulumi.Output.all(client_keys, *refs).apply(
+        lambda v: gateway_config_yaml(plan, catalog, {n: FleetRefs(asg_name=r[0], target_group_arn=r[1]) for n, r in zip(names, v[1:], strict=True)},
+                                      parse_client_keys(v[0]), shared_budget_store=True))
     config_yaml = pulumi.Output.unsecret(config_yaml)
     image: pulumi.Input[str]
     if settings.gateway_image:
@@ -171,7 +174,7 @@ def _build_gateway(plan: Plan, catalog: Catalog, settings: ProvisionSettings, se
         built = GatewayImage("gateway-image", stack, find_project_root())
         result.components["gateway-image"] = built
         image = built.ref
-    gateway.deploy_service(config_yaml, secret_env, image)
+    gateway.deploy_service(config_yaml, secret_env, image, fleet_group_arns=[f.asg.arn for f in fleets.values()])
 
     result.outputs.update({
         "gatewayUrl": gateway.url,

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agentdeploy.errors import InvalidInput
-from agentdeploy.templates.gpu_node import DEFAULT_VLLM_REQUIREMENT
+from agentdeploy.images import pinned_image_problem
 
 NAMESPACE = "agentdeploy"
 #: AWS's public SSM parameter for the newest Deep Learning Base OSS Nvidia Driver GPU AMI on
-#: Ubuntu 24.04 (x86_64), whose Python is 3.12 (we require >= 3.11; 22.04's is 3.10) and
-#: whose instance-store NVMe is mounted at /opt/dlami/nvme (DLAMI release notes, 2026).
+#: Ubuntu 24.04 (x86_64), whose Python is 3.12 (we require >= 3.11; 22.04's is 3.10), which
+#: ships Docker and the NVIDIA Container Toolkit (the engine runs as a container) and mounts
+#: the instance-store NVMe at /opt/dlami/nvme (DLAMI developer guide, release notes of the
+#: Base OSS Nvidia Driver GPU AMIs on Ubuntu 24.04, 2025-12 to 2026-10: "major package versions"
+#: list nvidia_container_toolkit_version and nvme_location; docker-ce and containerd.io among
+#: the packages each release updates).
 DEFAULT_GPU_AMI_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-24.04/latest/ami-id"
 
 #: Config keys that hold secrets (set with `pulumi config set --secret`); never in ProvisionSettings.
@@ -71,13 +75,23 @@ class ProvisionSettings(BaseModel):
     gpu_ami_parameter: str = Field(DEFAULT_GPU_AMI_PARAMETER, alias="gpuAmiParameter")
     #: Node root volume; unset: sized from the model's weight bytes (fleet_volume.py).
     gpu_root_volume_gb: int | None = Field(None, ge=50, alias="gpuRootVolumeGb")
-    vllm_requirement: str = Field(DEFAULT_VLLM_REQUIREMENT, alias="vllmRequirement")
+    #: The vLLM engine image GPU nodes run, pinned by digest (repository:tag@sha256:...); unset:
+    #: the catalog's engine_image.
+    vllm_image: str | None = Field(None, alias="vllmImage")
     #: A prebuilt wheel of this project for the node agent; unset: `up` builds it from the checkout.
     node_wheel: str | None = Field(None, alias="nodeWheel")
     #: Activate `agentdeploy:stack` as a cost-allocation tag, without which the stack's AWS Budget
     #: sees no spend. Opt-in: it needs the payer (management) account, and AWS refuses it until
     #: the tag has been on billed resources (~24 h after the first `deploy up`).
     activate_cost_allocation_tag: bool = Field(False, alias="activateCostAllocationTag")
+
+    @field_validator("vllm_image")
+    @classmethod
+    def _image_pinned(cls, v: str | None) -> str | None:
+        problem = pinned_image_problem(v) if v is not None else None
+        if problem:
+            raise ValueError(problem)
+        return v
 
     @model_validator(mode="after")
     def _existing_vpc_needs_subnets(self) -> ProvisionSettings:

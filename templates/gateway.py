@@ -2,9 +2,10 @@
 
 The gateway only reads its rendered config (design: one direction). The document is
 `agentdeploy.templates.gateway_config.build_gateway_config(plan, catalog)` with what only
-provisioning knows passed in: where each GPU fleet answers (its listener on the fleets'
-internal load balancer), the env var each fleet's own vLLM key is injected under, the hashes
-of the client keys, and that the gateway publishes its metrics. Secret values never appear here.
+provisioning knows passed in: where each GPU fleet lives (its Auto Scaling group and target
+group: the gateway discovers the nodes and routes to each directly, and wakes the group from
+zero), the env var each fleet's own vLLM key is injected under, the hashes of the client keys,
+and that the gateway publishes its metrics. Secret values never appear here.
 """
 
 from __future__ import annotations
@@ -18,14 +19,15 @@ from agentdeploy.planner.catalog import Catalog
 from agentdeploy.planner.plan import Plan
 from agentdeploy.serving.auth import hash_key
 from agentdeploy.serving.config import BudgetStoreSpec, SecretRef, dump_yaml
-from agentdeploy.templates.gateway_config import build_gateway_config, check_client_key_lengths
+from agentdeploy.templates.gateway_config import FleetRefs, build_gateway_config, check_client_key_lengths
 
 GATEWAY_PORT = 8080
 #: The container gets the rendered config in this variable and writes it to CONFIG_PATH.
 CONFIG_ENV = "AGENTDEPLOY_GATEWAY_CONFIG"
 CONFIG_PATH = "/tmp/agentdeploy/gateway.yaml"
-#: The provisioned gateway publishes SpendUSD (spend alarms, `deploy cost`) and wake-up Demand
-#: (the fleet's wake-from-zero alarm) every minute; its task role may PutMetricData.
+#: The provisioned gateway publishes SpendUSD (spend alarms, `deploy cost`), and UnmetDemand (the
+#: wake alarm, the backup of its own wake) and FleetServed per fleet, every minute; its task role
+#: may PutMetricData.
 CLOUDWATCH_INTERVAL_S = 60.0
 #: The provisioned gateway's budget store URL (Redis, token included) is injected under this
 #: variable from Secrets Manager; the config names the variable, never the value.
@@ -54,9 +56,9 @@ def parse_client_keys(raw: str | None) -> dict[str, list[str]]:
     raise InvalidInput("agentdeploy:gatewayClientKeys must be a key, a JSON list of keys, or a JSON object agent -> keys")
 
 
-def gateway_config_yaml(plan: Plan, catalog: Catalog, fleet_urls: dict[str, str],
+def gateway_config_yaml(plan: Plan, catalog: Catalog, fleets: dict[str, FleetRefs],
                         client_keys: dict[str, list[str]] | None = None, *, shared_budget_store: bool = False) -> str:
-    """The rendered gateway config (pure). `fleet_urls`: GPU agent -> its fleet's base URL;
+    """The rendered gateway config (pure). `fleets`: GPU agent -> its group and target group;
     `shared_budget_store`: budgets in the stack's Redis, its URL in BUDGET_STORE_ENV."""
     keys = client_keys or {}
     check_client_key_lengths(keys)
@@ -65,9 +67,9 @@ def gateway_config_yaml(plan: Plan, catalog: Catalog, fleet_urls: dict[str, str]
         raise InvalidInput(f"agentdeploy:gatewayClientKeys names agents not in the plan: {', '.join(unknown)}")
     config = build_gateway_config(
         plan, catalog,
-        vllm_replicas={agent: [url] for agent, url in fleet_urls.items()},
+        fleets=fleets,
         # One key per fleet, so a node can only ever read its own.
-        vllm_keys={agent: SecretRef(env=vllm_key_env(agent)) for agent in fleet_urls},
+        vllm_keys={agent: SecretRef(env=vllm_key_env(agent)) for agent in fleets},
         client_key_hashes={a: [hash_key(k) for k in ks] for a, ks in keys.items() if a != SHARED_KEY},
         shared_key_hashes=[hash_key(k) for k in keys.get(SHARED_KEY, [])],
         cloudwatch_interval_s=CLOUDWATCH_INTERVAL_S,

@@ -8,7 +8,11 @@ effective policy) and decides only what the plan leaves open:
 - Anthropic upstream: base URL `https://api.anthropic.com`, key from env `ANTHROPIC_API_KEY`.
 - vLLM replicas: what the caller knows about where a fleet answers (static URLs, a replicas
   file the gateway re-reads, the node agent's health port), and the env var its key is in
-  (`VLLM_API_KEY` unless the caller names one per fleet).
+  (`VLLM_API_KEY` unless the caller names one per fleet). For a provisioned fleet (`fleets`:
+  its group and target group) the gateway finds the nodes itself (`discovery`, every
+  DISCOVERY_REFRESH_S, on VLLM_PORT, with the node agent's /healthz on NODE_HEALTH_PORT) and
+  wakes the group from zero (`wake`: to max(1, the plan's min_replicas), at most once per
+  WAKE_MIN_INTERVAL_S).
 - Client keys: `deploy render` reads them from env `AGENTDEPLOY_KEY_<AGENT>` and passes only
   `sha256:<hex>` hashes in; keys shared by every agent come in as `shared_key_hashes`.
 - Latency: the last entry of a chain gets the generous `first_byte_timeout_s` (a late answer
@@ -21,9 +25,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from agentdeploy.errors import InvalidInput
-from agentdeploy.naming import ANTHROPIC_KEY_ENV, VLLM_KEY_ENV, client_key_env
+from agentdeploy.naming import ANTHROPIC_KEY_ENV, NODE_HEALTH_PORT, VLLM_KEY_ENV, VLLM_PORT, client_key_env
 from agentdeploy.planner.catalog import Catalog
 from agentdeploy.planner.plan import AgentPlan, Plan
 from agentdeploy.serving.auth import hash_key
@@ -37,15 +42,46 @@ from agentdeploy.serving.config import (
     BudgetStoreSpec,
     CacheSpec,
     ChainEntry,
+    DiscoverySpec,
     GatewayConfig,
     ListenSpec,
     ModelSpec,
     SecretRef,
     UpstreamSpec,
+    WakeSpec,
 )
 
 #: The name of the one Anthropic upstream every Claude chain entry uses.
 ANTHROPIC_UPSTREAM = "anthropic"
+#: Seconds between the gateway's reads of a fleet's nodes: the target group re-checks a node
+#: every 15 s, so reading faster buys little; one DescribeTargetHealth per read.
+DISCOVERY_REFRESH_S = 5.0
+#: At most one wake call per fleet this often: a burst of requests against a fleet at zero
+#: makes one SetDesiredCapacity, and a failed one is retried no sooner.
+WAKE_MIN_INTERVAL_S = 30.0
+
+
+@dataclass(frozen=True)
+class FleetRefs:
+    """Where a provisioned fleet lives (what only provisioning knows): its Auto Scaling group
+    and, when it has one, its target group."""
+
+    asg_name: str
+    target_group_arn: str | None = None
+
+
+def fleet_discovery(region: str, refs: FleetRefs) -> DiscoverySpec:
+    """How the gateway finds the fleet's nodes: the target group's health when there is one
+    (it covers the spot group and its on-demand standby alike), else the group's instances."""
+    if refs.target_group_arn:
+        return DiscoverySpec(region=region, target_group_arn=refs.target_group_arn, refresh_s=DISCOVERY_REFRESH_S, port=VLLM_PORT)
+    return DiscoverySpec(region=region, asg_name=refs.asg_name, refresh_s=DISCOVERY_REFRESH_S, port=VLLM_PORT)
+
+
+def fleet_wake(region: str, refs: FleetRefs, agent: AgentPlan) -> WakeSpec:
+    """The gateway's own wake: the group to raise from zero, to the plan's floor (at least one)."""
+    floor = agent.fleet.min_replicas if agent.fleet else 0
+    return WakeSpec(asg_name=refs.asg_name, capacity=max(1, floor), min_interval_s=WAKE_MIN_INTERVAL_S, region=region)
 
 
 #: Shortest client key render accepts: 32 characters (`deploy keygen` makes 43 of base64url,
@@ -145,6 +181,7 @@ def build_gateway_config(
     anthropic_base_url: str = ANTHROPIC_URL,
     anthropic_key: SecretRef | None = None,
     vllm_replicas: Mapping[str, Sequence[str]] | None = None,
+    fleets: Mapping[str, FleetRefs] | None = None,
     replicas_dir: str | None = None,
     node_health_port: int | None = None,
     vllm_keys: Mapping[str, SecretRef] | None = None,
@@ -156,15 +193,18 @@ def build_gateway_config(
 ) -> GatewayConfig:
     """Map the plan onto the gateway config (pure: no environment, no I/O).
 
-    Per GPU agent: `vllm_replicas` its static URLs, `vllm_keys` where its vLLM key is (default
+    Per GPU agent: `vllm_replicas` its static URLs, `fleets` its provisioned group (the gateway
+    then discovers the nodes and wakes the group), `vllm_keys` where its vLLM key is (default
     env VLLM_API_KEY). `client_key_hashes` per agent and `shared_key_hashes` are sha256 hashes.
-    `cloudwatch_interval_s` > 0 makes the gateway publish spend and demand (provisioned stacks).
+    `cloudwatch_interval_s` > 0 makes the gateway publish spend, unmet demand and fleet-served
+    counts (provisioned stacks).
     """
     builder = _ConfigBuilder(catalog, anthropic_base_url, anthropic_key)
     agents: dict[str, AgentSpec] = {}
     hashes = client_key_hashes or {}
     for agent in plan.agents:
         if agent.route == "gpu":
+            refs = (fleets or {}).get(agent.name)
             upstream = UpstreamSpec(
                 kind="openai",
                 replicas=list((vllm_replicas or {}).get(agent.name, [])),
@@ -173,10 +213,12 @@ def build_gateway_config(
                 connect_timeout_s=1.0,
                 stall_timeout_s=5.0,
                 max_load_per_replica=agent.fleet.max_concurrency_per_replica if agent.fleet else None,
-                node_health_port=node_health_port,
+                node_health_port=node_health_port or (NODE_HEALTH_PORT if refs else None),
                 breaker=BreakerSpec(open_s=agent.fleet.probe_interval_s,
                                     max_open_s=agent.fleet.breaker_max_open_s) if agent.fleet else None,
                 continuation=True,  # vLLM continues a final assistant message (mid-stream failover)
+                discovery=fleet_discovery(plan.region, refs) if refs else None,
+                wake=fleet_wake(plan.region, refs, agent) if refs else None,
             )
             chain = [builder.vllm_entry(agent, upstream)]
             if agent.fallback_model:

@@ -5,7 +5,9 @@ Three loops share one `NodeState`:
   lifecycle state every few seconds;
 - health: vLLM's /health, so /healthz can answer instantly from state (an ALB or the gateway
   probing us must not wait on a loaded vLLM);
-- demand: vLLM's queue gauges (and its /load count, which does not lag) to CloudWatch every N seconds.
+- demand: vLLM's queue gauges (and its /load count, which does not lag) read every few seconds,
+  published each interval (a minute, on the minute) as a statistic set whose Maximum is the
+  interval's peak, so short requests between readings still count (demand.py).
 A spot notice, or the group's decision to terminate the instance (target lifecycle state
 "Terminated": scale-in, capacity rebalance, instance refresh), starts the drain once: 503 ->
 deregister -> wait for in-flight (or the deadline) -> SIGTERM vLLM -> wait for it to exit ->
@@ -22,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from agentdeploy.naming import METRIC_DEMAND
 from agentdeploy.serving.node.cloud import (
     METRIC_REBALANCE,
     METRIC_SPOT_INTERRUPTION,
@@ -31,6 +34,7 @@ from agentdeploy.serving.node.cloud import (
     TargetDeregistrar,
     demand_data,
 )
+from agentdeploy.serving.node.demand import DemandWindow
 from agentdeploy.serving.node.drain import (
     DrainTiming,
     default_drain_budget_s,
@@ -57,8 +61,11 @@ class AgentSettings:
     timing: DrainTiming
     notice_poll_s: float = 5.0
     health_poll_s: float = 2.0
-    #: 0 turns demand publishing off.
+    #: 0 turns demand publishing off. Publishing happens on multiples of the interval (on the
+    #: minute), so each CloudWatch period holds exactly one datum per node.
     metrics_interval_s: float = 60.0
+    #: How often vLLM's load is read between publishes (at most the publishing interval).
+    demand_poll_s: float = 5.0
     drain_poll_s: float = 0.5
     #: Consecutive failed /health probes before the node reports itself unhealthy; a refused
     #: connection counts at once. One slow answer from a busy vLLM must not flap the node.
@@ -142,13 +149,17 @@ class NodeAgent:
         self._drain_task: asyncio.Task[None] | None = None
         self._last_poll_error: str | None = None
         self._failed_probes = 0
+        self._window = DemandWindow()
+        self._last_datums: list[Datum] = []
 
     # ------------------------------------------------------------------ run
     async def run(self, stop: asyncio.Event) -> None:
         loops = [self._every(self.settings.notice_poll_s, self.check_notices, stop)]
         loops.append(self._every(self.settings.health_poll_s, self.check_health, stop))
         if self._metrics is not None and self.settings.metrics_interval_s > 0:
-            loops.append(self._every(self.settings.metrics_interval_s, self.publish_demand, stop))
+            poll_s = min(self.settings.demand_poll_s, self.settings.metrics_interval_s)
+            loops.append(self._every(poll_s, self.read_demand, stop))
+            loops.append(self._on_multiples(self.settings.metrics_interval_s, self.publish_demand, stop))
         tasks = [asyncio.create_task(c) for c in loops]
         try:
             await stop.wait()
@@ -164,6 +175,19 @@ class NodeAgent:
                 await asyncio.wait_for(stop.wait(), interval_s)
             except TimeoutError:
                 pass
+
+    async def _on_multiples(self, interval_s: float, step: Callable[[float], Awaitable[None]],
+                            stop: asyncio.Event) -> None:
+        """Run `step(boundary)` at each multiple of the interval on the clock (12:05:00,
+        12:06:00, ...), however late the timer wakes."""
+        while not stop.is_set():
+            now = self._clock()
+            boundary = (now // interval_s + 1) * interval_s
+            try:
+                await asyncio.wait_for(stop.wait(), boundary - now)
+                return
+            except TimeoutError:
+                await step(boundary)
 
     async def wait_drained(self) -> None:
         if self._drain_task is not None:
@@ -212,12 +236,33 @@ class NodeAgent:
             log.warning("IMDS poll failed: %s", msg)
         self._last_poll_error = msg
 
-    async def publish_demand(self) -> None:
+    async def read_demand(self) -> None:
+        """One reading of vLLM's load into the current window; an unreadable vLLM adds nothing
+        (unknown is not zero: never tell the autoscaler a dead node is idle)."""
         load = await self._vllm.load()
-        if isinstance(load, str):  # unknown is not zero: never tell the autoscaler a dead node is idle
+        if isinstance(load, str):
             return
         served = await self._vllm.server_load()
-        if await self._put(demand_data(load.waiting, load.running, served if isinstance(served, int) else None)):
+        data = demand_data(load.waiting, load.running, served if isinstance(served, int) else None)
+        self._window.add(next(d.value for d in data if d.name == METRIC_DEMAND), load.finished)
+        self._last_datums = [d for d in data if d.name != METRIC_DEMAND]
+
+    async def publish_demand(self, period_end: float | None = None) -> None:
+        """Close the window with one more reading and publish it, stamped with the period it
+        covers (the minute before `period_end`, by default the clock's nearest boundary), so
+        each CloudWatch period gets exactly one datum per node."""
+        await self.read_demand()
+        window, self._window = self._window, self._window.next()
+        stats = window.statistics()
+        if stats is None:
+            return
+        interval = self.settings.metrics_interval_s
+        if period_end is None and interval > 0:
+            period_end = round(self._clock() / interval) * interval
+        period_start = None if period_end is None else period_end - interval
+        data = [Datum(d.name, d.value, d.unit, at=period_start) for d in self._last_datums]
+        data.append(Datum(METRIC_DEMAND, stats.maximum, stats=stats, at=period_start))
+        if await self._put(data):
             self.state.metrics_published += 1
 
     async def _put(self, data: list[Datum]) -> bool:

@@ -53,7 +53,9 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
                    help="IMDS poll interval; AWS recommends 5 s")
     p.add_argument("--health-poll-s", type=float, default=e("AGENTDEPLOY_HEALTH_POLL_S", "2"))
     p.add_argument("--metrics-interval-s", type=float, default=e("AGENTDEPLOY_METRICS_INTERVAL_S", "60"),
-                   help="demand publishing interval; 0 turns it off")
+                   help="demand publishing interval, on its multiples (on the minute); 0 turns it off")
+    p.add_argument("--demand-poll-s", type=float, default=e("AGENTDEPLOY_DEMAND_POLL_S", "5"),
+                   help="how often vLLM's load is read between publishes (the interval's peak is published)")
     p.add_argument("--metric-namespace", default=e("AGENTDEPLOY_METRIC_NAMESPACE", METRIC_NAMESPACE))
     p.add_argument("--shutdown-timeout-s", type=float, default=e("AGENTDEPLOY_SHUTDOWN_TIMEOUT_S", "90"),
                    help="vLLM's --shutdown-timeout (how long its drain may take)")
@@ -92,7 +94,7 @@ def parse_args(argv: Sequence[str], env: Mapping[str, str]) -> argparse.Namespac
         problems.append("--stack (or AGENTDEPLOY_STACK) is required")
     if not args.agent:
         problems.append("--agent (or AGENTDEPLOY_AGENT) is required")
-    for name in ("notice_poll_s", "health_poll_s", "drain_poll_s"):
+    for name in ("notice_poll_s", "health_poll_s", "drain_poll_s", "demand_poll_s"):
         if getattr(args, name) <= 0:
             problems.append(f"--{name.replace('_', '-')} must be > 0")
     if args.metrics_interval_s < 0 or args.shutdown_timeout_s < 0:
@@ -134,6 +136,7 @@ async def run(args: argparse.Namespace, stop: asyncio.Event | None = None) -> No
         notice_poll_s=args.notice_poll_s,
         health_poll_s=args.health_poll_s,
         metrics_interval_s=args.metrics_interval_s,
+        demand_poll_s=args.demand_poll_s,
         drain_poll_s=args.drain_poll_s,
         drain_budget_s=args.drain_budget_s,
     )

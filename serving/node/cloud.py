@@ -20,6 +20,7 @@ from agentdeploy.naming import (
     METRIC_NAMESPACE,
     METRIC_QUEUE_DEPTH,
 )
+from agentdeploy.serving.node.demand import StatisticSet
 
 log = logging.getLogger("agentdeploy.node_agent")
 
@@ -34,6 +35,10 @@ class Datum:
     name: str
     value: float
     unit: str = "Count"
+    #: Published as a statistic set (the interval's readings) instead of `value`.
+    stats: StatisticSet | None = None
+    #: The datum's time (epoch seconds); None: when it is published.
+    at: float | None = None
 
 
 class MetricsSink(Protocol):
@@ -84,13 +89,17 @@ class CloudWatchSink:
 
     def put(self, data: list[Datum]) -> None:
         now = datetime.now(UTC)
-        self._client.put_metric_data(
-            Namespace=self._namespace,
-            MetricData=[
-                {"MetricName": d.name, "Dimensions": self._dimensions, "Value": d.value, "Unit": d.unit, "Timestamp": now}
-                for d in data
-            ],
-        )
+        self._client.put_metric_data(Namespace=self._namespace, MetricData=[self._datum(d, now) for d in data])
+
+    def _datum(self, d: Datum, now: datetime) -> dict[str, Any]:
+        out: dict[str, Any] = {"MetricName": d.name, "Dimensions": self._dimensions, "Unit": d.unit,
+                               "Timestamp": now if d.at is None else datetime.fromtimestamp(d.at, UTC)}
+        if d.stats is None:
+            out["Value"] = d.value
+        else:
+            out["StatisticValues"] = {"SampleCount": d.stats.sample_count, "Sum": d.stats.sum,
+                                      "Minimum": d.stats.minimum, "Maximum": d.stats.maximum}
+        return out
 
 
 class ElbTargetDeregistrar:

@@ -11,6 +11,9 @@ from agentdeploy.serving.prometheus import sum_samples
 
 WAITING = "vllm:num_requests_waiting"
 RUNNING = "vllm:num_requests_running"
+#: Requests the engine finished (a counter, summed over its `finished_reason` labels): a request
+#: that starts and ends between two readings of the gauges still moves it.
+FINISHED = "vllm:request_success_total"
 
 Health = Literal["ok", "unhealthy", "down"]
 #: vLLM refuses connections (exited) / answered too slowly or not with metrics (busy, wedged).
@@ -21,6 +24,8 @@ Unread = Literal["down", "unknown"]
 class Load:
     waiting: float
     running: float
+    #: vLLM's finished-requests counter at this reading; None where the server does not export it.
+    finished: float | None = None
 
     @property
     def in_flight(self) -> int:
@@ -63,10 +68,10 @@ class VllmClient:
             return "down"
         except (aiohttp.ClientError, TimeoutError):
             return "unknown"
-        values = sum_samples(text, (WAITING, RUNNING))
+        values = sum_samples(text, (WAITING, RUNNING, FINISHED))
         if WAITING not in values or RUNNING not in values:
             return "unknown"
-        return Load(waiting=values[WAITING], running=values[RUNNING])
+        return Load(waiting=values[WAITING], running=values[RUNNING], finished=values.get(FINISHED))
 
     async def server_load(self) -> int | Unread | None:
         """HTTP requests the server holds right now (`/load`, vLLM's

@@ -7,7 +7,9 @@ to Claude for as long as that lasts. The standby group launches the same launch 
 on-demand only, into the same target group, with the same ready and drain hooks, when the main
 group has wanted capacity and had nothing in service for STARVED_MINUTES; the alarm's return
 to OK (the spot group serves again, or wants nothing) scales the standby back to zero.
-CloudWatch alarms and simple scaling only: nothing runs outside AWS.
+CloudWatch alarms and simple scaling only: nothing runs outside AWS. Every number and the
+alarm itself come from `fleet_rules` (stacks/scaling_rules.py: "spot-starved", "ondemand-fill",
+"ondemand-empty", StandbyRule).
 """
 
 from __future__ import annotations
@@ -18,12 +20,17 @@ import pulumi
 import pulumi_aws as aws
 
 from agentdeploy.planner.plan import FleetPlan
+from agentdeploy.stacks.components.fleet_scaling import alarm_args, policy_args
+from agentdeploy.stacks.scaling_rules import (
+    STANDBY_SUFFIX,
+    STARVED_MINUTES,
+    DimensionSet,
+    FleetRules,
+    fleet_rules,
+    standby_group_name,
+)
 
-#: Minutes the main group may want capacity with none in service before on-demand steps in:
-#: longer than a spot request takes to be fulfilled or refused (minutes), shorter than a user
-#: would accept Claude-only service for a self-hosted agent.
-STARVED_MINUTES = 10
-STANDBY_SUFFIX = "-ondemand"
+__all__ = ["STANDBY_SUFFIX", "STARVED_MINUTES", "HookSpec", "OnDemandFallback", "standby_mixed_instances"]
 
 
 @dataclass(frozen=True)
@@ -39,11 +46,6 @@ class HookSpec:
         return aws.autoscaling.LifecycleHook(
             resource_name, name=self.name, autoscaling_group_name=group, lifecycle_transition=self.transition,
             heartbeat_timeout=self.timeout_s, default_result=self.default_result, opts=opts)
-
-
-def _group_metric(metric: str, group: str) -> aws.cloudwatch.MetricAlarmMetricQueryMetricArgsDict:
-    return {"metric_name": metric, "namespace": "AWS/AutoScaling", "dimensions": {"AutoScalingGroupName": group},
-            "stat": "Maximum", "period": 60}
 
 
 def standby_mixed_instances(fleet: FleetPlan, launch_template_id: pulumi.Input[str],
@@ -64,11 +66,13 @@ class OnDemandFallback:
     def __init__(self, name: str, agent: str, fleet: FleetPlan, *, main_group: str,
                  launch_template: aws.ec2.LaunchTemplate, subnet_ids: pulumi.Input[list[str]],
                  target_group: aws.lb.TargetGroup, group_tags: list[aws.autoscaling.GroupTagArgsDict],
-                 hooks: list[HookSpec], grace_s: int, alarm_tags: dict[str, str], parent: pulumi.Resource) -> None:
+                 hooks: list[HookSpec], grace_s: int, alarm_tags: dict[str, str], parent: pulumi.Resource,
+                 rules: FleetRules | None = None) -> None:
         child = pulumi.ResourceOptions(parent=parent)
-        self.name = f"{main_group}{STANDBY_SUFFIX}"
+        rules = rules or fleet_rules(fleet)
+        self.name = standby_group_name(main_group)
         self.group = aws.autoscaling.Group(
-            f"{name}-ondemand-asg", name=self.name, min_size=0, max_size=fleet.max_replicas,
+            f"{name}-ondemand-asg", name=self.name, min_size=0, max_size=rules.standby.max_size,
             vpc_zone_identifiers=subnet_ids, target_group_arns=[target_group.arn],
             health_check_type="ELB", health_check_grace_period=grace_s, default_instance_warmup=grace_s,
             wait_for_capacity_timeout="0",
@@ -80,23 +84,14 @@ class OnDemandFallback:
             opts=pulumi.ResourceOptions(parent=parent, ignore_changes=["desiredCapacity"]))
         for hook in hooks:
             hook.create(f"{name}-ondemand-{hook.name}-hook", self.group.name, child)
-        size = max(1, fleet.min_replicas)
-        fill = aws.autoscaling.Policy(f"{name}-ondemand-fill", autoscaling_group_name=self.group.name,
-                                      policy_type="SimpleScaling", adjustment_type="ExactCapacity",
-                                      scaling_adjustment=size, cooldown=60, opts=child)
-        empty = aws.autoscaling.Policy(f"{name}-ondemand-empty", autoscaling_group_name=self.group.name,
-                                       policy_type="SimpleScaling", adjustment_type="ExactCapacity",
-                                       scaling_adjustment=0, cooldown=60, opts=child)
+        dims: dict[DimensionSet, pulumi.Input[dict[str, str]]] = {
+            "group": {"AutoScalingGroupName": main_group}, "standby": {"AutoScalingGroupName": self.name}}
+        self.policies = {
+            p.key: aws.autoscaling.Policy(f"{name}-{p.key}", autoscaling_group_name=self.group.name, opts=child,
+                                          **policy_args(p, dims=dims))
+            for p in rules.policies if p.group == "standby"}
+        starved = rules.alarm("spot-starved")
         self.alarm = aws.cloudwatch.MetricAlarm(
-            f"{name}-spot-starved", name=f"{main_group}-spot-starved",
-            alarm_description=f"{agent}: the spot group wanted capacity with none in service for {STARVED_MINUTES} min "
-                              f"-> {size} on-demand node(s) until it serves again",
-            comparison_operator="GreaterThanOrEqualToThreshold", threshold=1, evaluation_periods=STARVED_MINUTES,
-            datapoints_to_alarm=STARVED_MINUTES, treat_missing_data="notBreaching",
-            metric_queries=[
-                {"id": "desired", "metric": _group_metric("GroupDesiredCapacity", main_group), "return_data": False},
-                {"id": "serving", "metric": _group_metric("GroupInServiceInstances", main_group), "return_data": False},
-                {"id": "starved", "expression": "IF(desired >= 1 AND serving < 1, 1, 0)", "label": "starved",
-                 "return_data": True},
-            ],
-            alarm_actions=[fill.arn], ok_actions=[empty.arn], tags=alarm_tags, opts=child)
+            f"{name}-{starved.key}", name=f"{main_group}-{starved.name_suffix}",
+            alarm_description=f"{agent}: {starved.description}", tags=alarm_tags, opts=child,
+            **alarm_args(starved, dims=dims, actions={k: p.arn for k, p in self.policies.items()}))

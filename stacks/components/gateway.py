@@ -9,7 +9,11 @@ Fargate rather than an instance group: the gateway is small and always on, and F
 injects secrets from Secrets Manager into the container by ARN through the execution role
 (no boot script handling values), replaces failed tasks and rolls out a new config as a new
 task-definition revision with a circuit breaker, and leaves no AMI to patch. Only the
-gateway's security group may reach the GPU fleets' internal load balancer.
+gateway's security group may reach the GPU fleets' internal load balancer and nodes.
+
+The task role may publish metrics in our namespace, read where the fleets' nodes are (the
+gateway routes to each node directly: serving/discovery.py) and set the desired capacity of
+the stack's own fleet groups, by ARN (the gateway's wake from zero: serving/wake.py).
 """
 
 from __future__ import annotations
@@ -29,6 +33,24 @@ from agentdeploy.stacks.common import (
 )
 from agentdeploy.stacks.settings import ProvisionSettings
 from agentdeploy.templates.gateway import CONFIG_ENV, CONFIG_PATH, GATEWAY_PORT
+
+#: What discovery reads. None of the three takes a resource ARN in IAM (the Service
+#: Authorization Reference lists no resource type for them, as of 2026-12): they are granted on
+#: "*", limited to the stack's region by the global aws:RequestedRegion condition.
+DISCOVERY_ACTIONS = ("autoscaling:DescribeAutoScalingGroups", "ec2:DescribeInstances",
+                     "elasticloadbalancing:DescribeTargetHealth")
+
+
+def task_policy_statements(namespace: str, region: str, group_arns: list[str]) -> list[dict[str, object]]:
+    """The gateway task's permissions (pure): metrics in `namespace`; with fleets, discovery's
+    reads in `region` and SetDesiredCapacity on exactly the stack's fleet groups (autoScalingGroup
+    is a required resource type of that action, so the ARNs scope it)."""
+    statements: list[dict[str, object]] = [put_metrics_statement(namespace)]
+    if group_arns:
+        statements.append({"Effect": "Allow", "Action": list(DISCOVERY_ACTIONS), "Resource": "*",
+                           "Condition": {"StringEquals": {"aws:RequestedRegion": region}}})
+        statements.append({"Effect": "Allow", "Action": "autoscaling:SetDesiredCapacity", "Resource": sorted(group_arns)})
+    return statements
 
 CONTAINER = "gateway"
 #: /readyz turns 503 while the gateway drains (SIGTERM), so the load balancer stops sending first.
@@ -128,7 +150,7 @@ class GatewayService(pulumi.ComponentResource):
                                          "evaluate_target_health": True}], opts=child)
 
     def deploy_service(self, config_yaml: pulumi.Input[str], secret_env: dict[str, pulumi.Output[str]],
-                       image: pulumi.Input[str]) -> None:
+                       image: pulumi.Input[str], fleet_group_arns: list[pulumi.Output[str]] | None = None) -> None:
         name, stack, s = self._name, self._stack, self._settings
         child = pulumi.ResourceOptions(parent=self)
         base = f"agentdeploy-{stack}-gateway"
@@ -144,10 +166,12 @@ class GatewayService(pulumi.ComponentResource):
         aws.iam.RolePolicy(f"{name}-exec-secrets", role=execution_role.id,
                            policy=arns.apply(lambda a: policy_json([read_secrets_statement(list(a))])), opts=child)
         task_role = aws.iam.Role(f"{name}-task-role", assume_role_policy=assume_role_policy("ecs-tasks.amazonaws.com"),
-                                 description="agentdeploy gateway: publish demand and spend metrics",
+                                 description="agentdeploy gateway: publish metrics, find and wake the fleets' nodes",
                                  tags=self._t(f"{base}-task"), opts=child)
         aws.iam.RolePolicy(f"{name}-task-metrics", role=task_role.id,
-                           policy=policy_json([put_metrics_statement(METRIC_NAMESPACE)]), opts=child)
+                           policy=pulumi.Output.all(*(fleet_group_arns or [])).apply(
+                               lambda arns: policy_json(task_policy_statements(METRIC_NAMESPACE, self._region, list(arns)))),
+                           opts=child)
         cluster = aws.ecs.Cluster(f"{name}-cluster", name=base, tags=self._t(base), opts=child)
         env_names = list(secret_env)
         definitions = pulumi.Output.all(log_group.name, config_yaml, arns, image).apply(

@@ -11,7 +11,6 @@ change rolls the group (instance refresh). Scaling and health alarms: fleet_scal
 
 from __future__ import annotations
 
-import base64
 import math
 import zlib
 
@@ -39,7 +38,7 @@ from agentdeploy.stacks.components.fleet_fallback import HookSpec, OnDemandFallb
 from agentdeploy.stacks.components.fleet_scaling import FleetScaling
 from agentdeploy.stacks.components.node_artifacts import NodeArtifacts
 from agentdeploy.stacks.node_volume import NodeVolume
-from agentdeploy.templates.gpu_node import HF_TOKEN_ENV, GpuNodeSpec, render_user_data
+from agentdeploy.templates.gpu_node import HF_TOKEN_ENV, GpuNodeSpec, encode_user_data, render_user_data
 from agentdeploy.templates.vllm_args import SPOT_NOTICE_S
 
 LISTENER_PORT_BASE = 20000
@@ -163,6 +162,8 @@ class FleetLoadBalancer(pulumi.ComponentResource):
         super().__init__("agentdeploy:fleet:FleetLoadBalancer", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         lb_name = f"agentdeploy-{stack}-fleets"
+        #: The gateway's tasks also reach each node directly (they discover and route to nodes).
+        self.gateway_sg_id = gateway_sg_id
         self.security_group = aws.ec2.SecurityGroup(
             f"{name}-sg", vpc_id=vpc_id, description="agentdeploy: internal load balancer of the GPU fleets",
             ingress=[{"protocol": "tcp", "from_port": p, "to_port": p, "security_groups": [gateway_sg_id],
@@ -186,7 +187,7 @@ class GpuFleet(pulumi.ComponentResource):
     def __init__(self, name: str, stack: str, region: str, agent: AgentPlan, *, vpc_id: pulumi.Input[str],
                  private_subnet_ids: pulumi.Input[list[str]], balancer: FleetLoadBalancer, listener_port: int,
                  ami_id: pulumi.Input[str], vllm_key_arn: pulumi.Output[str], hf_token_arn: pulumi.Output[str] | None,
-                 volume: NodeVolume, vllm_requirement: str, artifacts: NodeArtifacts,
+                 volume: NodeVolume, engine_image: str, artifacts: NodeArtifacts,
                  alert_topic_arn: pulumi.Input[str], opts: pulumi.ResourceOptions | None = None):
         super().__init__("agentdeploy:fleet:GpuFleet", name, None, opts)
         assert agent.fleet is not None, f"agent {agent.name} has no fleet in the plan"
@@ -214,9 +215,11 @@ class GpuFleet(pulumi.ComponentResource):
             f"{name}-node-sg", vpc_id=vpc_id, description=f"agentdeploy: GPU nodes of {agent.name}",
             ingress=[
                 {"protocol": "tcp", "from_port": VLLM_PORT, "to_port": VLLM_PORT,
-                 "security_groups": [balancer.security_group.id], "description": "vLLM from the fleet load balancer"},
+                 "security_groups": [balancer.security_group.id, balancer.gateway_sg_id],
+                 "description": "vLLM from the fleet load balancer and the gateway"},
                 {"protocol": "tcp", "from_port": NODE_HEALTH_PORT, "to_port": NODE_HEALTH_PORT,
-                 "security_groups": [balancer.security_group.id], "description": "node agent /healthz"},
+                 "security_groups": [balancer.security_group.id, balancer.gateway_sg_id],
+                 "description": "node agent /healthz (load balancer and gateway checks)"},
             ],
             egress=[{"protocol": "-1", "from_port": 0, "to_port": 0, "cidr_blocks": ["0.0.0.0/0"]}],
             tags=t(f"{base}-node"), opts=child,
@@ -239,14 +242,14 @@ class GpuFleet(pulumi.ComponentResource):
         names = list(refs)
         wheel = artifacts.wheel
         user_data = pulumi.Output.all(self.target_group.arn, artifacts.bucket_name, *refs.values()).apply(
-            lambda v: base64.b64encode(render_user_data(GpuNodeSpec(
+            lambda v: encode_user_data(render_user_data(GpuNodeSpec(
                 stack=stack, agent=agent.name, region=region, fleet=fleet, secret_refs=dict(zip(names, v[2:], strict=True)),
-                vllm_requirement=vllm_requirement, node_wheel_bucket=v[1], node_wheel_key=wheel.key,
+                engine_image=engine_image, node_wheel_bucket=v[1], node_wheel_key=wheel.key,
                 node_wheel_sha256=wheel.sha256, log_group=f"/agentdeploy/{stack}/{agent.name}/nodes",
                 # No group name: a node is in the spot group or the on-demand standby, and reads
                 # which from its instance tags (IMDS) before completing a hook.
                 target_group_arn=v[0], asg_name="", lifecycle_hook=DRAIN_HOOK, ready_hook=READY_HOOK,
-            )).encode()).decode()
+            )))
         )
         self.launch_template = aws.ec2.LaunchTemplate(
             f"{name}-lt", name_prefix=f"{base}-", image_id=ami_id, instance_type=fleet.instance_type,

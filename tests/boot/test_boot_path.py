@@ -1,13 +1,18 @@
-"""A GPU node's boot, run on this machine as far as it allows (issue 10, item 9).
+"""A GPU node's boot, run on this machine as far as it allows (issue 10, items 2 and 9).
 
 The node's user data is rendered exactly as the stack renders it, written under a scratch
 root, and its pieces run in the order cloud-init and systemd run them:
 
-1. install.sh: a virtualenv, the node agent's wheel downloaded from the stack's bucket (moto's
-   S3, holding the wheel built from this checkout), refused unless its SHA-256 matches, then
-   installed; nothing of ours comes from a package index (pip runs with PIP_NO_INDEX=1);
+1. install.sh: a virtualenv; the node agent's dependencies from the hash-pinned lock
+   (`pip install --require-hashes --no-deps`); the node agent's wheel downloaded from the
+   stack's bucket (moto's S3, holding the wheel built from this checkout), refused unless its
+   SHA-256 matches, then installed from that file; the engine image pulled by digest. Nothing
+   comes from a package index (pip runs with PIP_NO_INDEX=1);
 2. fetch-secrets.sh: the vLLM key read by ARN from Secrets Manager (moto) into secrets.env;
-3. vllm.service's command line (the unit's flags; the engine from the CPU venv);
+3. vllm.service's ExecStartPre and ExecStart, `docker rm` and `docker run <image> <vLLM args>`,
+   with `docker` a shim (tests/boot/docker_shim.py) that checks the arguments (image pinned by
+   digest and the catalog's, all GPUs, host network and IPC, secrets by --env-file and none in
+   argv) and runs the same vLLM arguments with the CPU vLLM;
 4. agentdeploy-node-agent.service's command line, from the venv install.sh made;
 5. agentdeploy-ready.service's script: waits for the node agent's /healthz, reads its group from the
    instance tags (IMDS emulator), then completes the
@@ -15,13 +20,16 @@ root, and its pieces run in the order cloud-init and systemd run them:
 
 What differs from a node, and why: no systemd or cloud-init runs them (the test starts each
 unit's ExecStart with the unit's environment files); paths live under a scratch root; ports are
-free loopback ports; vLLM runs on CPU from the project's vLLM venv with CPU flags appended (its
-CUDA build cannot run here, so the rendered vLLM requirement names a package already present);
-the venv sees the host's packages (PIP_NO_INDEX, no network); the model is a tiny local one.
+free loopback ports; no Docker and no GPU here, so the shim stands in for Docker and runs vLLM
+on CPU from the project's vLLM venv (0.32.0; the pinned image is 0.31.0, whose flags the node's
+argv also uses) with CPU flags appended; the venv sees the host's packages, so the lock's pins
+(the versions the tests run with) are already satisfied and pip checks them without
+downloading; the model is a tiny local one.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -36,10 +44,11 @@ import boto3
 import pytest
 import yaml
 
+from agentdeploy.planner.catalog import load_catalog
 from agentdeploy.planner.plan import FleetPlan
-from agentdeploy.templates.gpu_node import GpuNodeSpec, render_user_data
+from agentdeploy.templates.gpu_node import GpuNodeSpec, encode_user_data, render_user_data
 from tests.support.procs import LOOPBACK, free_port, start_process, wait_for_http
-from tests.support.vllm import BASE_ARGS, REPO_ROOT, VLLM_ENTRY_MODULE, VLLM_ENV, require_vllm_python
+from tests.support.vllm import BASE_ARGS, READY_TIMEOUT_S, REPO_ROOT, VLLM_ENV, require_vllm_python
 
 pytestmark = [pytest.mark.integration, pytest.mark.vllm]
 
@@ -47,6 +56,9 @@ REGION = "us-east-1"
 STACK, AGENT = "boot", "router"
 GROUP = f"agentdeploy-{STACK}-{AGENT}"
 VLLM_KEY = "boot-test-vllm-key-0123456789abcdef"
+#: The engine image the stack puts on nodes: the catalog's, pinned by digest.
+IMAGE = load_catalog(include_home=False).engine_image.reference
+SHIM = Path(__file__).with_name("docker_shim.py")
 
 
 def _fleet(model_dir: Path) -> FleetPlan:
@@ -102,15 +114,27 @@ def _env_file(path: Path) -> dict[str, str]:
     return dict(line.split("=", 1) for line in path.read_text().splitlines() if line and not line.startswith("#"))
 
 
+def _exec(unit: Path, key: str = "ExecStart") -> list[str]:
+    line = next(x for x in unit.read_text().splitlines() if x.startswith(f"{key}="))
+    return shlex.split(line.split("=", 1)[1].lstrip("-"))
+
+
 def _exec_start(unit: Path) -> list[str]:
-    line = next(x for x in unit.read_text().splitlines() if x.startswith("ExecStart="))
-    return shlex.split(line.split("=", 1)[1])
+    return _exec(unit)
 
 
-def _replace(argv: list[str], flag: str, value: str) -> list[str]:
-    out = list(argv)
-    out[out.index(flag) + 1] = value
-    return out
+def _docker_on_path(tmp_path: Path) -> Path:
+    """A `docker` on PATH that runs the shim (with this interpreter)."""
+    bin_dir = tmp_path / "shim-bin"
+    bin_dir.mkdir()
+    docker = bin_dir / "docker"
+    docker.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} {shlex.quote(str(SHIM))} \"$@\"\n")
+    docker.chmod(0o755)
+    return bin_dir
+
+
+def _shim_calls(log: Path) -> list[list[str]]:
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
 
 def test_a_node_boots_serves_and_completes_its_launching_hook(aws, imds_factory, completed_lifecycle_actions,
@@ -130,27 +154,33 @@ def test_a_node_boots_serves_and_completes_its_launching_hook(aws, imds_factory,
 
     # --- the user data, as the stack renders it ---------------------------------------------
     spec = GpuNodeSpec(stack=STACK, agent=AGENT, region=REGION, fleet=_fleet(tiny_model_dir),
-                       secret_refs={"VLLM_API_KEY": secret_arn}, vllm_requirement="boto3",
+                       secret_refs={"VLLM_API_KEY": secret_arn}, engine_image=IMAGE,
                        node_wheel_bucket="agentdeploy-boot-artifacts", node_wheel_key=key, node_wheel_sha256=sha,
                        target_group_arn=tg_arn, asg_name="", lifecycle_hook="drain", ready_hook="ready")
     user_data = render_user_data(spec)
-    assert len(user_data.encode()) <= 16384
+    assert len(base64.b64decode(encode_user_data(user_data))) <= 16384  # what EC2 counts
     root = tmp_path / "root"
     files = _write_root(user_data, root)
     runcmd = yaml.safe_load(user_data)["runcmd"]
     assert runcmd[0] == ["/opt/agentdeploy/bin/install.sh"]
     base, venv = root / "opt/agentdeploy", root / "opt/agentdeploy/venv"
     aws_env = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
-    common = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), **aws_env}
+    shim_log = tmp_path / "docker-calls.jsonl"
+    common = {"PATH": f"{_docker_on_path(tmp_path)}:{os.environ['PATH']}", "HOME": str(tmp_path), **aws_env,
+              "AGENTDEPLOY_SHIM_LOG": str(shim_log), "AGENTDEPLOY_SHIM_IMAGE": IMAGE, "AGENTDEPLOY_SHIM_ROOT": str(root)}
 
     # --- 1. install.sh ------------------------------------------------------------------------
     install_env = {**common, "AGENTDEPLOY_BASE": str(base), "AGENTDEPLOY_VENV": str(venv),
                    "AGENTDEPLOY_SYSTEM_PYTHON": getattr(sys, "_base_executable", sys.executable),
                    "AGENTDEPLOY_VENV_SYSTEM_SITE_PACKAGES": "1", "AGENTDEPLOY_NVME": str(root / "nvme"),
-                   "PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+                   "AGENTDEPLOY_NODE_REQUIREMENTS": str(files["/etc/agentdeploy/node-requirements.txt"]),
+                   "PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+                   # only the lock and the wheel: no local mirror, no constraints file of this machine
+                   "PIP_CONFIG_FILE": os.devnull}
     done = subprocess.run([str(files["/opt/agentdeploy/bin/install.sh"])], env=install_env,
                           capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
+    assert _shim_calls(shim_log) == [["pull", "--quiet", IMAGE]]  # the engine, by digest
     where = subprocess.run([str(venv / "bin/python"), "-c", "import agentdeploy; print(agentdeploy.__file__)"],
                            capture_output=True, text=True, timeout=60, env=common, cwd=tmp_path)
     assert where.stdout.startswith(str(venv)), where  # the wheel from the bucket, not this checkout
@@ -165,15 +195,23 @@ def test_a_node_boots_serves_and_completes_its_launching_hook(aws, imds_factory,
     secrets_env = _env_file(run_dir / "secrets.env")
     assert secrets_env == {"VLLM_API_KEY": VLLM_KEY}
     node_env = _env_file(files["/etc/agentdeploy/node.env"])
-    unit_env = {**node_env, **secrets_env, "HF_HOME": str(base / "hf")}
 
-    # --- 3. vllm.service ----------------------------------------------------------------------
-    argv = _exec_start(files["/etc/systemd/system/vllm.service"])
-    assert argv[:3] == ["/opt/agentdeploy/venv/bin/vllm", "serve", str(tiny_model_dir)]
+    # --- 3. vllm.service: docker (the shim) runs the pinned image's `vllm serve` ---------------
+    unit = files["/etc/systemd/system/vllm.service"]
+    pre, argv = _exec(unit, "ExecStartPre"), _exec_start(unit)
+    assert pre[0] == argv[0] == "/usr/bin/docker"
+    assert subprocess.run([sys.executable, str(SHIM), *pre[1:]], env=common, timeout=60).returncode == 0
+    assert argv[1] == "run"
+    assert argv[argv.index(IMAGE) + 1] == str(tiny_model_dir)  # `vllm serve MODEL ...` after the image
     vllm_port = free_port()
-    flags = _replace(_replace(argv[3:], "--host", LOOPBACK), "--port", str(vllm_port))
-    vllm = start_process("vllm", [str(vllm_python), "-m", VLLM_ENTRY_MODULE, "--model", argv[2], *flags, *BASE_ARGS],
-                         tmp_path / "vllm.log", env={**unit_env, **VLLM_ENV})
+    # The unit passes no environment of its own (the secrets reach the container by --env-file),
+    # so neither does the test: the shim sees only this machine's offline settings.
+    shim_env = {**common, **VLLM_ENV, "VLLM_PYTHON": str(vllm_python), "AGENTDEPLOY_SHIM_HOST": LOOPBACK,
+                "AGENTDEPLOY_SHIM_PORT": str(vllm_port), "AGENTDEPLOY_SHIM_EXTRA_ARGS": json.dumps(list(BASE_ARGS))}
+    assert VLLM_KEY not in json.dumps(shim_env)
+    vllm = start_process("vllm", [sys.executable, str(SHIM), *argv[1:]], tmp_path / "vllm.log", env=shim_env)
+    # fails at once, with the log, if the shim refused the command line or vLLM died
+    wait_for_http(f"http://{LOOPBACK}:{vllm_port}/health", timeout_s=READY_TIMEOUT_S, process=vllm)
     # --- 4. agentdeploy-node-agent.service -----------------------------------------------------
     argv = _exec_start(files["/etc/systemd/system/agentdeploy-node-agent.service"])
     assert argv == ["/opt/agentdeploy/venv/bin/python", "-m", "agentdeploy.serving.node"]
@@ -220,14 +258,15 @@ def test_install_refuses_a_wheel_whose_hash_differs(aws, tmp_path):
     s3.create_bucket(Bucket="agentdeploy-boot-artifacts")
     key = f"node/{'0' * 64}/{wheel.name}"
     s3.upload_file(str(wheel), "agentdeploy-boot-artifacts", key)
-    spec = GpuNodeSpec(stack=STACK, agent=AGENT, region=REGION, fleet=_fleet(tmp_path), vllm_requirement="boto3",
+    spec = GpuNodeSpec(stack=STACK, agent=AGENT, region=REGION, fleet=_fleet(tmp_path), engine_image=IMAGE,
                        node_wheel_bucket="agentdeploy-boot-artifacts", node_wheel_key=key, node_wheel_sha256="0" * 64)
     files = _write_root(render_user_data(spec), tmp_path / "root")
     base = tmp_path / "root/opt/agentdeploy"
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), **{k: v for k, v in os.environ.items() if k.startswith("AWS_")},
            "AGENTDEPLOY_BASE": str(base), "AGENTDEPLOY_VENV": str(base / "venv"),
            "AGENTDEPLOY_SYSTEM_PYTHON": getattr(sys, "_base_executable", sys.executable),
-           "AGENTDEPLOY_VENV_SYSTEM_SITE_PACKAGES": "1", "AGENTDEPLOY_NVME": str(tmp_path / "nvme"), "PIP_NO_INDEX": "1"}
+           "AGENTDEPLOY_VENV_SYSTEM_SITE_PACKAGES": "1", "AGENTDEPLOY_NVME": str(tmp_path / "nvme"), "PIP_NO_INDEX": "1",
+           "AGENTDEPLOY_NODE_REQUIREMENTS": str(files["/etc/agentdeploy/node-requirements.txt"]), "PIP_CONFIG_FILE": os.devnull}
     done = subprocess.run([str(files["/opt/agentdeploy/bin/install.sh"])], env=env, capture_output=True, text=True,
                           timeout=600, cwd=tmp_path)
     assert done.returncode != 0

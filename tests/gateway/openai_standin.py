@@ -23,8 +23,11 @@ LOOPBACK = "127.0.0.1"
 
 
 class OpenAIStandin:
-    def __init__(self, model: str = "standin", api_key: str | None = None, serve_metrics: bool = True) -> None:
+    def __init__(self, model: str = "standin", api_key: str | None = None, serve_metrics: bool = True,
+                 host: str = LOOPBACK) -> None:
         self.model = model
+        #: Any 127.x.y.z address is loopback: discovered "nodes" each get their own (same port).
+        self.host = host
         #: False: no /metrics route (404), like an OpenAI-compatible server that is not vLLM.
         self.serve_metrics = serve_metrics
         self.api_key = api_key
@@ -60,7 +63,7 @@ class OpenAIStandin:
 
     @property
     def base_url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     # ------------------------------------------------------------------ server
     def start(self) -> OpenAIStandin:
@@ -76,7 +79,7 @@ class OpenAIStandin:
             app.router.add_get("/health", self.health)
             runner = web.AppRunner(app, access_log=None)
             loop.run_until_complete(runner.setup())
-            site = web.TCPSite(runner, LOOPBACK, self.port or 0, reuse_address=True)
+            site = web.TCPSite(runner, self.host, self.port or 0, reuse_address=True)
             loop.run_until_complete(site.start())
             self.port = runner.addresses[0][1]
             self._loop = loop

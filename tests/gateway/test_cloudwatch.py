@@ -1,4 +1,5 @@
-"""The gateway publishes per-agent spend and wake-up demand to CloudWatch (moto server)."""
+"""The gateway publishes per-agent spend, and its fleets' unmet demand and served counts under names of
+their own, to CloudWatch (moto server); never the nodes' Demand series."""
 
 from __future__ import annotations
 
@@ -7,10 +8,18 @@ from datetime import UTC, datetime, timedelta
 
 import boto3
 
-from agentdeploy.naming import DIM_AGENT, DIM_STACK, METRIC_DEMAND, METRIC_NAMESPACE, METRIC_SPEND_USD
+from agentdeploy.naming import (
+    DIM_AGENT,
+    DIM_STACK,
+    METRIC_DEMAND,
+    METRIC_FLEET_SERVED,
+    METRIC_NAMESPACE,
+    METRIC_SPEND_USD,
+    METRIC_UNMET_DEMAND,
+)
 from agentdeploy.serving.cloudwatch import CloudWatchPublisher
 from agentdeploy.serving.metrics import GatewayMetrics
-from agentdeploy.serving.upstreams import NO_HEALTHY
+from agentdeploy.serving.upstreams import NO_HEALTHY, OVERLOAD
 from tests.gateway.helpers import GPU_KEY, chat, env_for, gateway_config
 
 
@@ -24,21 +33,28 @@ def _sum(cw, name: str, agent: str, stack: str) -> float:
     return sum(p["Sum"] for p in stats["Datapoints"])
 
 
-def test_publisher_sends_deltas_only(aws):
+def test_publisher_sends_spend_deltas_and_each_fleets_interval_counts(aws):
     metrics = GatewayMetrics()
     pub = CloudWatchPublisher(metrics, "prod", lambda: {"router": "vllm-router"})
     cw = boto3.client("cloudwatch")
     metrics.cost.inc(("intake", "claude-haiku-4-5"), 0.25)
     metrics.cost.inc(("intake", "claude-sonnet-4-6"), 0.5)
-    metrics.fallbacks.inc(("router", "vllm-router", NO_HEALTHY), 3)
-    metrics.fallbacks.inc(("router", "vllm-router", "ttft_timeout"), 7)  # not a wake signal
+    metrics.unmet.inc(("router", "vllm-router", NO_HEALTHY), 3)
+    metrics.unmet.inc(("router", "vllm-router", OVERLOAD), 2)
+    metrics.requests.inc(("router", "vllm-router", "llama", 200), 7)
+    metrics.requests.inc(("router", "anthropic", "claude-haiku-4-5", 200), 5)  # the fallback: not the fleet's
+    metrics.fallbacks.inc(("router", "vllm-router", "ttft_timeout"), 4)  # the fleet took it and failed: not unmet
+    sent = pub.collect()
+    assert {(d["MetricName"], d["Dimensions"][1]["Value"], d["Value"]) for d in sent} == {
+        (METRIC_SPEND_USD, "intake", 0.75), (METRIC_UNMET_DEMAND, "router", 5.0), (METRIC_FLEET_SERVED, "router", 7.0)}
+    assert all(d["MetricName"] != METRIC_DEMAND for d in sent)
+    # Nothing new: no spend, and the fleet's interval counts are zeros (evidence, not a gap).
+    assert [(d["MetricName"], d["Value"]) for d in pub.collect()] == [(METRIC_UNMET_DEMAND, 0.0), (METRIC_FLEET_SERVED, 0.0)]
+    metrics.unmet.inc(("router", "vllm-router", NO_HEALTHY), 1)
     assert pub.publish(cw) == 2
-    assert pub.publish(cw) == 0  # nothing new, nothing sent
-    metrics.cost.inc(("intake", "claude-haiku-4-5"), 0.25)
-    assert pub.publish(cw) == 1
-    assert _sum(cw, METRIC_SPEND_USD, "intake", "prod") == 1.0
-    assert _sum(cw, METRIC_DEMAND, "router", "prod") == 3.0
-    assert _sum(cw, METRIC_DEMAND, "intake", "prod") == 0.0
+    assert _sum(cw, METRIC_UNMET_DEMAND, "router", "prod") == 1.0
+    assert _sum(cw, METRIC_FLEET_SERVED, "router", "prod") == 0.0
+    assert cw.list_metrics(Namespace=METRIC_NAMESPACE, MetricName=METRIC_DEMAND)["Metrics"] == []
 
 
 def test_failed_publish_keeps_its_deltas():
@@ -71,7 +87,7 @@ def test_failed_publish_keeps_its_deltas():
     assert [d["Value"] for d in client.sent] == [2.0]
 
 
-def test_gateway_with_fleet_at_zero_publishes_demand_and_spend(aws, claude_emulator, gateway_factory):
+def test_gateway_with_fleet_at_zero_publishes_unmet_demand_and_spend(aws, claude_emulator, gateway_factory):
     config = gateway_config(claude_emulator.base_url, replicas=[], cloudwatch_interval_s=0.5)
     env = {**env_for(claude_emulator), **{k: v for k, v in __import__("os").environ.items() if k.startswith("AWS_")}}
     gw = gateway_factory(config, env=env)
@@ -81,7 +97,8 @@ def test_gateway_with_fleet_at_zero_publishes_demand_and_spend(aws, claude_emula
         assert r.headers["x-agentdeploy-upstream"] == "anthropic"
     cw = boto3.client("cloudwatch")
     deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and _sum(cw, METRIC_DEMAND, "gpu-agent", "test") < 3:
+    while time.monotonic() < deadline and _sum(cw, METRIC_UNMET_DEMAND, "gpu-agent", "test") < 3:
         time.sleep(0.5)
-    assert _sum(cw, METRIC_DEMAND, "gpu-agent", "test") == 3.0
+    assert _sum(cw, METRIC_UNMET_DEMAND, "gpu-agent", "test") == 3.0
     assert _sum(cw, METRIC_SPEND_USD, "gpu-agent", "test") > 0
+    assert cw.list_metrics(Namespace=METRIC_NAMESPACE, MetricName=METRIC_DEMAND)["Metrics"] == []

@@ -4,12 +4,11 @@ task definition or a stack output."""
 
 from __future__ import annotations
 
-import base64
-
 import pytest
 from pulumi.runtime.rpc import _special_secret_sig as SECRET_SIG_VALUE
 from pulumi.runtime.rpc import _special_sig_key as SECRET_SIG
 
+from agentdeploy.templates.gpu_node import decode_user_data
 from tests.stacks.harness import mixed_decision_file, run_main, strings_in
 
 CANARIES = {
@@ -62,7 +61,7 @@ def test_no_canary_in_outputs(run):
 
 def test_user_data_references_secrets_by_arn(run):
     lt = run.mocks.one("aws:ec2/launchTemplate:LaunchTemplate")
-    user_data = base64.b64decode(lt.inputs["userData"]).decode()
+    user_data = decode_user_data(lt.inputs["userData"])
     assert user_data.startswith("#cloud-config")
     assert "VLLM_API_KEY=arn:aws:" in user_data
     assert "HF_TOKEN=arn:aws:" in user_data

@@ -82,3 +82,38 @@ def test_unreadable_quota_is_a_warning_not_a_crash(aws, plan):
     findings = check_capacity(plan, boto3.Session(region_name="us-east-1"))
     assert findings
     assert all(f.level == "warning" and "could not read" in f.message for f in findings)
+
+
+def _with_types(plan, types: list[str]):
+    agents = [a.model_copy(update={"fleet": a.fleet.model_copy(update={"instance_types": types})}) if a.fleet else a
+              for a in plan.agents]
+    return plan.model_copy(update={"agents": agents})
+
+
+def test_every_type_of_every_family_is_checked(aws, plan):
+    """Quotas and zones for each type the group may launch, in each instance class they span."""
+    fleet = next(a.fleet for a in plan.agents if a.fleet)
+    assert len({t.split(".")[0] for t in fleet.instance_types}) >= 2
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    facts = read_capacity(plan, ec2, _stubbed_quotas(1000, 1000))
+    assert set(facts.vcpus) == set(facts.zones) == set(fleet.instance_types)
+    mixed = _with_types(plan, [fleet.instance_type, "p5.4xlarge"])
+    need = needs(mixed, {fleet.instance_type: 4, "p5.4xlarge": 16})
+    assert need.spot == {"G and VT": 4 * fleet.max_replicas, "P": 16 * fleet.max_replicas}
+
+
+def test_a_blocked_class_is_an_error_only_when_the_fleet_has_no_other(plan):
+    fleet = next(a.fleet for a in plan.agents if a.fleet)
+    mixed = _with_types(plan, [fleet.instance_type, "p5.4xlarge"])
+    vcpus = {fleet.instance_type: 4, "p5.4xlarge": 16}
+    zones = {t: frozenset({"us-east-1a", "us-east-1b"}) for t in vcpus}
+    no_p = {"L-DB2E81BA": 1000.0, "L-3819A6DF": 1000.0, "L-417A185B": 0.0, "L-7212CCBC": 0.0}
+    findings = capacity_findings(mixed, CapacityFacts("us-east-1", vcpus, zones, no_p))
+    assert findings
+    assert {f.level for f in findings} == {"warning"}  # the G types still launch
+    assert all("P vCPU quota" in f.message for f in findings)
+    only_p = _with_types(plan, ["p5.4xlarge"])
+    only_p = only_p.model_copy(update={"agents": [a.model_copy(update={"fleet": a.fleet.model_copy(
+        update={"instance_type": "p5.4xlarge"})}) if a.fleet else a for a in only_p.agents]})
+    findings = capacity_findings(only_p, CapacityFacts("us-east-1", {"p5.4xlarge": 16}, zones, no_p))
+    assert [f.level for f in findings] == ["error", "error"]

@@ -4,7 +4,6 @@ decision file's maximum length (40 characters) on a stack name of the maximum le
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 
@@ -15,7 +14,9 @@ from agentdeploy.stackconfig import find_project_root, list_stacks
 from agentdeploy.stacks.dryrun import stack_config_values
 from agentdeploy.stacks.limits import check_name, check_security_group
 from agentdeploy.stacks.policy import Resource, plain
+from agentdeploy.templates.gpu_node import decode_user_data
 from tests.stacks.harness import EXAMPLES, Run, dev_with_gateway, run_main
+from tests.support.node_software import bare_name_installs
 
 LONG_AGENT = "ticket-router-for-the-emea-support-queue"
 LONG_STACK = "staging-emea-support-queue-eu-central-01"
@@ -74,7 +75,7 @@ def _resources(run: Run) -> list[Resource]:
 
 
 def _user_data(run: Run) -> list[str]:
-    return [base64.b64decode(plain(r.inputs["userData"])).decode()
+    return [decode_user_data(plain(r.inputs["userData"]))
             for r in run.mocks.of_type("aws:ec2/launchTemplate:LaunchTemplate")]
 
 
@@ -114,8 +115,32 @@ def test_no_node_installs_agentdeploy_by_name_from_an_index(stack):
         wheel = run.mocks.one("aws:s3/bucketObjectv2:BucketObjectv2")
         assert wheel.inputs["key"] in doc
         assert "sha256sum --check --strict" in doc
-    # the pattern is not vacuous: today's old install line is caught
-    assert BY_NAME.search("\"$VENV/bin/pip\" install --quiet 'vllm==0.32.0' 'agentdeploy[serving]==0.1.0' boto3")
+        # and nothing else comes by a bare name: pip only in hash-checking mode or from local
+        # files, the engine only as an image pinned by digest
+        assert bare_name_installs(doc) == []
+        assert "--require-hashes" in doc
+        assert "@sha256:" in doc
+    # the patterns are not vacuous: the old install lines are caught
+    old = "\"$VENV/bin/pip\" install --quiet 'vllm==0.32.0' 'agentdeploy[serving]==0.1.0' boto3"
+    assert BY_NAME.search(old)
+    assert len(bare_name_installs(old + "\n\"$VENV/bin/pip\" install --quiet boto3")) == 2
+    assert bare_name_installs("ExecStart=/usr/bin/docker run --rm --gpus all vllm/vllm-openai:v0.31.0 m")
+    assert bare_name_installs("IMAGE=vllm/vllm-openai:latest\ndocker pull \"$IMAGE\"")
+    assert bare_name_installs("pip install -r requirements.txt")
+
+
+def test_the_engine_image_is_the_catalogs_pinned_one(stack):
+    """Every fleet's vllm.service runs the catalog's engine image, by digest, on all GPUs (a
+    tag-only image is refused: tests/stacks/test_node_image_and_weights.py)."""
+    from agentdeploy.planner.catalog import load_catalog
+
+    name, run, config = stack
+    image = load_catalog().engine_image.reference
+    for doc in _user_data(run):
+        unit = next(f["content"] for f in yaml.safe_load(doc)["write_files"] if f["path"].endswith("/vllm.service"))
+        exec_start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
+        assert f" {image} " in exec_start
+        assert "--gpus all" in exec_start
 
 
 def test_a_launching_lifecycle_hook(stack):

@@ -4,7 +4,7 @@ given) where the weights are gated."""
 
 from __future__ import annotations
 
-import base64
+import shlex
 
 import pulumi
 import pytest
@@ -12,6 +12,8 @@ import pytest
 from agentdeploy.planner import build_plan, load_decision_file
 from agentdeploy.stacks.gated import is_gated
 from agentdeploy.stacks.node_volume import GP3_MAX_MIBPS, node_volume, weight_gb
+from agentdeploy.stacks.policy import plain
+from agentdeploy.templates.gpu_node import decode_user_data
 from tests.stacks.harness import EXAMPLES, catalog, run_main
 
 
@@ -44,7 +46,7 @@ def test_launch_template_uses_the_ssm_ami_and_the_sized_volume(tmp_path):
     plan = build_plan(load_decision_file(EXAMPLES / "high-volume-router.yaml"))
     expected = node_volume(catalog(), next(a.fleet for a in plan.agents if a.fleet))
     assert (ebs["volumeSize"], ebs["throughput"], ebs["iops"]) == (expected.size_gb, expected.throughput_mibps, expected.iops)
-    user_data = base64.b64decode(lt.inputs["userData"]).decode()
+    user_data = decode_user_data(lt.inputs["userData"])
     assert "/opt/dlami/nvme" in user_data  # weights on instance NVMe where there is some
 
 
@@ -57,3 +59,42 @@ def test_gated_weights_need_the_token_and_only_their_fleets_get_it(tmp_path):
     with pytest.raises(pulumi.RunError, match="meta-llama/Llama-3.2-3B-Instruct") as err:
         run_main(config, ["agentdeploy:anthropicApiKey"])
     assert "agentdeploy:huggingFaceToken" in str(err.value)
+
+
+@pytest.mark.parametrize("image", ["vllm/vllm-openai:v0.31.0", "vllm/vllm-openai:latest",
+                                   "vllm/vllm-openai:v0.31.0@sha256:c1c9f6fd"])
+def test_a_vllm_image_not_pinned_by_digest_is_refused_with_its_key(image):
+    from agentdeploy.errors import InvalidInput
+    from agentdeploy.stacks.settings import parse_settings
+
+    with pytest.raises(InvalidInput) as refused:
+        parse_settings({"decisionFile": "x.yaml", "vllmImage": image}, where="stacks/Pulumi.prod.yaml")
+    assert refused.value.message.startswith("stacks/Pulumi.prod.yaml")
+    (detail,) = refused.value.details
+    assert detail.startswith("agentdeploy:vllmImage:")
+    assert "digest" in detail or "sha256" in detail
+
+
+def test_a_vllm_image_pinned_by_digest_reaches_the_nodes():
+    pinned = "registry.example.com:5000/team/vllm-openai:v0.31.0@sha256:" + "0f" * 32
+    run = run_main({"agentdeploy:decisionFile": str(EXAMPLES / "high-volume-router.yaml"), "aws:region": "us-east-1",
+                    "agentdeploy:vllmImage": pinned, "agentdeploy:anthropicApiKey": "sk-ant-test-0000000000"},
+                   ["agentdeploy:anthropicApiKey"])
+    docs = [decode_user_data(plain(lt.inputs["userData"]))
+            for lt in run.mocks.of_type("aws:ec2/launchTemplate:LaunchTemplate")]
+    assert docs
+    assert all(f"ENGINE_IMAGE={shlex.quote(pinned)}" in d for d in docs)
+
+
+def test_a_tag_only_engine_image_in_the_catalog_is_refused(tmp_path):
+    from agentdeploy.errors import InvalidInput
+    from agentdeploy.planner.catalog import load_catalog
+
+    override = tmp_path / "engine.yaml"
+    override.write_text('engine_image:\n  reference: "vllm/vllm-openai:v0.32.0"\n  vllm_version: "0.32.0"\n'
+                        '  source: "a tag someone typed"\n  as_of: 2026-12-02\n')
+    with pytest.raises(InvalidInput) as refused:
+        load_catalog([override])
+    text = str(refused.value.to_dict())
+    assert "engine_image.reference" in text
+    assert "not pinned by digest" in text

@@ -21,6 +21,7 @@ from agentdeploy.naming import (
 )
 from agentdeploy.planner import build_plan, load_decision_file
 from agentdeploy.stacks.policy import UNTAGGABLE, Resource, check_all, check_tags, plain, plan_limits, resource_tags
+from agentdeploy.templates.gpu_node import decode_user_data
 from tests.stacks.harness import EXAMPLES, mixed_decision_file, run_main
 
 ASG = "aws:autoscaling/group:Group"
@@ -136,31 +137,7 @@ def test_asg_tags_propagate_and_name_the_fleet(run, plan):
     assert all(t["propagateAtLaunch"] for t in tags.values())
 
 
-def test_scale_to_zero_alarm_and_policy(run, plan):
-    fleet = _fleet(plan).fleet
-    idle = run.mocks.one(ALARM, "idle")
-    assert idle.inputs["namespace"] == METRIC_NAMESPACE
-    assert idle.inputs["metricName"] == METRIC_DEMAND
-    assert idle.inputs["dimensions"] == {DIM_STACK: "test", DIM_AGENT: _fleet(plan).name}
-    assert idle.inputs["period"] * idle.inputs["evaluationPeriods"] == fleet.idle_minutes * 60
-    assert idle.inputs["comparisonOperator"] == "LessThanOrEqualToThreshold"
-    assert idle.inputs["threshold"] == 0
-    # Idle is a run of zeros the nodes publish; a gap in the data never scales a fleet in.
-    assert idle.inputs["treatMissingData"] == "notBreaching"
-    policy = run.mocks.one(POLICY, "idle")
-    assert policy.inputs["adjustmentType"] == "ExactCapacity"
-    assert policy.inputs["scalingAdjustment"] == fleet.min_replicas == 0
-    assert idle.inputs["alarmActions"] == [f"arn:aws:policy:us-east-1:123456789012:{policy.name}"]
-
-
-def test_wake_from_zero_on_gateway_demand(run):
-    wake = run.mocks.one(ALARM, "wake")
-    exprs = [q.get("expression") for q in wake.inputs["metricQueries"] if q.get("expression")]
-    assert exprs == ["IF(demand > 0 AND desired < 1, 1, 0)"]
-    metrics = {q["id"]: q["metric"]["metricName"] for q in wake.inputs["metricQueries"] if q.get("metric")}
-    assert metrics == {"demand": METRIC_DEMAND, "desired": "GroupDesiredCapacity"}
-    policy = run.mocks.one(POLICY, "wake")
-    assert policy.inputs["scalingAdjustment"] >= 1
+# The scale loop's alarms and policies (idle, wake, silent, tracking): test_fleet_scaling.py.
 
 
 def test_target_tracking_on_llm_demand_not_cpu(run, plan):
@@ -182,11 +159,14 @@ def test_target_group_waits_for_model_load(run, plan):
 
 
 def test_only_the_gateway_reaches_vllm(run):
+    """The fleets' load balancer (its health checks) and the gateway's tasks (they route to each
+    node and read its agent's /healthz), nothing else."""
     sgs = {r.name: r for r in run.mocks.of_type("aws:ec2/securityGroup:SecurityGroup")}
     node = next(r for n, r in sgs.items() if "node-sg" in n)
     lb_sg_id = "fleets-sg-id"
     assert {p["fromPort"] for p in node.inputs["ingress"]} == {8000, 8081}
-    assert all(p["securityGroups"] == [lb_sg_id] and "cidrBlocks" not in p for p in node.inputs["ingress"])
+    assert all(p["securityGroups"] == [lb_sg_id, "gateway-task-sg-id"] and "cidrBlocks" not in p
+               for p in node.inputs["ingress"])
     fleets_sg = sgs["fleets-sg"]
     assert all(p["securityGroups"] == ["gateway-task-sg-id"] for p in fleets_sg.inputs["ingress"])
     assert run.mocks.one("aws:lb/loadBalancer:LoadBalancer", "fleets").inputs["internal"] is True
@@ -224,9 +204,7 @@ def test_drain_permissions_name_only_the_fleets_own_group_and_target_group(route
 
 
 def test_node_agent_knows_what_to_drain(run, plan):
-    import base64
-
-    user_data = base64.b64decode(run.mocks.one("aws:ec2/launchTemplate:LaunchTemplate").inputs["userData"]).decode()
+    user_data = decode_user_data(run.mocks.one("aws:ec2/launchTemplate:LaunchTemplate").inputs["userData"])
     agent = _fleet(plan).name
     assert f"AGENTDEPLOY_TARGET_GROUP_ARNS=arn:aws:targetgroup:us-east-1:123456789012:fleet-{agent}-tg" in user_data
     # the node reads its group (spot or on-demand standby) from its instance tags
@@ -275,7 +253,7 @@ def test_every_per_agent_resource_carries_the_agent_tag(which, request):
             assert {s["resourceType"]: s["tags"][TAG_AGENT] for s in lt.inputs["tagSpecifications"]} == {
                 "instance": agent, "volume": agent}
             alarms = {r.name.rsplit("-", 1)[-1] for r in owned if r.typ.endswith("MetricAlarm") and r.name.startswith("fleet-")}
-            assert alarms == {"wake", "idle", "healthy", "starved"}
+            assert alarms == {"wake", "idle", "silent", "healthy", "starved"}
         else:
             assert types == {"Parameter", "MetricAlarm"}, types
 
@@ -352,7 +330,8 @@ def test_cost_allocation_tag_is_activated_only_when_opted_in(run, decision):
     assert off.mocks.of_type(tag_type) == []
 
 
-def test_gateway_config_points_fleets_at_their_listener(run, plan):
+def test_gateway_config_discovers_each_fleets_nodes_and_wakes_its_group(run, plan):
+    from agentdeploy.naming import NODE_HEALTH_PORT, VLLM_PORT
     from agentdeploy.serving.config import parse_config
 
     task = run.mocks.one("aws:ecs/taskDefinition:TaskDefinition")
@@ -361,15 +340,35 @@ def test_gateway_config_points_fleets_at_their_listener(run, plan):
     config = parse_config(yaml.safe_load(env["AGENTDEPLOY_GATEWAY_CONFIG"]))
     assert config.stack == "test"
     assert set(config.agents) == {a.name for a in plan.agents}
-    gpu = _fleet(plan).name
-    upstream = config.upstreams[config.agents[gpu].chain[0].upstream]
-    listener = next(r for r in run.mocks.of_type("aws:lb/listener:Listener") if r.name == f"fleet-{gpu}-listener")
-    assert upstream.replicas == [f"http://fleets-alb.elb.example:{int(listener.inputs['port'])}"]
+    agent = _fleet(plan)
+    upstream = config.upstreams[config.agents[agent.name].chain[0].upstream]
+    asg = run.mocks.one(ASG, "router-asg")
+    # Each node directly: no load balancer URL as a replica, the target group's health instead.
+    assert upstream.replicas == []
+    assert upstream.discovery is not None
+    assert upstream.discovery.target_group_arn == f"arn:aws:targetgroup:us-east-1:123456789012:fleet-{agent.name}-tg"
+    assert (upstream.discovery.region, upstream.discovery.port) == (plan.region, VLLM_PORT)
+    assert upstream.node_health_port == NODE_HEALTH_PORT
+    assert upstream.max_load_per_replica == agent.fleet.max_concurrency_per_replica  # one node's cap, per node
+    assert upstream.wake is not None
+    assert upstream.wake.asg_name == asg.inputs["name"]
+    assert upstream.wake.capacity == max(1, agent.fleet.min_replicas)
     assert upstream.api_key.env == "VLLM_API_KEY_TICKET_ROUTER"
     assert container["command"][0].endswith("--port 8080")
     assert run.mocks.one("aws:ecs/service:Service").inputs["launchType"] == "FARGATE"
-    # it publishes the spend the alarms watch and the demand that wakes a fleet at zero
+    # it publishes the spend the alarms watch and the unmet demand the backup wake alarm reads
     assert config.cloudwatch_interval_s == 60
+
+
+def test_gateway_task_may_read_nodes_and_set_only_its_own_groups_capacity(router_run):
+    policy = json.loads(router_run.mocks.one("aws:iam/rolePolicy:RolePolicy", "gateway-task-metrics").inputs["policy"])
+    by_action = {a: st for st in policy["Statement"] for a in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"])}
+    groups = sorted(f"arn:aws:group:us-east-1:123456789012:fleet-{a}-asg" for a in ("ticket-router", "answer-drafts"))
+    assert by_action["autoscaling:SetDesiredCapacity"]["Resource"] == groups
+    for read in ("elasticloadbalancing:DescribeTargetHealth", "ec2:DescribeInstances", "autoscaling:DescribeAutoScalingGroups"):
+        assert by_action[read]["Resource"] == "*"
+        assert by_action[read]["Condition"] == {"StringEquals": {"aws:RequestedRegion": "us-east-1"}}
+    assert "autoscaling:UpdateAutoScalingGroup" not in by_action
 
 
 def test_outputs_name_gateway_and_every_agent(run, plan):
@@ -436,13 +435,11 @@ def test_spot_starved_fleet_falls_back_to_on_demand(run, plan):
 
 
 def test_node_logs_go_to_the_fleets_log_group(run, plan):
-    import base64
-
     agent = _fleet(plan).name
     group = run.mocks.one("aws:cloudwatch/logGroup:LogGroup", f"fleet-{agent}-logs")
     assert group.inputs["name"] == f"/agentdeploy/test/{agent}/nodes"
     assert group.inputs["retentionInDays"] == 30
-    user_data = base64.b64decode(run.mocks.one("aws:ec2/launchTemplate:LaunchTemplate").inputs["userData"]).decode()
+    user_data = decode_user_data(run.mocks.one("aws:ec2/launchTemplate:LaunchTemplate").inputs["userData"])
     assert f'"log_group_name": "/agentdeploy/test/{agent}/nodes"' in user_data
     assert "/opt/agentdeploy/bin/logs.sh" in user_data
     # Session Manager instead of SSH: AWS's managed policy, no key pair, no port 22

@@ -45,3 +45,43 @@ def test_client_keys_from_env_are_hashed():
     a, b = "a" * 32, "b" * 40
     hashes = client_key_hashes_from_env(["intake", "sales-brief"], {"AGENTDEPLOY_KEY_SALES_BRIEF": f"{a}, {b}"})
     assert hashes == {"intake": [], "sales-brief": [hash_key(a), hash_key(b)]}
+
+
+def test_a_provisioned_fleet_is_discovered_from_its_target_group_and_woken_from_zero():
+    from agentdeploy.naming import NODE_HEALTH_PORT, VLLM_PORT
+    from agentdeploy.planner import build_plan, load_decision_file
+    from agentdeploy.planner.catalog import load_catalog
+    from agentdeploy.templates.gateway_config import DISCOVERY_REFRESH_S, WAKE_MIN_INTERVAL_S, FleetRefs
+
+    catalog = load_catalog(include_home=False)
+    plan = build_plan(load_decision_file("examples/high-volume-router.yaml"), catalog)
+    gpu = plan.agent("ticket-router")
+    tg = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/ad-prod-ticket-router/0123"
+    cfg = build_gateway_config(plan, catalog, fleets={"ticket-router": FleetRefs("agentdeploy-prod-ticket-router", tg)})
+    up = cfg.upstreams["vllm-ticket-router"]
+    assert up.replicas == [] and up.replicas_file is None  # no load balancer URL: each node directly
+    assert up.discovery is not None
+    assert (up.discovery.region, up.discovery.target_group_arn, up.discovery.asg_name) == (plan.region, tg, None)
+    assert (up.discovery.port, up.discovery.refresh_s) == (VLLM_PORT, DISCOVERY_REFRESH_S)
+    assert up.node_health_port == NODE_HEALTH_PORT
+    assert up.wake is not None
+    assert up.wake.model_dump() == {"asg_name": "agentdeploy-prod-ticket-router", "capacity": max(1, gpu.fleet.min_replicas),
+                                    "min_interval_s": WAKE_MIN_INTERVAL_S, "region": plan.region}
+    assert parse_config(__import__("yaml").safe_load(dump_yaml(cfg))) == cfg
+
+    # Without a target group the group's own instances are the source.
+    cfg = build_gateway_config(plan, catalog, fleets={"ticket-router": FleetRefs("agentdeploy-prod-ticket-router")})
+    discovery = cfg.upstreams["vllm-ticket-router"].discovery
+    assert discovery is not None and discovery.asg_name == "agentdeploy-prod-ticket-router"
+    # A local render (no fleets) neither discovers nor wakes.
+    plain = build_gateway_config(plan, catalog, vllm_replicas={"ticket-router": ["http://10.0.0.5:8000"]})
+    assert plain.upstreams["vllm-ticket-router"].discovery is None and plain.upstreams["vllm-ticket-router"].wake is None
+
+
+def test_discovery_and_wake_are_refused_on_a_claude_upstream():
+    from agentdeploy.errors import InvalidInput
+
+    with pytest.raises(InvalidInput) as err:
+        parse_config({"upstreams": {"a": {"kind": "anthropic", "wake": {"asg_name": "g"}}},
+                      "agents": {"x": {"chain": [{"upstream": "a", "model": "m"}], "max_tokens_default": 1, "max_tokens_cap": 1}}})
+    assert any("upstreams.a" in d and "self-hosted (openai) fleet" in d for d in err.value.details)
