@@ -8,7 +8,11 @@ With `--before DIR` (a copy of an earlier tree, e.g. `git archive <commit> | tar
 each size is also planned by that tree (`python -m agentdeploy` with PYTHONPATH=DIR), in the same
 run, and the two plans' JSON must be identical: a speed-up may not change a plan number.
 
-    python bench/plan_bench.py [--agents 1000 10000] [--runs 5] [--before DIR]
+With `--stages`, the tree under test is also timed stage by stage in one process (CPU seconds:
+imports, reading and validating the decision file, planning, writing the JSON), the way
+`deploy plan --json` runs them (cyclic collector paused).
+
+    python bench/plan_bench.py [--agents 1000 10000] [--runs 5] [--before DIR] [--stages]
 """
 
 from __future__ import annotations
@@ -65,11 +69,30 @@ def timed(cmd: list[str], runs: int, env: dict[str, str] | None = None, cwd: Pat
     return statistics.median(samples), rc, peak, statistics.median(cpu), digest
 
 
+STAGES = """
+import gc, io, sys, time
+gc.disable()
+t0 = time.process_time()
+from agentdeploy.planner import build_plan, load_decision_file, spec_catalog
+from agentdeploy.planner.jsonout import plan_json
+t1 = time.process_time()
+spec = load_decision_file(sys.argv[1])
+catalog = spec_catalog(spec)
+t2 = time.process_time()
+plan = build_plan(spec, catalog)
+t3 = time.process_time()
+io.StringIO().writelines(plan_json(plan))
+t4 = time.process_time()
+print(f"imports {t1 - t0:.3f} s, read {t2 - t1:.3f} s, plan {t3 - t2:.3f} s, json {t4 - t3:.3f} s (CPU, in one process)")
+"""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--agents", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--before", type=Path, help="an earlier tree to plan with too, side by side (its plans must match)")
+    parser.add_argument("--stages", action="store_true", help="also time each stage in one process (this tree)")
     args = parser.parse_args()
     deploy = shutil.which("deploy") or sys.exit("`deploy` is not on PATH: pip install -e . first")
     with tempfile.TemporaryDirectory() as tmp:
@@ -94,6 +117,9 @@ def main() -> None:
                       f"{(cpu - base_cpu) / n * 1000:.2f} ms CPU per agent; peak RSS {rss:,.0f} MB; plan sha256 {digest[:12]}", flush=True)
             if args.before:
                 print(f"plans identical ({n} agents): {'yes' if len(digests) == 1 else 'NO'}")
+            if args.stages:
+                stages = subprocess.run([sys.executable, "-c", STAGES, str(path)], capture_output=True, text=True, check=True, cwd=ROOT)
+                print(f"stages ({n} agents): {stages.stdout.strip()}", flush=True)
 
 
 if __name__ == "__main__":

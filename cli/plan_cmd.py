@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import gc
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -48,14 +50,22 @@ def plan(decision_file: Path, as_json: bool, markdown: bool, chart: Path | None,
 def _collector_paused() -> Iterator[None]:
     """Reading and planning allocate hundreds of thousands of objects and free almost none: the
     cyclic collector would only walk the growing plan again and again (a fifth of the command's
-    time at 1,000 agents, no memory saved: bench/RESULTS.md)."""
+    time at 1,000 agents, no memory saved: bench/RESULTS.md). The interpreter's last collection
+    at exit walks whatever is still alive once more, with the output long written: freezing the
+    heap at exit skips it."""
     was_enabled = gc.isenabled()
     gc.disable()
+    _freeze_at_exit()
     try:
         yield
     finally:
         if was_enabled:
             gc.enable()
+
+
+@cache
+def _freeze_at_exit() -> None:
+    atexit.register(gc.freeze)
 
 
 def _plan(decision_file: Path, as_json: bool, markdown: bool, chart: Path | None, catalog_files: tuple[Path, ...], scale: float,

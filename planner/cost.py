@@ -65,13 +65,6 @@ def price_bill(bill: TokenBill, model: ClaudeModel, option: CacheOption, *, batc
     )
 
 
-def price_total(bill: TokenBill, model: ClaudeModel, option: CacheOption, *, batch: bool, conversations: float) -> float:
-    """`price_bill(...).total` without the items: the month-by-month ramp and the break-even
-    scan need only the total, and skipping five roundings and an object is a third of the cost."""
-    uncached, write, read, output, discount = _priced(bill, model, option, batch, conversations)
-    return round(uncached + write + read + output + discount, 6)
-
-
 def gpu_items(
     *,
     on_demand_hours: float,
@@ -83,7 +76,7 @@ def gpu_items(
 ) -> MonthCost:
     od = on_demand_hours * on_demand_rate
     spot = spot_hours * spot_rate
-    total = od + spot + fallback_api_usd + ops_overhead_usd  # `gpu_total` must sum in this order
+    total = od + spot + fallback_api_usd + ops_overhead_usd  # `FleetPricer.total` sums in this order
     return MonthCost(
         gpu_on_demand=round(od, 6),
         gpu_spot=round(spot, 6),
@@ -91,9 +84,3 @@ def gpu_items(
         ops_overhead=round(ops_overhead_usd, 6),
         total=round(total, 6),
     )
-
-
-def gpu_total(*, on_demand_hours: float, spot_hours: float, on_demand_rate: float, spot_rate: float, fallback_api_usd: float,
-              ops_overhead_usd: float) -> float:
-    """`gpu_items(...).total` alone (the same sum in the same order)."""
-    return round(on_demand_hours * on_demand_rate + spot_hours * spot_rate + fallback_api_usd + ops_overhead_usd, 6)

@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 
 from agentdeploy.planner.catalog import Assumptions, GpuInstance, InstancePerf, OpenModel
-from agentdeploy.planner.cost import MonthCost, gpu_items, gpu_total
+from agentdeploy.planner.cost import MonthCost, gpu_items
 from agentdeploy.planner.latency import Estimate, Prompt, gpu_times, per_stream_speed, prompt_of
 from agentdeploy.planner.spec import AgentDecision
 from agentdeploy.planner.traffic import Traffic
@@ -190,15 +190,3 @@ def fleet_cost(
         fallback_api_usd=share * fallback_api_monthly_usd,
         ops_overhead_usd=ops_overhead_usd,
     )
-
-
-def fleet_total(agent: AgentDecision, instance: GpuInstance, replica: Replica, traffic: Traffic, assumptions: Assumptions,
-                idle_minutes: int, fallback_api_monthly_usd: float, ops_overhead_usd: float) -> float:
-    """`fleet_cost(...).total` without the fleet's latency estimate or items (the month-by-month
-    ramp and the break-even scan need only the total): the same hours, share and sum."""
-    base, peak, replica_hours, od_hours = _hours(agent, replica, traffic, idle_minutes, instance.cold_start_s)
-    spot_hours = max(0.0, replica_hours - od_hours)
-    share = share_of(base, peak, spot_hours, replica_hours, traffic.active_hours_per_day, traffic.peak_factor, assumptions, instance.cold_start_s)
-    return gpu_total(on_demand_hours=od_hours, spot_hours=spot_hours, on_demand_rate=instance.on_demand_usd_per_hour,
-                     spot_rate=instance.spot_usd_per_hour, fallback_api_usd=share * fallback_api_monthly_usd,
-                     ops_overhead_usd=ops_overhead_usd)

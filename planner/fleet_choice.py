@@ -5,8 +5,8 @@ request is a candidate. A fleet month costs at least its ops overhead and one re
 the active hours, so each candidate's year has a lower bound known before it is priced at all:
 the candidates are priced in the order of that bound, and only while the bound is under the
 cheapest year found. What comes out is exactly what pricing every candidate and then walking
-them cheapest-bound-first would give (`cheapest_over_the_year`): the same fleets priced month by
-month, in the same order, so the same one wins ties.
+them by `year_floor`, stopping at the first floor not under the cheapest year found, would give
+(tests/planner/test_pricers.py does that walk): the same cheapest fleet, ties included.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def gpu_options(ctx: AgentContext, fallback: ApiOption | None) -> tuple[list[Gpu
             continue
         candidates += [(open_id, itype) for itype, inst in catalog.gpu_instances.items()
                        if (not agent.overrides.instance_type or itype == agent.overrides.instance_type) and fits(om, inst)]
-    priced, misses = _cheapest(ctx, candidates, fallback, every=ctx.route_pin == "gpu")
+    priced, misses = cheapest_fleets(ctx, candidates, fallback, every=ctx.route_pin == "gpu")
     return priced, misses, too_small
 
 
@@ -58,32 +58,18 @@ def year_floor(ctx: AgentContext, option: GpuOption) -> float:
     return option.totals[0] + option.totals[1] + 10 * month
 
 
-def cheapest_over_the_year(ctx: AgentContext, options: list[GpuOption]) -> list[GpuOption]:
-    """Price month by month only the fleets that can still be the cheapest over the year: walk
-    them by `year_floor` and stop at the first whose floor is not under the cheapest year found
-    (the result's minimum is exact). `_cheapest` gives the same list without pricing them all."""
-    priced: list[GpuOption] = []
-    best = math.inf
-    for option in sorted(options, key=lambda o: year_floor(ctx, o)):
-        if year_floor(ctx, option) >= best:
-            break
-        full = with_months(ctx, option)
-        assert full is not None  # priced whatever it costs
-        priced.append(full)
-        best = min(best, full.year_usd)
-    return priced
-
-
-def _cheapest(ctx: AgentContext, candidates: list[tuple[str, str]], fallback: ApiOption, *, every: bool) -> tuple[list[GpuOption], list[GpuOption]]:
-    """`cheapest_over_the_year` of the candidates meeting the ceiling, and the misses seen.
+def cheapest_fleets(ctx: AgentContext, candidates: list[tuple[str, str]], fallback: ApiOption, *, every: bool) -> tuple[list[GpuOption], list[GpuOption]]:
+    """The candidates meeting the ceiling that can be the cheapest over the year, priced month by
+    month, and the misses seen (all of them with `every`).
 
     Before a candidate is priced its year is known to be at least twelve times its instance's
     cheapest month (`fleet_month_floor`, which is under `year_floor`'s months). The walk merges
     two queues: the priced candidates by `year_floor` and the unpriced ones by that bound. A
     priced one is taken only when its floor is under every unpriced bound (so no unpriced
     candidate could come before it, ties included); otherwise the next unpriced one is priced. It
-    stops where `cheapest_over_the_year` stops: at a floor not under the best year found, or
-    once every unpriced bound is at or over it.
+    stops where the plain walk stops: at a floor not under the best year found, or once every
+    unpriced bound is at or over it. A priced one whose year is surely over the best (its base
+    replicas, or its months part way) is left out: pricing it would not change the best.
     """
     bounds = [12 * fleet_month_floor(ctx, ctx.catalog.gpu_instances[itype]) * (1 - 1e-9) for _, itype in candidates]
     unpriced = sorted(range(len(candidates)), key=lambda i: (bounds[i], i))

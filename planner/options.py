@@ -154,11 +154,6 @@ def api_cost_at(agent: AgentDecision, model: ClaudeModel, cache: CacheOption, ca
     return ApiPricer(agent, model, cache, catalog, batch=batch).month(conversations)
 
 
-def api_total_at(agent: AgentDecision, model: ClaudeModel, cache: CacheOption, catalog: Catalog, conversations: float, *, batch: bool) -> float:
-    """`api_cost_at(...)[0].total` alone, for the ramp and the break-even scan."""
-    return ApiPricer(agent, model, cache, catalog, batch=batch).total(conversations)
-
-
 def ramp_volumes(agent: AgentDecision, launch: float, m12: float) -> list[float]:
     """Conversations a month for months 1..12 under the decision file's ramp."""
     ramp = agent.volume.ramp
@@ -226,11 +221,31 @@ def never_cached(agent: AgentDecision, model: ClaudeModel, option: CacheOption, 
 
 def api_with_months(agent: AgentDecision, option: ApiOption, launch_volume: float, m12_volume: float) -> ApiOption:
     """The option priced month by month over the ramp."""
+    priced = api_months_under(agent, option, launch_volume, m12_volume, math.inf)
+    assert priced is not None  # nothing is over an infinite best
+    return priced
+
+
+def api_months_under(agent: AgentDecision, option: ApiOption, launch_volume: float, m12_volume: float, best: float) -> ApiOption | None:
+    """`api_with_months`, or None as soon as the option's year is surely over `best`: the months
+    are priced from month 11 back, and every month not yet priced bills at least
+    `min_per_conversation` for the smaller of the launch and 12-month volumes."""
     if len(option.months) == 12:
         return option
     pricer = option.pricer
     volumes = ramp_volumes(agent, launch_volume, m12_volume)
-    months = (option.totals[0], *[pricer.total(v) for v in volumes[1:11]], option.totals[1])
+    if best < math.inf:
+        floor = min(launch_volume, m12_volume) * (1 - 1e-9) * pricer.min_per_conversation * (1 - 1e-9) - 1e-6
+        known = option.totals[0] + option.totals[1]
+        middle = [0.0] * 10
+        for i in range(10, 0, -1):
+            middle[i - 1] = month = pricer.total(volumes[i])
+            known += month
+            if (known + (i - 1) * floor) * (1 - 1e-9) > best:
+                return None
+    else:
+        middle = [pricer.total(v) for v in volumes[1:11]]
+    months = (option.totals[0], *middle, option.totals[1])
     return ApiOption(option.route, option.model_id, option.model, option.cache, option.estimate, pricer, option.volumes, option.totals, months)
 
 
@@ -238,18 +253,20 @@ def cheapest_priced(agent: AgentDecision, options: list[ApiOption], launch_volum
     """The options that can be the cheapest over the year, priced month by month, in order.
 
     An option is left out when its year is surely over the cheapest year priced before it: every
-    month of the ramp bills at least the uncached input and the output of the smaller of the
-    launch and 12-month volumes. What is left out could not be the minimum (nor tie with it), so
+    month of the ramp bills at least `min_per_conversation` for the smaller of the launch and
+    12-month volumes. What is left out could not be the minimum (nor tie with it), so
     `min(..., key=year_usd)` of the result is that of all the options.
     """
     priced: list[ApiOption] = []
     best = math.inf
     low = min(launch_volume, m12_volume) * (1 - 1e-9)
     for option in options:
-        month = low * option.pricer.fixed_per_conversation * (1 - 1e-9) - 1e-6
+        month = low * option.pricer.min_per_conversation * (1 - 1e-9) - 1e-6
         if (option.totals[0] + option.totals[1] + 10 * month) * (1 - 1e-9) > best:
             continue
-        full = api_with_months(agent, option, launch_volume, m12_volume)
+        full = api_months_under(agent, option, launch_volume, m12_volume, best)
+        if full is None:
+            continue  # found part way through its months: its year is over the best
         priced.append(full)
         best = min(best, full.year_usd)
     return priced
@@ -269,7 +286,7 @@ def gpu_cost_at(
     """The fleet's month at `conversations`; `fallback_usd` is the Claude fallback's whole bill at
     that volume where the caller has it already (the fallback option's own months)."""
     if fallback_usd is None:
-        fallback_usd = api_total_at(agent, fallback.model, fallback.cache, catalog, conversations, batch=False)
+        fallback_usd = ApiPricer(agent, fallback.model, fallback.cache, catalog, batch=False).total(conversations)
     return FleetPricer(agent, open_model, instance, catalog, ops_overhead, idle_minutes).month(conversations, fallback_usd)
 
 

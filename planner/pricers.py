@@ -73,21 +73,21 @@ class ApiPricer:
         self._fixed = (self._plan.uncached * self._r_input, self._plan.output * self._r_output)
         self._totals: dict[float, float] = {}
 
+    def _per_conversation(self, first: float) -> float:
+        write, read = self._plan.cached(first)
+        return self._fixed[0] + self._fixed[1] + write * self._r_write + read * self._r_read
+
     @property
-    def fixed_per_conversation(self) -> float:
-        """What a conversation's uncached input and output cost, whatever the volume: a bound under
-        its whole bill (after the Batch discount, on that route)."""
-        fixed = self._fixed[0] + self._fixed[1]
-        return fixed * (1 - self._discount) if self.batch else fixed
+    def min_per_conversation(self) -> float:
+        """A bound under what one conversation costs at any volume (after the Batch discount, on
+        that route): its bill is linear in the chance `first`, so at its least at 0 or 1."""
+        least = min(self._per_conversation(0.0), self._per_conversation(1.0))
+        return least * (1 - self._discount) if self.batch else least
 
     @property
     def max_per_conversation(self) -> float:
-        """A bound over what one conversation costs at any volume: its bill is linear in the chance
-        `first`, so at its most at `first` 0 or 1 (before any Batch discount)."""
-        def cost(first: float) -> float:
-            write, read = self._plan.cached(first)
-            return self._fixed[0] + self._fixed[1] + write * self._r_write + read * self._r_read
-        return max(cost(0.0), cost(1.0))
+        """A bound over what one conversation costs at any volume (before any Batch discount)."""
+        return max(self._per_conversation(0.0), self._per_conversation(1.0))
 
     def first(self, conversations: float) -> float:
         """The chance a conversation's first turn finds the static prefix live (`hits_at(...).first`)."""
@@ -170,7 +170,7 @@ class FleetPricer:
         return found
 
     def total(self, conversations: float, fallback_usd: float) -> float:
-        """`month(...)[0].total` (`gpu_total`'s sum in its order); `fallback_usd` is the Claude
+        """`month(...)[0].total` (`gpu_items`' sum in its order); `fallback_usd` is the Claude
         fallback's whole bill at this volume."""
         counts = replica_counts(self.replica, *self._rates(conversations))
         *_, gpu_usd, share = self._hours_of(counts)

@@ -354,7 +354,7 @@ def load_decision_file(path: str | Path, text: str | None = None) -> Spec:
         details += [describe(e, Spec, lambda loc: file_line(source, loc)) for e in err.errors()]
     if details:
         raise refuse(path, details) from None
-    spec._source = source
+    spec._source = source.without_tree()
     return spec
 
 

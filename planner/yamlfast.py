@@ -11,8 +11,12 @@ only (a line is all the planner asks of a node; end marks were a third of a 10,0
 
 Anything this path does not vouch for returns None and the caller parses with ruamel.yaml, whose
 errors and warnings are the ones users see: a parse error, characters YAML refuses, directives,
-anchors and aliases, explicit tags, a collection as a key, tags other than the five plain ones
-(str, int, float, bool, null), more than one document, or nesting deeper than the limit.
+anchors and aliases, explicit tags, a collection as a key, tags other than the plain ones (str,
+int, float, bool, null, and the timestamps the catalog's as-of dates are), more than one
+document, or nesting deeper than the limit. So are
+the files `yamlsource`'s tree checks would refuse (two keys with the same text, an integer of
+more than MAX_INT_DIGITS digits, more than MAX_NODES values): a tree this path returns passes
+them, and is not walked again.
 """
 
 from __future__ import annotations
@@ -25,7 +29,11 @@ from ruamel.yaml import YAML
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import Reader
 
-_PLAIN_TAGS = frozenset(f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null"))
+#: Values a document may have (aliases count as copies; this path takes none) and digits an integer may have.
+MAX_NODES = 2_000_000
+MAX_INT_DIGITS = 30
+_INT_TAG = "tag:yaml.org,2002:int"
+_PLAIN_TAGS = frozenset(f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "timestamp"))
 _CParser: Any = getattr(importlib.import_module("yaml.cyaml"), "CParser", None) if yaml.__with_libyaml__ else None
 # None: PyYAML built without libyaml, and every file takes the pure parser
 
@@ -63,6 +71,8 @@ class _Scalars:
             tag = self.resolver.resolve(ScalarNode, value, implicit)
             if str(tag) not in _PLAIN_TAGS:
                 raise _Unvouched(str(tag))
+            if str(tag) == _INT_TAG and len(value) > MAX_INT_DIGITS:
+                raise _Unvouched("a long integer")
             try:
                 data = self.constructor.construct_object(ScalarNode(tag, value), deep=True)
             except Exception as err:  # a 5,000-digit integer, a bad float: the pure path says which line
@@ -82,29 +92,33 @@ def _compose(parser: Any, max_depth: int) -> tuple[Node, Any]:
     scalars = _Scalars()
     map_tag = scalars.resolver.resolve(MappingNode, None, True)
     seq_tag = scalars.resolver.resolve(SequenceNode, None, True)
-    # one frame per open collection: [node, data, key node waiting for its value, its key]
+    # one frame per open collection: [node, data, key node waiting for its value, its key, the keys' texts]
     stack: list[list[Any]] = []
     root: tuple[Node, Any] | None = None
+    nodes = 0
     while root is None:
         event = get()
         kind = type(event)
         if kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
-            node, data, _, _ = stack.pop()
+            node, data, _, _, _ = stack.pop()
         else:
             if event.anchor is not None or kind is yaml.AliasEvent or getattr(event, "tag", None) is not None:
                 raise _Unvouched("anchor, alias or tag")
             if len(stack) + 1 > max_depth:
                 raise _Unvouched("depth")
+            nodes += 1
+            if nodes > MAX_NODES:
+                raise _Unvouched("size")
             if kind is yaml.ScalarEvent:
                 tag, data = scalars.get(event.value, event.implicit)
                 node = ScalarNode(tag, event.value, event.start_mark, None, style=event.style or None)  # plain: None, as ruamel
             elif kind is yaml.MappingStartEvent:
                 node, data = MappingNode(map_tag, [], event.start_mark, None, flow_style=event.flow_style), {}
-                stack.append([node, data, None, None])
+                stack.append([node, data, None, None, set()])
                 continue
             elif kind is yaml.SequenceStartEvent:
                 node, data = SequenceNode(seq_tag, [], event.start_mark, None, flow_style=event.flow_style), []
-                stack.append([node, data, None, None])
+                stack.append([node, data, None, None, None])
                 continue
             else:
                 raise _Unvouched(kind.__name__)
@@ -120,6 +134,9 @@ def _compose(parser: Any, max_depth: int) -> tuple[Node, Any]:
                 raise _Unvouched("a collection as a key")
             if data in frame[1]:  # `1:` and `1.0:`, `true:` and `1:`: ruamel.yaml refuses what a dict merges
                 raise _Unvouched("equal keys")
+            if node.value in frame[4]:  # `1:` and `"1":`: the tree check refuses the same text twice
+                raise _Unvouched("keys with the same text")
+            frame[4].add(node.value)
             frame[2], frame[3] = node, data
         else:
             frame[0].value.append((frame[2], node))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +30,12 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 
-from agentdeploy.planner.yamlfast import compose_fast
+from agentdeploy.planner.yamlfast import MAX_INT_DIGITS, MAX_NODES, compose_fast
 
 #: Deeper than any decision file or catalog (they nest five levels); the parser recurses per level.
 MAX_DEPTH = 50
-#: Nodes a document may expand to, aliases counted as copies of what they point at.
-MAX_NODES = 2_000_000
-#: Digits in an integer: every number field is bounded far below 10**30.
-MAX_INT_DIGITS = 30
+# MAX_NODES: values a document may expand to, aliases counted as copies of what they point at;
+# MAX_INT_DIGITS: digits in an integer (every number field is bounded far below 10**30).
 
 _INT_TAG = "tag:yaml.org,2002:int"
 _MERGE_KEY = "<<"
@@ -47,10 +46,27 @@ class YamlSource:
     path: Path
     data: Any
     root: Node | None
+    #: The text the tree came from: where the tree is dropped (`without_tree`), it is parsed again
+    #: from this the first time a line is asked for.
+    text: str | None = None
+
+    def without_tree(self) -> YamlSource:
+        """The same source keeping its text instead of its node tree. Once a decision file is
+        valid, lines are needed only for the rare advice that names one, and the tree is most
+        of what reading 10,000 agents keeps (~45 MB of the command's peak; bench/RESULTS.md)."""
+        if self.text is None:
+            return self
+        return YamlSource(self.path, self.data, None, self.text)
+
+    @cached_property
+    def _tree(self) -> Node | None:
+        if self.root is not None or self.text is None:
+            return self.root
+        return _parse(self.path, self.text)[0]
 
     def line_of(self, loc: tuple[Any, ...]) -> int | None:
         """1-based line of the deepest node of `loc` present in the file."""
-        node = self.root
+        node = self._tree
         line = node.start_mark.line + 1 if node is not None else None
         for part in loc:
             if isinstance(node, MappingNode):
@@ -109,7 +125,7 @@ def load_yaml_source(path: Path, text: str | None = None) -> YamlSource:
         raise YamlSyntaxError(path, line, f"character U+{ord(char[:1] or '?'):04X} is not allowed in YAML; remove it") from None
     except (YAMLError, RecursionError, ValueError) as err:
         raise YamlSyntaxError(path, None, f"not valid YAML ({type(err).__name__}: {str(err)[:200]})") from None
-    return YamlSource(path=path, data=data, root=root)
+    return YamlSource(path=path, data=data, root=root, text=text)
 
 
 def _yaml() -> YAML:
@@ -123,8 +139,7 @@ def _parse(path: Path, text: str) -> tuple[Node | None, Any]:
     files take libyaml's events (`yamlfast`); the rest, and every error, the pure parser."""
     fast = compose_fast(text, MAX_DEPTH)
     if fast is not None:
-        _check_tree(path, fast[0])
-        return fast
+        return fast  # it passes `_check_tree`: yamlfast leaves what the checks refuse to this parser
     yaml = _yaml()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a reused anchor name is legal YAML; the warning is noise on stderr

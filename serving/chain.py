@@ -84,10 +84,11 @@ class ChainWalker:
         tries = 0
         retried_transient = False
         prev: fb.Failed | None = None  # the failure a retry follows (what to report if none can go)
+        failed: list[Target] = []  # replicas that failed this request before its first token
         while True:
-            target, why = up.pick(last_resort, step.ttft_timeout)
+            target, why = up.pick(last_resort and not failed, step.ttft_timeout, exclude=failed)
             if target is None:
-                if up.kind == "openai" and self.on_unmet is not None:
+                if up.kind == "openai" and self.on_unmet is not None and not failed:
                     self.on_unmet(ctx.agent.name, up, why)
                 return prev or fb.Failed(why, message=f"{up.name}: {why}")
             settled = False  # the breaker was told how the attempt went
@@ -135,6 +136,13 @@ class ChainWalker:
                 self._retrying(ctx, step, target, res, 0.0)
                 retried_transient = True
                 tries += 1
+                prev = res
+                continue
+            if res.reason in fb.HEALTH_FAILURES and len(failed) + 1 < len(up.targets) and self._fits_one_more(walk, step):
+                # Another replica of the same model gives the answer this one would have (see
+                # serving/continuation.py): try it before the next chain entry.
+                self._retrying(ctx, step, target, res, 0.0)
+                failed.append(target)
                 prev = res
                 continue
             if res.reason in fb.TERMINAL:

@@ -109,6 +109,30 @@ def test_no_other_replica_ends_with_the_real_failure(pair):
     assert claude.requests() == []
 
 
+@pytest.mark.parametrize("fault", [{"ttft_s": 3}, {"status": 500, "times": 3}])
+def test_a_failure_before_the_first_token_goes_to_the_other_replica_before_claude(pair, fault):
+    """A request that never started on a dying or silent replica is answered by another replica
+    of the same model (the answer the client asked that model for), not by the next model."""
+    gw, first, other, claude = pair()
+    first.fault(**fault)
+    r, text = stream_chat(gw.url, GPU_KEY)
+    assert r.headers["x-agentdeploy-model"] == "standin"
+    assert openai_text(sse_events(text)) == WHOLE
+    assert len(other.requests) == 1
+    assert claude.requests() == []
+    assert metric_value(gw.metrics(), "agentdeploy_gateway_upstream_retries_total", agent="gpu-agent") >= 1
+
+
+def test_with_every_replica_failing_before_the_first_token_the_chain_moves_on(pair):
+    gw, first, other, claude = pair()
+    first.fault(ttft_s=3)
+    other.fault(ttft_s=3)
+    r, text = stream_chat(gw.url, GPU_KEY)
+    assert r.headers["x-agentdeploy-model"] == "claude-haiku-4-5"
+    assert r.headers["x-agentdeploy-fallback"] == "vllm:ttft_timeout"
+    assert (len(first.requests), len(other.requests), len(claude.requests())) == (1, 1, 1)
+
+
 def test_an_upstream_not_marked_for_continuation_is_never_asked(pair):
     gw, first, other, claude = pair(continuation=False)
     first.fault(cut_after=3, token_delay_s=0.02)

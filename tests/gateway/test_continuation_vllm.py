@@ -1,15 +1,18 @@
 """Mid-stream continuation with REAL vLLM on CPU (issue 13, item 1): two replicas of the tiny test
-model serve six concurrent streams at temperature 0; the replica serving half of them dies
-mid-answer (killed, or stalled: its engine stops and its connections stay open); every stream
-ends with exactly the text an uninterrupted run produces, and none with an error (greedy
-requests are continued by replay-and-verify).
+model serve six concurrent streams at temperature 0, and a seventh waits in the queue of one of
+them; that replica dies (killed, or stalled: its engine stops and its connections stay open)
+with three answers half-said and one not begun. Every stream ends with exactly the text an
+uninterrupted run produces, and none with an error: the broken ones are continued by
+replay-and-verify (greedy requests), the queued one is answered by the other replica, not by
+the fallback model.
 
 Every step waits for a proof, never for time: both engines are paused (SIGSTOP) until both API
 servers have accepted all six requests, so each engine starts its whole share together; a gate
 inside each engine (tests/support/vllm_gate.py) then holds it once a request has `GATE_AT`
 tokens and says which requests it holds and how far each got; the client reads that text; only
-then does the victim die and the other replica go on — its own streams and the replays of the
-broken ones side by side, under load.
+then a seventh request joins the victim's queue, where it cannot start; only then does the
+victim die and the other replica go on — its own streams, the replays of the broken ones and
+the queued request side by side, under load.
 
 Why the requests look as they do: the tiny random model's greedy choice is a token id past its
 tokenizer's vocabulary (it decodes to no text), so every plain greedy answer is "". The client
@@ -42,6 +45,8 @@ PROMPT = "tell me a story"
 #: Six streams: the gateway spreads them over both replicas by load, so some break and some not.
 PROMPTS = ["tell me a story", "hello there", "what is the price", "book me for tuesday",
            "route this to billing", "summarise the call"]
+#: The request that is still queued on the victim when it dies.
+LATE = "confirm the address"
 MAX_TOKENS = 480  # the model's 512 positions less the prompt
 #: The engines hold once a request has this many tokens: the client then holds that much text.
 GATE_AT = 40
@@ -52,7 +57,7 @@ WAIT_S = 300.0  # a safety net for a starved machine: every wait below ends on a
 
 def _config(claude, urls):
     agent = {"max_tokens_default": 32, "max_tokens_cap": MAX_TOKENS, "deadline_s": 600.0,
-             "chain": [{"upstream": "vllm", "model": SERVED, "ttft_timeout_s": 120.0},
+             "chain": [{"upstream": "vllm", "model": SERVED, "ttft_timeout_s": 30.0},
                        {"upstream": "anthropic", "model": "claude-haiku-4-5"}]}
     return gateway_config(claude.base_url, replicas=urls, vllm_model=SERVED, gpu_agent=agent,
                           vllm={"stall_timeout_s": 5.0, "connect_timeout_s": 1.0, "metrics_poll_s": 0.25,
@@ -134,11 +139,11 @@ def test_streams_broken_mid_answer_under_load_end_with_the_uninterrupted_text(
         fault, gated, tiny_model_dir, claude_emulator, gateway_factory):
     words = _word_tokens(tiny_model_dir)
     (victim, victim_gate), (other, other_gate) = gated
-    reference = {p: _direct(other.base_url, _body(p, words)) for p in PROMPTS}
+    reference = {p: _direct(other.base_url, _body(p, words)) for p in [*PROMPTS, LATE]}
     for p, text in reference.items():
         assert len(text) > 500, (p, text)  # a real answer, not "" or a few characters
         assert _direct(victim.base_url, _body(p, words)) == text  # same model, same answer on either replica
-    assert len(set(reference.values())) == len(PROMPTS)  # six different answers: no stream can pass for another
+    assert len(set(reference.values())) == len(reference)  # different answers: no stream can pass for another
     gw = gateway_factory(_config(claude_emulator, [victim.base_url, other.base_url]), env=env_for(claude_emulator))
 
     for gate in (victim_gate, other_gate):
@@ -157,18 +162,28 @@ def test_streams_broken_mid_answer_under_load_end_with_the_uninterrupted_text(
     # Each engine began its whole share together: every request is held with text, none finished.
     assert sum(len(c) for c in held.values()) == len(PROMPTS), held
     assert all(1 <= n <= GATE_AT for c in held.values() for n in c), held
-    assert len(held["victim"]) >= 2, held  # streams on the replica that dies, mid-answer
+    # Least-loaded routing with loads the gateway counts itself (the paused engines report
+    # nothing new): three and three, so the replica that dies has three streams mid-answer.
+    assert len(held["victim"]) == len(held["other"]) == len(PROMPTS) // 2, held
     _wait("the client holds text of every stream", lambda: all(r.text_chunks() >= 1 for r in readers), *readers)
+    # Equal loads, so the next request goes to the first replica listed: the victim, whose
+    # held engine cannot start it.
+    on_victim, on_other = _accepted(victim), _accepted(other)
+    late = _Reader(gw.url, _body(LATE, words))
+    late.start()
+    _wait("a replica accepted the seventh request", lambda: _accepted(victim) + _accepted(other) > on_victim + on_other, late)
+    assert (_accepted(victim), _accepted(other)) == (on_victim + 1, on_other), "the seventh request went to the other replica"
+    assert late.text_chunks() == 0  # the held engine never scheduled it
 
     if fault == "kill":
         victim.kill()
     # "stall": the victim's engine stays held, its connections open and silent.
     (other_gate / "closed").unlink()  # the other replica goes on: its streams and the replays together
-    for r in readers:
+    for r in [*readers, late]:
         r.join(600)
         assert not r.is_alive(), "a stream never ended"
 
-    for prompt, r in zip(PROMPTS, readers, strict=True):
+    for prompt, r in zip([*PROMPTS, LATE], [*readers, late], strict=True):
         assert r.failure is None, (prompt, r.failure)
         assert r.status == 200, prompt
         events = sse_events("\n\n".join(r.lines))
@@ -187,6 +202,9 @@ def test_streams_broken_mid_answer_under_load_end_with_the_uninterrupted_text(
     logged = [orjson.loads(ln) for ln in gw.log_text().splitlines() if ln.startswith("{") and '"continued"' in ln]
     assert len(logged) == broken
     assert all(line["status"] == 200 for line in logged)
+    # The queued request failed before its first token on the victim and went to the other
+    # replica of the same model (a retry on the same upstream), not down the chain.
+    assert metric_value(m, "agentdeploy_gateway_upstream_retries_total", agent="gpu-agent") >= 1
     assert claude_emulator.requests() == []  # finished on the other replica, never on the fallback
 
 

@@ -22,8 +22,10 @@ from agentdeploy.planner.breakeven import break_even
 from agentdeploy.planner.caching import OPTIONS, CacheOption, Hits, TokenBill, conversation_bill
 from agentdeploy.planner.cost import price_bill
 from agentdeploy.planner.fleet import fits, fleet_cost, prefill_rate, shape_fleet
-from agentdeploy.planner.fleet_choice import _cheapest, cheapest_over_the_year
+from agentdeploy.planner.fleet_choice import cheapest_fleets, year_floor
 from agentdeploy.planner.options import (
+    GpuOption,
+    api_months_under,
     api_with_months,
     best_api_option,
     build_gpu_option,
@@ -73,6 +75,21 @@ def reference_bill(S: int, In: int, Out: int, T: int, resend: bool, minimum: int
         prev_written = conv_cacheable
     return TokenBill(uncached, write, read, float(Out * T), static_hits / T if static_cacheable else 0.0,
                      conv_hits / (T - 1) if option.conversation and T > 1 and not batch else 0.0)
+
+
+def cheapest_over_the_year(ctx: AgentContext, options: list[GpuOption]) -> list[GpuOption]:
+    """The plain walk `cheapest_fleets` must agree with (commit bd3d171's, every fleet priced first):
+    by `year_floor`, pricing months until a floor is not under the cheapest year found."""
+    priced: list[GpuOption] = []
+    best = math.inf
+    for option in sorted(options, key=lambda o: year_floor(ctx, o)):
+        if year_floor(ctx, option) >= best:
+            break
+        full = with_months(ctx, option)
+        assert full is not None
+        priced.append(full)
+        best = min(best, full.year_usd)
+    return priced
 
 
 def random_agent(rng: random.Random) -> dict:
@@ -140,7 +157,7 @@ def test_api_pricer_is_hits_bill_and_price(contexts):
                         assert pricer.month(v) == (month, bill)
                         assert pricer.total(v) == month.total
                         assert v * pricer.max_per_conversation * (1 + 1e-9) + 1e-6 >= month.total
-                        assert v * pricer.fixed_per_conversation * (1 - 1e-9) - 1e-6 <= month.total
+                        assert v * pricer.min_per_conversation * (1 - 1e-9) - 1e-6 <= month.total
                         if never_cached(ctx.agent, model, option, batch):
                             assert bill.cache_write == bill.cache_read == 0
 
@@ -167,7 +184,7 @@ def test_fleet_pricer_is_traffic_shape_and_cost(contexts):
 
 
 def test_fleet_walk_prices_what_pricing_every_fleet_would_choose(contexts):
-    """`_cheapest` skips fleets by bounds; `cheapest_over_the_year` over every fleet is the plain walk."""
+    """`cheapest_fleets` skips fleets by bounds; `cheapest_over_the_year` over every fleet is the plain walk."""
     checked = 0
     for ctx in contexts:
         if ctx.audience == "batch":
@@ -178,14 +195,14 @@ def test_fleet_walk_prices_what_pricing_every_fleet_would_choose(contexts):
         options = [build_gpu_option(ctx, o, i, fallback) for o, i in candidates]
         within = [o for o in options if ctx.measure == "none" or o.estimate.measured(ctx.measure) <= (ctx.ceiling or math.inf)]
         plain = cheapest_over_the_year(ctx, within)
-        fast, _ = _cheapest(ctx, candidates, fallback, every=False)
+        fast, _ = cheapest_fleets(ctx, candidates, fallback, every=False)
         assert bool(fast) == bool(within)
         if plain:
             best_plain = min(plain, key=lambda o: o.year_usd)
             best_fast = min(fast, key=lambda o: o.year_usd)
             assert (best_fast.open_id, best_fast.instance_type, best_fast.months) == (best_plain.open_id, best_plain.instance_type, best_plain.months)
             checked += 1
-        _, misses = _cheapest(ctx, candidates, fallback, every=True)
+        _, misses = cheapest_fleets(ctx, candidates, fallback, every=True)
         assert [(m.open_id, m.instance_type) for m in misses] == [(o.open_id, o.instance_type) for o in options if o not in within]
     assert checked > 20
 
@@ -203,6 +220,22 @@ def test_with_months_gives_up_only_on_a_year_over_the_best(contexts):
             assert full is not None
             for best in (full.year_usd * 0.5, full.year_usd * 0.999, full.year_usd, full.year_usd * 1.5):
                 early = with_months(ctx, option, best)
+                if early is None:
+                    gave_up += 1
+                    assert full.year_usd > best
+                else:
+                    assert early.months == full.months
+    assert gave_up > 10
+
+
+def test_api_months_give_up_only_on_a_year_over_the_best(contexts):
+    gave_up = 0
+    for ctx in contexts:
+        for m in ("claude-haiku-4-5", "claude-opus-4-7"):
+            option = best_api_option(ctx.agent, m, CATALOG.claude_models[m], CATALOG, ctx.launch_v, ctx.m12_v, batch=False, months=False)
+            full = api_with_months(ctx.agent, option, ctx.launch_v, ctx.m12_v)
+            for best in (full.year_usd * 0.5, full.year_usd * 0.999, full.year_usd, full.year_usd * 1.5):
+                early = api_months_under(ctx.agent, option, ctx.launch_v, ctx.m12_v, best)
                 if early is None:
                     gave_up += 1
                     assert full.year_usd > best

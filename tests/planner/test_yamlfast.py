@@ -63,17 +63,13 @@ def shape(node: Node) -> Any:
 
 
 def same_as_pure(text: str) -> bool:
-    """True when the fast path took the file; then its tree, data and the checks' verdict on the
-    tree (duplicate keys, integer length) must be the pure parser's."""
+    """True when the fast path took the file; then its tree and data must be what the pure parser
+    reads after the tree checks (duplicate keys, integer length, size): a file the checks refuse
+    never takes the fast path, which is why `yamlsource` does not walk its trees again."""
     fast = compose_fast(text, MAX_DEPTH)
     if fast is None:
         return False
-
-    def checked() -> tuple[Node | None, Any]:
-        yamlsource._check_tree(PATH, fast[0])
-        return fast
-
-    assert outcome(checked) == outcome(lambda: pure(text))
+    assert outcome(lambda: fast) == outcome(lambda: pure(text))
     return True
 
 
@@ -98,6 +94,17 @@ def test_every_corpus_file_the_fast_path_takes_reads_as_the_pure_parser_reads_it
     assert taken > 300  # most of the corpus breaks data, not syntax: the comparison ran on many files
 
 
+@pytest.mark.parametrize("text", ["a: 2001-01-01\n", "a: 2001-12-14t21:59:43.10-05:00\nb: 2002-12-14 21:59:43.1\n", "a: 2001-1-1\n"],
+                         ids=["date", "datetimes", "not-a-date"])
+def test_timestamps_read_as_the_pure_parser_reads_them(text):
+    """The catalog's as-of dates are timestamps: the built-in catalog takes the fast path too."""
+    assert same_as_pure(text)
+
+
+def test_the_builtin_catalog_takes_the_fast_path():
+    assert same_as_pure((ROOT / "planner" / "data" / "catalog.yaml").read_text())
+
+
 def test_yaml_1_2_meanings_are_kept():
     fast = compose_fast("cache: off\nturns: yes\nn: 012\no: 0o17\nt: 1:30\nx: 1_000\n", MAX_DEPTH)
     assert fast is not None
@@ -108,18 +115,19 @@ def test_yaml_1_2_meanings_are_kept():
     "%YAML 1.1\n---\ncache: off\n",          # a directive changes the meanings
     "a: &x 1\nb: *x\n",                      # anchors and aliases (reuse warnings, alias bombs)
     "a: !!str 1\n",                          # explicit tags
-    "a: 2001-01-01\n",                       # a timestamp: not one of the five plain tags
     "base: {a: 1}\nx:\n  <<: {b: 2}\n",      # merge keys
     "a: " + "9" * 5000 + "\n",               # an integer Python will not convert
     "a: 1\n---\nb: 2\n",                     # two documents
     "a: \x85b\n",                            # a character YAML refuses (pure parser names it)
     "? {a: 1}\n: x\n",                       # a collection as a key
     "1: a\n1.0: b\n",                         # keys a dict takes as equal (ruamel.yaml: duplicate key)
+    "1: a\n'1': b\n",                         # keys with the same text (the tree check: duplicate key)
+    "a: " + "9" * 31 + "\n",                 # an integer longer than any field takes (the tree check)
     "a: [1, 2\n",                            # a syntax error: the pure parser's message
     "",                                      # no document
     "[" * (MAX_DEPTH + 1) + "]" * (MAX_DEPTH + 1) + "\n",  # deeper than the limit
-], ids=["directive", "alias", "tag", "timestamp", "merge", "huge-int", "two-docs", "nel", "map-key", "equal-keys", "syntax", "empty",
-                       "deep"])
+], ids=["directive", "alias", "tag", "merge", "huge-int", "two-docs", "nel", "map-key", "equal-keys", "same-text-keys",
+                       "long-int", "syntax", "empty", "deep"])
 def test_what_the_fast_path_does_not_vouch_for_goes_to_the_pure_parser(text):
     assert compose_fast(text, MAX_DEPTH) is None
 
@@ -131,3 +139,14 @@ def test_deep_nesting_never_reaches_a_recursive_c_composer(text):
     done = subprocess.run([sys.executable, "-c", code], input=text, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "None"
+
+
+def test_a_document_over_the_size_limit_goes_to_the_pure_parser(monkeypatch):
+    from agentdeploy.planner import yamlfast
+
+    text = "a: [1, 2]\nb: 3\n"  # 7 values: the mapping, its 2 keys, the list and its 2 items, and 3
+    assert compose_fast(text, MAX_DEPTH) is not None
+    monkeypatch.setattr(yamlfast, "MAX_NODES", 6)
+    assert compose_fast(text, MAX_DEPTH) is None
+    monkeypatch.setattr(yamlfast, "MAX_NODES", 7)
+    assert compose_fast(text, MAX_DEPTH) is not None
