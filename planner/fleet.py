@@ -32,6 +32,10 @@ ON_DEMAND_FLOOR_CEILING_S = 10.0
 @dataclass(frozen=True)
 class FleetShape:
     capacity_per_replica: int
+    #: Requests in flight per replica at which the planned replica count is exactly enough: the
+    #: concurrency cap, or fewer when the replica's compute saturates first (request time /
+    #: compute time). The autoscaler's target: tracking it runs the fleet the plan priced.
+    target_in_flight: float
     average_replicas: float
     base_replicas: int
     peak_replicas: int
@@ -83,6 +87,13 @@ def replica_for(agent: AgentDecision, perf: InstancePerf, assumptions: Assumptio
     return Replica(capacity, duration, compute_s)
 
 
+def target_in_flight(r: Replica) -> float:
+    """Per-replica in-flight requests that `replica_counts` sizes for: min(cap, duration /
+    compute), rounded down to 0.01 so tracking never asks a replica for more than it computes."""
+    saturation = r.duration_s / r.compute_s if r.compute_s > 0 else float(r.capacity)
+    return max(1.0, math.floor(min(float(r.capacity), saturation) * 100) / 100)
+
+
 def replica_counts(r: Replica, avg_rps: float, peak_rps: float) -> tuple[int, int]:
     """(base, peak) replicas: enough slots for the concurrency and enough compute for the rate."""
     capacity, duration, compute_s = r.capacity, r.duration_s, r.compute_s
@@ -121,6 +132,7 @@ def shape_of(prompt: Prompt, perf: InstancePerf, r: Replica, prefill_tok_s: floa
     capacity = r.capacity
     return FleetShape(
         capacity_per_replica=capacity,
+        target_in_flight=target_in_flight(r),
         average_replicas=round(max(1.0, avg_rps * r.duration_s / capacity), 3),
         base_replicas=base,
         peak_replicas=peak,

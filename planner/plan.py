@@ -126,9 +126,14 @@ class FleetPlan(_Model):
     idle_minutes: int
     active_hours_per_day: float
     #: Concurrent requests one replica takes before the latency budget is at risk; the gateway
-    #: spills to Claude above it and the autoscaler targets a fraction of it.
+    #: spills to Claude above it.
     max_concurrency_per_replica: int
+    #: The autoscaler's per-replica target (requests waiting + running): the load at which the
+    #: planned replica count is exactly enough (planner/fleet.py `target_in_flight`), so target
+    #: tracking runs the fleet the plan prices (`deploy simulate` checks it).
     target_queue_per_replica: float
+    #: GPUs one replica spans (vLLM's --tensor-parallel-size): the instance's GPU count.
+    tensor_parallel_size: int = Field(default=1, ge=1)
     max_model_len: int
     gpu_memory_utilization: float = 0.9
     shutdown_timeout_s: int = 90

@@ -78,6 +78,9 @@ def vllm_serve_args(fleet: FleetPlan, *, host: str = "0.0.0.0", port: int = VLLM
         # GET /load counts requests until their last byte is sent: the node agent's drain waits
         # on it before SIGTERM (the queue gauges miss a stream still flushing its last chunks).
         "--enable-server-load-tracking",
+        # A replica spans every GPU of its instance (a model too big for one, e.g. on p4d/p5):
+        # without this, vLLM loads the whole model onto one GPU and runs out of memory.
+        *(["--tensor-parallel-size", str(fleet.tensor_parallel_size)] if fleet.tensor_parallel_size > 1 else []),
     ]
 
 

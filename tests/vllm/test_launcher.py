@@ -127,6 +127,31 @@ def test_bad_fleet_values_are_invalid_input_naming_the_field(overrides: dict, fi
     assert any(f"fleet.{field}=" in d for d in exc.value.details)
 
 
+def test_one_gpu_replica_passes_no_tensor_parallel_flag() -> None:
+    assert "--tensor-parallel-size" not in launcher.vllm_serve_args(_fleet())
+
+
+def test_a_replica_spans_every_gpu_of_a_multi_gpu_instance() -> None:
+    args = launcher.vllm_serve_args(_fleet(tensor_parallel_size=8))
+    assert args[args.index("--tensor-parallel-size") + 1] == "8"
+
+
+def test_the_plan_spans_the_chosen_instances_gpus() -> None:
+    """Every planned fleet's replica spans its instance's GPUs, and every type it may launch
+    has that many (planner/families.py keeps the GPU count)."""
+    from agentdeploy.planner import build_plan, load_decision_file
+    from agentdeploy.planner.catalog import load_catalog
+
+    catalog = load_catalog()
+    assert any(i.gpu_count > 1 for i in catalog.gpu_instances.values()), "the catalog should carry a multi-GPU instance"
+    for example in sorted(EXAMPLES.glob("*.yaml")):
+        for agent in build_plan(load_decision_file(example), catalog).agents:
+            if agent.fleet is None:
+                continue
+            gpus = {catalog.gpu_instances[t].gpu_count for t in agent.fleet.instance_types}
+            assert gpus == {agent.fleet.tensor_parallel_size}, (example.name, agent.name)
+
+
 def test_planner_example_fleets_build_argv() -> None:
     from agentdeploy.planner import build_plan, load_decision_file
     from agentdeploy.planner.catalog import load_catalog
@@ -145,6 +170,7 @@ def test_planner_example_fleets_build_argv() -> None:
 PARSER_FLEETS = [
     _fleet(),
     _fleet(max_concurrency_per_replica=3, max_model_len=2048, gpu_memory_utilization=0.5),
+    _fleet(instance_type="p4d.24xlarge", instance_types=["p4d.24xlarge"], tensor_parallel_size=8),
 ]
 
 
@@ -174,6 +200,7 @@ def test_vllm_own_parser_reads_every_value_the_plan_intended(vllm_parsed: dict) 
         assert ns["host"] == "0.0.0.0"
         assert ns["port"] == 8000
         assert ns["api_key"] is None  # taken from VLLM_API_KEY at run time
+        assert ns["tensor_parallel_size"] == fleet.tensor_parallel_size
 
 
 @pytest.mark.vllm
