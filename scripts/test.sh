@@ -10,7 +10,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-python3 -m pip install -q --disable-pip-version-check -e '.[dev]'
+# The GPU node's hash-pinned lock (templates/scripts/node-requirements.txt.j2) pins the same
+# packages here: the tests run the versions a node installs, and a dependency released this
+# morning cannot make the lock's check (scripts/lock-node-requirements.py --check) fail.
+constraints="$(mktemp)"
+sed -n 's/ --hash=sha256:[0-9a-f]*$//p' templates/scripts/node-requirements.txt.j2 > "$constraints"
+python3 -m pip install -q --disable-pip-version-check -e '.[dev]' -c "$constraints"
+rm -f "$constraints"
 
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
