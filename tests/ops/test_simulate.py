@@ -36,6 +36,21 @@ agents:
 """
 
 
+#: An interactive agent pinned to a fleet of several replicas: target tracking decides its size.
+BUSY = """\
+version: 1
+stack: {name: busy-router, region: us-east-1}
+agents:
+  chat-helper:
+    latency: {p95_s: 8, audience: interactive}
+    quality: {wrong_answer_cost: low, task: routing}
+    volume: {conversations_per_month: 120000, active_hours_per_day: 12, peak_factor: 2}
+    profile: {turns: 4, input_tokens_per_turn: 1200, output_tokens_per_turn: 300, static_prefix_tokens: 1500,
+              output_tokens_p99: 800}
+    overrides: {route: gpu}
+"""
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Plans from the built-in catalog only (no spot-price refresh in the user's home)."""
@@ -138,6 +153,22 @@ def test_the_cost_rule_fails_for_a_fleet_that_never_scales_in(office: AgentInput
 
 
 # --- the planner against the simulation ---------------------------------------------------------
+def test_target_tracking_runs_the_fleet_the_plan_sized(tmp_path: Path) -> None:
+    """The autoscaler's target is the per-replica load the plan sizes for: the concurrency cap,
+    or less where the replica's compute saturates first (never above it, or tracking would pack
+    replicas past what they can compute); tracking it costs what the plan says."""
+    path = tmp_path / "busy.yaml"
+    path.write_text(BUSY)
+    (busy,) = _inputs(path)
+    fleet = busy.fleet
+    assert fleet.target_queue_per_replica <= fleet.max_concurrency_per_replica
+    assert fleet.target_queue_per_replica <= busy.service_s / busy.compute_s
+    r = run(busy, "declared", 2, seed=1)
+    assert r.scale_out > 0  # several replicas come and go with the day
+    assert abs(monthly_usd(busy, r) / busy.planned.total_usd - 1) <= COST_TOLERANCE and _check(busy, r)
+
+
+
 def test_planner_gpu_hours_and_fallback_share_agree_with_the_simulation(office: AgentInputs) -> None:
     """Tolerances: GPU hours within 5% (the plan leaves out the alarm's minute of lag and the
     drain, about 2 minutes of an 8.35-hour day); fallback share within 15% relative (the share
