@@ -9,8 +9,9 @@ each size is also planned by that tree (`python -m agentdeploy` with PYTHONPATH=
 run, and the two plans' JSON must be identical: a speed-up may not change a plan number.
 
 With `--stages`, the tree under test is also timed stage by stage in one process (CPU seconds:
-imports, reading and validating the decision file, planning, writing the JSON), the way
-`deploy plan --json` runs them (cyclic collector paused).
+imports, reading and validating the decision file, planning and the JSON text, which `deploy plan
+--json` makes agent by agent: planner/jsonstream.py), the way the command runs them (cyclic
+collector paused).
 
     python bench/plan_bench.py [--agents 1000 10000] [--runs 5] [--before DIR] [--stages]
 """
@@ -73,17 +74,15 @@ STAGES = """
 import gc, io, sys, time
 gc.disable()
 t0 = time.process_time()
-from agentdeploy.planner import build_plan, load_decision_file, spec_catalog
-from agentdeploy.planner.jsonout import plan_json
+from agentdeploy.planner import load_decision_file, spec_catalog
+from agentdeploy.planner.jsonstream import plan_json_text
 t1 = time.process_time()
 spec = load_decision_file(sys.argv[1])
 catalog = spec_catalog(spec)
 t2 = time.process_time()
-plan = build_plan(spec, catalog)
+io.StringIO().writelines(plan_json_text(spec, catalog))
 t3 = time.process_time()
-io.StringIO().writelines(plan_json(plan))
-t4 = time.process_time()
-print(f"imports {t1 - t0:.3f} s, read {t2 - t1:.3f} s, plan {t3 - t2:.3f} s, json {t4 - t3:.3f} s (CPU, in one process)")
+print(f"imports {t1 - t0:.3f} s, read {t2 - t1:.3f} s, plan and JSON text {t3 - t2:.3f} s (CPU, in one process)")
 """
 
 

@@ -74,6 +74,16 @@ def _plan(decision_file: Path, as_json: bool, markdown: bool, chart: Path | None
 
     spec = load_decision_file(decision_file)
     catalog = spec_catalog(spec, catalog_files)
+    if as_json and write_to is None and chart is None:
+        from agentdeploy.planner.jsonstream import plan_json_text
+
+        try:
+            pieces: list[str] | None = plan_json_text(spec, catalog, scale=scale)
+        except ValueError:
+            pieces = None  # a number JSON cannot carry: the plan's own path below gives the command's error
+        if pieces is not None:
+            _write(pieces)
+            return
     result = build_plan(spec, catalog, scale=scale)
     written = None
     if write_to is not None:
@@ -114,6 +124,10 @@ def _echo_json(result: Plan) -> None:
 
         strict_json(result.to_json_dict())  # raises the command's error for a number JSON cannot carry
         raise
+    _write(pieces)
+
+
+def _write(pieces: list[str]) -> None:
     out = click.get_text_stream("stdout")
     for piece in pieces:
         out.write(piece)

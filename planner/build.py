@@ -14,9 +14,10 @@ record.py writes the chosen option out as the plan, curves.py prices any volume.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from agentdeploy.errors import Infeasible, InvalidInput
 from agentdeploy.planner import explain, relax
@@ -37,7 +38,7 @@ from agentdeploy.planner.options import (
     cache_choices,
     cheapest_priced,
 )
-from agentdeploy.planner.plan import AgentPlan, CatalogRef, MonthlyUSD, Plan, Totals
+from agentdeploy.planner.plan import AgentPlan, BudgetPlan, CatalogRef, MonthlyUSD, Plan, StackInfrastructure, Totals
 from agentdeploy.planner.quality import Verdict, judge
 from agentdeploy.planner.ramp import best_switch
 from agentdeploy.planner.record import Alternatives, agent_plan
@@ -45,6 +46,8 @@ from agentdeploy.planner.spec import AgentDecision, Spec
 
 #: `--scale` is a what-if factor: beyond this the question is no longer about this stack.
 MAX_SCALE = 10_000.0
+
+T = TypeVar("T")
 
 
 def spec_catalog(spec: Spec, override_files: Sequence[Path] = ()) -> Catalog:
@@ -60,24 +63,42 @@ def build_plan(spec: Spec, catalog: Catalog | None = None, *, scale: float = 1.0
     """Plan every agent of `spec`; raise `Infeasible` naming each agent that has no option."""
     check_scale(scale)
     catalog = catalog or spec_catalog(spec)
+    plans = plan_agents(spec, catalog, scale, _same)
+    infra = infrastructure(spec, plans, catalog)
+    share = shares(infra, plans)
+    plans = [with_share(p, share[p.name], spec, catalog) for p in plans]
+    return stack_plan(spec, catalog, scale, plans, infra)
+
+
+def _same(plan: AgentPlan) -> AgentPlan:
+    return plan
+
+
+def plan_agents(spec: Spec, catalog: Catalog, scale: float, keep: Callable[[AgentPlan], T]) -> list[T]:
+    """`keep(plan)` of each agent's plan before its share of the fixed cost is known (what
+    `infrastructure` reads); raise `Infeasible` naming each agent that has no option.
+    `deploy plan --json` keeps each agent's JSON text instead of its plan (planner/jsonstream.py)."""
+    check_scale(scale)
     relax.check_references(spec, catalog)
-    plans: list[AgentPlan] = []
+    kept: list[T] = []
     problems: list[str] = []
     for name, agent in spec.agents.items():
         result = plan_agent(name, agent, spec, catalog, scale)
         if isinstance(result, str):
             problems.append(result)
-        else:
-            plans.append(result)
+        elif not problems:
+            kept.append(keep(result))
     if problems:
         raise Infeasible(
             f"{len(problems)} agent{'s' if len(problems) > 1 else ''} cannot meet all three corners",
             details=problems,
             hint="relax the corner named for each agent in the decision file, then plan again",
         )
-    infra = infrastructure(spec, plans, catalog)
-    share = shares(infra, plans)
-    plans = [with_share(p, share[p.name], spec, catalog) for p in plans]
+    return kept
+
+
+def stack_plan(spec: Spec, catalog: Catalog, scale: float, plans: list[AgentPlan], infra: StackInfrastructure) -> Plan:
+    """The plan of the stack: its agents (with their shares), totals, baseline and infrastructure."""
     agents = MonthlyUSD(
         launch=round(sum(p.cost.monthly_usd.launch for p in plans), 2),
         month_12=round(sum(p.cost.monthly_usd.month_12 for p in plans), 2),
@@ -102,9 +123,15 @@ def build_plan(spec: Spec, catalog: Catalog | None = None, *, scale: float = 1.0
 
 def with_share(plan: AgentPlan, share_usd: float, spec: Spec, catalog: Catalog) -> AgentPlan:
     """The agent's plan with its budget carrying its share of the stack's fixed cost."""
+    budget, why = shared_budget(plan, share_usd, spec, catalog)
+    return plan.model_copy(update={"budget": budget, "why": why})
+
+
+def shared_budget(plan: AgentPlan, share_usd: float, spec: Spec, catalog: Catalog) -> tuple[BudgetPlan, list[str]]:
+    """The agent's budget carrying its share of the stack's fixed cost, and its why-lines saying so."""
     budget = with_infrastructure(plan, share_usd, spec.stack, catalog.assumptions.days_per_month)
     why = [explain.budget_line_with_share(spec.stack.budget_headroom, budget, share_usd) if w.startswith("budget $") else w for w in plan.why]
-    return plan.model_copy(update={"budget": budget, "why": why})
+    return budget, why
 
 
 def check_scale(scale: float) -> None:

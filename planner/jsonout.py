@@ -10,10 +10,11 @@ tests/planner/test_jsonout.py holds it to `json.dumps` byte for byte.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
-from agentdeploy.planner.plan import Plan
+from agentdeploy.planner.plan import AgentPlan, Plan
 
 _INDENT = "  "
 #: "\n" and the indent of each of the first levels; a key's text with its ": ", by key.
@@ -26,26 +27,49 @@ def dumps(value: Any) -> str:
     return _encode(value, 0)
 
 
-def plan_json(plan: Plan) -> list[str]:
+def plan_json(plan: Plan, agent_texts: Sequence[str] | None = None) -> list[str]:
     """The plan's JSON text in pieces (`"".join` of them is `dumps(plan.model_dump(mode="json"))`),
     dumping one agent at a time. Any number JSON cannot carry raises ValueError before a piece is
-    returned, so a caller never writes half a document."""
+    returned, so a caller never writes half a document. With `agent_texts` (each agent already
+    encoded at level 2, `agent_text`), those stand for `plan.agents`, which are not read."""
     head = {k: _encode(v, 1) for k, v in plan.model_dump(mode="json", exclude={"agents"}).items()}
+    texts = agent_texts if agent_texts is not None else [_encode(a.model_dump(mode="json"), 2) for a in plan.agents]
     pieces: list[str] = []
     for name in type(plan).model_fields:
         lead = ("{" if not pieces else ",") + _NEWLINES[1] + encode_basestring_ascii(name) + ": "
         if name == "agents":
-            agents = plan.agents
-            if not agents:
+            if not texts:
                 pieces.append(lead + "[]")
                 continue
-            for i, agent in enumerate(agents):
-                pieces.append((lead + "[" if i == 0 else ",") + _NEWLINES[2] + _encode(agent.model_dump(mode="json"), 2))
+            for i, text in enumerate(texts):
+                pieces.append((lead + "[" if i == 0 else ",") + _NEWLINES[2])
+                pieces.append(text)  # not joined to its lead: a copy of every agent's text would double the peak
             pieces.append(_NEWLINES[1] + "]")
         elif name in head:
             pieces.append(lead + head[name])
     pieces.append("\n}" if pieces else "{}")
     return pieces
+
+
+#: An agent's last fields: those its share of the stack's fixed cost changes (and `volume` between).
+AGENT_TAIL = ("budget", "volume", "why")
+assert tuple(AgentPlan.model_fields)[-len(AGENT_TAIL):] == AGENT_TAIL
+_TAIL_SET = set(AGENT_TAIL)
+
+
+def agent_head(agent: AgentPlan) -> str:
+    """The agent's JSON members before `AGENT_TAIL`, encoded at the level of `plan_json`'s agents,
+    without the braces: what `agent_text` completes."""
+    inner = _NEWLINES[3]
+    return ("," + inner).join(_key(k) + ": " + _encode(v, 3) for k, v in agent.model_dump(mode="json", exclude=_TAIL_SET).items())
+
+
+def agent_text(head: str, tail: dict[str, Any]) -> str:
+    """`_encode(agent.model_dump(mode="json"), 2)` from `agent_head(agent)` and the dumped tail
+    members (in `AGENT_TAIL`'s order)."""
+    inner = _NEWLINES[3]
+    rest = "".join("," + inner + _key(k) + ": " + _encode(v, 3) for k, v in tail.items())
+    return "{" + inner + head + rest + _NEWLINES[2] + "}"
 
 
 def _encode(o: Any, level: int) -> str:
@@ -90,8 +114,11 @@ def _encode(o: Any, level: int) -> str:
     raise TypeError(f"Object of type {o.__class__.__name__} is not JSON serializable")
 
 
+_INF = float("inf")
+
+
 def _float(o: float) -> str:
-    if o != o or o in (float("inf"), float("-inf")):
+    if o != o or o == _INF or o == -_INF:
         raise ValueError("Out of range float values are not JSON compliant: " + repr(o))
     return float.__repr__(o)
 

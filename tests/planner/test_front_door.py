@@ -375,7 +375,8 @@ def test_an_unexpected_exception_is_one_line_not_a_traceback(tmp_path, monkeypat
     def broken(*args, **kwargs):
         raise ZeroDivisionError("float division by zero")
 
-    monkeypatch.setattr(agentdeploy.planner, "build_plan", broken)
+    # where every `deploy plan` output goes through (--json writes text without a whole Plan)
+    monkeypatch.setattr(agentdeploy.planner.build, "plan_agent", broken)
     _, result = _plan(tmp_path, EXAMPLE, "--json")
     assert result.exit_code == 1
     assert "Traceback" not in result.output
