@@ -12,12 +12,19 @@ tests/planner/test_jsonstream.py holds them to it.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+from pydantic import BaseModel
+
 from agentdeploy.planner.build import plan_agents, shared_budget, stack_plan
 from agentdeploy.planner.catalog import Catalog
 from agentdeploy.planner.infra import infrastructure, shares
 from agentdeploy.planner.jsonout import agent_head, agent_text, plan_json
 from agentdeploy.planner.plan import AgentPlan, CostEstimate
 from agentdeploy.planner.spec import Spec
+
+_M = TypeVar("_M", bound=BaseModel)
+_set = object.__setattr__
 
 #: Stubs are never copied, dumped or changed: one empty field set serves them all.
 _NOTHING_SET: set[str] = set()
@@ -41,21 +48,27 @@ def plan_json_text(spec: Spec, catalog: Catalog, *, scale: float = 1.0) -> list[
         stub = stubs.pop()
         budget, why = shared_budget(stub, share[stub.name], spec, catalog)
         i = len(stubs)
-        texts[i] = agent_text(texts[i], {"budget": budget.model_dump(mode="json"), "volume": stub.volume, "why": why})
+        texts[i] = agent_text(texts[i], {"budget": budget, "volume": stub.volume, "why": why})
     return plan_json(plan, texts)
 
 
 def _stub(plan: AgentPlan) -> AgentPlan:
     """What the stack's parts and `shared_budget` read of the plan; never dumped."""
     cost = plan.cost
-    return AgentPlan.model_construct(
-        _NOTHING_SET,
-        name=plan.name,
-        route=plan.route,
-        fleet=plan.fleet,
-        budget=plan.budget,
-        # every field with a default factory given: pydantic inspects a factory's signature each call
-        cost=CostEstimate.model_construct(_NOTHING_SET, monthly_usd=cost.monthly_usd, items={"launch": cost.items["launch"]}, months_usd=_NO_MONTHS),
-        volume=plan.volume,
-        why=plan.why,
-    )
+    return _bare(AgentPlan, {
+        "name": plan.name, "route": plan.route, "fleet": plan.fleet, "budget": plan.budget,
+        "cost": _bare(CostEstimate, {"monthly_usd": cost.monthly_usd, "items": {"launch": cost.items["launch"]}, "months_usd": _NO_MONTHS}),
+        "volume": plan.volume, "why": plan.why,
+    })
+
+
+def _bare(cls: type[_M], fields: dict[str, object]) -> _M:
+    """`cls.model_construct(**fields)` without its walk over every other field's default (almost
+    all the stubs' cost): the stub has the fields given and no others, so reading any other
+    field raises AttributeError rather than returning a default nobody computed."""
+    m = cls.__new__(cls)
+    _set(m, "__dict__", fields)
+    _set(m, "__pydantic_fields_set__", _NOTHING_SET)
+    _set(m, "__pydantic_extra__", None)
+    _set(m, "__pydantic_private__", None)
+    return m

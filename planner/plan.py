@@ -22,7 +22,9 @@ BudgetPolicy = Policy
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and infinities as JSON's non-constants, never as null: planner/jsonout.py spots them
+    # in `model_dump_json`'s text and falls back to the encoder that refuses them.
+    model_config = ConfigDict(extra="forbid", frozen=True, ser_json_inf_nan="constants")
 
 
 class CacheDecision(_Model):

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from agentdeploy.cli.main import cli, strict_json
 from agentdeploy.planner import build_plan, load_decision_file
-from agentdeploy.planner.jsonout import dumps, plan_json
+from agentdeploy.planner.jsonout import agent_head, agent_text, dumps, plan_json
 
 from .conftest import EXAMPLES
 
@@ -61,3 +61,43 @@ def test_plan_command_prints_strict_json_and_restores_the_collector():
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+AWKWARD_TEXT = ["café ☃", "tab\there \x01 \x7f", "\u2028 \"quoted\" \\ /", "plain"]
+AWKWARD_NUMBERS = [7e-05, 1.2345e-07, 5e-324, 1e16, 1.5e300, 0.0001, 123456789012345.6, -0.0]
+
+
+def _as_json_dumps(agent):
+    """The agent's text the way `plan_json` writes it from `model_dump` (json.dumps' bytes)."""
+    text = json.dumps({"agents": [agent.model_dump(mode="json")]}, indent=2, allow_nan=False)
+    return text[text.index("[") + 6:text.rindex("]") - 3]
+
+
+def _agent_text(agent):
+    tail = {"budget": agent.budget, "volume": agent.volume, "why": agent.why}
+    return agent_text(agent_head(agent), tail)
+
+
+@pytest.mark.parametrize("text", AWKWARD_TEXT)
+@pytest.mark.parametrize("number", AWKWARD_NUMBERS)
+def test_agent_text_is_json_dumps_whatever_its_strings_and_numbers(text, number):
+    """pydantic's serializer writes the agent where it writes what json.dumps does; a string or
+    number it writes otherwise (escapes, exponents) goes through the encoder instead."""
+    agent = build_plan(load_decision_file(EXAMPLES / "service-business.yaml")).agents[0]
+    budget = agent.budget.model_copy(update={"gateway_usd": number})
+    odd = agent.model_copy(update={"description": text, "max_tokens": 10**20, "volume": {"launch": number, "month_12": number},
+                                   "budget": budget, "why": [text, *agent.why]})
+    assert _agent_text(odd) == _as_json_dumps(odd)
+    assert _agent_text(agent) == _as_json_dumps(agent)
+
+
+@pytest.mark.parametrize("number", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("where", ["head", "tail"])
+def test_agent_text_refuses_numbers_json_cannot_carry(number, where):
+    agent = build_plan(load_decision_file(EXAMPLES / "service-business.yaml")).agents[0]
+    if where == "head":
+        odd = agent.model_copy(update={"switch": None, "break_even_conversations_per_month": number})
+    else:
+        odd = agent.model_copy(update={"volume": {"launch": number, "month_12": 1.0}})
+    with pytest.raises(ValueError):
+        _agent_text(odd)
