@@ -105,13 +105,57 @@ def stack_config_values(config_file: Path) -> tuple[dict[str, str], list[str]]:
 def dry_run(config: dict[str, str], secret_keys: list[str], stack: str) -> DryRun:
     """Run `stacks.program.main` under the mock runtime with this config; every resource it
     registers and every warning it logs come back. Program errors propagate (DeployError)."""
-    import pulumi
 
     from agentdeploy.stacks import program
 
     region = config.get("aws:region", "us-east-1")
     mocks = _mocks_class()(region)
-    asyncio.set_event_loop(asyncio.new_event_loop())
+    previous = asyncio.get_event_loop_policy()
+    policy = _LoopTracking()
+    asyncio.set_event_loop_policy(policy)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        return _run_program(program, mocks, config, secret_keys, stack)
+    finally:
+        _finish(loop)
+        for made in policy.loops:
+            made.close()
+        asyncio.set_event_loop_policy(previous)
+
+
+class _LoopTracking(asyncio.DefaultEventLoopPolicy):
+    """Remembers every event loop made during the dry run: the mock runtime makes one in each of
+    its executor threads and never closes them. A loop left open is destroyed at interpreter
+    exit (or in a later garbage collection) in no fixed order, and when its self-pipe socket is
+    finalised first the loop's own close fails: a traceback on stderr after the command's
+    output. Closing each one explicitly, once its thread is done, leaves nothing to chance."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loops: list[asyncio.AbstractEventLoop] = []
+
+    def new_event_loop(self) -> asyncio.AbstractEventLoop:
+        loop = super().new_event_loop()
+        self.loops.append(loop)
+        return loop
+
+
+def _finish(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel what is left on the run's loop and end its executor threads (joined), so no loop
+    is in use when they are all closed."""
+    pending = asyncio.all_tasks(loop)
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    loop.run_until_complete(loop.shutdown_default_executor())
+
+
+def _run_program(program: Any, mocks: Any, config: dict[str, str], secret_keys: list[str], stack: str) -> DryRun:
+    import pulumi
+
     pulumi.runtime.set_mocks(mocks, project="agentdeploy", stack=stack, preview=False)
     pulumi.runtime.set_all_config(config, secret_keys)
     result = DryRun()

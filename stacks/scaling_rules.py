@@ -55,6 +55,13 @@ DEMAND_POLL_S = 5.0
 #: The lifecycle hooks' names (the node agent completes them by name).
 READY_HOOK = "ready"
 DRAIN_HOOK = "drain"
+#: The fleet's target group health check on the node agent's /healthz: a registered node is
+#: healthy after TARGET_HEALTHY_THRESHOLD checks TARGET_HEALTH_INTERVAL_S apart (discovery and
+#: `deploy simulate` count on it).
+TARGET_HEALTH_INTERVAL_S = 15
+TARGET_HEALTH_TIMEOUT_S = 5
+TARGET_HEALTHY_THRESHOLD = 2
+TARGET_UNHEALTHY_THRESHOLD = 3
 
 
 @dataclass(frozen=True)
@@ -211,7 +218,7 @@ def _metric(id_: str, name: str, dims: DimensionSet, stat: Statistic, namespace:
     return MetricRule(id=id_, namespace=namespace, metric_name=name, dimensions=dims, stat=stat)
 
 
-def fleet_rules(fleet: FleetPlan, *, launch_hook_timeout_s: int | None = None) -> FleetRules:
+def fleet_rules(fleet: FleetPlan) -> FleetRules:
     """The scale loop of one fleet, every number from its plan.
 
     - Target tracking reads only the nodes' Demand (its Average over the nodes' statistic sets
@@ -232,7 +239,7 @@ def fleet_rules(fleet: FleetPlan, *, launch_hook_timeout_s: int | None = None) -
       Scaling cooldowns). The only simple policies left act on the standby group, which no
       other policy scales.
     """
-    hook_s = launch_hook_timeout_s if launch_hook_timeout_s is not None else ready_hook_timeout_s(fleet.cold_start_s)
+    hook_s = ready_hook_timeout_s(fleet.cold_start_s)
     wake_size = max(1, fleet.min_replicas)
     warmup_s = scaling_warmup_s(fleet.cold_start_s)
     desired = _metric("desired", "GroupDesiredCapacity", "group", "Maximum", AUTOSCALING_NAMESPACE)

@@ -14,8 +14,6 @@ alarm itself come from `fleet_rules` (stacks/scaling_rules.py: "spot-starved", "
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pulumi
 import pulumi_aws as aws
 
@@ -26,26 +24,20 @@ from agentdeploy.stacks.scaling_rules import (
     STARVED_MINUTES,
     DimensionSet,
     FleetRules,
-    fleet_rules,
+    HookRule,
     standby_group_name,
 )
 
-__all__ = ["STANDBY_SUFFIX", "STARVED_MINUTES", "HookSpec", "OnDemandFallback", "standby_mixed_instances"]
+__all__ = ["STANDBY_SUFFIX", "STARVED_MINUTES", "OnDemandFallback", "create_hook", "standby_mixed_instances"]
 
 
-@dataclass(frozen=True)
-class HookSpec:
-    """One lifecycle hook, made the same on the spot group and on the standby."""
-
-    name: str
-    transition: str
-    timeout_s: int
-    default_result: str
-
-    def create(self, resource_name: str, group: pulumi.Input[str], opts: pulumi.ResourceOptions) -> aws.autoscaling.LifecycleHook:
-        return aws.autoscaling.LifecycleHook(
-            resource_name, name=self.name, autoscaling_group_name=group, lifecycle_transition=self.transition,
-            heartbeat_timeout=self.timeout_s, default_result=self.default_result, opts=opts)
+def create_hook(hook: HookRule, resource_name: str, group: pulumi.Input[str],
+                opts: pulumi.ResourceOptions) -> aws.autoscaling.LifecycleHook:
+    """One lifecycle hook of `fleet_rules`, made the same on the spot group and on the standby
+    (a standalone resource, so a change reaches an existing group)."""
+    return aws.autoscaling.LifecycleHook(
+        resource_name, name=hook.name, autoscaling_group_name=group, lifecycle_transition=hook.transition,
+        heartbeat_timeout=hook.timeout_s, default_result=hook.default_result, opts=opts)
 
 
 def standby_mixed_instances(fleet: FleetPlan, launch_template_id: pulumi.Input[str],
@@ -66,10 +58,8 @@ class OnDemandFallback:
     def __init__(self, name: str, agent: str, fleet: FleetPlan, *, main_group: str,
                  launch_template: aws.ec2.LaunchTemplate, subnet_ids: pulumi.Input[list[str]],
                  target_group: aws.lb.TargetGroup, group_tags: list[aws.autoscaling.GroupTagArgsDict],
-                 hooks: list[HookSpec], grace_s: int, alarm_tags: dict[str, str], parent: pulumi.Resource,
-                 rules: FleetRules | None = None) -> None:
+                 rules: FleetRules, grace_s: int, alarm_tags: dict[str, str], parent: pulumi.Resource) -> None:
         child = pulumi.ResourceOptions(parent=parent)
-        rules = rules or fleet_rules(fleet)
         self.name = standby_group_name(main_group)
         self.group = aws.autoscaling.Group(
             f"{name}-ondemand-asg", name=self.name, min_size=0, max_size=rules.standby.max_size,
@@ -82,8 +72,8 @@ class OnDemandFallback:
             enabled_metrics=[aws.autoscaling.Metric.GROUP_DESIRED_CAPACITY, aws.autoscaling.Metric.GROUP_IN_SERVICE_INSTANCES],
             metrics_granularity="1Minute", tags=group_tags,
             opts=pulumi.ResourceOptions(parent=parent, ignore_changes=["desiredCapacity"]))
-        for hook in hooks:
-            hook.create(f"{name}-ondemand-{hook.name}-hook", self.group.name, child)
+        for hook in rules.hooks:
+            create_hook(hook, f"{name}-ondemand-{hook.name}-hook", self.group.name, child)
         dims: dict[DimensionSet, pulumi.Input[dict[str, str]]] = {
             "group": {"AutoScalingGroupName": main_group}, "standby": {"AutoScalingGroupName": self.name}}
         self.policies = {

@@ -27,7 +27,6 @@ from agentdeploy.stacks.scaling_rules import (
     MetricRule,
     PolicyRule,
     expression_id,
-    fleet_rules,
     scaling_warmup_s,
     standby_group_name,
 )
@@ -113,11 +112,10 @@ class FleetScaling:
 
     def __init__(self, name: str, stack: str, agent: str, fleet: FleetPlan, *, asg: aws.autoscaling.Group,
                  asg_name: str, target_group: aws.lb.TargetGroup, balancer: aws.lb.LoadBalancer,
-                 alert_topic_arn: pulumi.Input[str], launch_hook_timeout_s: int, parent: pulumi.Resource,
-                 rules: FleetRules | None = None) -> None:
+                 alert_topic_arn: pulumi.Input[str], rules: FleetRules, parent: pulumi.Resource) -> None:
         child = pulumi.ResourceOptions(parent=parent)
         base = asg_name
-        self.rules = rules or fleet_rules(fleet, launch_hook_timeout_s=launch_hook_timeout_s)
+        self.rules = rules
         t = lambda n: tags(stack, n, agent=agent, role=ROLE_GPU_FLEET)  # noqa: E731
         healthy_dims = pulumi.Output.all(target_group.arn_suffix, balancer.arn_suffix).apply(
             lambda v: {"TargetGroup": v[0], "LoadBalancer": v[1]})

@@ -34,20 +34,23 @@ from agentdeploy.stacks.common import (
     short_name,
     tags,
 )
-from agentdeploy.stacks.components.fleet_fallback import HookSpec, OnDemandFallback
+from agentdeploy.stacks.components.fleet_fallback import OnDemandFallback, create_hook
 from agentdeploy.stacks.components.fleet_scaling import FleetScaling
 from agentdeploy.stacks.components.node_artifacts import NodeArtifacts
 from agentdeploy.stacks.node_volume import NodeVolume
+from agentdeploy.stacks.scaling_rules import (
+    DRAIN_HOOK,
+    READY_HOOK,
+    TARGET_HEALTH_INTERVAL_S,
+    TARGET_HEALTH_TIMEOUT_S,
+    TARGET_HEALTHY_THRESHOLD,
+    TARGET_UNHEALTHY_THRESHOLD,
+    fleet_rules,
+)
 from agentdeploy.templates.gpu_node import HF_TOKEN_ENV, GpuNodeSpec, encode_user_data, render_user_data
 from agentdeploy.templates.vllm_args import SPOT_NOTICE_S
 
 LISTENER_PORT_BASE = 20000
-#: The terminating lifecycle hook the node agent completes after draining.
-DRAIN_HOOK = "drain"
-#: The launching lifecycle hook the node completes once vLLM answers its health check.
-READY_HOOK = "ready"
-#: AWS's longest lifecycle hook heartbeat timeout (PutLifecycleHook HeartbeatTimeout).
-MAX_HOOK_TIMEOUT_S = 7200
 #: Health check grace after the ready hook completed: the node was already healthy.
 GRACE_AFTER_READY_S = 120
 #: ELB target group names: at most 32 characters.
@@ -70,28 +73,6 @@ def listener_ports(agents: list[str]) -> dict[str, int]:
         used.add(port)
         ports[agent] = port
     return ports
-
-
-def health_check_grace_s(cold_start_s: float) -> int:
-    """Seconds the plan expects a node to need before it serves: the cold-start estimate plus
-    half again (weights download speed varies), at least five minutes. Used as the scaling
-    warm-up; the ASG's health-check grace is short because of the ready hook."""
-    return max(300, math.ceil(cold_start_s * 1.5))
-
-
-def launch_hook_timeout_s(cold_start_s: float) -> int:
-    """How long a launching node may take to turn healthy before the group abandons it: twice
-    the plan's cold start (at least 15 minutes), within AWS's 2-hour heartbeat limit."""
-    return min(MAX_HOOK_TIMEOUT_S, max(900, math.ceil(cold_start_s * 2)))
-
-
-def lifecycle_hooks(fleet: FleetPlan, ready_timeout_s: int) -> list[HookSpec]:
-    """The ready hook (abandoned if the node never turns healthy) and the drain hook, whose
-    heartbeat is the node agent's whole drain: vLLM's shutdown timeout plus the agent's own
-    allowance before SIGTERM and after vLLM exits (serving/node/drain.py)."""
-    drain_s = math.ceil(fleet.shutdown_timeout_s + HOOK_HEARTBEAT_EXTRA_S)
-    return [HookSpec(READY_HOOK, "autoscaling:EC2_INSTANCE_LAUNCHING", ready_timeout_s, "ABANDON"),
-            HookSpec(DRAIN_HOOK, "autoscaling:EC2_INSTANCE_TERMINATING", drain_s, "CONTINUE")]
 
 
 def deregistration_delay_s(fleet: FleetPlan) -> int:
@@ -232,8 +213,9 @@ class GpuFleet(pulumi.ComponentResource):
             f"{name}-tg", name=target_group_name(stack, agent.name), port=VLLM_PORT, protocol="HTTP", target_type="instance", vpc_id=vpc_id,
             deregistration_delay=deregistration_delay_s(fleet),
             health_check={"enabled": True, "path": "/healthz", "port": str(NODE_HEALTH_PORT), "protocol": "HTTP",
-                          "matcher": "200", "interval": 15, "timeout": 5, "healthy_threshold": 2,
-                          "unhealthy_threshold": 3},
+                          "matcher": "200", "interval": TARGET_HEALTH_INTERVAL_S, "timeout": TARGET_HEALTH_TIMEOUT_S,
+                          "healthy_threshold": TARGET_HEALTHY_THRESHOLD,
+                          "unhealthy_threshold": TARGET_UNHEALTHY_THRESHOLD},
             tags=t(f"{base}-tg"), opts=child,
         )
         refs = {VLLM_KEY_ENV: vllm_key_arn}
@@ -275,7 +257,7 @@ class GpuFleet(pulumi.ComponentResource):
         # --- the group -----------------------------------------------------------------------
         group_tags: list[aws.autoscaling.GroupTagArgsDict] = [
             {"key": k, "value": v, "propagate_at_launch": True} for k, v in t(f"{base}-node").items()]
-        hook_s = launch_hook_timeout_s(fleet.cold_start_s)
+        rules = fleet_rules(fleet)
         self.asg = aws.autoscaling.Group(
             f"{name}-asg", name=base, min_size=fleet.min_replicas, max_size=fleet.max_replicas,
             vpc_zone_identifiers=private_subnet_ids, target_group_arns=[self.target_group.arn],
@@ -299,12 +281,11 @@ class GpuFleet(pulumi.ComponentResource):
         self.asg_name = self.asg.name
         # Standalone hooks (not initial_lifecycle_hooks, which reach a group only at creation),
         # so a change to either reaches the existing group.
-        hooks = lifecycle_hooks(fleet, hook_s)
-        self.ready_hook = hooks[0].create(f"{name}-ready-hook", self.asg.name, child)
-        self.drain_hook = hooks[1].create(f"{name}-drain-hook", self.asg.name, child)
+        self.ready_hook = create_hook(rules.hook(READY_HOOK), f"{name}-ready-hook", self.asg.name, child)
+        self.drain_hook = create_hook(rules.hook(DRAIN_HOOK), f"{name}-drain-hook", self.asg.name, child)
         self.fallback = OnDemandFallback(
             name, agent.name, fleet, main_group=base, launch_template=self.launch_template,
-            subnet_ids=private_subnet_ids, target_group=self.target_group, group_tags=group_tags, hooks=hooks,
+            subnet_ids=private_subnet_ids, target_group=self.target_group, group_tags=group_tags, rules=rules,
             grace_s=GRACE_AFTER_READY_S, alarm_tags=t(f"{base}-spot-starved"), parent=self)
         # Readiness and draining need two more calls, each on this fleet's own resources only.
         aws.iam.RolePolicy(f"{name}-drain-policy", role=self.role.id,
@@ -312,7 +293,7 @@ class GpuFleet(pulumi.ComponentResource):
                                lambda a: drain_policy_document([a[0], a[1]], a[2])), opts=child)
         scaling = FleetScaling(f"{name}-scaling", stack, agent.name, fleet, asg=self.asg, asg_name=base,
                                target_group=self.target_group, balancer=balancer.lb, alert_topic_arn=alert_topic_arn,
-                               launch_hook_timeout_s=hook_s, parent=self)
+                               rules=rules, parent=self)
         self.scaling = scaling
         #: Base URL of the fleet's OpenAI-compatible API (the gateway appends /v1/...).
         self.endpoint = pulumi.Output.concat("http://", balancer.dns_name, f":{listener_port}")

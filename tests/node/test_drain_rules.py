@@ -113,13 +113,13 @@ def test_heartbeat_allowance_matches_what_the_fleet_sets() -> None:
     the agent's allowance: the hook the stack creates is read back, not its source text."""
     from agentdeploy.planner.build import build_plan
     from agentdeploy.planner.spec import load_decision_file
-    from agentdeploy.stacks.components.gpu_fleet import lifecycle_hooks
+    from agentdeploy.stacks.scaling_rules import fleet_rules
 
     example = Path(__file__).resolve().parents[2] / "examples" / "high-volume-router.yaml"
     fleets = [a.fleet for a in build_plan(load_decision_file(example)).agents if a.fleet is not None]
     assert fleets, "the example plans no fleet any more: pick one that does"
     for fleet in fleets:
-        drain = [h for h in lifecycle_hooks(fleet, 600) if h.transition == "autoscaling:EC2_INSTANCE_TERMINATING"]
+        drain = [h for h in fleet_rules(fleet).hooks if h.transition == "autoscaling:EC2_INSTANCE_TERMINATING"]
         assert len(drain) == 1
         assert drain[0].timeout_s == fleet.shutdown_timeout_s + HOOK_HEARTBEAT_EXTRA_S
 

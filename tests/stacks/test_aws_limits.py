@@ -146,3 +146,31 @@ def test_preflight_refuses_a_violation_naming_resource_and_rule(monkeypatch, tmp
     committed = preflight(find_project_root() / "stacks" / "Pulumi.dev.yaml", "dev")
     assert committed.violations == []
     assert not any("gatewayPlainHttp" in w for w in committed.warnings)
+
+
+def test_preflight_leaves_no_event_loop_open(monkeypatch):
+    """An event loop left open is destroyed at interpreter exit in no fixed order; when its
+    self-pipe goes first, a traceback lands on stderr after `deploy up` refused or succeeded.
+    The dry run's own loop and those the mock runtime makes in its executor threads are all
+    closed (or already freed) when preflight returns, and no executor thread is left."""
+    import asyncio
+    import threading
+    import weakref
+
+    from agentdeploy.stackconfig import find_project_root
+    from agentdeploy.stacks.dryrun import preflight
+
+    made: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+    real = asyncio.new_event_loop
+
+    def recording() -> asyncio.AbstractEventLoop:
+        loop = real()
+        made.append(weakref.ref(loop))
+        return loop
+
+    monkeypatch.setattr(asyncio, "new_event_loop", recording)
+    before = set(threading.enumerate())
+    preflight(find_project_root() / "stacks" / "Pulumi.dev.yaml", "dev")
+    assert len(made) >= 2  # the dry run's loop, and at least one of an executor thread
+    assert [r for r in made if (loop := r()) is not None and not loop.is_closed()] == []
+    assert set(threading.enumerate()) <= before

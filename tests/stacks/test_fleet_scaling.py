@@ -9,7 +9,6 @@ import pytest
 
 from agentdeploy.naming import DIM_AGENT, DIM_STACK, METRIC_DEMAND, METRIC_NAMESPACE, METRIC_UNMET_DEMAND
 from agentdeploy.serving.node.cli import parse_args
-from agentdeploy.stacks.components.gpu_fleet import launch_hook_timeout_s
 from agentdeploy.stacks.scaling_rules import (
     ALERT,
     AlarmRule,
@@ -49,7 +48,7 @@ def agent(plan):
 
 @pytest.fixture(scope="module")
 def rules(agent) -> FleetRules:
-    return fleet_rules(agent.fleet, launch_hook_timeout_s=launch_hook_timeout_s(agent.fleet.cold_start_s))
+    return fleet_rules(agent.fleet)
 
 
 def _group(agent) -> str:

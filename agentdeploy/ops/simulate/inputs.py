@@ -27,7 +27,7 @@ from agentdeploy.planner.fleet import prefill_rate, replica_for
 from agentdeploy.planner.plan import AgentPlan, FleetPlan, Plan
 from agentdeploy.planner.spec import AgentDecision, Spec
 from agentdeploy.serving.config import GatewayConfig
-from agentdeploy.stacks.scaling_rules import FleetRules, fleet_rules
+from agentdeploy.stacks.scaling_rules import TARGET_HEALTH_INTERVAL_S, TARGET_HEALTHY_THRESHOLD, FleetRules, fleet_rules
 from agentdeploy.templates.vllm_args import SPOT_NOTICE_S
 
 
@@ -84,9 +84,9 @@ def planned(agent: AgentPlan, fleet: FleetPlan) -> Planned:
     )
 
 
-#: The fleet's target group health check (stacks/components/gpu_fleet.py: interval 15 s, healthy
-#: threshold 2): a registered node is healthy after at most two checks.
-TARGET_HEALTHY_S = 15.0 * 2
+#: The fleet's target group health check: a registered node is healthy after at most this many
+#: checks this far apart.
+TARGET_HEALTHY_S = float(TARGET_HEALTH_INTERVAL_S * TARGET_HEALTHY_THRESHOLD)
 
 
 def routable_seconds(config: GatewayConfig, agent: AgentPlan) -> float:
