@@ -98,6 +98,13 @@ def mixed_decision_file(tmp: Path) -> Path:
     return path
 
 
+def run_mixed(tmp: Path) -> Run:
+    """The program over `mixed_decision_file` in us-east-1, with a test Anthropic key."""
+    return run_main({"agentdeploy:decisionFile": str(mixed_decision_file(tmp)), "aws:region": "us-east-1",
+                     "agentdeploy:anthropicApiKey": "sk-ant-test-key-000000"},
+                    secret_keys=["agentdeploy:anthropicApiKey"])
+
+
 def mixed_plan(tmp: Path, stack: str = "test") -> Plan:
     plan = build_plan(load_decision_file(mixed_decision_file(tmp)))
     routes = {a.route for a in plan.agents}

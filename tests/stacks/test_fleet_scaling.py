@@ -18,7 +18,7 @@ from agentdeploy.stacks.scaling_rules import (
     fleet_rules,
     standby_group_name,
 )
-from tests.stacks.harness import Recorded, mixed_plan, run_main
+from tests.stacks.harness import Recorded, mixed_plan, run_mixed
 
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 POLICY = "aws:autoscaling/policy:Policy"
@@ -33,12 +33,7 @@ def plan(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    from tests.stacks.harness import mixed_decision_file
-
-    decision = mixed_decision_file(tmp_path_factory.mktemp("scaling-run"))
-    return run_main({"agentdeploy:decisionFile": str(decision), "aws:region": "us-east-1",
-                     "agentdeploy:anthropicApiKey": "sk-ant-test-key-000000"},
-                    secret_keys=["agentdeploy:anthropicApiKey"])
+    return run_mixed(tmp_path_factory.mktemp("scaling-run"))
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.stacks.harness import Recorded, mixed_decision_file, run_main
+from tests.stacks.harness import Recorded, run_mixed
 from tests.support.moto import REGION, aws, moto_server  # noqa: F401  (fixtures)
 
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
@@ -18,10 +18,7 @@ POLICY = "aws:autoscaling/policy:Policy"
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    decision = mixed_decision_file(tmp_path_factory.mktemp("scaling-moto"))
-    return run_main({"agentdeploy:decisionFile": str(decision), "aws:region": "us-east-1",
-                     "agentdeploy:anthropicApiKey": "sk-ant-test-key-000000"},
-                    secret_keys=["agentdeploy:anthropicApiKey"])
+    return run_mixed(tmp_path_factory.mktemp("scaling-moto"))
 
 
 def _fleet_alarms(run) -> list[Recorded]:
